@@ -1,0 +1,243 @@
+// Package config loads rwagent's configuration file: Prometheus' own shape
+// (global, scrape_configs, remote_write), validated by Prometheus' config
+// package so that a user's prometheus.yml works unchanged, plus rwagent's
+// own `wal:` section.
+//
+// Load reports every problem with the file, line and field it comes from.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	// Every service discovery Prometheus has, registered by the package's
+	// init, so that any prometheus.yml parses unchanged.
+	_ "github.com/prometheus/prometheus/discovery/install"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is a loaded, validated rwagent configuration. Callers must not
+// modify it after Load returns; it is safe to share between goroutines.
+type Config struct {
+	// Prometheus holds the global, scrape_configs and remote_write sections,
+	// parsed and validated by Prometheus' own config package.
+	Prometheus *promconfig.Config
+	// WAL is rwagent's `wal:` section, with defaults applied.
+	WAL WALConfig
+	// File is the path the configuration was read from.
+	File string
+	// Ignored lists top-level Prometheus sections present in the file that an
+	// agent does not use (rule_files, alerting, remote_read, storage.tsdb).
+	Ignored []string
+}
+
+// FsyncPolicy says when the WAL is flushed to stable storage.
+type FsyncPolicy string
+
+// The fsync policies. See README's Durability section for what each risks.
+const (
+	FsyncAlways   FsyncPolicy = "always"
+	FsyncInterval FsyncPolicy = "interval"
+	FsyncNever    FsyncPolicy = "never"
+)
+
+// WALConfig is the `wal:` section.
+type WALConfig struct {
+	// Dir is the directory that holds the agent's state (the WAL lives in
+	// Dir/wal). The --storage.path flag overrides it. Zero means DefaultWALConfig.Dir.
+	Dir string `yaml:"dir"`
+	// Fsync is when written records are fsynced. Zero means "interval".
+	Fsync FsyncPolicy `yaml:"fsync"`
+	// FsyncInterval is the period of the "interval" policy. Zero means 1s.
+	FsyncInterval model.Duration `yaml:"fsync_interval"`
+	// SegmentSize is the size in bytes at which a WAL segment is cut.
+	// Zero means DefaultWALConfig.SegmentSize.
+	SegmentSize int `yaml:"segment_size"`
+	// TruncateFrequency is how often segments that every remote_write has
+	// sent are removed. Zero means DefaultWALConfig.TruncateFrequency.
+	TruncateFrequency model.Duration `yaml:"truncate_frequency"`
+}
+
+// DefaultWALConfig is the `wal:` section a file without one gets.
+var DefaultWALConfig = WALConfig{
+	// Prometheus agent mode's default directory name, so a user switching
+	// over finds the state where they expect it.
+	Dir:   "data-agent",
+	Fsync: FsyncInterval,
+	// One second bounds what a power loss can take to one second of
+	// samples, at one fsync a second: negligible I/O.
+	FsyncInterval: model.Duration(time.Second),
+	// 32 MiB segments: at 1M samples/s and ~2 bytes per sample on disk a
+	// segment lasts ~15 s, so truncation frees space in small steps without
+	// producing thousands of files.
+	SegmentSize: 32 << 20,
+	// Truncating once a minute keeps at most a minute of already-sent
+	// segments on disk.
+	TruncateFrequency: model.Duration(time.Minute),
+}
+
+// minSegmentSize is the smallest segment the WAL accepts: one 32 KiB page.
+const minSegmentSize = 32 << 10
+
+// UnmarshalYAML applies defaults, then the document, then Validate.
+func (c *WALConfig) UnmarshalYAML(n *yaml.Node) error {
+	*c = DefaultWALConfig
+	type plain WALConfig // no methods, so no recursion
+	if err := n.Decode((*plain)(c)); err != nil {
+		return err
+	}
+	return c.Validate()
+}
+
+// Validate reports the first invalid field, naming its YAML key.
+func (c *WALConfig) Validate() error {
+	switch c.Fsync {
+	case FsyncAlways, FsyncInterval, FsyncNever:
+	default:
+		return fmt.Errorf("wal.fsync: %q is not one of always, interval, never", c.Fsync)
+	}
+	if c.FsyncInterval <= 0 {
+		return fmt.Errorf("wal.fsync_interval: must be positive, got %s", c.FsyncInterval)
+	}
+	if c.SegmentSize < minSegmentSize {
+		return fmt.Errorf("wal.segment_size: must be at least %d bytes, got %d", minSegmentSize, c.SegmentSize)
+	}
+	if c.TruncateFrequency <= 0 {
+		return fmt.Errorf("wal.truncate_frequency: must be positive, got %s", c.TruncateFrequency)
+	}
+	if c.Dir == "" {
+		return errors.New("wal.dir: must not be empty")
+	}
+	return nil
+}
+
+// LoadFile reads and validates the configuration at path. Environment
+// references ${NAME} in values are replaced by getenv(NAME); getenv nil
+// means os.LookupEnv. Relative file paths in the configuration are taken
+// relative to the file's directory, as Prometheus does.
+func LoadFile(path string, getenv func(string) (string, bool), logger *slog.Logger) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Load(b, getenv, logger)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%w", path, err)
+	}
+	c.File = path
+	c.Prometheus.SetDirectory(filepath.Dir(path))
+	return c, nil
+}
+
+// Load parses and validates a configuration document. Errors start with
+// the line number, then the field path: "12: remote_write[0].url: ...".
+func Load(b []byte, getenv func(string) (string, bool), logger *slog.Logger) (*Config, error) {
+	if getenv == nil {
+		getenv = os.LookupEnv
+	}
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlSyntaxError(err)
+	}
+	root := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	if len(doc.Content) == 1 {
+		root = doc.Content[0]
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, &Error{Line: root.Line, Msg: "the document must be a mapping of sections"}
+	}
+	if err := expandEnv(root, getenv, ""); err != nil {
+		return nil, err
+	}
+
+	c := &Config{WAL: DefaultWALConfig}
+	prom := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if k.Value == "wal" {
+			if err := checkFields(v, walType, "wal"); err != nil {
+				return nil, err
+			}
+			if err := v.Decode(&c.WAL); err != nil {
+				return nil, &Error{Line: v.Line, Msg: err.Error()}
+			}
+			continue
+		}
+		prom.Content = append(prom.Content, k, v)
+	}
+	if err := checkFields(prom, promConfigType, ""); err != nil {
+		return nil, err
+	}
+	text, err := yaml.Marshal(prom)
+	if err != nil {
+		return nil, fmt.Errorf("re-encode configuration: %w", err)
+	}
+	pc, err := promconfig.Load(string(text), logger)
+	if err != nil {
+		return nil, locate(prom, promConfigType, err)
+	}
+	c.Prometheus = pc
+	c.Ignored = ignoredSections(pc)
+	return c, nil
+}
+
+// ignoredSections names the sections a Prometheus server uses and an agent
+// does not, so the caller can warn that they have no effect.
+func ignoredSections(pc *promconfig.Config) []string {
+	var out []string
+	if len(pc.RuleFiles) > 0 {
+		out = append(out, "rule_files")
+	}
+	if len(pc.AlertingConfig.AlertmanagerConfigs) > 0 || len(pc.AlertingConfig.AlertRelabelConfigs) > 0 {
+		out = append(out, "alerting")
+	}
+	if len(pc.RemoteReadConfigs) > 0 {
+		out = append(out, "remote_read")
+	}
+	return out
+}
+
+// Error is a configuration problem at a line of the file.
+type Error struct {
+	Line  int    // 1-based; zero when the problem has no single place
+	Field string // dotted path such as remote_write[0].url; may be empty
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	var sb strings.Builder
+	if e.Line > 0 {
+		fmt.Fprintf(&sb, "%d: ", e.Line)
+	} else {
+		sb.WriteString(" ")
+	}
+	if e.Field != "" {
+		sb.WriteString(e.Field)
+		sb.WriteString(": ")
+	}
+	sb.WriteString(e.Msg)
+	return sb.String()
+}
+
+// yamlSyntaxError turns yaml.v3's "yaml: line 3: ..." into an *Error.
+func yamlSyntaxError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	var line int
+	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
+		msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
+	}
+	return &Error{Line: line, Msg: msg}
+}

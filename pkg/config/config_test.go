@@ -1,0 +1,193 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+var testEnv = map[string]string{
+	"CLUSTER":    "prod-eu",
+	"AMP_URL":    "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write",
+	"AWS_SECRET": "s3cr3t-value-never-logged",
+	"MAX_SHARDS": "7",
+}
+
+func lookup(name string) (string, bool) {
+	v, ok := testEnv[name]
+	return v, ok
+}
+
+func TestLoadGood(t *testing.T) {
+	c, err := LoadFile("testdata/good.yml", lookup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Prometheus
+	if got := p.GlobalConfig.ExternalLabels.Get("cluster"); got != "prod-eu" {
+		t.Errorf("external label cluster = %q, want expanded prod-eu", got)
+	}
+	if len(p.ScrapeConfigs) != 2 || p.ScrapeConfigs[0].JobName != "node" {
+		t.Fatalf("scrape configs = %v", p.ScrapeConfigs)
+	}
+	if got := p.ScrapeConfigs[0].RelabelConfigs[0].Replacement; got != "${1}" {
+		t.Errorf("relabel replacement = %q, want ${1} left alone", got)
+	}
+	if got := p.ScrapeConfigs[1].ScrapeInterval; got != model.Duration(30*time.Second) {
+		t.Errorf("files scrape_interval = %s", got)
+	}
+	if got := p.ScrapeConfigs[0].ScrapeInterval; got != model.Duration(15*time.Second) {
+		t.Errorf("node scrape_interval = %s, want global 15s", got)
+	}
+	rw := p.RemoteWriteConfigs[0]
+	if rw.URL.String() != testEnv["AMP_URL"] {
+		t.Errorf("remote_write url = %s", rw.URL)
+	}
+	if string(rw.SigV4Config.SecretKey) != testEnv["AWS_SECRET"] {
+		t.Errorf("sigv4 secret not expanded")
+	}
+	if rw.QueueConfig.MaxShards != 7 {
+		t.Errorf("max_shards = %d, want 7 from ${MAX_SHARDS}", rw.QueueConfig.MaxShards)
+	}
+	want := WALConfig{Dir: "/var/lib/rwagent", Fsync: FsyncAlways, FsyncInterval: DefaultWALConfig.FsyncInterval, SegmentSize: 1 << 20, TruncateFrequency: DefaultWALConfig.TruncateFrequency}
+	if c.WAL != want {
+		t.Errorf("wal = %+v, want %+v", c.WAL, want)
+	}
+	if len(c.Ignored) != 1 || c.Ignored[0] != "rule_files" {
+		t.Errorf("ignored = %v, want [rule_files]", c.Ignored)
+	}
+	// Relative paths resolve against the file's directory, as in Prometheus.
+	if got := p.ScrapeConfigs[1].ServiceDiscoveryConfigs; len(got) != 1 {
+		t.Errorf("file_sd configs = %v", got)
+	}
+	if strings.Contains(p.String(), testEnv["AWS_SECRET"]) {
+		t.Errorf("config dump shows the secret")
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	for _, f := range []string{"testdata/minimal.yml", "testdata/empty.yml"} {
+		c, err := LoadFile(f, lookup, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if c.WAL != DefaultWALConfig {
+			t.Errorf("%s: wal = %+v, want defaults", f, c.WAL)
+		}
+	}
+}
+
+// TestBadConfigs loads every testdata/*.bad.yml and compares its error
+// with the message expected for it: each must name the file, the line and
+// the field.
+func TestBadConfigs(t *testing.T) {
+	want := map[string]string{
+		"unknown-field.bad.yml": `unknown-field.bad.yml:5: scrape_configs[0]: unknown field "scrape_intervall"`,
+		"bad-duration.bad.yml":  `bad-duration.bad.yml:5: scrape_configs[0].scrape_timeout: unknown unit "x" in duration "5x"`,
+		"missing-url.bad.yml":   `missing-url.bad.yml:6: remote_write[0]: url for remote_write is empty`,
+		"bad-url.bad.yml":       `bad-url.bad.yml:2: remote_write[0].url: parse "::not a url": missing protocol scheme`,
+		"unset-env.bad.yml":     `unset-env.bad.yml:2: remote_write[0].url: environment variable WORKSPACE_ID_UNSET is not set`,
+		"bad-fsync.bad.yml":     `bad-fsync.bad.yml:2: wal.fsync: "sometimes" is not one of always, interval, never`,
+		"wal-unknown.bad.yml":   `wal-unknown.bad.yml:2: wal: unknown field "directory"`,
+		"bad-regex.bad.yml":     `bad-regex.bad.yml:7: scrape_configs[0].metric_relabel_configs[0].regex: error parsing regexp: missing closing ): ` + "`^(?s:go_(()$`",
+		"syntax.bad.yml":        `syntax.bad.yml:6: mapping values are not allowed in this context`,
+		"duplicate-job.bad.yml": `duplicate-job.bad.yml: found multiple scrape configs with job name "node"`,
+		"bad-sd.bad.yml":        `bad-sd.bad.yml:4: scrape_configs[0].file_sd_configs[0]: not a valid duration string: "soon"`,
+		"not-a-mapping.bad.yml": `not-a-mapping.bad.yml:1: the document must be a mapping of sections`,
+	}
+	files, err := filepath.Glob("testdata/*.bad.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(want) {
+		t.Errorf("%d bad files, %d expectations: keep them in step", len(files), len(want))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := LoadFile(f, lookup, nil)
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			w, ok := want[filepath.Base(f)]
+			if !ok {
+				t.Fatalf("no expected message; got %q", err)
+			}
+			if got := strings.TrimPrefix(err.Error(), "testdata/"); got != w {
+				t.Errorf("error\n got: %s\nwant: %s", got, w)
+			}
+		})
+	}
+}
+
+func TestSecretNotInErrors(t *testing.T) {
+	doc := "remote_write:\n  - url: http://127.0.0.1/\n    sigv4:\n      secret_key: ${AWS_SECRET}\n      bogus: 1\n"
+	_, err := Load([]byte(doc), lookup, nil)
+	if err == nil {
+		t.Fatal("want error for unknown field")
+	}
+	if strings.Contains(err.Error(), testEnv["AWS_SECRET"]) {
+		t.Errorf("error shows the secret: %v", err)
+	}
+}
+
+func TestExpand(t *testing.T) {
+	env := func(n string) (string, bool) {
+		v, ok := map[string]string{"A": "x", "B_2": "y: z # w", "EMPTY": ""}[n]
+		return v, ok
+	}
+	f := func(in, want, wantErr string) {
+		t.Helper()
+		got, err := expand(in, env)
+		if wantErr != "" {
+			if err == nil || err.Error() != wantErr {
+				t.Errorf("expand(%q) error = %v, want %q", in, err, wantErr)
+			}
+			return
+		}
+		if err != nil || got != want {
+			t.Errorf("expand(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	f("plain", "plain", "")
+	f("${A}", "x", "")
+	f("a${A}b${B_2}c", "axby: z # wc", "")
+	f("${EMPTY}", "", "")
+	f("$1 ${1} $A", "$1 ${1} $A", "")
+	f("$${A}", "${A}", "")
+	f("${A", "${A", "")
+	f("${}", "${}", "")
+	f("${NOPE}", "", "environment variable NOPE is not set")
+}
+
+// A value that expands to YAML syntax stays one string.
+func TestExpandCannotInject(t *testing.T) {
+	env := func(string) (string, bool) { return "x\nscrape_configs: [", true }
+	c, err := Load([]byte("global:\n  external_labels:\n    a: ${V}\n"), env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Prometheus.GlobalConfig.ExternalLabels.Get("a"); got != "x\nscrape_configs: [" {
+		t.Errorf("label = %q", got)
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yml")
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Load(b, lookup, nil)
+		if err == nil && c.Prometheus == nil {
+			t.Fatal("nil Prometheus config without error")
+		}
+	})
+}

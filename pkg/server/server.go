@@ -1,0 +1,119 @@
+// Package server is rwagent's own HTTP endpoint: its metrics, health and
+// readiness, and later its status pages.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Addr is the listen address, host:port. Port 0 picks a free port.
+	Addr string
+	// Gatherer serves /metrics. Nil serves an empty registry.
+	Gatherer prometheus.Gatherer
+	// Ready reports whether the agent is ready (WAL replayed, discovery
+	// run). Nil means always ready.
+	Ready func() bool
+	// Logger receives serving errors. Nil discards them.
+	Logger *slog.Logger
+	// ShutdownTimeout bounds the wait for in-flight requests on stop.
+	// Zero means 5s.
+	ShutdownTimeout time.Duration
+}
+
+// Server serves /metrics, /-/healthy and /-/ready. Create it with New,
+// bind with Listen, then serve with Run.
+type Server struct {
+	opts Options
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// New builds a Server; it does not listen yet.
+func New(opts Options) *Server {
+	if opts.Gatherer == nil {
+		opts.Gatherer = prometheus.NewRegistry()
+	}
+	if opts.Ready == nil {
+		opts.Ready = func() bool { return true }
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 5 * time.Second
+	}
+	s := &Server{opts: opts}
+	s.srv = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Handler returns the server's routes, for tests and embedding.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{
+		EnableOpenMetrics: true,
+		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
+	}))
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "rwagent is healthy.")
+	})
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.opts.Ready() {
+			http.Error(w, "rwagent is not ready: replaying the WAL or waiting for service discovery.", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "rwagent is ready.")
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "rwagent: see /metrics, /-/healthy, /-/ready")
+	})
+	return mux
+}
+
+// Listen binds the address, so that the caller learns a picked port
+// before Run and so that a taken port fails at start.
+func (s *Server) Listen() (net.Addr, error) {
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", s.opts.Addr, err)
+	}
+	s.ln = ln
+	return ln.Addr(), nil
+}
+
+// Run serves until ctx is done, then waits up to ShutdownTimeout for
+// requests in flight. Listen must have succeeded first.
+func (s *Server) Run(ctx context.Context) error {
+	if s.ln == nil {
+		return errors.New("server: Run before Listen")
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve on %s: %w", s.ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ShutdownTimeout)
+	defer cancel()
+	err := s.srv.Shutdown(sctx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}

@@ -1,0 +1,80 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServer(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "rwagent_test_total", Help: "t"})
+	reg.MustRegister(c)
+	c.Add(3)
+	var ready atomic.Bool
+	s := New(Options{Addr: "127.0.0.1:0", Gatherer: reg, Ready: ready.Load})
+	addr, err := s.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	base := "http://" + addr.String()
+
+	if code, body := get(t, base+"/metrics"); code != 200 || !strings.Contains(body, "rwagent_test_total 3") {
+		t.Errorf("/metrics = %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/-/healthy"); code != 200 {
+		t.Errorf("/-/healthy = %d", code)
+	}
+	if code, _ := get(t, base+"/-/ready"); code != 503 {
+		t.Errorf("/-/ready before ready = %d, want 503", code)
+	}
+	ready.Store(true)
+	if code, _ := get(t, base+"/-/ready"); code != 200 {
+		t.Errorf("/-/ready = %d, want 200", code)
+	}
+	if code, _ := get(t, base+"/nope"); code != 404 {
+		t.Errorf("/nope = %d, want 404", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+func TestListenTaken(t *testing.T) {
+	a := New(Options{Addr: "127.0.0.1:0"})
+	addr, err := a.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.ln.Close()
+	b := New(Options{Addr: addr.String()})
+	if _, err := b.Listen(); err == nil || !strings.Contains(err.Error(), "listen on "+addr.String()) {
+		t.Errorf("second Listen error = %v", err)
+	}
+	if err := New(Options{}).Run(context.Background()); err == nil {
+		t.Error("Run before Listen: want error")
+	}
+}
