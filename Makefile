@@ -1,0 +1,57 @@
+# rwagent — see README.md.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+BIN       := bin
+DEMO_DIR  ?= $(CURDIR)/.demo
+
+.PHONY: all build test test-unit test-process deps demo fmt vet fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/rwagent ./cmd/rwagent
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ampemu ./cmd/ampemu
+
+# The test command of the README: vet, every package's tests (race detector
+# on the concurrent packages), then the process-level test against Debian's
+# prometheus and node_exporter.
+test: deps vet test-unit test-process
+
+test-unit:
+	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -race -timeout 15m ./pkg/wal/... ./pkg/remotewrite/... ./pkg/scrape/...
+
+test-process: build
+	RWAGENT_BIN=$(CURDIR)/$(BIN)/rwagent $(GO) test -count=1 -tags process -timeout 10m -run Process ./test/process/...
+
+# Debian's prometheus and node_exporter for the process-level test.
+deps:
+	@command -v prometheus >/dev/null && command -v prometheus-node-exporter >/dev/null || { \
+	  echo "installing Debian's prometheus and prometheus-node-exporter"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-node-exporter; }
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+
+# Short runs of every fuzz target (seed corpora also run in `make test`).
+FUZZTIME ?= 15s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run XXX -bench . -benchmem ./pkg/...
+
+# The main job on a local default, no AWS account: ampemu as the AMP
+# workspace, rwagent scraping itself and ampemu, signed remote write.
+demo: build
+	$(GO) run ./scripts/demo -bin $(BIN) -dir $(DEMO_DIR) $(DEMO_FLAGS)
+
+clean:
+	rm -rf $(BIN) $(DEMO_DIR)

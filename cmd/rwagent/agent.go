@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/prometheus/discovery"
+
+	"github.com/rwagent/rwagent/pkg/config"
+	"github.com/rwagent/rwagent/pkg/remotewrite"
+	"github.com/rwagent/rwagent/pkg/scrape"
+	"github.com/rwagent/rwagent/pkg/server"
+	"github.com/rwagent/rwagent/pkg/wal"
+)
+
+// agentOptions are what the command line decides.
+type agentOptions struct {
+	ConfigFile  string
+	StoragePath string // overrides wal.dir when set
+	ListenAddr  string
+	Logger      *slog.Logger
+	// Registry receives every metric; nil means a new one.
+	Registry *prometheus.Registry
+	// Listening, when set, is told the bound web address (tests use :0).
+	Listening func(net.Addr)
+	// FlushDeadline bounds the sending after a stop; zero means the
+	// remotewrite default.
+	FlushDeadline time.Duration
+}
+
+// runAgent runs the whole agent until ctx is done, then stops it in
+// data-flow order: scraping first, then the queues flush what they hold,
+// then the WAL is synced and closed, then the web server stops.
+func runAgent(ctx context.Context, o agentOptions) error {
+	logger := o.Logger
+	cfg, err := config.LoadFile(o.ConfigFile, nil, logger)
+	if err != nil {
+		return err
+	}
+	for _, s := range cfg.Ignored {
+		logger.Warn("configuration section ignored: rwagent is an agent", "section", s)
+	}
+	dir := cfg.WAL.Dir
+	if o.StoragePath != "" {
+		dir = o.StoragePath
+	}
+	reg := o.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newBuildInfo(),
+	)
+
+	var ready atomic.Bool
+	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, Ready: ready.Load, Logger: logger})
+	addr, err := srv.Listen()
+	if err != nil {
+		return err
+	}
+	if o.Listening != nil {
+		o.Listening(addr)
+	}
+	logger.Info("rwagent starting", "version", versionString(), "config", o.ConfigFile, "storage", dir, "web", addr.String())
+
+	var wg sync.WaitGroup
+	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSrv()
+	wg.Go(func() {
+		if err := srv.Run(srvCtx); err != nil {
+			logger.Error("web server", "err", err)
+		}
+	})
+	defer wg.Wait()
+
+	w, err := wal.Open(wal.Options{
+		Dir:           filepath.Join(dir, "wal"),
+		SegmentSize:   cfg.WAL.SegmentSize,
+		Fsync:         wal.FsyncPolicy(cfg.WAL.Fsync),
+		FsyncInterval: time.Duration(cfg.WAL.FsyncInterval),
+	}, logger, reg)
+	if err != nil {
+		stopSrv()
+		return fmt.Errorf("open WAL: %w", err)
+	}
+	p := &pipeline{cfg: cfg, wal: w, logger: logger, reg: reg, opts: o}
+	err = p.run(ctx, &ready)
+	if cerr := w.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close WAL: %w", cerr))
+	}
+	stopSrv()
+	return err
+}
+
+// pipeline is the running agent between WAL open and close.
+type pipeline struct {
+	cfg    *config.Config
+	wal    *wal.WAL
+	logger *slog.Logger
+	reg    prometheus.Registerer
+	opts   agentOptions
+}
+
+func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
+	pc := p.cfg.Prometheus
+	queues := make([]*remotewrite.Queue, 0, len(pc.RemoteWriteConfigs))
+	for _, rw := range pc.RemoteWriteConfigs {
+		q, err := remotewrite.New(ctx, remotewrite.Options{
+			Config:         rw,
+			ExternalLabels: pc.GlobalConfig.ExternalLabels,
+			Log:            remotewrite.WALLog(p.wal),
+			UserAgent:      "rwagent/" + versionString(),
+			FlushDeadline:  p.opts.FlushDeadline,
+			Logger:         p.logger.With("component", "remote_write"),
+			Registerer:     p.reg,
+		})
+		if err != nil {
+			return err
+		}
+		queues = append(queues, q)
+	}
+	if len(queues) == 0 {
+		p.logger.Warn("no remote_write configured: samples are logged to the WAL and sent nowhere")
+	}
+
+	scrapeCfgs, err := pc.GetScrapeConfigs()
+	if err != nil {
+		return err
+	}
+	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(p.reg)
+	if err != nil {
+		return fmt.Errorf("register discovery metrics: %w", err)
+	}
+	sdCtx, stopSD := context.WithCancel(ctx)
+	defer stopSD()
+	dm := discovery.NewManager(sdCtx, p.logger.With("component", "discovery"), p.reg, sdMetrics, discovery.Name("scrape"))
+	if dm == nil {
+		return errors.New("create discovery manager: metrics registration failed")
+	}
+	sdCfgs := make(map[string]discovery.Configs, len(scrapeCfgs))
+	for _, sc := range scrapeCfgs {
+		sdCfgs[sc.JobName] = sc.ServiceDiscoveryConfigs
+	}
+	if err := dm.ApplyConfig(sdCfgs); err != nil {
+		return fmt.Errorf("apply discovery config: %w", err)
+	}
+	sm, err := scrape.NewManager(scrape.ManagerOptions{
+		Logger:     p.logger.With("component", "scrape"),
+		Registerer: p.reg,
+		Storage:    p.wal,
+		UserAgent:  "rwagent/" + versionString(),
+	})
+	if err != nil {
+		return err
+	}
+	if err := sm.ApplyConfig(scrapeCfgs); err != nil {
+		return err
+	}
+
+	// Each stage gets its own context so they stop in data-flow order:
+	// scraping, then the queues (they flush), then the WAL.
+	scrapeCtx, stopScrape := context.WithCancel(ctx)
+	defer stopScrape()
+	queueCtx, stopQueues := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopQueues()
+	walCtx, stopWAL := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWAL()
+
+	var scraping, sending, rest sync.WaitGroup
+	errs := make(chan error, 4+len(queues))
+	rest.Go(func() { errs <- p.wal.Run(walCtx) })
+	rest.Go(func() {
+		if err := dm.Run(); err != nil && !errors.Is(err, context.Canceled) {
+			errs <- fmt.Errorf("discovery: %w", err)
+		}
+	})
+	for _, q := range queues {
+		sending.Go(func() { errs <- q.Run(queueCtx) })
+	}
+	scraping.Go(func() { errs <- sm.Run(scrapeCtx, dm.SyncCh()) })
+	scraping.Go(func() { p.truncateLoop(scrapeCtx, queues) })
+	scraping.Go(func() {
+		// Ready once the WAL is replayed (it was, to get here) and
+		// discovery has handed the scrape manager its first targets.
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for !sm.Ready() {
+			select {
+			case <-scrapeCtx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		ready.Store(true)
+		p.logger.Info("rwagent ready")
+	})
+
+	var first error
+	select {
+	case <-ctx.Done():
+		p.logger.Info("stopping: scraping ends, queues flush what they hold")
+	case first = <-errs:
+		p.logger.Error("a stage failed; stopping", "err", first)
+	}
+	ready.Store(false)
+	stopScrape()
+	stopSD()
+	scraping.Wait()
+	stopQueues()
+	sending.Wait()
+	stopWAL()
+	rest.Wait()
+	close(errs)
+	all := []error{first}
+	for err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
+}
+
+// truncateLoop removes WAL segments that every queue has sent.
+func (p *pipeline) truncateLoop(ctx context.Context, queues []*remotewrite.Queue) {
+	t := time.NewTicker(time.Duration(p.cfg.WAL.TruncateFrequency))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if len(queues) == 0 {
+			continue
+		}
+		low := queues[0].Acked()
+		for _, q := range queues[1:] {
+			if a := q.Acked(); a.Compare(low) < 0 {
+				low = a
+			}
+		}
+		if err := p.wal.Truncate(low); err != nil {
+			p.logger.Warn("truncate WAL", "before", low.String(), "err", err)
+		}
+	}
+}
+
+func newBuildInfo() prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "rwagent_build_info",
+		Help: "A metric with a constant '1' value labelled by the version rwagent was built from.",
+	}, []string{"version"})
+	g.WithLabelValues(versionString()).Set(1)
+	return g
+}

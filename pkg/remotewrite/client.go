@@ -1,0 +1,243 @@
+package remotewrite
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	config_util "github.com/prometheus/common/config"
+	"github.com/prometheus/prometheus/config"
+
+	"github.com/rwagent/rwagent/pkg/sigv4"
+)
+
+const (
+	// maxErrBody is how much of a failed response's body is kept for the
+	// log: enough for a receiver's one-line reason.
+	maxErrBody = 256
+	// maxDrain is how much of a successful response's body is read so the
+	// connection can be reused; the rest is discarded by closing it.
+	maxDrain = 64 << 10
+	// maxRetryAfter caps a receiver's Retry-After so a garbage or hostile
+	// header cannot park a shard for days; a real throttle asks for seconds.
+	maxRetryAfter = 10 * time.Minute
+)
+
+// client posts encoded remote-write requests to one endpoint. It is safe for
+// concurrent use.
+type client struct {
+	url        string // as configured, used for requests only
+	redacted   string // for errors and logs
+	hc         *http.Client
+	headers    map[string]string
+	userAgent  string
+	timeout    time.Duration
+	retryOn429 bool
+	now        func() time.Time
+}
+
+// newClient builds the client for cfg. rt is the base transport; nil means
+// one built from cfg.HTTPClientConfig. When cfg.SigV4Config is set, the base
+// transport is wrapped by sigv4.NewRoundTripper, which signs every attempt.
+func newClient(ctx context.Context, cfg *config.RemoteWriteConfig, rt http.RoundTripper, userAgent string, logger *slog.Logger) (*client, error) {
+	redacted := cfg.URL.Redacted()
+	if rt == nil {
+		var err error
+		rt, err = config_util.NewRoundTripperFromConfigWithContext(ctx, cfg.HTTPClientConfig, "remote_storage_write_client")
+		if err != nil {
+			return nil, fmt.Errorf("build http transport for %s: %w", redacted, err)
+		}
+	}
+	if sc := cfg.SigV4Config; sc != nil {
+		// Refuse what pkg/sigv4 cannot do rather than sign differently
+		// from what the config asks for.
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"external_id", sc.ExternalID != ""},
+			{"session_name", sc.SessionName != ""},
+			{"tags", len(sc.Tags) > 0},
+			{"use_fips_sts_endpoint", sc.UseFIPSSTSEndpoint},
+		} {
+			if f.set {
+				return nil, fmt.Errorf("remote_write %s: sigv4 %s is not supported", redacted, f.name)
+			}
+		}
+		var err error
+		rt, err = sigv4.NewRoundTripper(ctx, sigv4.Config{
+			Region:    sc.Region,
+			AccessKey: sc.AccessKey,
+			SecretKey: string(sc.SecretKey),
+			Profile:   sc.Profile,
+			RoleARN:   sc.RoleARN,
+			Service:   sc.ServiceName,
+		}, rt, sigv4.Options{Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("set up sigv4 for %s: %w", redacted, err)
+		}
+	}
+	hc := &http.Client{Transport: rt}
+	if !cfg.HTTPClientConfig.FollowRedirects {
+		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	return &client{
+		url:        cfg.URL.String(),
+		redacted:   redacted,
+		hc:         hc,
+		headers:    cfg.Headers,
+		userAgent:  userAgent,
+		timeout:    time.Duration(cfg.RemoteTimeout),
+		retryOn429: cfg.QueueConfig.RetryOnRateLimit,
+		now:        time.Now,
+	}, nil
+}
+
+// statusError is a response the receiver rejected without asking for a
+// retry.
+type statusError struct {
+	status string
+	body   string // first maxErrBody bytes
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("server returned HTTP status %s: %s", e.status, e.body)
+}
+
+// recoverableError is a failure worth retrying: a connection error, a
+// timeout, a 5xx, or a 429 when retry_on_http_429 is set. retryAfter is the
+// receiver's Retry-After, zero if none.
+type recoverableError struct {
+	err        error
+	retryAfter time.Duration
+}
+
+func (e *recoverableError) Error() string { return e.err.Error() }
+func (e *recoverableError) Unwrap() error { return e.err }
+
+// store makes one attempt to post body, a snappy-compressed
+// prompb.WriteRequest, within remote_timeout. It returns nil on a 2xx, a
+// *recoverableError when the attempt may be retried, and another error when
+// the batch must be dropped. attempt counts earlier tries of the same body.
+func (c *client) store(ctx context.Context, body []byte, attempt int) error {
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("build request to %s: %w", c.redacted, err)
+	}
+	h := req.Header
+	for k, v := range c.headers {
+		h.Set(k, v)
+	}
+	h.Set("Content-Encoding", "snappy")
+	h.Set("Content-Type", "application/x-protobuf")
+	h.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	h.Set("User-Agent", c.userAgent)
+	if attempt > 0 {
+		h.Set("Retry-Attempt", strconv.Itoa(attempt))
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// The transport's error may carry the full URL; name the
+		// redacted one instead.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return &recoverableError{err: fmt.Errorf("post to %s: %w", c.redacted, err)}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 == 2 {
+		// A receiver's garbage body does not matter; read a little so
+		// the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+		return nil
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrBody))
+	serr := &statusError{status: resp.Status, body: strings.ToValidUTF8(strings.TrimSpace(string(msg)), "?")}
+	if resp.StatusCode/100 == 5 || (c.retryOn429 && resp.StatusCode == http.StatusTooManyRequests) {
+		return &recoverableError{
+			err:        fmt.Errorf("post to %s: %w", c.redacted, serr),
+			retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.now()),
+		}
+	}
+	return fmt.Errorf("post to %s: %w", c.redacted, serr)
+}
+
+// parseRetryAfter decodes an HTTP Retry-After value, either delay-seconds or
+// an HTTP-date (RFC 9110, section 10.2.3), relative to now. It returns 0 when
+// v is empty, malformed or in the past, and at most maxRetryAfter.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if isDigits(v) {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n > uint64(maxRetryAfter/time.Second) {
+			return maxRetryAfter // only a range error is possible here
+		}
+		return time.Duration(n) * time.Second
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	d := t.Sub(now)
+	if d <= 0 {
+		return 0
+	}
+	return min(d, maxRetryAfter)
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// logLimiter lets one line through per interval and counts the lines it
+// held back, so a failing receiver cannot flood the log. It is safe for
+// concurrent use; the zero value logs every line.
+type logLimiter struct {
+	interval time.Duration
+	level    slog.Level
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (l *logLimiter) log(logger *slog.Logger, msg string, args ...any) {
+	l.mu.Lock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < l.interval {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	l.last = now
+	n := l.suppressed
+	l.suppressed = 0
+	l.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed_since_last", n)
+	}
+	logger.Log(context.Background(), l.level, msg, args...)
+}

@@ -1,0 +1,286 @@
+package remotewrite
+
+import (
+	"context"
+	"errors"
+	"math"
+	"time"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/record"
+
+	"github.com/rwagent/rwagent/pkg/wal"
+)
+
+// Reader is what a Queue needs of a WAL reader; *wal.Reader implements it.
+// Next blocks until the next record; it returns ctx.Err() when ctx is done,
+// wal.ErrClosed when the WAL is closed and read to its end, and any other
+// error for a stretch it skips. The slices the accessors return need only
+// be valid until the next call to Next, but the labels and histograms in
+// them must be the caller's to keep (the Queue holds on to them until they
+// are sent, and never modifies them).
+type Reader interface {
+	Next(ctx context.Context) error
+	Type() record.Type
+	Series() []record.RefSeries
+	Samples() []record.RefSample
+	Histograms() []record.RefHistogramSample
+	FloatHistograms() []record.RefFloatHistogramSample
+	Exemplars() []record.RefExemplar
+	// Position is the position just after the current record.
+	Position() wal.Position
+	Close() error
+}
+
+// Log opens Readers. Use WALLog to adapt a *wal.WAL.
+type Log interface {
+	NewReader(from wal.Position) (Reader, error)
+}
+
+// WALLog adapts w to Log.
+func WALLog(w *wal.WAL) Log { return walLog{w} }
+
+type walLog struct{ w *wal.WAL }
+
+func (l walLog) NewReader(from wal.Position) (Reader, error) {
+	r, err := l.w.NewReader(from)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return r, nil
+}
+
+// Reasons for samples_dropped_total and friends. The first four are
+// Prometheus' own. Prometheus counts a batch the receiver rejects only in
+// samples_failed_total; we count it there and here, as every drop has a
+// reason.
+const (
+	reasonDroppedSeries = "dropped_series"                 // dropped by write_relabel_configs
+	reasonUnknownSeries = "unintentionally_dropped_series" // ref never seen in a Series record
+	reasonTooOld        = "too_old"                        // older than sample_age_limit
+	reasonNHCB          = "nhcb_in_rw1_not_supported"      // custom-bucket histograms have no RW 1.0 form
+	reasonRejected      = "rejected"                       // the receiver answered a non-retryable status
+	reasonEncode        = "encode_error"                   // the request could not be marshalled
+)
+
+// staging collects one record's samples for one shard, so each shard's lock
+// is taken once per record rather than once per sample.
+type staging struct {
+	items []sample
+	c     counts
+}
+
+// read runs the reader loop until ctx is done or the WAL is closed and read
+// to its end. A read error (a damaged stretch of the WAL, which the reader
+// skips) is logged and counted, and reading goes on. read owns q.series,
+// q.stage and q.cur.
+func (q *Queue) read(ctx context.Context, r Reader) {
+	failures := 0
+	for {
+		if err := r.Next(ctx); err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return
+			case errors.Is(err, wal.ErrClosed):
+				q.logger.Info("wal closed, remote write read all of it")
+				return
+			}
+			q.metrics.walReadErrors.Inc()
+			q.readErrLog.log(q.logger, "read wal, skipping what cannot be read", "err", err)
+			// Back off, so an error that persists does not spin.
+			failures++
+			t := time.NewTimer(min(time.Duration(failures)*10*time.Millisecond, time.Second))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		failures = 0
+		switch r.Type() {
+		case record.Series:
+			if n := q.series.store(r.Series()); n > 0 {
+				q.metrics.seriesDropped.Add(float64(n))
+			}
+		case record.Samples, record.SamplesV2:
+			q.begin()
+			for _, s := range r.Samples() {
+				if !q.add(ctx, s.Ref, s.T, s.V, nil) {
+					break
+				}
+			}
+		case record.HistogramSamples, record.HistogramSamplesV2, record.CustomBucketsHistogramSamples:
+			if q.sendHistograms {
+				q.begin()
+				for _, h := range r.Histograms() {
+					if !q.add(ctx, h.Ref, h.T, 0, h.H) {
+						break
+					}
+				}
+			}
+		case record.FloatHistogramSamples, record.FloatHistogramSamplesV2, record.CustomBucketsFloatHistogramSamples:
+			if q.sendHistograms {
+				q.begin()
+				for _, h := range r.FloatHistograms() {
+					if !q.add(ctx, h.Ref, h.T, 0, h.FH) {
+						break
+					}
+				}
+			}
+		case record.Exemplars:
+			if q.sendExemplars {
+				q.begin()
+				for _, e := range r.Exemplars() {
+					if !q.add(ctx, e.Ref, e.T, e.V, e.Labels) {
+						break
+					}
+				}
+			}
+		}
+		if q.cur.active {
+			if err := q.finish(ctx); err != nil {
+				return // ctx done while blocked on a full shard; the record stays unacknowledged
+			}
+		}
+		q.acks.end(r.Position())
+	}
+}
+
+// current is the record being queued. It is owned by the reader goroutine.
+type current struct {
+	active  bool
+	seq     uint64
+	minT    int64     // samples before it are too old; math.MinInt64 if no limit
+	dropped [4]counts // indexed by the drop* constants
+	highest int64
+	err     error // from a push interrupted by ctx
+}
+
+const (
+	dropRelabeled = iota
+	dropUnknown
+	dropTooOld
+	dropNHCB
+)
+
+var dropReasons = [...]string{
+	dropRelabeled: reasonDroppedSeries,
+	dropUnknown:   reasonUnknownSeries,
+	dropTooOld:    reasonTooOld,
+	dropNHCB:      reasonNHCB,
+}
+
+// begin starts queueing a record's samples.
+func (q *Queue) begin() {
+	seq, trim := q.acks.begin()
+	if trim {
+		q.Acked()
+	}
+	q.cur = current{active: true, seq: seq, minT: math.MinInt64, highest: math.MinInt64}
+	if q.ageLimit > 0 {
+		q.cur.minT = time.Now().Add(-q.ageLimit).UnixMilli()
+	}
+}
+
+// add stages one sample of the current record for its series' shard, or
+// counts it as dropped. x is nil for a float sample, the WAL reader's
+// *histogram.Histogram or *histogram.FloatHistogram, or an exemplar's
+// labels.Labels. add returns false if ctx was done
+// while the shard was full; the caller must stop adding then.
+func (q *Queue) add(ctx context.Context, ref chunks.HeadSeriesRef, t int64, v float64, x any) bool {
+	c := &q.cur
+	s := sample{seq: c.seq, t: t, v: v}
+	st, known := q.series.get(ref)
+	drop := -1
+	switch {
+	case !known:
+		drop = dropUnknown
+		q.unknownLog.log(q.logger, "dropped sample of a series not in the WAL", "ref", ref)
+	case st == nil:
+		drop = dropRelabeled
+	case t < c.minT:
+		drop = dropTooOld
+	}
+	switch h := x.(type) {
+	case *histogram.Histogram:
+		if drop < 0 && histogram.IsCustomBucketsSchema(h.Schema) {
+			drop = dropNHCB
+		}
+		if drop < 0 {
+			s.x = h
+		}
+	case *histogram.FloatHistogram:
+		if drop < 0 && histogram.IsCustomBucketsSchema(h.Schema) {
+			drop = dropNHCB
+		}
+		if drop < 0 {
+			s.x = h
+		}
+	case labels.Labels:
+		if drop < 0 {
+			s.x = &exemplar{labels: exemplarLabels(h)}
+		}
+	}
+	if drop >= 0 {
+		d := &c.dropped[drop]
+		switch x.(type) {
+		case nil:
+			d.samples++
+		case labels.Labels:
+			d.exemplars++
+		default:
+			d.histograms++
+		}
+		return true
+	}
+	s.series = st
+	c.highest = max(c.highest, t)
+	i := uint64(ref) % uint64(len(q.shards))
+	sg := &q.stage[i]
+	sg.items = append(sg.items, s)
+	sg.c.add(&s)
+	if len(sg.items) >= q.maxPerSend {
+		c.err = q.flushStage(ctx, int(i))
+		return c.err == nil
+	}
+	return true
+}
+
+// finish pushes what is staged for the current record and counts its drops.
+// It returns ctx.Err() if ctx was done before everything was queued.
+func (q *Queue) finish(ctx context.Context) error {
+	c := &q.cur
+	c.active = false
+	for i := range q.stage {
+		if c.err != nil {
+			q.stage[i].items = q.stage[i].items[:0]
+			q.stage[i].c = counts{}
+			continue
+		}
+		c.err = q.flushStage(ctx, i)
+	}
+	for i, d := range c.dropped {
+		q.metrics.dropped(dropReasons[i], d)
+	}
+	if c.highest != math.MinInt64 {
+		q.metrics.highestEnqueued.set(float64(c.highest) / 1000)
+	}
+	return c.err
+}
+
+// flushStage pushes the staged samples of shard i.
+func (q *Queue) flushStage(ctx context.Context, i int) error {
+	sg := &q.stage[i]
+	if len(sg.items) == 0 {
+		return nil
+	}
+	q.metrics.pending(sg.c.samples, sg.c.histograms, sg.c.exemplars)
+	err := q.shards[i].push(ctx, sg.items)
+	sg.items = sg.items[:0]
+	sg.c = counts{}
+	return err
+}

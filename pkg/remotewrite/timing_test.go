@@ -1,0 +1,145 @@
+package remotewrite
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/config"
+)
+
+// scriptedTransport answers each request with answer(n), n counting from 0,
+// and records when requests came. It does no I/O, so it runs in a synctest
+// bubble.
+type scriptedTransport struct {
+	answer func(n int) (status int, retryAfter string)
+
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (s *scriptedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	_ = r.Body.Close()
+	s.mu.Lock()
+	n := len(s.times)
+	s.times = append(s.times, time.Now())
+	s.mu.Unlock()
+	status, ra := s.answer(n)
+	h := http.Header{}
+	if ra != "" {
+		h.Set("Retry-After", ra)
+	}
+	return &http.Response{
+		StatusCode: status, Status: http.StatusText(status), Header: h,
+		Body: io.NopCloser(strings.NewReader("")), Request: r,
+	}, nil
+}
+
+func (s *scriptedTransport) gaps() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var gaps []time.Duration
+	for i := 1; i < len(s.times); i++ {
+		gaps = append(gaps, s.times[i].Sub(s.times[i-1]))
+	}
+	return gaps
+}
+
+// TestQueue_BackoffTiming checks the exact retry schedule: doubling from
+// min_backoff, capped at max_backoff, and Retry-After taking precedence.
+func TestQueue_BackoffTiming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := &scriptedTransport{answer: func(n int) (int, string) {
+			switch {
+			case n < 3:
+				return http.StatusServiceUnavailable, ""
+			case n == 3:
+				return http.StatusTooManyRequests, "2"
+			}
+			return http.StatusOK, ""
+		}}
+		log, end := floatLog(5, 1)
+		q, err := New(t.Context(), Options{
+			Config: testConfig(t, "http://127.0.0.1:1/write", func(c *config.RemoteWriteConfig) {
+				c.QueueConfig.MinBackoff = model.Duration(10 * time.Millisecond)
+				c.QueueConfig.MaxBackoff = model.Duration(25 * time.Millisecond)
+				c.QueueConfig.RetryOnRateLimit = true
+				c.QueueConfig.MaxSamplesPerSend = 5
+			}),
+			Log:       log,
+			Transport: tr,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- q.Run(ctx) }()
+		time.Sleep(time.Minute) // fake time: long after every retry
+		synctest.Wait()
+		if got := q.Acked(); got != end {
+			t.Errorf("Acked = %v, want %v", got, end)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 25 * time.Millisecond, 2 * time.Second}
+		got := tr.gaps()
+		if len(got) != len(want) {
+			t.Fatalf("gaps between attempts = %v, want %v", got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("gaps between attempts = %v, want %v", got, want)
+				break
+			}
+		}
+	})
+}
+
+// TestQueue_FlushDeadlineExact stops a queue whose receiver always fails:
+// Run returns exactly the flush deadline after ctx is done.
+func TestQueue_FlushDeadlineExact(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := &scriptedTransport{answer: func(int) (int, string) { return http.StatusInternalServerError, "" }}
+		log, _ := floatLog(5, 2)
+		const deadline = 7 * time.Second
+		q, err := New(t.Context(), Options{
+			Config:        testConfig(t, "http://127.0.0.1:1/write", nil),
+			Log:           log,
+			Transport:     tr,
+			FlushDeadline: deadline,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- q.Run(ctx) }()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		start := q.Acked()
+		if start != fakeStart(1) {
+			t.Fatalf("Acked = %v with nothing delivered, want the first sample record's start %v", start, fakeStart(1))
+		}
+		begin := time.Now()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(begin); took != deadline {
+			t.Errorf("Run returned %v after ctx was done, want the flush deadline %v", took, deadline)
+		}
+		if got := q.Acked(); got != start {
+			t.Errorf("Acked moved from %v to %v with nothing delivered", start, got)
+		}
+	})
+}

@@ -1,0 +1,167 @@
+package scrape
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+
+	"github.com/rwagent/rwagent/pkg/wal"
+)
+
+type expositionFormat int
+
+const (
+	formatText expositionFormat = iota
+	formatProto
+)
+
+func (f expositionFormat) String() string {
+	return [...]string{"text", "protobuf"}[f]
+}
+
+func (f expositionFormat) contentType() string {
+	return [...]string{ctText, ctProto}[f]
+}
+
+// renderExposition renders n series (half counters, half gauges, in families
+// of 100 with two labels) in format f, as client_golang serves them.
+func renderExposition(tb testing.TB, n int, f expositionFormat) []byte {
+	tb.Helper()
+	return renderExpositionKinds(tb, n, f, false)
+}
+
+// renderExpositionKinds is renderExposition with only gauges if gauges.
+func renderExpositionKinds(tb testing.TB, n int, f expositionFormat, gauges bool) []byte {
+	tb.Helper()
+	reg := prometheus.NewRegistry()
+	for fam := 0; fam*100 < n; fam++ {
+		size := min(100, n-fam*100)
+		if fam%2 == 0 && !gauges {
+			c := prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: fmt.Sprintf("bench_requests_%d_total", fam), Help: "Requests.",
+			}, []string{"path", "code"})
+			for i := range size {
+				c.WithLabelValues(fmt.Sprintf("/api/v1/item/%d", i), "200").Add(float64(i))
+			}
+			reg.MustRegister(c)
+		} else {
+			g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: fmt.Sprintf("bench_queue_length_%d", fam), Help: "Queue length.",
+			}, []string{"queue", "shard"})
+			for i := range size {
+				g.WithLabelValues(fmt.Sprintf("queue-%d", i), "0").Set(float64(i) * 1.5)
+			}
+			reg.MustRegister(g)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var buf bytes.Buffer
+	format := expfmt.NewFormat(expfmt.TypeTextPlain)
+	if f == formatProto {
+		format = expfmt.NewFormat(expfmt.TypeProtoDelim)
+	}
+	enc := expfmt.NewEncoder(&buf, format)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+// nopStorage discards everything: the benchmarks measure the scrape side.
+type nopStorage struct{ next chunks.HeadSeriesRef }
+
+func (s *nopStorage) NewRef() chunks.HeadSeriesRef { s.next++; return s.next }
+func (*nopStorage) Log(*wal.Records) error         { return nil }
+func (*nopStorage) Release([]chunks.HeadSeriesRef) {}
+
+// appendOnce runs the per-scrape work after the HTTP fetch: parse, cache
+// lookups, records, staleness pass and synthetic series.
+func appendOnce(tb testing.TB, a *appender, body []byte, ct string, t int64) {
+	a.recs.Reset()
+	res, err := a.append(body, ct, t, t)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a.cache.finish(true, t, a.recs)
+	a.report(t, &[numReportSeries]float64{reportUp: 1, reportSamplesScraped: float64(res.total)})
+	a.logged(a.storage.Log(a.recs) == nil)
+	a.storage.Release(a.cache.released)
+}
+
+func BenchmarkScrapeAppend(b *testing.B) {
+	for _, f := range []expositionFormat{formatText, formatProto} {
+		for _, n := range []int{1_000, 10_000} {
+			b.Run(fmt.Sprintf("%s/%d", f, n), func(b *testing.B) {
+				body := renderExposition(b, n, f)
+				a := newTestAppender(testOptions(), &nopStorage{})
+				t := int64(1_000_000)
+				appendOnce(b, a, body, f.contentType(), t) // fill the cache
+				b.SetBytes(int64(len(body)))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					t += 1000
+					appendOnce(b, a, body, f.contentType(), t)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+			})
+		}
+	}
+}
+
+// maxAllocsPerScrape bounds the allocations of one steady-state scrape (all
+// cache hits) after the fetch: textparse.New, the media type, the parser's
+// lexer or protobuf decoder and their buffers. They do not grow with the
+// number of series.
+var maxAllocsPerScrape = map[expositionFormat]float64{formatText: 10, formatProto: 24}
+
+func TestAppendAllocs(t *testing.T) {
+	cases := []struct {
+		name   string
+		format expositionFormat
+		gauges bool
+		// perCounter is the allocations per counter sample the parser forces:
+		// Prometheus' protobuf decoder allocates the start timestamp that
+		// client_golang puts on every counter.
+		perCounter float64
+	}{
+		{name: "text", format: formatText},
+		{name: "protobuf gauges", format: formatProto, gauges: true},
+		{name: "protobuf counters and gauges", format: formatProto, perCounter: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, n := range []int{1_000, 10_000} {
+				body := renderExpositionKinds(t, n, tc.format, tc.gauges)
+				a := newTestAppender(testOptions(), &nopStorage{})
+				ts := int64(1_000_000)
+				for range 2 { // fill the cache, then grow every buffer
+					ts += 1000
+					appendOnce(t, a, body, tc.format.contentType(), ts)
+				}
+				allocs := testing.AllocsPerRun(5, func() {
+					ts += 1000
+					appendOnce(t, a, body, tc.format.contentType(), ts)
+				})
+				counters := 0.0
+				if !tc.gauges {
+					counters = float64(n / 2)
+				}
+				limit := maxAllocsPerScrape[tc.format] + tc.perCounter*counters
+				t.Logf("%d series: %v allocations per scrape (limit %v)", n, allocs, limit)
+				if allocs > limit {
+					t.Errorf("%d series: %v allocations per scrape, want at most %v", n, allocs, limit)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,386 @@
+package scrape
+
+import (
+	"math"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/record"
+
+	"github.com/rwagent/rwagent/pkg/wal"
+)
+
+// seriesCache remembers, for one target, which WAL series ref each exposed
+// series was given and in which scrape it was last seen.
+//
+// Two indexes lead to an entry: keys, by the raw series text of the
+// exposition (p.Series() bytes: a hit costs one map lookup and no labels),
+// and byHash, by the final label set (so the same series written two ways,
+// or handed over from a loop whose relabelling changed, keeps its ref).
+//
+// Iterations: each scrape attempt, failed or not, is one iteration. A sample
+// appended in an iteration marks its entry; finish commits the marks of a
+// successful scrape, writes a stale marker for every tracked entry that was
+// committed in the previous iteration but not in this one, and forgets (and
+// releases the ref of) every entry unseen for two iterations.
+//
+// A seriesCache is owned by one loop at a time and is not safe for
+// concurrent use. The zero value is not usable; use newSeriesCache.
+type seriesCache struct {
+	iter uint32 // current iteration; starts at 2 so that 0 means "never"
+
+	keys  map[string]int32 // raw series text -> index in slots
+	slots []keySlot
+	freeS []int32
+
+	entries []cacheEntry
+	freeE   []int32
+	byHash  map[uint64]int32 // label hash -> first entry of its chain
+
+	meta map[string]*metaEntry // metric family name -> metadata
+
+	// Synthetic series (up, scrape_duration_seconds, ...), by reportSeries index.
+	reportRefs   [numReportSeries]chunks.HeadSeriesRef
+	reportLogged [numReportSeries]bool
+
+	// Scratch for one iteration, reused.
+	created  []int32                // entries created in this iteration, freed on rollback
+	released []chunks.HeadSeriesRef // refs to release after this iteration's Log; reset by finish and end
+
+	// Stale histogram values, shared by every stale marker of this cache and
+	// never modified.
+	staleH  *histogram.Histogram
+	staleFH *histogram.FloatHistogram
+}
+
+// keySlot is one raw series text. entry is -1 for text whose series metric
+// relabelling dropped.
+type keySlot struct {
+	key   string
+	entry int32
+	gen   uint32 // gen of the entry when the slot was filled; a mismatch means the entry is gone
+	seen  uint32 // last iteration the text was exposed
+}
+
+type valueKind uint8
+
+const (
+	kindFloat valueKind = iota
+	kindHistogram
+	kindFloatHistogram
+)
+
+// cacheEntry is one series: one label set and its WAL ref.
+type cacheEntry struct {
+	ref   chunks.HeadSeriesRef
+	lset  labels.Labels
+	lastT int64 // timestamp of the last committed sample; math.MinInt64 if none
+	pendT int64 // timestamp of the sample marked in this iteration
+	exT   int64 // timestamp of the newest exemplar logged
+	mark  uint32
+	last  uint32 // last committed iteration; 0 if none
+	next  int32  // next entry with the same label hash, -1 if none
+	gen   uint32 // incremented when the entry is freed
+	kind  valueKind
+	live  bool
+	// tracked says whether the committed sample takes part in staleness
+	// (false for samples with their own timestamp, like Prometheus);
+	// markTracked is the same for the sample marked in this iteration.
+	tracked, markTracked bool
+}
+
+// metaEntry is the metadata of one metric family.
+type metaEntry struct {
+	name    string
+	typ     model.MetricType
+	help    string
+	unit    string
+	seen    uint32 // last iteration the family was exposed
+	changed uint32 // last iteration any field changed
+}
+
+// metaRetention is how many iterations the metadata of a vanished family is
+// kept, as Prometheus does.
+const metaRetention = 10
+
+func newSeriesCache() *seriesCache {
+	return &seriesCache{
+		iter:    2,
+		keys:    map[string]int32{},
+		byHash:  map[uint64]int32{},
+		meta:    map[string]*metaEntry{},
+		staleH:  &histogram.Histogram{Sum: math.Float64frombits(value.StaleNaN)},
+		staleFH: &histogram.FloatHistogram{Sum: math.Float64frombits(value.StaleNaN)},
+	}
+}
+
+// lookup returns the entry for the raw series text b. slot is the index of
+// the text's slot, or -1 if the text is unknown. dropped says relabelling
+// dropped the series. entry is -1 when the text is unknown or its series is
+// gone; then the caller resolves the labels and calls setKey.
+// lookup does not allocate.
+func (c *seriesCache) lookup(b []byte) (slot, entry int32, dropped bool) {
+	si, ok := c.keys[string(b)]
+	if !ok {
+		return -1, -1, false
+	}
+	s := &c.slots[si]
+	s.seen = c.iter
+	if s.entry < 0 {
+		return si, -1, true
+	}
+	if c.entries[s.entry].gen != s.gen {
+		return si, -1, false
+	}
+	return si, s.entry, false
+}
+
+// setKey points the raw text b at entry (or at "dropped" when entry is -1).
+// slot is what lookup returned for b.
+func (c *seriesCache) setKey(slot int32, b []byte, entry int32) {
+	var gen uint32
+	if entry >= 0 {
+		gen = c.entries[entry].gen
+	}
+	if slot >= 0 {
+		s := &c.slots[slot]
+		s.entry, s.gen, s.seen = entry, gen, c.iter
+		return
+	}
+	k := string(b)
+	s := keySlot{key: k, entry: entry, gen: gen, seen: c.iter}
+	if n := len(c.freeS); n > 0 {
+		slot = c.freeS[n-1]
+		c.freeS = c.freeS[:n-1]
+		c.slots[slot] = s
+	} else {
+		slot = int32(len(c.slots))
+		c.slots = append(c.slots, s)
+	}
+	c.keys[k] = slot
+}
+
+// find returns the live entry with label set lset (of hash h), or -1.
+func (c *seriesCache) find(lset labels.Labels, h uint64) int32 {
+	i, ok := c.byHash[h]
+	if !ok {
+		return -1
+	}
+	for ; i >= 0; i = c.entries[i].next {
+		if labels.Equal(c.entries[i].lset, lset) {
+			return i
+		}
+	}
+	return -1
+}
+
+// add creates an entry for a new series with ref. It is recorded as created
+// in this iteration until finish or rollback.
+func (c *seriesCache) add(ref chunks.HeadSeriesRef, lset labels.Labels, h uint64) int32 {
+	var i int32
+	if n := len(c.freeE); n > 0 {
+		i = c.freeE[n-1]
+		c.freeE = c.freeE[:n-1]
+	} else {
+		i = int32(len(c.entries))
+		c.entries = append(c.entries, cacheEntry{})
+	}
+	e := &c.entries[i]
+	head, ok := c.byHash[h]
+	if !ok {
+		head = -1
+	}
+	*e = cacheEntry{
+		ref:   ref,
+		lset:  lset,
+		lastT: math.MinInt64,
+		exT:   math.MinInt64,
+		next:  head,
+		gen:   e.gen,
+		live:  true,
+	}
+	c.byHash[h] = i
+	c.created = append(c.created, i)
+	return i
+}
+
+// free forgets entry i. Key slots pointing at it become misses.
+func (c *seriesCache) free(i int32) {
+	e := &c.entries[i]
+	h := e.lset.Hash()
+	if head := c.byHash[h]; head == i {
+		if e.next >= 0 {
+			c.byHash[h] = e.next
+		} else {
+			delete(c.byHash, h)
+		}
+	} else {
+		for p := head; p >= 0; p = c.entries[p].next {
+			if c.entries[p].next == i {
+				c.entries[p].next = e.next
+				break
+			}
+		}
+	}
+	*e = cacheEntry{gen: e.gen + 1, next: -1}
+	c.freeE = append(c.freeE, i)
+}
+
+// rollback forgets the entries created in this iteration: their series
+// records were never logged.
+func (c *seriesCache) rollback() {
+	for _, i := range c.created {
+		c.free(i)
+	}
+	c.created = c.created[:0]
+}
+
+// finish ends the iteration at timestamp t. If ok, the marks of this
+// iteration are committed; otherwise the scrape counts as empty and the
+// entries created in it are forgotten. Stale markers go into recs. The refs
+// of the forgotten entries are put in c.released (to which report adds), to
+// be released once recs is logged. The entries created in this iteration
+// stay revocable (rollback) until the outcome of logging is known.
+func (c *seriesCache) finish(ok bool, t int64, recs *wal.Records) {
+	if !ok {
+		c.rollback()
+	}
+	c.released = c.released[:0]
+	stale := math.Float64frombits(value.StaleNaN)
+	for i := range c.entries {
+		e := &c.entries[i]
+		if !e.live {
+			continue
+		}
+		if ok && e.mark == c.iter {
+			e.last, e.lastT, e.tracked = c.iter, e.pendT, e.markTracked
+			continue
+		}
+		switch {
+		case e.last == c.iter-1:
+			if e.tracked && t > e.lastT {
+				c.appendStale(recs, e, t, stale)
+			}
+		case e.last+1 < c.iter:
+			c.released = append(c.released, e.ref)
+			c.free(int32(i))
+		}
+	}
+	c.sweepKeys()
+	if ok {
+		for name, m := range c.meta {
+			if m.seen+metaRetention < c.iter {
+				delete(c.meta, name)
+			}
+		}
+	}
+	c.iter++
+}
+
+func (c *seriesCache) appendStale(recs *wal.Records, e *cacheEntry, t int64, stale float64) {
+	switch e.kind {
+	case kindHistogram:
+		recs.Histograms = append(recs.Histograms, record.RefHistogramSample{Ref: e.ref, T: t, H: c.staleH})
+	case kindFloatHistogram:
+		recs.FloatHistograms = append(recs.FloatHistograms, record.RefFloatHistogramSample{Ref: e.ref, T: t, FH: c.staleFH})
+	default:
+		recs.Samples = append(recs.Samples, record.RefSample{Ref: e.ref, T: t, V: stale})
+	}
+}
+
+// sweepKeys forgets raw texts unseen for two iterations and texts whose
+// entry is gone.
+func (c *seriesCache) sweepKeys() {
+	for i := range c.slots {
+		s := &c.slots[i]
+		if s.key == "" {
+			continue
+		}
+		if s.seen+1 < c.iter || (s.entry >= 0 && c.entries[s.entry].gen != s.gen) {
+			delete(c.keys, s.key)
+			*s = keySlot{}
+			c.freeS = append(c.freeS, int32(i))
+		}
+	}
+}
+
+// resetKeys forgets every raw text, keeping the entries: used when the
+// mapping from text to labels changed (metric relabelling, honor_labels,
+// label limits), so each text is resolved again and finds its entry by labels.
+func (c *seriesCache) resetKeys() {
+	clear(c.keys)
+	c.slots = c.slots[:0]
+	c.freeS = c.freeS[:0]
+}
+
+// end writes stale markers at t for every tracked series committed in the
+// last iteration and for the synthetic series, and puts every ref held in
+// c.released. The cache must not be used afterwards.
+func (c *seriesCache) end(t int64, recs *wal.Records) {
+	stale := math.Float64frombits(value.StaleNaN)
+	c.released = c.released[:0]
+	for i := range c.entries {
+		e := &c.entries[i]
+		if !e.live {
+			continue
+		}
+		if e.last == c.iter-1 && e.tracked && t > e.lastT {
+			c.appendStale(recs, e, t, stale)
+		}
+		c.released = append(c.released, e.ref)
+	}
+	for i, ref := range c.reportRefs {
+		if ref == 0 {
+			continue
+		}
+		if c.reportLogged[i] {
+			recs.Samples = append(recs.Samples, record.RefSample{Ref: ref, T: t, V: stale})
+		}
+		c.released = append(c.released, ref)
+	}
+}
+
+// series returns the number of live entries.
+func (c *seriesCache) series() int {
+	return len(c.entries) - len(c.freeE)
+}
+
+// family returns the metadata entry of family name, marked seen. setType,
+// setHelp and setUnit update one field; they allocate only when the family is
+// new or a value changed.
+func (c *seriesCache) family(name []byte) *metaEntry {
+	m, ok := c.meta[string(name)]
+	if !ok {
+		m = &metaEntry{name: string(name), typ: model.MetricTypeUnknown, changed: c.iter}
+		c.meta[m.name] = m
+	}
+	m.seen = c.iter
+	return m
+}
+
+func (c *seriesCache) setType(name []byte, t model.MetricType) *metaEntry {
+	m := c.family(name)
+	if m.typ != t {
+		m.typ, m.changed = t, c.iter
+	}
+	return m
+}
+
+func (c *seriesCache) setHelp(name, help []byte) *metaEntry {
+	m := c.family(name)
+	if m.help != string(help) {
+		m.help, m.changed = string(help), c.iter
+	}
+	return m
+}
+
+func (c *seriesCache) setUnit(name, unit []byte) *metaEntry {
+	m := c.family(name)
+	if m.unit != string(unit) {
+		m.unit, m.changed = string(unit), c.iter
+	}
+	return m
+}

@@ -1,0 +1,131 @@
+package scrape
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/config"
+)
+
+func TestManager_FailedScrapes(t *testing.T) {
+	good := newExporter(t).handler
+	malformed, err := os.ReadFile(filepath.Join("testdata", "bad_unclosed_labels.prom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := closed.Addr().String()
+	closed.Close()
+
+	cases := []struct {
+		name    string
+		extra   string
+		handler http.Handler
+		addr    string // instead of a server
+		wantErr string
+		wantIs  error
+	}{
+		{
+			name:    "sample_limit",
+			extra:   "    sample_limit: 5",
+			handler: good,
+			wantErr: "sample_limit exceeded",
+			wantIs:  ErrSampleLimit,
+		},
+		{
+			name:    "body_size_limit",
+			extra:   "    body_size_limit: 100B\n    enable_compression: false",
+			handler: good,
+			wantErr: "body_size_limit",
+			wantIs:  ErrBodySizeLimit,
+		},
+		{
+			name: "malformed exposition",
+			handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+				_, _ = w.Write(malformed)
+			}),
+			wantErr: "parse exposition",
+		},
+		{
+			name: "slow target",
+			handler: http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+				<-r.Context().Done()
+			}),
+			wantErr: "scrape_timeout of 100ms exceeded",
+		},
+		{
+			name:    "HTTP error",
+			handler: http.NotFoundHandler(),
+			wantErr: "404",
+		},
+		{
+			name:    "unreachable",
+			addr:    deadAddr,
+			wantErr: "connection refused",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := tc.addr
+			if tc.handler != nil {
+				addr = hostOf(newTestServer(t, tc.handler).URL)
+			}
+			h := startManager(t, loadScrapeConfigs(t, jobYAML("100ms", tc.extra)))
+			h.setTargets("test", addr)
+			h.waitUp(addr, 0)
+			err := h.target("test").LastError()
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("target error = %v, want one containing %q", err, tc.wantErr)
+			}
+			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
+				t.Errorf("target error %v is not %v", err, tc.wantIs)
+			}
+			if strings.Contains(err.Error(), "http://") {
+				t.Errorf("error %q contains the target URL", err)
+			}
+			if refs := h.s.find("__name__", "test_temperature_celsius"); len(refs) != 0 {
+				t.Errorf("samples of a failed scrape logged: %v", refs)
+			}
+		})
+	}
+}
+
+func TestAcceptHeader(t *testing.T) {
+	// The values Prometheus v0.316.0 sends.
+	cases := []struct {
+		protocols []config.ScrapeProtocol
+		escaping  model.EscapingScheme
+		want      string
+	}{
+		{
+			config.DefaultScrapeProtocols, model.NoEscaping,
+			"application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.7," +
+				"application/openmetrics-text;version=0.0.1;q=0.6," +
+				"text/plain;version=1.0.0;escaping=allow-utf-8;q=0.5," +
+				"text/plain;version=0.0.4;q=0.4,*/*;q=0.3",
+		},
+		{
+			config.DefaultProtoFirstScrapeProtocols, model.UnderscoreEscaping,
+			"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7," +
+				"application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.6," +
+				"application/openmetrics-text;version=0.0.1;q=0.5," +
+				"text/plain;version=1.0.0;escaping=underscores;q=0.4," +
+				"text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+		},
+	}
+	for _, tc := range cases {
+		if got := acceptHeader(tc.protocols, tc.escaping); got != tc.want {
+			t.Errorf("acceptHeader(%v) =\n%s\nwant\n%s", tc.protocols, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,152 @@
+package wal
+
+import (
+	"github.com/prometheus/prometheus/tsdb/record"
+)
+
+// Records is one batch appended by one caller with WAL.Log.
+//
+// Records is not safe for concurrent use. Reuse it: Reset empties the
+// slices but keeps their capacity and the encode buffers, so that logging a
+// batch of the same shape again allocates nothing. Log reads the slices and
+// does not retain them after it returns.
+//
+// The zero value is an empty batch, ready to use.
+type Records struct {
+	Series          []record.RefSeries // refs from WAL.NewRef; logged first
+	Samples         []record.RefSample // ST is not stored (remote-write 1.0 has no field for it)
+	Histograms      []record.RefHistogramSample
+	FloatHistograms []record.RefFloatHistogramSample
+	Exemplars       []record.RefExemplar
+	Metadata        []record.RefMetadata
+
+	// Encode scratch, owned by the batch and overwritten by each Log.
+	bufs [numKinds][]byte // one buffer per encoded WAL record kind
+	recs [numKinds][]byte // views of bufs handed to wlog, in log order
+	kind [numKinds]kind   // kind of each entry of recs
+	n    int              // entries of recs in use
+}
+
+// Reset empties the batch, keeping the capacity of every slice. Entries
+// holding pointers (labels, histograms) are cleared so that a reused batch
+// does not keep them alive.
+func (r *Records) Reset() {
+	clear(r.Series)
+	clear(r.Histograms)
+	clear(r.FloatHistograms)
+	clear(r.Exemplars)
+	clear(r.Metadata)
+	r.Series = r.Series[:0]
+	r.Samples = r.Samples[:0]
+	r.Histograms = r.Histograms[:0]
+	r.FloatHistograms = r.FloatHistograms[:0]
+	r.Exemplars = r.Exemplars[:0]
+	r.Metadata = r.Metadata[:0]
+}
+
+// kind is one encoded WAL record kind, in the order Log writes them: series
+// first, so every ref a later record of the batch uses is declared, then
+// metadata, which also refers to series.
+type kind int
+
+const (
+	kindSeries kind = iota
+	kindMetadata
+	kindSamples
+	kindHistograms
+	kindCustomHistograms // custom-bucket (NHCB) histograms need their own record
+	kindFloatHistograms
+	kindCustomFloatHistograms
+	kindExemplars
+	numKinds
+)
+
+// name is the metric label of the kind. The custom-bucket variants count
+// with their plain kinds.
+func (k kind) name() string {
+	switch k {
+	case kindSeries:
+		return "series"
+	case kindMetadata:
+		return "metadata"
+	case kindSamples:
+		return "samples"
+	case kindHistograms, kindCustomHistograms:
+		return "histograms"
+	case kindFloatHistograms, kindCustomFloatHistograms:
+		return "float_histograms"
+	default:
+		return "exemplars"
+	}
+}
+
+// encode encodes every non-empty kind into r's scratch buffers and returns
+// the records to log, valid until the next encode. In steady state (buffers
+// grown to the batch size) it allocates nothing; the one exception is a
+// batch mixing custom-bucket histograms with exponential ones, for which
+// record.Encoder allocates the list of custom-bucket samples.
+func (r *Records) encode() [][]byte {
+	var enc record.Encoder // V1 records: Prometheus' default, readable by every version.
+	r.n = 0
+	if len(r.Series) > 0 {
+		r.add(kindSeries, enc.Series(r.Series, r.bufs[kindSeries][:0]))
+	}
+	if len(r.Metadata) > 0 {
+		r.add(kindMetadata, enc.Metadata(r.Metadata, r.bufs[kindMetadata][:0]))
+	}
+	if len(r.Samples) > 0 {
+		r.add(kindSamples, enc.Samples(r.Samples, r.bufs[kindSamples][:0]))
+	}
+	if len(r.Histograms) > 0 {
+		// HistogramSamples returns an empty record when every histogram
+		// uses custom buckets, and hands those back for their own record.
+		b, custom := enc.HistogramSamples(r.Histograms, r.bufs[kindHistograms][:0])
+		r.add(kindHistograms, b)
+		if len(custom) > 0 {
+			r.add(kindCustomHistograms, enc.CustomBucketsHistogramSamples(custom, r.bufs[kindCustomHistograms][:0]))
+		}
+	}
+	if len(r.FloatHistograms) > 0 {
+		b, custom := enc.FloatHistogramSamples(r.FloatHistograms, r.bufs[kindFloatHistograms][:0])
+		r.add(kindFloatHistograms, b)
+		if len(custom) > 0 {
+			r.add(kindCustomFloatHistograms, enc.CustomBucketsFloatHistogramSamples(custom, r.bufs[kindCustomFloatHistograms][:0]))
+		}
+	}
+	if len(r.Exemplars) > 0 {
+		r.add(kindExemplars, enc.Exemplars(r.Exemplars, r.bufs[kindExemplars][:0]))
+	}
+	return r.recs[:r.n]
+}
+
+// add keeps b as r's buffer for k and, if b holds a record, queues it.
+func (r *Records) add(k kind, b []byte) {
+	r.bufs[k] = b
+	if len(b) == 0 {
+		return
+	}
+	r.recs[r.n] = b
+	r.kind[r.n] = k
+	r.n++
+}
+
+// entries returns how many series, samples, ... the batch holds of kind k.
+// Custom-bucket kinds return 0: their entries count with the plain kind.
+func (r *Records) entries(k kind) int {
+	switch k {
+	case kindSeries:
+		return len(r.Series)
+	case kindMetadata:
+		return len(r.Metadata)
+	case kindSamples:
+		return len(r.Samples)
+	case kindHistograms:
+		return len(r.Histograms)
+	case kindFloatHistograms:
+		return len(r.FloatHistograms)
+	case kindExemplars:
+		return len(r.Exemplars)
+	default:
+		return 0
+	}
+}

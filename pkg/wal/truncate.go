@@ -1,0 +1,153 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+)
+
+// released tracks series that get no more samples, so that a checkpoint
+// covering every segment that may hold their samples can drop them.
+type released struct {
+	mu   sync.Mutex
+	refs map[chunks.HeadSeriesRef]int // ref → last segment that may hold its samples (-1: not known yet); mu
+
+	// Series logged by an earlier process: refs up to prevMaxRef, with
+	// samples in segments up to prevLastSegment. Set by Open, then read-only.
+	prevMaxRef      chunks.HeadSeriesRef
+	prevLastSegment int
+}
+
+// Release says that the series of refs get no more samples: the caller has
+// logged their last ones. The first Truncate whose checkpoint covers the
+// segment being written now drops their series records, so Readers opened
+// at a later Position no longer see them. Refs must not be logged again.
+// Release is safe for concurrent use, and does nothing after Close.
+func (w *WAL) Release(refs []chunks.HeadSeriesRef) {
+	if len(refs) == 0 || w.closed.Load() {
+		return
+	}
+	seg := -1 // stamped by the next Truncate if the directory cannot be read now
+	if _, last, err := wlog.Segments(w.dir); err == nil {
+		seg = last
+	} else {
+		w.logger.Warn("list segments to release series", "err", err)
+	}
+	w.released.mu.Lock()
+	if w.released.refs == nil {
+		w.released.refs = make(map[chunks.HeadSeriesRef]int, len(refs))
+	}
+	for _, ref := range refs {
+		w.released.refs[ref] = seg
+	}
+	w.released.mu.Unlock()
+}
+
+// keep reports whether a checkpoint of the segments up to to keeps the
+// series ref: unless it was released with all its samples in those
+// segments. Its answer for a ref does not change while a checkpoint runs:
+// a concurrent Release stamps a segment after to.
+func (r *released) keep(ref chunks.HeadSeriesRef, to int) bool {
+	if ref <= r.prevMaxRef {
+		return r.prevLastSegment > to
+	}
+	r.mu.Lock()
+	seg, ok := r.refs[ref]
+	r.mu.Unlock()
+	return !ok || seg > to
+}
+
+// stamp gives refs released with an unknown segment the segment last.
+func (r *released) stamp(last int) {
+	r.mu.Lock()
+	for ref, seg := range r.refs {
+		if seg < 0 {
+			r.refs[ref] = last
+		}
+	}
+	r.mu.Unlock()
+}
+
+// forget drops the refs a checkpoint of the segments up to to has dropped.
+func (r *released) forget(to int) {
+	r.mu.Lock()
+	for ref, seg := range r.refs {
+		if seg <= to {
+			delete(r.refs, ref)
+		}
+	}
+	r.mu.Unlock()
+}
+
+// Truncate drops the segments before before.Segment, which every Reader
+// that matters must have passed. A checkpoint keeps their series records,
+// except those of released series whose samples all lie in them, and the
+// latest metadata of the kept series; samples and exemplars are dropped,
+// having been sent. The segment being written is never dropped. Readers
+// past before are unaffected. Truncating nothing is a no-op.
+//
+// Truncate is safe for concurrent use; calls run one at a time. It returns
+// ErrClosed after Close.
+func (w *WAL) Truncate(before Position) error {
+	w.truncMu.Lock()
+	defer w.truncMu.Unlock()
+	if w.closed.Load() {
+		return ErrClosed
+	}
+	first, last, err := wlog.Segments(w.dir)
+	if err != nil {
+		w.metrics.truncateFails.Inc()
+		return fmt.Errorf("list segments in %s: %w", w.dir, err)
+	}
+	cpIdx := -1
+	if _, idx, err := wlog.LastCheckpoint(w.dir); err == nil {
+		cpIdx = idx
+	} else if !errors.Is(err, record.ErrNotFound) {
+		w.metrics.truncateFails.Inc()
+		return fmt.Errorf("find checkpoint in %s: %w", w.dir, err)
+	}
+	to := min(before.Segment, last) - 1 // never the segment being written
+	if first < 0 || to < first || to <= cpIdx {
+		return nil
+	}
+	if err := w.truncate(first, to, last); err != nil {
+		w.metrics.truncateFails.Inc()
+		return err
+	}
+	w.metrics.truncations.Inc()
+	return nil
+}
+
+// truncate checkpoints segments first to to and removes them; last is the
+// segment being written.
+func (w *WAL) truncate(first, to, last int) error {
+	start := time.Now()
+	w.released.stamp(last)
+	keep := func(ref chunks.HeadSeriesRef) bool { return w.released.keep(ref, to) }
+	// mint math.MaxInt64 drops every sample and exemplar. wlog.Checkpoint
+	// reads only immutable fields of w.wl, so it runs without w.mu.
+	stats, err := wlog.Checkpoint(w.logger, w.wl, first, to, keep, math.MaxInt64, false, false)
+	if err != nil {
+		return fmt.Errorf("checkpoint segments %d to %d in %s: %w", first, to, w.dir, err)
+	}
+	// wlog's Truncate only removes files, so it too runs without w.mu.
+	if err := w.wl.Truncate(to + 1); err != nil {
+		// The next Truncate or Open removes them: the checkpoint supersedes them.
+		return fmt.Errorf("remove segments before %d in %s: %w", to+1, w.dir, err)
+	}
+	if err := wlog.DeleteCheckpoints(w.dir, to); err != nil {
+		// Harmless but for the disk they use: only the newest is read.
+		w.logger.Warn("remove old checkpoints", "err", err)
+	}
+	w.released.forget(to)
+	w.logger.Info("truncated WAL", "first", first, "last", to,
+		"series_kept", stats.TotalSeries-stats.DroppedSeries, "series_dropped", stats.DroppedSeries,
+		"samples_dropped", stats.DroppedSamples, "duration", time.Since(start))
+	return nil
+}

@@ -1,0 +1,433 @@
+// Package wal is rwagent's write-ahead log: scrapes append batches of
+// series and samples, remote-write queues tail it with Readers, and
+// Truncate drops what every queue has sent. It is built on Prometheus'
+// tsdb/wlog segments and tsdb/record encoding, so its directory has the
+// layout of a Prometheus agent WAL.
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/fileutil"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+	"github.com/prometheus/prometheus/util/compression"
+)
+
+// ErrClosed is returned by Log, Truncate and Close once the WAL is closed,
+// by Reader.Next once a Reader has read everything a closed WAL holds, and
+// by Reader.Next after Reader.Close.
+var ErrClosed = errors.New("wal: closed")
+
+// FsyncPolicy says when logged records are made durable with fsync.
+type FsyncPolicy string
+
+const (
+	// FsyncAlways syncs before Log returns: nothing acknowledged is lost
+	// on power failure, at the cost of one fsync per Log.
+	FsyncAlways FsyncPolicy = "always"
+	// FsyncInterval syncs every Options.FsyncInterval in Run: a power
+	// failure loses at most that much. A process crash loses nothing,
+	// since every Log has written its records to the OS.
+	FsyncInterval FsyncPolicy = "interval"
+	// FsyncNever syncs only when a segment is finished and on Close.
+	FsyncNever FsyncPolicy = "never"
+)
+
+const (
+	// DefaultSegmentSize is wlog's 128MiB: few files, and a truncation
+	// frees disk in steps small against a WAL that buffers an outage.
+	DefaultSegmentSize = wlog.DefaultSegmentSize
+	// DefaultFsyncInterval bounds loss on power failure to one second of
+	// samples for one fsync per second, whatever the ingest rate.
+	DefaultFsyncInterval = time.Second
+	// pageSize is wlog's page; a segment holds whole pages.
+	pageSize = 32 * 1024
+)
+
+// Options configures Open. Zero values of the optional fields mean the
+// defaults given on each field.
+type Options struct {
+	Dir           string        // required; created if missing
+	SegmentSize   int           // bytes, a multiple of 32KiB; zero: DefaultSegmentSize
+	Fsync         FsyncPolicy   // zero: FsyncInterval
+	FsyncInterval time.Duration // used with FsyncInterval; zero: DefaultFsyncInterval
+}
+
+// withDefaults returns o with its zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.SegmentSize == 0 {
+		o.SegmentSize = DefaultSegmentSize
+	}
+	if o.Fsync == "" {
+		o.Fsync = FsyncInterval
+	}
+	if o.FsyncInterval == 0 {
+		o.FsyncInterval = DefaultFsyncInterval
+	}
+	return o
+}
+
+// Validate reports the first invalid field of o, after defaults.
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	if o.Dir == "" {
+		return errors.New("wal dir is empty")
+	}
+	if o.SegmentSize < pageSize || o.SegmentSize%pageSize != 0 {
+		return fmt.Errorf("wal segment size %d is not a positive multiple of %d", o.SegmentSize, pageSize)
+	}
+	switch o.Fsync {
+	case FsyncAlways, FsyncInterval, FsyncNever:
+	default:
+		return fmt.Errorf("wal fsync policy %q is not one of %q, %q, %q", o.Fsync, FsyncAlways, FsyncInterval, FsyncNever)
+	}
+	if o.FsyncInterval < 0 {
+		return fmt.Errorf("wal fsync interval %s is negative", o.FsyncInterval)
+	}
+	return nil
+}
+
+// WAL is the write-ahead log. Log, NewRef, Release, NewReader and Truncate
+// are safe for concurrent use. Build it with Open; the zero value is not
+// usable. After Close, Log and Truncate return ErrClosed, Release does
+// nothing, and Readers read what is left and then return ErrClosed.
+type WAL struct {
+	opts    Options
+	dir     string
+	logger  *slog.Logger
+	metrics *walMetrics
+	lrm     *wlog.LiveReaderMetrics // for LiveReaders; never registered
+
+	nextRef atomic.Uint64 // last ref handed out
+	closed  atomic.Bool   // set under mu; read without it
+
+	// mu serialises the calls into wl that touch its active segment (Log,
+	// NextSegment, Close), and closing. Open's replay and repair run before
+	// anything else can; Truncate's calls only read wl's directory. Take
+	// truncMu first, then mu.
+	mu sync.Mutex
+	wl *wlog.WL
+
+	syncMu   sync.Mutex // serialises syncSegments
+	syncFrom int        // lowest segment that may hold unsynced data (zero: all may, e.g. after a repair); syncMu
+
+	readersMu sync.RWMutex
+	readers   []chan struct{} // wake-up of each open Reader; readersMu
+
+	truncMu  sync.Mutex // serialises Truncate, and Close behind it
+	released released   // see truncate.go
+}
+
+// Open opens the WAL in opts.Dir, creating it if needed. It finishes an
+// interrupted truncation, repairs a torn or corrupt tail (records before
+// the damage are kept, the rest is cut and counted), and replays the
+// checkpoint and segments to continue refs above the highest one logged.
+// Series logged before Open count as released (see Release): only this
+// process hands out refs that get new samples.
+//
+// Open starts no goroutine of its own (wlog.NewSize starts one inside
+// wlog, which Close stops). logger may be nil. reg may be nil; the
+// rwagent_wal_* metrics registered on it are unregistered by Close.
+func Open(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*WAL, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "wal", "dir", opts.Dir)
+	if err := os.MkdirAll(opts.Dir, 0o777); err != nil {
+		return nil, fmt.Errorf("create wal dir %s: %w", opts.Dir, err)
+	}
+	w := &WAL{
+		opts:   opts,
+		dir:    filepath.Clean(opts.Dir),
+		logger: logger,
+		lrm:    wlog.NewLiveReaderMetrics(nil),
+	}
+	w.metrics = newWALMetrics(reg, w)
+	if err := w.open(); err != nil {
+		if w.wl != nil {
+			_ = w.wl.Close() // the error that matters is err
+		}
+		w.metrics.unregister()
+		return nil, err
+	}
+	return w, nil
+}
+
+// open does Open's work on disk.
+func (w *WAL) open() error {
+	if err := wlog.DeleteTempCheckpoints(w.logger, w.dir); err != nil {
+		return fmt.Errorf("clean wal dir %s: %w", w.dir, err)
+	}
+	if err := w.finishTruncation(); err != nil {
+		return err
+	}
+	// A nil registerer: the segment writer's own metrics would collide
+	// with a second WAL on reg; ours cover what it counts.
+	wl, err := wlog.NewSize(w.logger, nil, w.dir, w.opts.SegmentSize, compression.None)
+	if err != nil {
+		return fmt.Errorf("open wal segments in %s: %w", w.dir, err)
+	}
+	w.wl = wl
+	start := time.Now()
+	maxRef, good, err := w.replay()
+	if cerr, ok := errors.AsType[*wlog.CorruptionErr](err); ok && cerr.Dir == w.dir {
+		err = w.repair(cerr, good)
+	}
+	if err != nil {
+		return err
+	}
+	w.metrics.replayDuration.Set(time.Since(start).Seconds())
+	w.nextRef.Store(uint64(maxRef))
+
+	_, last, err := wlog.Segments(w.dir)
+	if err != nil {
+		return fmt.Errorf("list segments in %s: %w", w.dir, err)
+	}
+	// Segments before the one just created hold the previous process's
+	// series: none gets samples again, so the checkpoint covering them
+	// may drop them.
+	w.released.prevMaxRef = maxRef
+	w.released.prevLastSegment = last - 1
+	w.logger.Info("opened WAL", "segment", last, "next_ref", maxRef+1, "replay_duration", time.Since(start))
+	return nil
+}
+
+// NewRef returns a series ref not used before, above every ref in the WAL
+// when it was opened. It is safe for concurrent use.
+func (w *WAL) NewRef() chunks.HeadSeriesRef {
+	return chunks.HeadSeriesRef(w.nextRef.Add(1))
+}
+
+// Log appends the batch: one WAL record per non-empty kind, series first,
+// written with one wlog call so that concurrent batches do not interleave.
+// It encodes into r's scratch buffers and does not retain r. With
+// FsyncAlways the records are on disk when Log returns. Log wakes Readers
+// waiting at the end of the WAL. It is safe for concurrent use with other
+// Records values. It returns ErrClosed after Close.
+func (w *WAL) Log(r *Records) error {
+	if w.closed.Load() {
+		return ErrClosed
+	}
+	recs := r.encode()
+	if len(recs) == 0 {
+		return nil
+	}
+	w.mu.Lock()
+	if w.closed.Load() {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	err := w.wl.Log(recs...)
+	w.mu.Unlock()
+	if err != nil {
+		w.metrics.writeFailures.Inc()
+		return fmt.Errorf("write %d records to wal %s: %w", len(recs), w.dir, err)
+	}
+	w.wakeReaders()
+	w.metrics.count(r)
+	if w.opts.Fsync == FsyncAlways {
+		return w.syncSegments()
+	}
+	return nil
+}
+
+// Close flushes the last page, syncs and closes the active segment, and
+// unregisters the metrics. It waits for a running Truncate. Readers read on
+// to the end and then return ErrClosed. Close after Close returns ErrClosed.
+func (w *WAL) Close() error {
+	w.truncMu.Lock()
+	defer w.truncMu.Unlock()
+	w.mu.Lock()
+	if w.closed.Load() {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	err := w.wl.Close()
+	w.closed.Store(true)
+	w.mu.Unlock()
+
+	w.metrics.unregister()
+	w.wakeReaders()
+	if err != nil {
+		return fmt.Errorf("close wal %s: %w", w.dir, err)
+	}
+	return nil
+}
+
+// addReader registers a Reader's wake-up channel, buffered with room for one.
+func (w *WAL) addReader(c chan struct{}) {
+	w.readersMu.Lock()
+	w.readers = append(w.readers, c)
+	w.readersMu.Unlock()
+}
+
+// removeReader forgets a wake-up channel added by addReader.
+func (w *WAL) removeReader(c chan struct{}) {
+	w.readersMu.Lock()
+	defer w.readersMu.Unlock()
+	for i, rc := range w.readers {
+		if rc == c {
+			last := len(w.readers) - 1
+			w.readers[i] = w.readers[last]
+			w.readers[last] = nil
+			w.readers = w.readers[:last]
+			return
+		}
+	}
+}
+
+// wakeReaders tells every Reader that data was written. A Reader that has a
+// wake-up pending already needs no second one, so the send never blocks.
+func (w *WAL) wakeReaders() {
+	w.readersMu.RLock()
+	for _, c := range w.readers {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	w.readersMu.RUnlock()
+}
+
+// walMetrics are the rwagent_wal_* metrics of one WAL.
+type walMetrics struct {
+	reg        prometheus.Registerer
+	collectors []prometheus.Collector
+
+	records        [numKinds]prometheus.Counter // WAL records written, by kind
+	entries        [numKinds]prometheus.Counter // series, samples, ... written, by kind
+	bytes          prometheus.Counter
+	writeFailures  prometheus.Counter
+	fsyncDuration  prometheus.Histogram
+	fsyncFailures  prometheus.Counter
+	repairs        prometheus.Counter
+	repairCutBytes prometheus.Counter
+	truncations    prometheus.Counter
+	truncateFails  prometheus.Counter
+	replayDuration prometheus.Gauge
+}
+
+func newWALMetrics(reg prometheus.Registerer, w *WAL) *walMetrics {
+	m := &walMetrics{reg: reg}
+	// Built unregistered; each is registered below so unregister can
+	// remove exactly what was added.
+	f := promauto.With(nil)
+	records := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "rwagent_wal_records_written_total",
+		Help: "WAL records written, by type.",
+	}, []string{"type"})
+	entries := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "rwagent_wal_entries_written_total",
+		Help: "Series, samples, histograms, float histograms, exemplars and metadata entries written to the WAL, by type.",
+	}, []string{"type"})
+	for k := range numKinds {
+		m.records[k] = records.WithLabelValues(k.name())
+		m.entries[k] = entries.WithLabelValues(k.name())
+	}
+	m.bytes = f.NewCounter(prometheus.CounterOpts{
+		Name: "rwagent_wal_bytes_written_total",
+		Help: "Bytes of encoded WAL records written, before page headers.",
+	})
+	m.writeFailures = f.NewCounter(prometheus.CounterOpts{
+		Name: "rwagent_wal_write_failures_total",
+		Help: "Log calls that failed to write to the WAL.",
+	})
+	m.fsyncDuration = f.NewHistogram(prometheus.HistogramOpts{
+		Name:    "rwagent_wal_fsync_duration_seconds",
+		Help:    "Duration of WAL fsyncs done by the fsync policy.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8), // 100µs to 1.6s
+	})
+	m.fsyncFailures = f.NewCounter(prometheus.CounterOpts{
+		Name: "rwagent_wal_fsync_failures_total",
+		Help: "WAL fsyncs that failed.",
+	})
+	m.repairs = f.NewCounter(prometheus.CounterOpts{
+		Name: "rwagent_wal_corruptions_repaired_total",
+		Help: "Corrupt or torn WAL tails cut off by Open.",
+	})
+	m.repairCutBytes = f.NewCounter(prometheus.CounterOpts{
+		Name: "rwagent_wal_repair_cut_bytes_total",
+		Help: "Bytes of WAL segments cut off by repairs, from the damage to the end.",
+	})
+	m.truncations = f.NewCounter(prometheus.CounterOpts{
+		Name: "rwagent_wal_truncations_total",
+		Help: "WAL truncations that checkpointed and removed segments.",
+	})
+	m.truncateFails = f.NewCounter(prometheus.CounterOpts{
+		Name: "rwagent_wal_truncation_failures_total",
+		Help: "WAL truncations that failed.",
+	})
+	m.replayDuration = f.NewGauge(prometheus.GaugeOpts{
+		Name: "rwagent_wal_replay_duration_seconds",
+		Help: "Time Open took to repair and replay the WAL.",
+	})
+	segment := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rwagent_wal_segment_current",
+		Help: "Index of the WAL segment being written.",
+	}, func() float64 {
+		_, last, err := wlog.Segments(w.dir)
+		if err != nil {
+			return -1
+		}
+		return float64(last)
+	})
+	size := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rwagent_wal_storage_size_bytes",
+		Help: "Size of the WAL directory.",
+	}, func() float64 {
+		n, err := fileutil.DirSize(w.dir)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	})
+	m.collectors = []prometheus.Collector{
+		records, entries, m.bytes, m.writeFailures, m.fsyncDuration, m.fsyncFailures,
+		m.repairs, m.repairCutBytes, m.truncations, m.truncateFails, m.replayDuration, segment, size,
+	}
+	if reg != nil {
+		for _, c := range m.collectors {
+			reg.MustRegister(c)
+		}
+	}
+	return m
+}
+
+// count adds a logged batch to the write metrics.
+func (m *walMetrics) count(r *Records) {
+	var bytes int
+	for i, rec := range r.recs[:r.n] {
+		m.records[r.kind[i]].Inc()
+		bytes += len(rec)
+	}
+	m.bytes.Add(float64(bytes))
+	for _, k := range [...]kind{kindSeries, kindMetadata, kindSamples, kindHistograms, kindFloatHistograms, kindExemplars} {
+		if n := r.entries(k); n > 0 {
+			m.entries[k].Add(float64(n))
+		}
+	}
+}
+
+// unregister removes the metrics from the registerer they were registered on.
+func (m *walMetrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+}
