@@ -165,3 +165,32 @@ func TestAppendAllocs(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkScrapeToWAL is parse → WAL append: the scrape side of the
+// per-sample path including the record encoding and the write into a real
+// WAL segment (fsync never, so the disk's sync speed is not measured).
+func BenchmarkScrapeToWAL(b *testing.B) {
+	for _, f := range []expositionFormat{formatText, formatProto} {
+		for _, n := range []int{1_000, 10_000} {
+			b.Run(fmt.Sprintf("%s/%d", f, n), func(b *testing.B) {
+				body := renderExposition(b, n, f)
+				w, err := wal.Open(wal.Options{Dir: b.TempDir(), Fsync: wal.FsyncNever}, nil, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer w.Close()
+				a := newTestAppender(testOptions(), w)
+				t := int64(1_000_000)
+				appendOnce(b, a, body, f.contentType(), t) // fill the cache
+				b.SetBytes(int64(len(body)))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					t += 1000
+					appendOnce(b, a, body, f.contentType(), t)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+			})
+		}
+	}
+}
