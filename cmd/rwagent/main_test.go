@@ -19,9 +19,9 @@ func TestCommandLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		name       string
-		args       []string
-		code       int
+		name        string
+		args        []string
+		code        int
 		out, errOut string
 	}{
 		{"version", []string{"--version"}, 0, "rwagent ", ""},
