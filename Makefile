@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin
 DEMO_DIR  ?= $(CURDIR)/.demo
 
-.PHONY: all build test test-unit test-process deps demo fmt vet fuzz bench clean
+.PHONY: all build test test-unit test-process test-durability deps demo fmt vet fuzz bench clean
 
 all: build
 
@@ -16,7 +16,7 @@ build:
 # The test command of the README: vet, every package's tests (race detector
 # on the concurrent packages), then the process-level test against Debian's
 # prometheus and node_exporter.
-test: deps vet test-unit test-process
+test: deps vet test-unit test-process test-durability
 
 test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
@@ -24,6 +24,10 @@ test-unit:
 
 test-process: build
 	RWAGENT_BIN=$(CURDIR)/$(BIN)/rwagent $(GO) test -count=1 -tags process -timeout 10m -run Process ./test/process/...
+
+# Crash tests: rwagent killed with SIGKILL and restarted on its data dir.
+test-durability: build
+	RWAGENT_BIN=$(CURDIR)/$(BIN)/rwagent $(GO) test -count=1 -tags durability -timeout 10m ./test/durability/...
 
 # Debian's prometheus and node_exporter for the process-level test.
 deps:

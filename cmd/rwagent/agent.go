@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -18,7 +19,9 @@ import (
 	"github.com/rwagent/rwagent/pkg/config"
 	"github.com/rwagent/rwagent/pkg/remotewrite"
 	"github.com/rwagent/rwagent/pkg/scrape"
+	"github.com/rwagent/rwagent/pkg/sendpos"
 	"github.com/rwagent/rwagent/pkg/server"
+	"github.com/rwagent/rwagent/pkg/sigv4"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -35,6 +38,9 @@ type agentOptions struct {
 	// FlushDeadline bounds the sending after a stop; zero means the
 	// remotewrite default.
 	FlushDeadline time.Duration
+	// PositionInterval is how often send positions are saved; zero means
+	// DefaultPositionInterval.
+	PositionInterval time.Duration
 }
 
 // runAgent runs the whole agent until ctx is done, then stops it in
@@ -94,7 +100,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		stopSrv()
 		return fmt.Errorf("open WAL: %w", err)
 	}
-	p := &pipeline{cfg: cfg, wal: w, logger: logger, reg: reg, opts: o}
+	p := &pipeline{cfg: cfg, wal: w, logger: logger, reg: reg, opts: o, stateDir: dir}
 	err = p.run(ctx, &ready)
 	if cerr := w.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close WAL: %w", cerr))
@@ -110,16 +116,23 @@ type pipeline struct {
 	logger *slog.Logger
 	reg    prometheus.Registerer
 	opts   agentOptions
+	// stateDir holds the WAL (wal/) and the send positions (send_positions/).
+	stateDir string
 }
 
 func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	pc := p.cfg.Prometheus
+	store := sendpos.New(filepath.Join(p.stateDir, "send_positions"))
+	keys, starts := resumePositions(store, p.wal, pc.RemoteWriteConfigs, p.logger)
 	queues := make([]*remotewrite.Queue, 0, len(pc.RemoteWriteConfigs))
-	for _, rw := range pc.RemoteWriteConfigs {
+	endpoints := make([]*endpoint, 0, len(pc.RemoteWriteConfigs))
+	for i, rw := range pc.RemoteWriteConfigs {
 		q, err := remotewrite.New(ctx, remotewrite.Options{
 			Config:         rw,
 			ExternalLabels: pc.GlobalConfig.ExternalLabels,
 			Log:            remotewrite.WALLog(p.wal),
+			Start:          starts[i],
+			SigV4:          sigv4Config(p.cfg.RemoteWriteSigV4[i], rw.URL.String()),
 			UserAgent:      "rwagent/" + versionString(),
 			FlushDeadline:  p.opts.FlushDeadline,
 			Logger:         p.logger.With("component", "remote_write"),
@@ -129,6 +142,20 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 			return err
 		}
 		queues = append(queues, q)
+		endpoints = append(endpoints, &endpoint{key: keys[i], q: q, saved: starts[i]})
+	}
+	ret := &retention{
+		wal:        p.wal,
+		store:      store,
+		endpoints:  endpoints,
+		logger:     p.logger,
+		saveEvery:  p.opts.PositionInterval,
+		truncEvery: time.Duration(p.cfg.WAL.TruncateFrequency),
+		maxSize:    p.cfg.WAL.MaxSize,
+		maxAge:     time.Duration(p.cfg.WAL.MaxAge),
+	}
+	if ret.saveEvery <= 0 {
+		ret.saveEvery = DefaultPositionInterval
 	}
 	if len(queues) == 0 {
 		p.logger.Warn("no remote_write configured: samples are logged to the WAL and sent nowhere")
@@ -160,6 +187,15 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		Registerer: p.reg,
 		Storage:    p.wal,
 		UserAgent:  "rwagent/" + versionString(),
+		WrapTransport: func(job string, next http.RoundTripper) (http.RoundTripper, error) {
+			c := p.cfg.ScrapeSigV4[job]
+			if c == nil {
+				return next, nil
+			}
+			return sigv4.NewRoundTripper(ctx, *sigv4Config(c, ""), next, sigv4.Options{
+				Logger: p.logger.With("component", "scrape", "scrape_job", job), Registerer: p.reg,
+			})
+		},
 	})
 	if err != nil {
 		return err
@@ -189,7 +225,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		sending.Go(func() { errs <- q.Run(queueCtx) })
 	}
 	scraping.Go(func() { errs <- sm.Run(scrapeCtx, dm.SyncCh()) })
-	scraping.Go(func() { p.truncateLoop(scrapeCtx, queues) })
+	scraping.Go(func() { ret.run(scrapeCtx) })
 	scraping.Go(func() {
 		// Ready once the WAL is replayed (it was, to get here) and
 		// discovery has handed the scrape manager its first targets.
@@ -219,6 +255,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	scraping.Wait()
 	stopQueues()
 	sending.Wait()
+	ret.saveAll() // what the queues acknowledged while they flushed
 	stopWAL()
 	rest.Wait()
 	close(errs)
@@ -231,28 +268,17 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	return errors.Join(all...)
 }
 
-// truncateLoop removes WAL segments that every queue has sent.
-func (p *pipeline) truncateLoop(ctx context.Context, queues []*remotewrite.Queue) {
-	t := time.NewTicker(time.Duration(p.cfg.WAL.TruncateFrequency))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if len(queues) == 0 {
-			continue
-		}
-		low := queues[0].Acked()
-		for _, q := range queues[1:] {
-			if a := q.Acked(); a.Compare(low) < 0 {
-				low = a
-			}
-		}
-		if err := p.wal.Truncate(low); err != nil {
-			p.logger.Warn("truncate WAL", "before", low.String(), "err", err)
-		}
+// sigv4Config maps a sigv4 block of the configuration to the signer's
+// config; nil stays nil. url helps find the region of an AMP endpoint.
+func sigv4Config(c *config.SigV4Config, url string) *sigv4.Config {
+	if c == nil {
+		return nil
+	}
+	return &sigv4.Config{
+		Region: c.Region, URL: url,
+		AccessKey: c.AccessKey, SecretKey: c.SecretKey, SecretKeyFile: c.SecretKeyFile,
+		Profile: c.Profile, RoleARN: c.RoleARN, ExternalID: c.ExternalID, RoleSessionName: c.RoleSessionName,
+		STSRegion: c.STSRegion, STSEndpoint: c.STSEndpoint, Service: c.Service,
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -359,5 +360,65 @@ remote_write:
 	}
 	if !strings.Contains(logs, "403") {
 		t.Errorf("the 403 of the wrong-secret endpoint is not logged")
+	}
+}
+
+// TestSignedScrape: a target behind SigV4 (an API Gateway, service
+// execute-api) is scraped by the job with a sigv4 block, and refused to the
+// job without one.
+func TestSignedScrape(t *testing.T) {
+	setAWSEnv(t)
+	const key, secret = "AKIDSCRAPESIGNED0001", "scrape-secret-never-logged-0123456789"
+	verifier := &sigv4.Verifier{Region: "eu-west-1", Service: "execute-api",
+		Credentials: []sigv4.Credential{{AccessKeyID: key, SecretAccessKey: secret}}}
+	exposition := promhttp.HandlerFor(appRegistry(t), promhttp.HandlerOpts{})
+	var signed atomic.Int64
+	target := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := verifier.Verify(r, nil); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		signed.Add(1)
+		exposition.ServeHTTP(w, r)
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target.Listener = ln
+	target.Start()
+	t.Cleanup(target.Close)
+
+	a := startAgent(t, strings.NewReplacer("TARGET", ln.Addr().String()).Replace(`
+global:
+  scrape_interval: 200ms
+  scrape_timeout: 150ms
+scrape_configs:
+  - job_name: signed
+    static_configs:
+      - targets: [TARGET]
+    sigv4:
+      region: eu-west-1
+      access_key: `+key+`
+      secret_key: `+secret+`
+  - job_name: unsigned
+    static_configs:
+      - targets: [TARGET]
+remote_write:
+  - url: RECEIVER
+    sigv4:
+      region: us-east-1
+    queue_config:
+      batch_send_deadline: 100ms
+`))
+	eventually(t, "signed job up", a.scalarIs(t, `up{job="signed"}`, 1))
+	eventually(t, "signed job's samples", a.scalarIs(t, `app_temperature_celsius{job="signed"}`, 21.5))
+	eventually(t, "unsigned job refused", a.scalarIs(t, `up{job="unsigned"}`, 0))
+	if signed.Load() == 0 {
+		t.Error("the target verified no signed scrape")
+	}
+	a.stop(t)
+	if strings.Contains(a.logs.String(), secret) {
+		t.Error("the scrape secret appears in the logs")
 	}
 }

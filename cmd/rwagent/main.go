@@ -32,6 +32,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
+		case "sign":
+			return signCommand(context.Background(), args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("rwagent", flag.ContinueOnError)

@@ -38,6 +38,13 @@ type Config struct {
 	// Ignored lists top-level Prometheus sections present in the file that an
 	// agent does not use (rule_files, alerting, remote_read, storage.tsdb).
 	Ignored []string
+	// RemoteWriteSigV4 is the complete sigv4 block of each remote_write
+	// (Prometheus' fields and rwagent's), by the index of
+	// Prometheus.RemoteWriteConfigs; nil where a remote_write has none.
+	RemoteWriteSigV4 []*SigV4Config
+	// ScrapeSigV4 is the sigv4 block of each scrape config that has one
+	// (an rwagent extension), by job name.
+	ScrapeSigV4 map[string]*SigV4Config
 }
 
 // FsyncPolicy says when the WAL is flushed to stable storage.
@@ -65,6 +72,14 @@ type WALConfig struct {
 	// TruncateFrequency is how often segments that every remote_write has
 	// sent are removed. Zero means DefaultWALConfig.TruncateFrequency.
 	TruncateFrequency model.Duration `yaml:"truncate_frequency"`
+	// MaxSize caps the WAL directory, in bytes: past it the oldest
+	// segments are removed even if a remote_write has not sent them, and
+	// what it had not sent is counted as dropped (reason wal_full). It must
+	// leave room for two segments. Zero means no cap.
+	MaxSize int64 `yaml:"max_size"`
+	// MaxAge removes segments last written longer ago than this, sent or
+	// not (reason too_old). Zero means no limit.
+	MaxAge model.Duration `yaml:"max_age"`
 }
 
 // DefaultWALConfig is the `wal:` section a file without one gets.
@@ -117,6 +132,14 @@ func (c *WALConfig) Validate() error {
 	if c.Dir == "" {
 		return errors.New("wal.dir: must not be empty")
 	}
+	// Two segments: the one being written and one to trim, or the cap
+	// would remove every segment as soon as it is finished.
+	if c.MaxSize < 0 || (c.MaxSize > 0 && c.MaxSize < 2*int64(c.SegmentSize)) {
+		return fmt.Errorf("wal.max_size: must be zero (no cap) or at least two segments (%d bytes), got %d", 2*int64(c.SegmentSize), c.MaxSize)
+	}
+	if c.MaxAge < 0 {
+		return fmt.Errorf("wal.max_age: must not be negative, got %s", c.MaxAge)
+	}
 	return nil
 }
 
@@ -129,7 +152,7 @@ func LoadFile(path string, getenv func(string) (string, bool), logger *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c, err := Load(b, getenv, logger)
+	c, err := load(b, getenv, logger, filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("%s:%w", path, err)
 	}
@@ -141,6 +164,12 @@ func LoadFile(path string, getenv func(string) (string, bool), logger *slog.Logg
 // Load parses and validates a configuration document. Errors start with
 // the line number, then the field path: "12: remote_write[0].url: ...".
 func Load(b []byte, getenv func(string) (string, bool), logger *slog.Logger) (*Config, error) {
+	return load(b, getenv, logger, "")
+}
+
+// load is Load with relative file paths of rwagent's sections (sigv4
+// secret_key_file) taken relative to dir.
+func load(b []byte, getenv func(string) (string, bool), logger *slog.Logger, dir string) (*Config, error) {
 	if getenv == nil {
 		getenv = os.LookupEnv
 	}
@@ -178,6 +207,7 @@ func Load(b []byte, getenv func(string) (string, bool), logger *slog.Logger) (*C
 		}
 		prom.Content = append(prom.Content, k, v)
 	}
+	sigv4Cut := cutSigV4(prom)
 	if err := checkFields(prom, promConfigType, ""); err != nil {
 		return nil, err
 	}
@@ -191,6 +221,9 @@ func Load(b []byte, getenv func(string) (string, bool), logger *slog.Logger) (*C
 	}
 	c.Prometheus = pc
 	c.Ignored = ignoredSections(pc)
+	if err := applySigV4(c, sigv4Cut, dir); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -53,7 +53,8 @@ func TestLoadGood(t *testing.T) {
 	if rw.QueueConfig.MaxShards != 7 {
 		t.Errorf("max_shards = %d, want 7 from ${MAX_SHARDS}", rw.QueueConfig.MaxShards)
 	}
-	want := WALConfig{Dir: "/var/lib/rwagent", Fsync: FsyncAlways, FsyncInterval: DefaultWALConfig.FsyncInterval, SegmentSize: 1 << 20, TruncateFrequency: DefaultWALConfig.TruncateFrequency}
+	want := WALConfig{Dir: "/var/lib/rwagent", Fsync: FsyncAlways, FsyncInterval: DefaultWALConfig.FsyncInterval, SegmentSize: 1 << 20, TruncateFrequency: DefaultWALConfig.TruncateFrequency,
+		MaxSize: 1 << 30, MaxAge: model.Duration(24 * time.Hour)}
 	if c.WAL != want {
 		t.Errorf("wal = %+v, want %+v", c.WAL, want)
 	}
@@ -93,11 +94,19 @@ func TestBadConfigs(t *testing.T) {
 		"unset-env.bad.yml":     `unset-env.bad.yml:2: remote_write[0].url: environment variable WORKSPACE_ID_UNSET is not set`,
 		"bad-fsync.bad.yml":     `bad-fsync.bad.yml:2: wal.fsync: "sometimes" is not one of always, interval, never`,
 		"wal-unknown.bad.yml":   `wal-unknown.bad.yml:2: wal: unknown field "directory"`,
+		"wal-max-size.bad.yml":  `wal-max-size.bad.yml:2: wal.max_size: must be zero (no cap) or at least two segments (67108864 bytes), got 1000`,
+		"wal-max-age.bad.yml":   `wal-max-age.bad.yml:2: not a valid duration string: "-1h"`,
 		"bad-regex.bad.yml":     `bad-regex.bad.yml:7: scrape_configs[0].metric_relabel_configs[0].regex: error parsing regexp: missing closing ): ` + "`^(?s:go_(()$`",
 		"syntax.bad.yml":        `syntax.bad.yml:6: mapping values are not allowed in this context`,
 		"duplicate-job.bad.yml": `duplicate-job.bad.yml: found multiple scrape configs with job name "node"`,
 		"bad-sd.bad.yml":        `bad-sd.bad.yml:4: scrape_configs[0].file_sd_configs[0]: not a valid duration string: "soon"`,
 		"not-a-mapping.bad.yml": `not-a-mapping.bad.yml:1: the document must be a mapping of sections`,
+		// sigv4: rwagent's extension keys (see sigv4.go).
+		"sigv4-sts-no-role.bad.yml":         `sigv4-sts-no-role.bad.yml:5: remote_write[0].sigv4.sts_endpoint: needs role_arn: it only applies to the sts:AssumeRole call`,
+		"sigv4-two-session-names.bad.yml":   `sigv4-two-session-names.bad.yml:6: remote_write[0].sigv4.role_session_name: set either session_name or role_session_name, not both`,
+		"sigv4-secret-file-missing.bad.yml": `sigv4-secret-file-missing.bad.yml:5: remote_write[0].sigv4.secret_key_file: read secret key: open testdata/no-such-secret: no such file or directory`,
+		"sigv4-scrape-unknown.bad.yml":      `sigv4-scrape-unknown.bad.yml:7: scrape_configs[0].sigv4: unknown field "regoin"`,
+		"sigv4-scrape-sts-endpoint.bad.yml": `sigv4-scrape-sts-endpoint.bad.yml:7: scrape_configs[0].sigv4.sts_endpoint: "sts.example:443" is not an http(s) URL`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/config"
 
@@ -46,9 +47,12 @@ type client struct {
 }
 
 // newClient builds the client for cfg. rt is the base transport; nil means
-// one built from cfg.HTTPClientConfig. When cfg.SigV4Config is set, the base
-// transport is wrapped by sigv4.NewRoundTripper, which signs every attempt.
-func newClient(ctx context.Context, cfg *config.RemoteWriteConfig, rt http.RoundTripper, userAgent string, logger *slog.Logger) (*client, error) {
+// one built from cfg.HTTPClientConfig. When sv (else cfg.SigV4Config) is
+// set, the base transport is wrapped by sigv4.NewRoundTripper, which signs
+// every attempt.
+func newClient(ctx context.Context, cfg *config.RemoteWriteConfig, rt http.RoundTripper, userAgent string, logger *slog.Logger,
+	sv *sigv4.Config, reg prometheus.Registerer,
+) (*client, error) {
 	redacted := cfg.URL.Redacted()
 	if rt == nil {
 		var err error
@@ -57,15 +61,13 @@ func newClient(ctx context.Context, cfg *config.RemoteWriteConfig, rt http.Round
 			return nil, fmt.Errorf("build http transport for %s: %w", redacted, err)
 		}
 	}
-	if sc := cfg.SigV4Config; sc != nil {
+	if sc := cfg.SigV4Config; sc != nil && sv == nil {
 		// Refuse what pkg/sigv4 cannot do rather than sign differently
 		// from what the config asks for.
 		for _, f := range []struct {
 			name string
 			set  bool
 		}{
-			{"external_id", sc.ExternalID != ""},
-			{"session_name", sc.SessionName != ""},
 			{"tags", len(sc.Tags) > 0},
 			{"use_fips_sts_endpoint", sc.UseFIPSSTSEndpoint},
 		} {
@@ -73,15 +75,24 @@ func newClient(ctx context.Context, cfg *config.RemoteWriteConfig, rt http.Round
 				return nil, fmt.Errorf("remote_write %s: sigv4 %s is not supported", redacted, f.name)
 			}
 		}
+		sv = &sigv4.Config{
+			Region:          sc.Region,
+			AccessKey:       sc.AccessKey,
+			SecretKey:       string(sc.SecretKey),
+			Profile:         sc.Profile,
+			RoleARN:         sc.RoleARN,
+			ExternalID:      sc.ExternalID,
+			RoleSessionName: sc.SessionName,
+			Service:         sc.ServiceName,
+		}
+	}
+	if sv != nil {
+		c := *sv
+		if c.URL == "" {
+			c.URL = cfg.URL.String() // the region of an AMP URL
+		}
 		var err error
-		rt, err = sigv4.NewRoundTripper(ctx, sigv4.Config{
-			Region:    sc.Region,
-			AccessKey: sc.AccessKey,
-			SecretKey: string(sc.SecretKey),
-			Profile:   sc.Profile,
-			RoleARN:   sc.RoleARN,
-			Service:   sc.ServiceName,
-		}, rt, sigv4.Options{Logger: logger})
+		rt, err = sigv4.NewRoundTripper(ctx, c, rt, sigv4.Options{Logger: logger, Registerer: reg})
 		if err != nil {
 			return nil, fmt.Errorf("set up sigv4 for %s: %w", redacted, err)
 		}

@@ -39,10 +39,10 @@ func TestNew_Errors(t *testing.T) {
 			name: "sigv4 option we cannot honour",
 			opts: func(t *testing.T) Options {
 				return Options{Log: log, Config: testConfig(t, "http://127.0.0.1:1/w", func(c *config.RemoteWriteConfig) {
-					c.SigV4Config = &promsigv4.SigV4Config{Region: "us-east-1", RoleARN: "arn:aws:iam::1:role/r", ExternalID: "x"}
+					c.SigV4Config = &promsigv4.SigV4Config{Region: "us-east-1", RoleARN: "arn:aws:iam::1:role/r", Tags: map[string]string{"team": "x"}}
 				})}
 			},
-			want: "sigv4 external_id is not supported",
+			want: "sigv4 tags is not supported",
 		},
 		{
 			name: "bad queue_config",

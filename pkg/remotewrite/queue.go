@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/rwagent/rwagent/pkg/sigv4"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -46,7 +47,7 @@ type Options struct {
 	// QueueConfig.Validate; a zero batch_send_deadline or min_backoff
 	// means Prometheus' default. Only protobuf_message
 	// prometheus.WriteRequest (remote-write 1.0) is supported; sigv4
-	// external_id, session_name, tags and use_fips_sts_endpoint are not.
+	// tags and use_fips_sts_endpoint are not.
 	// Metadata is not sent. Config must not change while the Queue
 	// exists.
 	Config *config.RemoteWriteConfig
@@ -58,6 +59,10 @@ type Options struct {
 	// Start is where reading starts: samples before it are not sent.
 	// Zero means the start of the WAL.
 	Start wal.Position
+	// SigV4, when set, is how requests are signed, in place of
+	// Config.SigV4Config (it carries rwagent's sigv4 extension: sts_region,
+	// sts_endpoint, secret_key_file). A zero URL means Config.URL.
+	SigV4 *sigv4.Config
 	// Transport is the base HTTP transport. Zero means one built from
 	// Config.HTTPClientConfig. Either way it is wrapped with SigV4 signing
 	// when Config.SigV4Config is set.
@@ -138,7 +143,7 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 	if ua == "" {
 		ua = DefaultUserAgent
 	}
-	cl, err := newClient(ctx, cfg, opts.Transport, ua, logger)
+	cl, err := newClient(ctx, cfg, opts.Transport, ua, logger, opts.SigV4, opts.Registerer)
 	if err != nil {
 		return nil, err
 	}

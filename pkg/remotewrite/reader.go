@@ -63,6 +63,7 @@ const (
 	reasonNHCB          = "nhcb_in_rw1_not_supported"      // custom-bucket histograms have no RW 1.0 form
 	reasonRejected      = "rejected"                       // the receiver answered a non-retryable status
 	reasonEncode        = "encode_error"                   // the request could not be marshalled
+	reasonWALFull       = "wal_full"                       // trimmed unsent by wal.max_size
 )
 
 // staging collects one record's samples for one shard, so each shard's lock
@@ -86,6 +87,10 @@ func (q *Queue) read(ctx context.Context, r Reader) {
 			case errors.Is(err, wal.ErrClosed):
 				q.logger.Info("wal closed, remote write read all of it")
 				return
+			}
+			if gap, ok := errors.AsType[*wal.GapError](err); ok {
+				q.lost(gap)
+				continue
 			}
 			q.metrics.walReadErrors.Inc()
 			q.readErrLog.log(q.logger, "read wal, skipping what cannot be read", "err", err)
@@ -283,4 +288,26 @@ func (q *Queue) flushStage(ctx context.Context, i int) error {
 	sg.items = sg.items[:0]
 	sg.c = counts{}
 	return err
+}
+
+// lost counts what the WAL trimmed before this queue read it, and says so:
+// this endpoint held the WAL back past wal.max_size or wal.max_age.
+func (q *Queue) lost(gap *wal.GapError) {
+	for _, d := range [...]struct {
+		reason string
+		c      wal.Counts
+	}{{reasonWALFull, gap.Full}, {reasonTooOld, gap.TooOld}} {
+		c := counts{samples: d.c.Samples}
+		if q.sendHistograms {
+			c.histograms = d.c.Histograms
+		}
+		if q.sendExemplars {
+			c.exemplars = d.c.Exemplars
+		}
+		q.metrics.dropped(d.reason, c)
+	}
+	q.logger.Warn("the WAL removed segments this endpoint had not sent (wal.max_size or wal.max_age): this endpoint held it back, their samples are dropped",
+		"from", gap.From.String(), "to", gap.To.String(),
+		"samples_wal_full", gap.Full.Samples, "samples_too_old", gap.TooOld.Samples,
+		"histograms", gap.Full.Histograms+gap.TooOld.Histograms)
 }

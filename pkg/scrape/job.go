@@ -32,7 +32,7 @@ type job struct {
 	loops map[uint64]*loop
 }
 
-func newJobConfig(c *config.ScrapeConfig, userAgent string) (*jobConfig, error) {
+func newJobConfig(c *config.ScrapeConfig, userAgent string, wrap WrapTransport) (*jobConfig, error) {
 	switch {
 	case c.ScrapeInterval <= 0:
 		return nil, fmt.Errorf("apply scrape config of job %q: scrape_interval must be positive", c.JobName)
@@ -57,6 +57,14 @@ func newJobConfig(c *config.ScrapeConfig, userAgent string) (*jobConfig, error) 
 	client, err := config_util.NewClientFromConfig(c.HTTPClientConfig, c.JobName, config_util.WithUserAgent(userAgent))
 	if err != nil {
 		return nil, fmt.Errorf("apply scrape config of job %q: create HTTP client: %w", c.JobName, err)
+	}
+	if wrap != nil {
+		rt, err := wrap(c.JobName, client.Transport)
+		if err != nil {
+			client.CloseIdleConnections()
+			return nil, fmt.Errorf("apply scrape config of job %q: %w", c.JobName, err)
+		}
+		client.Transport = rt
 	}
 	return &jobConfig{cfg: c, client: client, accept: acceptHeader(c.ScrapeProtocols, escaping)}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -58,7 +59,14 @@ type ManagerOptions struct {
 	// Now stamps scrapes and stale markers. Zero: time.Now. Timers still
 	// run on the real clock.
 	Now func() time.Time
+	// WrapTransport, when set, wraps the HTTP transport of each job's
+	// client (rwagent signs scrapes with SigV4 this way). Nil: no wrapping.
+	WrapTransport WrapTransport
 }
+
+// WrapTransport returns the transport a job's scrapes go through, built
+// around the one its http_client_config made. An error fails ApplyConfig.
+type WrapTransport func(job string, next http.RoundTripper) (http.RoundTripper, error)
 
 // Manager runs one scrape loop per target of every scrape config.
 //
@@ -150,7 +158,7 @@ func (m *Manager) buildConfigs(cfgs []*config.ScrapeConfig) (map[string]*jobConf
 			next[c.JobName] = old
 			continue
 		}
-		jc, err := newJobConfig(c, m.opts.UserAgent)
+		jc, err := newJobConfig(c, m.opts.UserAgent, m.opts.WrapTransport)
 		if err != nil {
 			for _, built := range next {
 				if m.configs[built.cfg.JobName] != built {

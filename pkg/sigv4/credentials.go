@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -17,16 +16,33 @@ import (
 	"github.com/aws/smithy-go/logging"
 )
 
-// Config mirrors the `sigv4:` block of a Prometheus remote_write section.
-// The zero value signs for "aps" with the default credential chain and the
-// SDK's region.
+// Config is the `sigv4:` block of a remote_write section (Prometheus' fields
+// plus rwagent's) or of a scrape config. The zero value signs for "aps" with
+// the default credential chain and the SDK's region.
 type Config struct {
-	Region    string // zero: AWS_REGION, AWS_DEFAULT_REGION or the profile's region
+	// Region is the signing region. Zero: the region in URL's host (an AMP
+	// or other *.amazonaws.com endpoint), else AWS_REGION,
+	// AWS_DEFAULT_REGION or the profile's region.
+	Region string
+	// URL is the endpoint signed for, used only to find the region when
+	// Region is empty. It may be empty.
+	URL       string
 	AccessKey string // with SecretKey: static credentials; zero: the default chain
 	SecretKey string // never logged nor put in an error
-	Profile   string // shared config/credentials profile; zero: AWS_PROFILE or "default"
-	RoleARN   string // when set, sts:AssumeRole this role with the credentials above
-	Service   string // signing name; zero: DefaultService
+	// SecretKeyFile holds the secret key when SecretKey is empty; it is
+	// read once, by NewRoundTripper. Surrounding white space is dropped.
+	SecretKeyFile string
+	Profile       string // shared config/credentials profile; zero: AWS_PROFILE or "default"
+	// RoleARN, when set, is assumed with sts:AssumeRole using the
+	// credentials above; ExternalID and RoleSessionName go with the call
+	// (RoleSessionName zero: one the SDK makes up).
+	RoleARN, ExternalID, RoleSessionName string
+	// STSRegion is the region of the STS endpoint for RoleARN. Zero: Region.
+	STSRegion string
+	// STSEndpoint is the STS endpoint URL for RoleARN (a VPC endpoint,
+	// say). Zero: AWS_ENDPOINT_URL_STS, else the regional endpoint.
+	STSEndpoint string
+	Service     string // signing name; zero: DefaultService
 }
 
 // DefaultService is the signing name of Amazon Managed Service for Prometheus.
@@ -35,8 +51,21 @@ const DefaultService = "aps"
 // Validate reports a configuration that cannot work. Messages name the YAML
 // fields of the sigv4 block.
 func (c Config) Validate() error {
-	if (c.AccessKey == "") != (c.SecretKey == "") {
-		return errors.New("sigv4: access_key and secret_key must be set together")
+	if c.SecretKey != "" && c.SecretKeyFile != "" {
+		return errors.New("sigv4: at most one of secret_key and secret_key_file may be set")
+	}
+	if (c.AccessKey == "") != (c.SecretKey == "" && c.SecretKeyFile == "") {
+		return errors.New("sigv4: access_key and secret_key (or secret_key_file) must be set together")
+	}
+	if c.RoleARN == "" {
+		for _, f := range []struct{ name, val string }{
+			{"external_id", c.ExternalID}, {"role_session_name", c.RoleSessionName},
+			{"sts_region", c.STSRegion}, {"sts_endpoint", c.STSEndpoint},
+		} {
+			if f.val != "" {
+				return fmt.Errorf("sigv4: %s needs role_arn", f.name)
+			}
+		}
 	}
 	return nil
 }
@@ -48,31 +77,37 @@ func (c Config) service() string {
 	return c.Service
 }
 
-// Credentials are cached until this long before they expire, minus up to
-// half of it at random so that many agents do not refresh at once. A
-// refresh happens on the request path; a minute leaves room for a slow STS
-// call while every request is still signed with credentials valid when sent.
-const (
-	credentialsExpiryWindow = time.Minute
-	credentialsExpiryJitter = 0.5
-)
-
 // loadCredentials resolves the credential provider and region of cfg and
 // retrieves credentials once, bounded by ctx, so that a configuration
 // without credentials fails here, with the chain's error. The provider
-// returned is a cache, safe for concurrent use.
-func loadCredentials(ctx context.Context, cfg Config, logger *slog.Logger) (aws.CredentialsProvider, string, error) {
+// returned is safe for concurrent use.
+func loadCredentials(ctx context.Context, cfg Config, logger *slog.Logger) (*credentialCache, string, error) {
 	tried := credentialSources(cfg)
-	cacheOpts := func(o *aws.CredentialsCacheOptions) {
-		o.ExpiryWindow = credentialsExpiryWindow
-		o.ExpiryWindowJitterFrac = credentialsExpiryJitter
+	if cfg.SecretKeyFile != "" {
+		b, err := os.ReadFile(cfg.SecretKeyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("sigv4: read secret_key_file: %w", err)
+		}
+		cfg.SecretKey = strings.TrimSpace(string(b))
 	}
+	redactErr := func(err error) error { return redact(err, cfg) }
 	opts := []func(*config.LoadOptions) error{
 		config.WithLogger(sdkLogger{logger}),
-		config.WithCredentialsCacheOptions(cacheOpts),
+		// No expiry window (the SDK sets 5 minutes for container
+		// credentials): credentialCache decides when to refresh, and
+		// must see when credentials really expire.
+		config.WithCredentialsCacheOptions(func(o *aws.CredentialsCacheOptions) {
+			o.ExpiryWindow, o.ExpiryWindowJitterFrac = 0, 0
+		}),
 	}
-	if cfg.Region != "" {
-		opts = append(opts, config.WithRegion(cfg.Region))
+	region, regionFrom := cfg.Region, "region of the sigv4 config"
+	if region == "" {
+		if region = RegionFromURL(cfg.URL); region != "" {
+			regionFrom = "host of " + redactURL(cfg.URL)
+		}
+	}
+	if region != "" {
+		opts = append(opts, config.WithRegion(region))
 	}
 	if cfg.Profile != "" {
 		opts = append(opts, config.WithSharedConfigProfile(cfg.Profile))
@@ -83,26 +118,46 @@ func loadCredentials(ctx context.Context, cfg Config, logger *slog.Logger) (aws.
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, "", fmt.Errorf("sigv4: load AWS config (%s): %w", tried, redact(err, cfg))
+		return nil, "", fmt.Errorf("sigv4: load AWS config (%s): %w", tried, redactErr(err))
 	}
 	if awsCfg.Region == "" {
-		return nil, "", fmt.Errorf("sigv4: no AWS region: none in the sigv4 config (region), AWS_REGION, AWS_DEFAULT_REGION or %s", profileName(cfg))
+		return nil, "", fmt.Errorf("sigv4: no AWS region: none in the sigv4 config (region), the URL's host "+
+			"(<service>.<region>.amazonaws.com), AWS_REGION, AWS_DEFAULT_REGION or %s", profileName(cfg))
+	}
+	if region == "" {
+		regionFrom = "AWS SDK (AWS_REGION, AWS_DEFAULT_REGION or " + profileName(cfg) + ")"
 	}
 	provider := awsCfg.Credentials
 	if provider == nil {
 		return nil, "", fmt.Errorf("sigv4: no AWS credentials (tried %s)", tried)
 	}
 	if cfg.RoleARN != "" {
-		provider = stscreds.NewAssumeRoleProvider(sts.NewFromConfig(awsCfg), cfg.RoleARN)
+		stsClient := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
+			if cfg.STSRegion != "" {
+				o.Region = cfg.STSRegion
+			}
+			if cfg.STSEndpoint != "" {
+				o.BaseEndpoint = aws.String(cfg.STSEndpoint)
+			}
+		})
+		provider = stscreds.NewAssumeRoleProvider(stsClient, cfg.RoleARN, func(o *stscreds.AssumeRoleOptions) {
+			if cfg.ExternalID != "" {
+				o.ExternalID = aws.String(cfg.ExternalID)
+			}
+			o.RoleSessionName = cfg.RoleSessionName
+		})
 	}
-	if _, ok := provider.(*aws.CredentialsCache); !ok {
-		provider = aws.NewCredentialsCache(provider, cacheOpts)
+	src, ok := provider.(*aws.CredentialsCache)
+	if !ok {
+		src = aws.NewCredentialsCache(provider)
 	}
-	creds, err := provider.Retrieve(ctx)
+	cache := newCredentialCache(src, logger, redactErr)
+	creds, err := cache.load(ctx)
 	if err != nil {
-		return nil, "", fmt.Errorf("sigv4: retrieve AWS credentials (tried %s): %w", tried, redact(err, cfg))
+		return nil, "", fmt.Errorf("sigv4: retrieve AWS credentials (tried %s): %w", tried, redactErr(err))
 	}
-	attrs := []any{"source", creds.Source, "region", awsCfg.Region, "service", cfg.service(),
+	attrs := []any{"source", creds.Source, "access_key_id", keyIDPrefix(creds.AccessKeyID),
+		"region", awsCfg.Region, "region_from", regionFrom, "service", cfg.service(),
 		"temporary", creds.SessionToken != ""}
 	if cfg.RoleARN != "" {
 		attrs = append(attrs, "role_arn", cfg.RoleARN)
@@ -111,7 +166,7 @@ func loadCredentials(ctx context.Context, cfg Config, logger *slog.Logger) (aws.
 		attrs = append(attrs, "expires", creds.Expires)
 	}
 	logger.Info("sigv4 credentials loaded", attrs...)
-	return provider, awsCfg.Region, nil
+	return cache, awsCfg.Region, nil
 }
 
 // credentialSources describes, for errors, where cfg makes the SDK look for

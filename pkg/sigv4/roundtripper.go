@@ -34,13 +34,18 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options are the collaborators of a round tripper. The zero value logs
 // nothing and uses the system clock.
 type Options struct {
 	Logger *slog.Logger     // zero: discard
-	Now    func() time.Time // signing clock; zero: time.Now
+	Now    func() time.Time // signing clock before skew correction; zero: time.Now
+	// Registerer gets rwagent_sigv4_clock_offset_seconds. Round trippers
+	// built on one Registerer share the gauge (the clock is the host's).
+	// Nil: not registered.
+	Registerer prometheus.Registerer
 }
 
 // NewRoundTripper loads credentials for cfg and returns an http.RoundTripper
@@ -89,10 +94,13 @@ func NewRoundTripper(ctx context.Context, cfg Config, next http.RoundTripper, op
 	}
 	service := cfg.service()
 	return &roundTripper{
-		next:   next,
-		creds:  creds,
-		signer: v4.NewSigner(),
-		now:    now,
+		next:    next,
+		creds:   creds,
+		signer:  v4.NewSigner(),
+		now:     now,
+		logger:  logger,
+		skew:    newClockSkew(opts.Registerer, logger),
+		secrets: []string{cfg.SecretKey},
 		params: signParams{
 			service:          service,
 			region:           region,
@@ -104,11 +112,15 @@ func NewRoundTripper(ctx context.Context, cfg Config, next http.RoundTripper, op
 
 // roundTripper signs requests. Its fields are set once by NewRoundTripper.
 type roundTripper struct {
-	next   http.RoundTripper
-	creds  aws.CredentialsProvider // a cache, safe for concurrent use
-	signer *v4.Signer
-	now    func() time.Time
-	params signParams
+	next    http.RoundTripper
+	creds   aws.CredentialsProvider // a cache, safe for concurrent use
+	signer  *v4.Signer
+	now     func() time.Time
+	logger  *slog.Logger
+	skew    *clockSkew
+	secrets []string // configured secrets, hidden from logged receiver messages
+	params  signParams
+	denied  logLimiter
 }
 
 func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -117,16 +129,46 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	creds, err := rt.creds.Retrieve(req.Context())
+	resp, creds, err := rt.signAndSend(out, payloadHash)
+	if err != nil || resp.StatusCode != http.StatusForbidden {
+		return resp, err
+	}
+	msg := peekMessage(resp)
+	if rt.skew.observe(resp, msg, rt.now()) && out.GetBody != nil {
+		// Signed with a clock the receiver disagrees with: sign the
+		// same request again at the receiver's time, once.
+		retry := req.Clone(req.Context())
+		body, berr := out.GetBody()
+		if berr == nil {
+			drainClose(resp)
+			retry.Body, retry.GetBody, retry.ContentLength = body, out.GetBody, out.ContentLength
+			resp, creds, err = rt.signAndSend(retry, payloadHash)
+			if err != nil || resp.StatusCode != http.StatusForbidden {
+				return resp, err
+			}
+			msg = peekMessage(resp)
+		}
+	}
+	rt.reportDenied(req, resp, msg, creds)
+	return resp, nil
+}
+
+// signAndSend signs out (the round tripper's own clone) with current
+// credentials at the skew-corrected time and hands it to next. It returns
+// the credentials used, for reporting a refusal.
+func (rt *roundTripper) signAndSend(out *http.Request, payloadHash string) (*http.Response, aws.Credentials, error) {
+	ctx := out.Context()
+	creds, err := rt.creds.Retrieve(ctx)
 	if err != nil {
 		closeBody(out.Body)
-		return nil, fmt.Errorf("sigv4: retrieve AWS credentials: %w", err)
+		return nil, aws.Credentials{}, fmt.Errorf("sigv4: retrieve AWS credentials: %w", err)
 	}
-	if err := signRequest(req.Context(), rt.signer, out, payloadHash, creds, rt.now(), rt.params); err != nil {
+	if err := signRequest(ctx, rt.signer, out, payloadHash, creds, rt.skew.correct(rt.now()), rt.params); err != nil {
 		closeBody(out.Body)
-		return nil, err
+		return nil, creds, err
 	}
-	return rt.next.RoundTrip(out)
+	resp, err := rt.next.RoundTrip(out)
+	return resp, creds, err
 }
 
 func closeBody(b io.ReadCloser) {

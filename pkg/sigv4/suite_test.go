@@ -26,7 +26,34 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if endpoint := os.Getenv(credentialProcessEnv); endpoint != "" {
+		os.Exit(credentialProcess(endpoint))
+	}
 	goleak.VerifyTestMain(m)
+}
+
+// credentialProcessEnv, when set in the environment of the test binary,
+// makes it a credential_process: it prints what GET of that URL (an
+// awsemu.Process on 127.0.0.1) answers and exits. The credential_process
+// test writes a shell script that runs the test binary so.
+const credentialProcessEnv = "RWAGENT_TEST_CREDENTIAL_PROCESS_URL"
+
+func credentialProcess(endpoint string) int {
+	resp, err := http.Get(endpoint)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, "credential endpoint answered", resp.Status)
+		return 1
+	}
+	if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
 }
 
 // suiteCase is one case of AWS's SigV4 test suite (see its README.md).

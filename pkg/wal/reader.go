@@ -161,7 +161,8 @@ func (r *Reader) tryStart() error {
 // Next advances to the next record, blocking at the end of the WAL until
 // more is logged. It returns ctx.Err() when ctx is done while it waits,
 // ErrClosed when the WAL is closed and everything has been read, or after
-// Close. A damaged stretch of a segment or a record that does not decode
+// Close. It returns a *GapError when WAL.Trim removed segments the Reader
+// had not read; the next call goes on after them. A damaged stretch of a segment or a record that does not decode
 // returns an error naming where; the next call goes on after it (after
 // damage, with the next segment).
 func (r *Reader) Next(ctx context.Context) error {
@@ -334,11 +335,23 @@ func (r *Reader) openSegment() (wait bool, err error) {
 	if last < r.segIdx {
 		return true, nil
 	}
-	if r.segIdx >= r.from.Segment {
+	passed := r.segIdx >= r.from.Segment // the truncation passed this Reader
+	if passed {
 		r.want = Position{Segment: r.segIdx}
 	}
 	r.w.logger.Info("segment removed by a truncation, reading again from the checkpoint", "segment", r.segIdx)
-	return false, r.start()
+	gapFrom := Position{Segment: r.segIdx}
+	if err := r.start(); err != nil {
+		return false, err
+	}
+	if !passed {
+		return false, nil
+	}
+	full, tooOld, trimmed := r.w.trimmed.gap(gapFrom.Segment, r.from.Segment)
+	if !trimmed {
+		return false, nil
+	}
+	return false, &GapError{From: gapFrom, To: r.from, Full: full, TooOld: tooOld}
 }
 
 // nextExists reports whether the writer has moved past segment r.segIdx:

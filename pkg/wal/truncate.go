@@ -120,6 +120,7 @@ func (w *WAL) Truncate(before Position) error {
 		w.metrics.truncateFails.Inc()
 		return err
 	}
+	w.trimmed.forget(to) // every Reader has passed what it counted
 	w.metrics.truncations.Inc()
 	return nil
 }

@@ -108,8 +108,9 @@ type WAL struct {
 	metrics *walMetrics
 	lrm     *wlog.LiveReaderMetrics // for LiveReaders; never registered
 
-	nextRef atomic.Uint64 // last ref handed out
-	closed  atomic.Bool   // set under mu; read without it
+	nextRef     atomic.Uint64 // last ref handed out
+	openSegment int           // the segment Open started writing; set by Open, then read-only
+	closed      atomic.Bool   // set under mu; read without it
 
 	// mu serialises the calls into wl that touch its active segment (Log,
 	// NextSegment, Close), and closing. Open's replay and repair run before
@@ -124,8 +125,9 @@ type WAL struct {
 	readersMu sync.RWMutex
 	readers   []chan struct{} // wake-up of each open Reader; readersMu
 
-	truncMu  sync.Mutex // serialises Truncate, and Close behind it
+	truncMu  sync.Mutex // serialises Truncate and Trim, and Close behind them
 	released released   // see truncate.go
+	trimmed  trimmed    // see trim.go
 }
 
 // Open opens the WAL in opts.Dir, creating it if needed. It finishes an
@@ -202,6 +204,7 @@ func (w *WAL) open() error {
 	// may drop them.
 	w.released.prevMaxRef = maxRef
 	w.released.prevLastSegment = last - 1
+	w.openSegment = last
 	w.logger.Info("opened WAL", "segment", last, "next_ref", maxRef+1, "replay_duration", time.Since(start))
 	return nil
 }
@@ -319,6 +322,9 @@ type walMetrics struct {
 	truncations    prometheus.Counter
 	truncateFails  prometheus.Counter
 	replayDuration prometheus.Gauge
+
+	trimmedSegments prometheus.Counter
+	trimmedSamples  *prometheus.CounterVec
 }
 
 func newWALMetrics(reg prometheus.Registerer, w *WAL) *walMetrics {
@@ -375,6 +381,16 @@ func newWALMetrics(reg prometheus.Registerer, w *WAL) *walMetrics {
 		Name: "rwagent_wal_replay_duration_seconds",
 		Help: "Time Open took to repair and replay the WAL.",
 	})
+	m.trimmedSegments = f.NewCounter(prometheus.CounterOpts{
+		Name: "rwagent_wal_trimmed_segments_total",
+		Help: "WAL segments removed by wal.max_size or wal.max_age, whether sent or not.",
+	})
+	m.trimmedSamples = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "rwagent_wal_trimmed_samples_total",
+		Help: "Samples and native histograms in WAL segments removed by wal.max_size (reason wal_full) or wal.max_age (too_old), sent or not; each remote_write counts what it had not sent in prometheus_remote_storage_samples_dropped_total.",
+	}, []string{"reason"})
+	m.trimmedSamples.WithLabelValues(reasonFull)
+	m.trimmedSamples.WithLabelValues(reasonTooOld)
 	segment := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rwagent_wal_segment_current",
 		Help: "Index of the WAL segment being written.",
@@ -398,6 +414,7 @@ func newWALMetrics(reg prometheus.Registerer, w *WAL) *walMetrics {
 	m.collectors = []prometheus.Collector{
 		records, entries, m.bytes, m.writeFailures, m.fsyncDuration, m.fsyncFailures,
 		m.repairs, m.repairCutBytes, m.truncations, m.truncateFails, m.replayDuration, segment, size,
+		m.trimmedSegments, m.trimmedSamples,
 	}
 	if reg != nil {
 		for _, c := range m.collectors {

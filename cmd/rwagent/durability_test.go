@@ -1,0 +1,459 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/tsdb/fileutil"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+
+	"github.com/rwagent/rwagent/pkg/sendpos"
+)
+
+// sink is a remote-write receiver that keeps every sample it accepted, in
+// arrival order per series, so tests can see duplicates and gaps (a TSDB
+// would silently merge duplicates). It answers 503 while down. It is safe
+// for concurrent use.
+type sink struct {
+	mu       sync.Mutex
+	down     bool
+	series   map[string][]prompb.Sample // by labels, in arrival order
+	accepted int                        // requests stored
+	refused  int                        // requests answered 503
+}
+
+func newSink(t *testing.T) (*sink, string) {
+	t.Helper()
+	s := &sink{series: map[string][]prompb.Sample{}}
+	srv := httptest.NewUnstartedServer(s)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return s, srv.URL + "/api/v1/write"
+}
+
+func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		s.refused++
+		http.Error(w, "down for the test", http.StatusServiceUnavailable)
+		return
+	}
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(raw); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	for _, ts := range req.Timeseries {
+		var sb strings.Builder
+		for _, l := range ts.Labels {
+			fmt.Fprintf(&sb, "%s=%q,", l.Name, l.Value)
+		}
+		k := sb.String()
+		s.series[k] = append(s.series[k], ts.Samples...)
+	}
+	s.accepted++
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *sink) setDown(down bool) {
+	s.mu.Lock()
+	s.down = down
+	s.mu.Unlock()
+}
+
+func (s *sink) refusedCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
+}
+
+// values returns the values of the series whose labels contain match, in
+// arrival order, stale markers left out.
+func (s *sink) values(match string) []float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []float64
+	for k, ss := range s.series {
+		if !strings.Contains(k, match) {
+			continue
+		}
+		for _, x := range ss {
+			if !value.IsStaleNaN(x.Value) {
+				out = append(out, x.Value)
+			}
+		}
+	}
+	return out
+}
+
+// checkOrder fails the test if any series received a timestamp twice or
+// out of order.
+func (s *sink) checkOrder(t *testing.T) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.series) == 0 {
+		t.Fatal("the receiver got no series")
+	}
+	for k, ss := range s.series {
+		for i := 1; i < len(ss); i++ {
+			if ss[i].Timestamp <= ss[i-1].Timestamp {
+				t.Errorf("series %s: sample %d at %d after %d: duplicate or out of order", k, i, ss[i].Timestamp, ss[i-1].Timestamp)
+				break
+			}
+		}
+	}
+}
+
+// seqTarget serves one counter, seq_total, whose value is the number of
+// scrapes served so far: a gap or a repeat in what arrives is a lost or
+// duplicated sample. extra gauges fill the WAL faster.
+type seqTarget struct {
+	served atomic.Int64
+	addr   string
+}
+
+func newSeqTarget(t *testing.T, extra int) *seqTarget {
+	t.Helper()
+	st := &seqTarget{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := st.served.Add(1)
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# TYPE seq_total counter\nseq_total %d\n", n)
+		for i := range extra {
+			fmt.Fprintf(w, "filler_value{i=\"%d\"} %d\n", i, n+int64(i))
+		}
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	st.addr = ln.Addr().String()
+	return st
+}
+
+// durableAgent is an agent run in-process on a state directory that
+// outlives it, so a test can stop it and start another on the same state.
+type durableAgent struct {
+	*agentUnderTest // web and metric; recv is unused
+	cancel          context.CancelFunc
+	done            chan error
+	logs            *logBuffer
+}
+
+// startDurable runs the agent with cfgText on stateDir until stop.
+func startDurable(t *testing.T, stateDir, cfgText string) *durableAgent {
+	t.Helper()
+	cfgFile := filepath.Join(t.TempDir(), "agent.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &durableAgent{agentUnderTest: &agentUnderTest{}, done: make(chan error, 1), logs: &logBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	listening := make(chan net.Addr, 1)
+	go func() {
+		a.done <- runAgent(ctx, agentOptions{
+			ConfigFile:       cfgFile,
+			StoragePath:      stateDir,
+			ListenAddr:       "127.0.0.1:0",
+			Logger:           slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Listening:        func(addr net.Addr) { listening <- addr },
+			FlushDeadline:    time.Second,
+			PositionInterval: 100 * time.Millisecond,
+		})
+	}()
+	select {
+	case addr := <-listening:
+		a.web = "http://" + addr.String()
+	case err := <-a.done:
+		t.Fatalf("agent exited at start: %v", err)
+	}
+	t.Cleanup(func() { a.stop(t) })
+	return a
+}
+
+func (a *durableAgent) stop(t *testing.T) {
+	t.Helper()
+	if a.cancel == nil {
+		return
+	}
+	a.cancel()
+	a.cancel = nil
+	select {
+	case err := <-a.done:
+		if err != nil {
+			t.Errorf("agent stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent did not stop within 30s")
+	}
+}
+
+// seqConfig scrapes target every 50ms and writes to url with fast retries.
+func seqConfig(target, url, walExtra string) string {
+	return fmt.Sprintf(`
+global:
+  scrape_interval: 50ms
+  scrape_timeout: 40ms
+scrape_configs:
+  - job_name: seq
+    static_configs:
+      - targets: [%s]
+remote_write:
+  - url: %s
+    name: sink
+    queue_config:
+      batch_send_deadline: 20ms
+      min_backoff: 10ms
+      max_backoff: 50ms
+wal:
+  segment_size: 65536
+  truncate_frequency: 200ms
+%s`, target, url, walExtra)
+}
+
+// waitFor polls cond to a 20s deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkSeq checks that seq_total arrived as 1..n exactly once each, in
+// order, with n at least served-1 (a scrape cut short by the stop is never
+// logged), and returns n.
+func checkSeq(t *testing.T, s *sink, served int64) int {
+	t.Helper()
+	got := s.values(`__name__="seq_total"`)
+	for i, v := range got {
+		if v != float64(i+1) {
+			t.Fatalf("seq_total value %d is %v, want %d: a sample was lost, repeated or reordered (got %v)", i, v, i+1, got)
+		}
+	}
+	if int64(len(got)) < served-1 {
+		t.Fatalf("seq_total: %d values arrived, the target served %d scrapes", len(got), served)
+	}
+	return len(got)
+}
+
+// TestSendPositionsSurviveRestart: the agent is stopped with a backlog
+// logged but unsent (the receiver is down), and restarted on the same
+// state: the backlog arrives, and nothing sent before the stop is sent
+// again.
+func TestSendPositionsSurviveRestart(t *testing.T) {
+	s, url := newSink(t)
+	target := newSeqTarget(t, 0)
+	state := t.TempDir()
+	cfg := seqConfig(target.addr, url, "")
+
+	a := startDurable(t, state, cfg)
+	waitFor(t, "first samples", func() bool { return len(s.values("seq_total")) >= 5 })
+	s.setDown(true)
+	down := target.served.Load()
+	waitFor(t, "a backlog while the receiver is down", func() bool {
+		return target.served.Load() >= down+10 && s.refusedCount() > 0
+	})
+	a.stop(t)
+	before := len(s.values("seq_total"))
+	if int64(before) >= target.served.Load() {
+		t.Fatalf("no backlog: %d arrived of %d served", before, target.served.Load())
+	}
+	if _, ok, err := sendpos.New(filepath.Join(state, "send_positions")).Load("sink"); !ok || err != nil {
+		t.Fatalf("no send position saved: %v", err)
+	}
+
+	s.setDown(false)
+	b := startDurable(t, state, cfg)
+	restart := target.served.Load()
+	waitFor(t, "backlog and new samples", func() bool {
+		return int64(len(s.values("seq_total"))) >= restart+5
+	})
+	b.stop(t)
+	checkSeq(t, s, target.served.Load())
+	s.checkOrder(t)
+	if !strings.Contains(b.logs.String(), "resuming remote write at its saved send position") {
+		t.Errorf("the restart did not resume at the saved position:\n%s", b.logs.String())
+	}
+}
+
+// TestOutage: the receiver answers 503 for a while, then recovers: every
+// sample scraped during the outage arrives, in order per series, once.
+func TestOutage(t *testing.T) {
+	s, url := newSink(t)
+	target := newSeqTarget(t, 0)
+	a := startDurable(t, t.TempDir(), seqConfig(target.addr, url, ""))
+	waitFor(t, "first samples", func() bool { return len(s.values("seq_total")) >= 3 })
+	s.setDown(true)
+	down := target.served.Load()
+	waitFor(t, "an outage of 20 scrapes", func() bool { return target.served.Load() >= down+20 && s.refusedCount() >= 3 })
+	s.setDown(false)
+	up := target.served.Load()
+	waitFor(t, "the outage's samples", func() bool { return int64(len(s.values("seq_total"))) >= up+3 })
+	a.stop(t)
+	n := checkSeq(t, s, target.served.Load())
+	if int64(n) <= up {
+		t.Fatalf("only %d samples arrived", n)
+	}
+	s.checkOrder(t)
+}
+
+// TestTruncationHeldBySlowestEndpoint: an endpoint that cannot send holds
+// the WAL (no segment it has not acknowledged is removed), and once it is
+// removed from the configuration it releases its hold.
+func TestTruncationHeldBySlowestEndpoint(t *testing.T) {
+	up, upURL := newSink(t)
+	dead, deadURL := newSink(t)
+	dead.setDown(true)
+	target := newSeqTarget(t, 300)
+	state := t.TempDir()
+	walDir := filepath.Join(state, "wal")
+	// The second remote_write entry must come before the wal section.
+	base := seqConfig(target.addr, upURL, "")
+	i := strings.Index(base, "wal:")
+	two := base[:i] + fmt.Sprintf(`  - url: %s
+    name: dead
+    queue_config:
+      min_backoff: 10ms
+      max_backoff: 50ms
+`, deadURL) + base[i:]
+
+	a := startDurable(t, state, two)
+	waitFor(t, "four segments", func() bool {
+		_, last, err := wlog.Segments(walDir)
+		return err == nil && last >= 4
+	})
+	// Truncation ticks every 200ms; the live endpoint has acknowledged
+	// segments 0 to 3, the dead one nothing.
+	waitFor(t, "the live endpoint past segment 3", func() bool {
+		p, ok, _ := sendpos.New(filepath.Join(state, "send_positions")).Load("sink")
+		return ok && p.Segment >= 4
+	})
+	a.stop(t)
+	if first, _, _ := wlog.Segments(walDir); first != 0 {
+		t.Fatalf("segments removed although the dead endpoint never sent them: first is %d", first)
+	}
+
+	b := startDurable(t, state, base)
+	waitFor(t, "truncation once the dead endpoint is gone", func() bool {
+		first, _, err := wlog.Segments(walDir)
+		return err == nil && first > 0
+	})
+	b.stop(t)
+	if keys, _ := sendpos.New(filepath.Join(state, "send_positions")).Keys(); !slices.Equal(keys, []string{"sink"}) {
+		t.Errorf("send positions after the dead endpoint was removed: %v", keys)
+	}
+	checkSeq(t, up, target.served.Load())
+	up.checkOrder(t)
+}
+
+// TestDiskCap: with a small wal.max_size and a long outage the WAL never
+// grows past the cap plus one segment, scraping goes on, and what the
+// endpoint counts as dropped (wal_full) is exactly what never arrived.
+func TestDiskCap(t *testing.T) {
+	const maxSize, segment = 256 << 10, 64 << 10
+	s, url := newSink(t)
+	target := newSeqTarget(t, 500)
+	state := t.TempDir()
+	a := startDurable(t, state, seqConfig(target.addr, url, fmt.Sprintf("  max_size: %d\n", maxSize)))
+	waitFor(t, "first samples", func() bool { return len(s.values("seq_total")) >= 3 })
+
+	s.setDown(true)
+	var largest int64
+	waitFor(t, "six segments trimmed during the outage", func() bool {
+		if n, err := fileutil.DirSize(filepath.Join(state, "wal")); err == nil {
+			if n > largest {
+				largest = n
+				if n > maxSize+segment {
+					t.Logf("WAL at %d bytes: %s", n, listing(filepath.Join(state, "wal")))
+				}
+			}
+		}
+		return a.metric(t, "rwagent_wal_trimmed_segments_total", nil) >= 6
+	})
+	s.setDown(false)
+	up := target.served.Load()
+	waitFor(t, "samples after the outage", func() bool { return int64(len(s.values("seq_total"))) >= up+3 })
+	if largest > maxSize+segment {
+		t.Errorf("the WAL grew to %d bytes, over the cap %d plus a segment", largest, maxSize)
+	}
+
+	got := s.values("seq_total")
+	missing := 0
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("seq_total %v after %v: duplicate or out of order", got[i], got[i-1])
+		}
+		missing += int(got[i]-got[i-1]) - 1
+	}
+	if got[0] != 1 || missing == 0 {
+		t.Fatalf("seq_total starts at %v with %d missing: the outage dropped nothing", got[0], missing)
+	}
+	s.mu.Lock()
+	perScrape := len(s.series) // every series gets one sample per scrape
+	s.mu.Unlock()
+	dropped := a.metric(t, "prometheus_remote_storage_samples_dropped_total", map[string]string{"remote_name": "sink", "reason": "wal_full"})
+	if want := float64(missing * perScrape); dropped != want {
+		t.Errorf("dropped (wal_full) = %v, want %d scrapes × %d samples = %v", dropped, missing, perScrape, want)
+	}
+	a.stop(t)
+	s.checkOrder(t)
+	if !strings.Contains(a.logs.String(), "these remote_write endpoints held it back") || !strings.Contains(a.logs.String(), "endpoints=[sink]") {
+		t.Errorf("no warning naming the endpoint that held the WAL back")
+	}
+}
+
+// listing names every file under dir with its size.
+func listing(dir string) string {
+	var sb strings.Builder
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				fmt.Fprintf(&sb, "%s=%d ", strings.TrimPrefix(path, dir+"/"), fi.Size())
+			}
+		}
+		return nil
+	})
+	return sb.String()
+}

@@ -1,0 +1,113 @@
+package sigv4
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// gatedProvider hands out credentials expiring life after now(); each
+// Retrieve after the first waits for a value on gate.
+type gatedProvider struct {
+	now   func() time.Time
+	life  time.Duration
+	gate  chan error
+	calls atomic.Int32
+}
+
+func (p *gatedProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	if p.calls.Add(1) > 1 {
+		select {
+		case err := <-p.gate:
+			if err != nil {
+				return aws.Credentials{}, err
+			}
+		case <-ctx.Done():
+			return aws.Credentials{}, ctx.Err()
+		}
+	}
+	n := p.calls.Load()
+	return aws.Credentials{AccessKeyID: "AKID" + string(rune('A'+n)), SecretAccessKey: "s", CanExpire: true,
+		Expires: p.now().Add(p.life), Source: "gated"}, nil
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestCredentialCache_RefreshDoesNotBlock checks the refresh windows: fresh
+// credentials are served without a call; in the refresh window a
+// background refresh starts and callers keep the current credentials while
+// it is stuck; a failed refresh keeps them; only in the last quarter of
+// their life does Retrieve wait, and it gets the refreshed ones.
+func TestCredentialCache_RefreshDoesNotBlock(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
+	p := &gatedProvider{now: clock.now, life: time.Hour, gate: make(chan error)}
+	c := newCredentialCache(aws.NewCredentialsCache(p), slog.New(slog.NewTextHandler(io.Discard, nil)), func(err error) error { return err })
+	c.now = clock.now
+	ctx := context.Background()
+	first, err := c.load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() aws.Credentials {
+		t.Helper()
+		creds, err := c.Retrieve(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return creds
+	}
+	clock.add(54 * time.Minute) // 6 minutes left: fresh
+	if got := get(); got.AccessKeyID != first.AccessKeyID || p.calls.Load() != 1 {
+		t.Fatalf("fresh credentials: got %s after %d calls", got.AccessKeyID, p.calls.Load())
+	}
+	clock.add(2 * time.Minute) // 4 minutes left: refresh in the background
+	for range 3 {
+		if got := get(); got.AccessKeyID != first.AccessKeyID {
+			t.Fatalf("in the refresh window: got %s, want the current ones", got.AccessKeyID)
+		}
+	}
+	p.gate <- errors.New("sts unavailable") // the refresh fails
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.refreshing == nil })
+	if got := get(); got.AccessKeyID != first.AccessKeyID {
+		t.Fatalf("after a failed refresh: got %s", got.AccessKeyID)
+	}
+	clock.add(3*time.Minute + 55*time.Second) // 5 s left: must wait
+	got := make(chan aws.Credentials)
+	go func() {
+		creds, _ := c.Retrieve(ctx)
+		got <- creds
+	}()
+	p.gate <- nil
+	if creds := <-got; creds.AccessKeyID == first.AccessKeyID || !creds.Expires.After(clock.now().Add(time.Minute)) {
+		t.Fatalf("after expiry: got %s expiring %s", creds.AccessKeyID, creds.Expires)
+	}
+}
+
+// waitFor polls cond until it holds, failing after 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

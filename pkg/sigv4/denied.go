@@ -1,0 +1,182 @@
+package sigv4
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// maxPeek is how much of a 403 body is read for its message: AWS's longest,
+// the signature mismatch with its canonical request, fits.
+const maxPeek = 4 << 10
+
+// clockSkew keeps the offset of the receiver's clock from ours, learnt from
+// the Date header of a 403 that says the signature expired or is not yet
+// current (AWS refuses a signature more than 5 minutes off). Requests are
+// then signed at now+offset. It is safe for concurrent use; a nil
+// *clockSkew corrects nothing.
+type clockSkew struct {
+	offset atomic.Int64 // nanoseconds to add to our clock
+	gauge  prometheus.Gauge
+	logger *slog.Logger
+}
+
+func newClockSkew(reg prometheus.Registerer, logger *slog.Logger) *clockSkew {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rwagent_sigv4_clock_offset_seconds",
+		Help: "Offset added to the local clock when signing with SigV4, learnt from a receiver that refused a signature as expired or not yet current.",
+	})
+	if reg != nil {
+		if err := reg.Register(g); err != nil {
+			if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
+				if existing, ok := are.ExistingCollector.(prometheus.Gauge); ok {
+					g = existing
+				}
+			}
+		}
+	}
+	return &clockSkew{gauge: g, logger: logger}
+}
+
+// correct returns t moved by the learnt offset.
+func (c *clockSkew) correct(t time.Time) time.Time {
+	if c == nil {
+		return t
+	}
+	return t.Add(time.Duration(c.offset.Load()))
+}
+
+// observe looks at a 403 with message msg, answered at about now (our
+// uncorrected clock). When the message says the signature's time was off
+// and the Date header shows by how much, it stores the new offset, logs it
+// and returns true: the request is worth signing again.
+func (c *clockSkew) observe(resp *http.Response, msg string, now time.Time) bool {
+	if c == nil || !isSkewMessage(msg) {
+		return false
+	}
+	date, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		c.logger.Warn("sigv4: the receiver says our clock is off but sends no readable Date header; fix this host's clock (NTP)",
+			"message", msg)
+		return false
+	}
+	offset := date.Sub(now).Truncate(time.Second)
+	old := time.Duration(c.offset.Swap(int64(offset)))
+	c.gauge.Set(offset.Seconds())
+	if old == offset {
+		return false // already signing at the receiver's time: not a clock problem
+	}
+	c.logger.Warn("sigv4: the receiver refused a signature as off in time; this host's clock differs from the receiver's, "+
+		"signing with the receiver's time from now on. Fix this host's clock (NTP).",
+		"offset", offset.String(), "receiver_date", date.UTC().Format(time.RFC3339), "local_time", now.UTC().Format(time.RFC3339),
+		"message", msg)
+	return true
+}
+
+// isSkewMessage reports whether a 403 message is AWS's "Signature expired:
+// ... is now earlier than ..." or "Signature not yet current: ... is still
+// later than ...".
+func isSkewMessage(msg string) bool {
+	return strings.Contains(msg, "Signature expired") || strings.Contains(msg, "Signature not yet current") ||
+		strings.Contains(msg, "RequestTimeTooSkewed")
+}
+
+// peekMessage reads the start of resp's body for the receiver's message and
+// leaves resp.Body sending the whole body again. The message is the
+// "message" of a JSON body, the <Message> of an XML body, else the text.
+func peekMessage(resp *http.Response) string {
+	if resp.Body == nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxPeek))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+	var j struct {
+		Message  string `json:"message"`
+		Message2 string `json:"Message"`
+	}
+	if json.Unmarshal(b, &j) == nil {
+		if j.Message != "" {
+			return j.Message
+		}
+		if j.Message2 != "" {
+			return j.Message2
+		}
+	}
+	s := string(b)
+	if _, rest, ok := strings.Cut(s, "<Message>"); ok {
+		if m, _, ok := strings.Cut(rest, "</Message>"); ok {
+			return m
+		}
+	}
+	return strings.ToValidUTF8(strings.TrimSpace(s), "?")
+}
+
+// drainClose discards what is left of resp's body (bounded) and closes it,
+// so the connection can be reused.
+func drainClose(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxPeek))
+	_ = resp.Body.Close()
+}
+
+// reportDenied logs a 403 the receiver answered to req: its message and what
+// was signed, so a user can tell a wrong region or service from missing IAM
+// permissions or the wrong credentials. Secrets are never logged: the access
+// key id is shortened and the secret key, session token and signature are
+// left out (and cut out of the receiver's message should it echo them).
+func (rt *roundTripper) reportDenied(req *http.Request, resp *http.Response, msg string, creds aws.Credentials) {
+	if rt.logger == nil {
+		return
+	}
+	for _, secret := range append([]string{creds.SecretAccessKey, creds.SessionToken}, rt.secrets...) {
+		if len(secret) >= 4 {
+			msg = strings.ReplaceAll(msg, secret, "<redacted>")
+		}
+	}
+	rt.denied.log(rt.logger, slog.LevelWarn, "sigv4: the receiver refused a signed request (403)",
+		"url", req.URL.Redacted(), "error_type", resp.Header.Get("x-amzn-ErrorType"), "message", msg,
+		"signed_service", rt.params.service, "signed_region", rt.params.region,
+		"access_key_id", keyIDPrefix(creds.AccessKeyID), "credential_source", creds.Source,
+		"temporary_credentials", creds.SessionToken != "")
+}
+
+// logLimiter lets one line through per minute and counts those it held
+// back. It is safe for concurrent use; the zero value is ready.
+type logLimiter struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+const logEvery = time.Minute
+
+func (l *logLimiter) log(logger *slog.Logger, level slog.Level, msg string, args ...any) {
+	l.mu.Lock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < logEvery {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	l.last = now
+	n := l.suppressed
+	l.suppressed = 0
+	l.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed_since_last", n)
+	}
+	logger.Log(context.Background(), level, msg, args...)
+}

@@ -1,0 +1,51 @@
+package wal
+
+import (
+	"fmt"
+
+	"errors"
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+)
+
+// Resume checks p, a Position saved by an earlier process (a queue's send
+// position), against what this WAL holds, and returns where a Reader must
+// start so that it skips nothing the WAL still holds after p.
+//
+// A p inside the segments the WAL holds is returned as it is, with a nil
+// error. Otherwise Resume returns the zero Position (the oldest data
+// retained) and an error saying why, for the caller to log: p lies in
+// segments already truncated away (the position was saved before a
+// truncation it did not hold back, or the WAL was trimmed), or at or past
+// the segment this process started writing, which no earlier process can
+// have read (the WAL directory was replaced or the position file belongs to
+// another WAL). Resending from the oldest data may send some samples twice;
+// skipping could lose some.
+//
+// Resume is safe for concurrent use.
+func (w *WAL) Resume(p Position) (Position, error) {
+	if p == (Position{}) {
+		return p, nil
+	}
+	if p.Segment < 0 || p.Offset < 0 {
+		return Position{}, fmt.Errorf("position %s is negative", p)
+	}
+	if p.Segment > w.openSegment || (p.Segment == w.openSegment && p.Offset > 0) {
+		return Position{}, fmt.Errorf("position %s is past the end of the WAL in %s, which this process started at segment %d",
+			p, w.dir, w.openSegment)
+	}
+	first, _, err := wlog.Segments(w.dir)
+	if err != nil {
+		return Position{}, fmt.Errorf("list segments in %s: %w", w.dir, err)
+	}
+	low := first
+	if _, cpIdx, err := wlog.LastCheckpoint(w.dir); err == nil {
+		low = max(low, cpIdx+1)
+	} else if !errors.Is(err, record.ErrNotFound) {
+		return Position{}, fmt.Errorf("find checkpoint in %s: %w", w.dir, err)
+	}
+	if p.Segment < low {
+		return Position{}, fmt.Errorf("position %s lies in segments truncated away; the oldest left is %d", p, low)
+	}
+	return p, nil
+}

@@ -1,0 +1,201 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/fileutil"
+	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/wlog"
+)
+
+// TestTrim: segments removed for size or age, read or not, are counted,
+// and a Reader that had not read them learns what it lost from a GapError,
+// then reads on from the first segment left, resolving every series.
+func TestTrim(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		maxSize int64
+		maxAge  time.Duration
+		old     int // segments whose mtime is set an hour back
+	}{
+		{"size", 3 * 32 << 10, 0, 0},
+		{"age", 0, time.Minute, 3},
+		{"age then size", 3 * 32 << 10, time.Minute, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			w := openWAL(t, Options{Dir: dir, SegmentSize: 32 << 10}, nil, nil)
+			ref := w.NewRef()
+			mustLog(t, w, batch([]chunks.HeadSeriesRef{ref}, true, 1, 0))
+			perSeg := make([]int, 8)
+			for seg := range 8 {
+				if seg > 0 {
+					rotate(t, w)
+				}
+				for i := range 10 {
+					mustLog(t, w, batch([]chunks.HeadSeriesRef{ref}, false, 100, int64(seg*10000+i*100)))
+					perSeg[seg] += 100
+				}
+			}
+			perSeg[0]++ // the first batch
+			for seg := range tc.old {
+				old := time.Now().Add(-time.Hour)
+				must(os.Chtimes(wlog.SegmentName(dir, seg), old, old))
+			}
+
+			// A Reader inside segment 0: it keeps what it has open.
+			r, err := w.NewReader(Position{})
+			must(err)
+			defer r.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			read := 0
+			for read == 0 {
+				must(r.Next(ctx))
+				read += len(r.Samples())
+			}
+
+			res, err := w.Trim(tc.maxSize, tc.maxAge, time.Now())
+			must(err)
+			if res.Segments < 3 {
+				t.Fatalf("trimmed %d segments, want at least 3: %+v", res.Segments, res)
+			}
+			if tc.maxSize > 0 {
+				size, err := fileutil.DirSize(dir)
+				must(err)
+				if size > tc.maxSize {
+					t.Errorf("WAL is %d bytes after trimming to %d", size, tc.maxSize)
+				}
+			}
+			want := 0
+			for _, n := range perSeg[:res.Segments] {
+				want += n
+			}
+			if got := res.Full.Samples + res.TooOld.Samples; got != want {
+				t.Errorf("trim counted %d samples, want %d", got, want)
+			}
+			if got := res.TooOld.Samples; (tc.old > 0) != (got > 0) {
+				t.Errorf("too old: %d samples with %d old segments", got, tc.old)
+			}
+			if n := testutil.ToFloat64(w.metrics.trimmedSegments); n != float64(res.Segments) {
+				t.Errorf("trimmed segments counted: %v, want %d", n, res.Segments)
+			}
+
+			// The Reader finishes segment 0, then reports what it lost
+			// of the others, then reads on.
+			var gap *GapError
+			for gap == nil {
+				err := r.Next(ctx)
+				if errors.As(err, &gap) {
+					break
+				}
+				must(err)
+				read += len(r.Samples())
+			}
+			if read != perSeg[0] {
+				t.Errorf("read %d samples of the open segment 0, want %d", read, perSeg[0])
+			}
+			lost := gap.Full.Samples + gap.TooOld.Samples
+			if lost != want-perSeg[0] {
+				t.Errorf("gap reports %d samples lost, want %d: %v", lost, want-perSeg[0], gap)
+			}
+			if gap.From.Segment != 1 || gap.To.Segment != res.Before.Segment {
+				t.Errorf("gap from %v to %v, want 1 to %v", gap.From, gap.To, res.Before)
+			}
+			mustLog(t, w, batch([]chunks.HeadSeriesRef{ref}, false, 1, 1e9))
+			known := false
+			for {
+				must(r.Next(ctx))
+				if r.Type() == record.Series {
+					known = true
+				}
+				if s := r.Samples(); len(s) > 0 && s[len(s)-1].T == 1e9 {
+					break
+				}
+				read += len(r.Samples())
+			}
+			if !known {
+				t.Error("the series was not replayed from the checkpoint after the gap")
+			}
+			if total := read + lost; total != perSeg[0]+sum(perSeg[1:]) {
+				t.Errorf("read %d + lost %d != logged %d", read, lost, sum(perSeg))
+			}
+		})
+	}
+}
+
+func sum(s []int) int {
+	n := 0
+	for _, v := range s {
+		n += v
+	}
+	return n
+}
+
+func TestTrimNoLimitsNoop(t *testing.T) {
+	w := openWAL(t, Options{Dir: t.TempDir(), SegmentSize: 32 << 10}, nil, nil)
+	mustLog(t, w, batch([]chunks.HeadSeriesRef{w.NewRef()}, true, 10, 0))
+	rotate(t, w)
+	if res, err := w.Trim(0, 0, time.Now()); err != nil || res.Segments != 0 {
+		t.Fatalf("trim without limits: %+v, %v", res, err)
+	}
+	if res, err := w.Trim(1<<30, time.Hour, time.Now()); err != nil || res.Segments != 0 {
+		t.Fatalf("trim under the limits: %+v, %v", res, err)
+	}
+}
+
+// TestRepairDamagedMiddle flips bytes inside a record in the middle of a
+// segment: Open keeps the records before it, cuts and counts the rest, and
+// logging and reading carry on.
+func TestRepairDamagedMiddle(t *testing.T) {
+	dir := t.TempDir()
+	w := openWAL(t, Options{Dir: dir}, nil, nil)
+	const batches = 5
+	for i := range batches {
+		mustLog(t, w, batch([]chunks.HeadSeriesRef{chunks.HeadSeriesRef(i + 1)}, true, 10, int64(i)*1000))
+	}
+	must(w.Close())
+	got := readToEnd(t, w, Position{})
+	if len(got.positions) != 2*batches {
+		t.Fatalf("records: got %d, want %d", len(got.positions), 2*batches)
+	}
+	// Record 5 is batch 2's samples; damage it a few bytes before its end.
+	at := got.positions[5]
+	f, err := os.OpenFile(wlog.SegmentName(dir, at.Segment), os.O_RDWR, 0)
+	must(err)
+	b := make([]byte, 2)
+	_, err = f.ReadAt(b, at.Offset-6)
+	must(err)
+	b[0], b[1] = b[0]^0xff, b[1]^0x55
+	_, err = f.WriteAt(b, at.Offset-6)
+	must(err)
+	must(f.Close())
+
+	w2 := openWAL(t, Options{Dir: dir}, nil, nil)
+	if n := testutil.ToFloat64(w2.metrics.repairs); n != 1 {
+		t.Errorf("repairs counted: got %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(w2.metrics.repairCutBytes); n <= 0 {
+		t.Errorf("cut bytes counted: got %v", n)
+	}
+	mustLog(t, w2, batch([]chunks.HeadSeriesRef{99}, true, 1, 1e6))
+	must(w2.Close())
+	after := readToEnd(t, w2, Position{})
+	if want := 2*10 + 1; len(after.Samples) != want {
+		t.Fatalf("samples after repair: got %d, want %d (batches 0 and 1, then the new one)", len(after.Samples), want)
+	}
+	for i, s := range after.Samples[:20] {
+		if s != got.Samples[i] {
+			t.Fatalf("sample %d after repair: got %v, want %v", i, s, got.Samples[i])
+		}
+	}
+	if last := after.Samples[20]; last.Ref != 99 {
+		t.Fatalf("new sample after repair: got %v", last)
+	}
+}
