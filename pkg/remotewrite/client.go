@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -221,34 +220,4 @@ func isDigits(s string) bool {
 		}
 	}
 	return true
-}
-
-// logLimiter lets one line through per interval and counts the lines it
-// held back, so a failing receiver cannot flood the log. It is safe for
-// concurrent use; the zero value logs every line.
-type logLimiter struct {
-	interval time.Duration
-	level    slog.Level
-
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (l *logLimiter) log(logger *slog.Logger, msg string, args ...any) {
-	l.mu.Lock()
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < l.interval {
-		l.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	l.last = now
-	n := l.suppressed
-	l.suppressed = 0
-	l.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed_since_last", n)
-	}
-	logger.Log(context.Background(), l.level, msg, args...)
 }

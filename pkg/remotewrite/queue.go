@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/rwagent/rwagent/pkg/lograte"
 	"github.com/rwagent/rwagent/pkg/sigv4"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
@@ -108,7 +109,7 @@ type Queue struct {
 	stage  []staging
 	cur    current
 
-	rejectLog, retryLog, unknownLog, readErrLog logLimiter
+	rejectLog, retryLog, unknownLog, readErrLog lograte.Limiter
 
 	ran atomic.Bool
 }
@@ -163,10 +164,10 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		sendHistograms: cfg.SendNativeHistograms,
 		acks:           newAcks(opts.Start),
 		series:         newSeriesTable(opts.ExternalLabels, cfg.WriteRelabelConfigs),
-		rejectLog:      logLimiter{interval: 10 * time.Second, level: slog.LevelError},
-		retryLog:       logLimiter{interval: 10 * time.Second, level: slog.LevelWarn},
-		unknownLog:     logLimiter{interval: 10 * time.Second, level: slog.LevelWarn},
-		readErrLog:     logLimiter{interval: 10 * time.Second, level: slog.LevelError},
+		rejectLog:      lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
+		retryLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
+		unknownLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
+		readErrLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
 	}
 	if q.flushDeadline <= 0 {
 		q.flushDeadline = DefaultFlushDeadline

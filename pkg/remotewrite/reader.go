@@ -93,7 +93,7 @@ func (q *Queue) read(ctx context.Context, r Reader) {
 				continue
 			}
 			q.metrics.walReadErrors.Inc()
-			q.readErrLog.log(q.logger, "read wal, skipping what cannot be read", "err", err)
+			q.readErrLog.Log(q.logger, "read wal, skipping what cannot be read", "err", err)
 			// Back off, so an error that persists does not spin.
 			failures++
 			t := time.NewTimer(min(time.Duration(failures)*10*time.Millisecond, time.Second))
@@ -204,7 +204,7 @@ func (q *Queue) add(ctx context.Context, ref chunks.HeadSeriesRef, t int64, v fl
 	switch {
 	case !known:
 		drop = dropUnknown
-		q.unknownLog.log(q.logger, "dropped sample of a series not in the WAL", "ref", ref)
+		q.unknownLog.Log(q.logger, "dropped sample of a series not in the WAL", "ref", ref)
 	case st == nil:
 		drop = dropRelabeled
 	case t < c.minT:

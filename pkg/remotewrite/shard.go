@@ -242,7 +242,7 @@ func (s *shard) sendBatch(ctx context.Context) bool {
 		}
 		var re *recoverableError
 		if !errors.As(err, &re) {
-			s.q.rejectLog.log(s.q.logger, "remote write batch rejected, dropping it",
+			s.q.rejectLog.Log(s.q.logger, "remote write batch rejected, dropping it",
 				"samples", c.samples, "histograms", c.histograms, "exemplars", c.exemplars, "err", err)
 			s.finish(c, reasonRejected)
 			return true
@@ -251,7 +251,7 @@ func (s *shard) sendBatch(ctx context.Context) bool {
 		if re.retryAfter > 0 {
 			sleep = re.retryAfter
 		}
-		s.q.retryLog.log(s.q.logger, "remote write batch failed, retrying", "retry_in", sleep, "err", err)
+		s.q.retryLog.Log(s.q.logger, "remote write batch failed, retrying", "retry_in", sleep, "err", err)
 		t := time.NewTimer(sleep)
 		select {
 		case <-t.C:

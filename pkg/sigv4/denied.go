@@ -2,14 +2,12 @@ package sigv4
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -138,7 +136,7 @@ func drainClose(resp *http.Response) {
 // key id is shortened and the secret key, session token and signature are
 // left out (and cut out of the receiver's message should it echo them).
 func (rt *roundTripper) reportDenied(req *http.Request, resp *http.Response, msg string, creds aws.Credentials) {
-	if rt.logger == nil {
+	if rt.logger == nil || rt.denied == nil {
 		return
 	}
 	for _, secret := range append([]string{creds.SecretAccessKey, creds.SessionToken}, rt.secrets...) {
@@ -146,37 +144,9 @@ func (rt *roundTripper) reportDenied(req *http.Request, resp *http.Response, msg
 			msg = strings.ReplaceAll(msg, secret, "<redacted>")
 		}
 	}
-	rt.denied.log(rt.logger, slog.LevelWarn, "sigv4: the receiver refused a signed request (403)",
+	rt.denied.Log(rt.logger, "sigv4: the receiver refused a signed request (403)",
 		"url", req.URL.Redacted(), "error_type", resp.Header.Get("x-amzn-ErrorType"), "message", msg,
 		"signed_service", rt.params.service, "signed_region", rt.params.region,
 		"access_key_id", keyIDPrefix(creds.AccessKeyID), "credential_source", creds.Source,
 		"temporary_credentials", creds.SessionToken != "")
-}
-
-// logLimiter lets one line through per minute and counts those it held
-// back. It is safe for concurrent use; the zero value is ready.
-type logLimiter struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-const logEvery = time.Minute
-
-func (l *logLimiter) log(logger *slog.Logger, level slog.Level, msg string, args ...any) {
-	l.mu.Lock()
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < logEvery {
-		l.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	l.last = now
-	n := l.suppressed
-	l.suppressed = 0
-	l.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed_since_last", n)
-	}
-	logger.Log(context.Background(), level, msg, args...)
 }

@@ -35,6 +35,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rwagent/rwagent/pkg/lograte"
 )
 
 // Options are the collaborators of a round tripper. The zero value logs
@@ -101,6 +103,9 @@ func NewRoundTripper(ctx context.Context, cfg Config, next http.RoundTripper, op
 		logger:  logger,
 		skew:    newClockSkew(opts.Registerer, logger),
 		secrets: []string{cfg.SecretKey},
+		// A refused signature repeats on every request: once a minute
+		// says it, with the count of the ones in between.
+		denied: &lograte.Limiter{Interval: time.Minute, Level: slog.LevelWarn},
 		params: signParams{
 			service:          service,
 			region:           region,
@@ -120,7 +125,7 @@ type roundTripper struct {
 	skew    *clockSkew
 	secrets []string // configured secrets, hidden from logged receiver messages
 	params  signParams
-	denied  logLimiter
+	denied  *lograte.Limiter // nil: 403s are not logged
 }
 
 func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
