@@ -95,6 +95,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		SegmentSize:   cfg.WAL.SegmentSize,
 		Fsync:         wal.FsyncPolicy(cfg.WAL.Fsync),
 		FsyncInterval: time.Duration(cfg.WAL.FsyncInterval),
+		MinAge:        time.Duration(cfg.WAL.MinAge),
 	}, logger, reg)
 	if err != nil {
 		stopSrv()

@@ -157,12 +157,21 @@ func (a *agentUnderTest) scalarIs(t *testing.T, expr string, want float64) func(
 
 func startAgent(t *testing.T, cfgText string) *agentUnderTest {
 	t.Helper()
-	dir := t.TempDir()
 	verifier := &sigv4.Verifier{
 		Region: "us-east-1", Service: "aps",
 		Credentials: []sigv4.Credential{{AccessKeyID: e2eAccessKey, SecretAccessKey: e2eSecret, SessionToken: e2eToken}},
 	}
-	recv, err := receive.New(receive.Options{Dir: filepath.Join(dir, "amp"), WorkspaceID: "ws-e2e", Verify: verifier.Verify})
+	return startAgentWith(t, cfgText, receive.Options{Verify: verifier.Verify})
+}
+
+// startAgentWith starts a receiver with ro's Verify and Now (its Dir and
+// WorkspaceID are set here) and an agent running cfgText, in which RECEIVER
+// stands for the receiver's remote-write URL.
+func startAgentWith(t *testing.T, cfgText string, ro receive.Options) *agentUnderTest {
+	t.Helper()
+	dir := t.TempDir()
+	ro.Dir, ro.WorkspaceID = filepath.Join(dir, "amp"), "ws-e2e"
+	recv, err := receive.New(ro)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,11 @@ type WALConfig struct {
 	// MaxAge removes segments last written longer ago than this, sent or
 	// not (reason too_old). Zero means no limit.
 	MaxAge model.Duration `yaml:"max_age"`
+	// MinAge keeps segments written to less than this long ago even once
+	// every remote_write has sent them, as Prometheus agent's min_wal_time
+	// does, so a short burst of acknowledgements never empties the WAL.
+	// Zero means segments go as soon as they are sent.
+	MinAge model.Duration `yaml:"min_age"`
 }
 
 // DefaultWALConfig is the `wal:` section a file without one gets.
@@ -136,6 +141,9 @@ func (c *WALConfig) Validate() error {
 	// would remove every segment as soon as it is finished.
 	if c.MaxSize < 0 || (c.MaxSize > 0 && c.MaxSize < 2*int64(c.SegmentSize)) {
 		return fmt.Errorf("wal.max_size: must be zero (no cap) or at least two segments (%d bytes), got %d", 2*int64(c.SegmentSize), c.MaxSize)
+	}
+	if c.MinAge < 0 {
+		return fmt.Errorf("wal.min_age: must not be negative, got %s", c.MinAge)
 	}
 	if c.MaxAge < 0 {
 		return fmt.Errorf("wal.max_age: must not be negative, got %s", c.MaxAge)
@@ -201,6 +209,11 @@ func load(b []byte, getenv func(string) (string, bool), logger *slog.Logger, dir
 				return nil, err
 			}
 			if err := v.Decode(&c.WAL); err != nil {
+				// A bad value names its field; a failed Validate
+				// already names it in its message.
+				if e := locateIn(v, walType, "wal"); e != nil && e.Field != "wal" {
+					return nil, e
+				}
 				return nil, &Error{Line: v.Line, Msg: err.Error()}
 			}
 			continue

@@ -54,7 +54,7 @@ func TestLoadGood(t *testing.T) {
 		t.Errorf("max_shards = %d, want 7 from ${MAX_SHARDS}", rw.QueueConfig.MaxShards)
 	}
 	want := WALConfig{Dir: "/var/lib/rwagent", Fsync: FsyncAlways, FsyncInterval: DefaultWALConfig.FsyncInterval, SegmentSize: 1 << 20, TruncateFrequency: DefaultWALConfig.TruncateFrequency,
-		MaxSize: 1 << 30, MaxAge: model.Duration(24 * time.Hour)}
+		MaxSize: 1 << 30, MaxAge: model.Duration(24 * time.Hour), MinAge: model.Duration(5 * time.Minute)}
 	if c.WAL != want {
 		t.Errorf("wal = %+v, want %+v", c.WAL, want)
 	}
@@ -95,7 +95,8 @@ func TestBadConfigs(t *testing.T) {
 		"bad-fsync.bad.yml":     `bad-fsync.bad.yml:2: wal.fsync: "sometimes" is not one of always, interval, never`,
 		"wal-unknown.bad.yml":   `wal-unknown.bad.yml:2: wal: unknown field "directory"`,
 		"wal-max-size.bad.yml":  `wal-max-size.bad.yml:2: wal.max_size: must be zero (no cap) or at least two segments (67108864 bytes), got 1000`,
-		"wal-max-age.bad.yml":   `wal-max-age.bad.yml:2: not a valid duration string: "-1h"`,
+		"wal-max-age.bad.yml":   `wal-max-age.bad.yml:2: wal.max_age: not a valid duration string: "-1h"`,
+		"wal-min-age.bad.yml":   `wal-min-age.bad.yml:2: wal.min_age: not a valid duration string: "-1m"`,
 		"bad-regex.bad.yml":     `bad-regex.bad.yml:7: scrape_configs[0].metric_relabel_configs[0].regex: error parsing regexp: missing closing ): ` + "`^(?s:go_(()$`",
 		"syntax.bad.yml":        `syntax.bad.yml:6: mapping values are not allowed in this context`,
 		"duplicate-job.bad.yml": `duplicate-job.bad.yml: found multiple scrape configs with job name "node"`,

@@ -22,8 +22,9 @@ import (
 
 const (
 	// maxErrBody is how much of a failed response's body is kept for the
-	// log: enough for a receiver's one-line reason.
-	maxErrBody = 256
+	// log: enough for a receiver's one-line reason and the series it
+	// names.
+	maxErrBody = 1024
 	// maxDrain is how much of a successful response's body is read so the
 	// connection can be reused; the rest is discarded by closing it.
 	maxDrain = 64 << 10
@@ -115,6 +116,7 @@ func newClient(ctx context.Context, cfg *config.RemoteWriteConfig, rt http.Round
 // statusError is a response the receiver rejected without asking for a
 // retry.
 type statusError struct {
+	code   int
 	status string
 	body   string // first maxErrBody bytes
 }
@@ -177,7 +179,7 @@ func (c *client) store(ctx context.Context, body []byte, attempt int) error {
 		return nil
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrBody))
-	serr := &statusError{status: resp.Status, body: strings.ToValidUTF8(strings.TrimSpace(string(msg)), "?")}
+	serr := &statusError{code: resp.StatusCode, status: resp.Status, body: strings.ToValidUTF8(strings.TrimSpace(string(msg)), "?")}
 	if resp.StatusCode/100 == 5 || (c.retryOn429 && resp.StatusCode == http.StatusTooManyRequests) {
 		return &recoverableError{
 			err:        fmt.Errorf("post to %s: %w", c.redacted, serr),

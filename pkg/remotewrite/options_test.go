@@ -117,6 +117,11 @@ func TestQueue_Metrics(t *testing.T) {
 			"prometheus_remote_storage_shards":                               1,
 			"prometheus_remote_storage_queue_highest_sent_timestamp_seconds": -1, // > 0
 			"prometheus_remote_storage_bytes_total":                          -1,
+			"prometheus_remote_storage_highest_timestamp_in_seconds":         -1,
+			"prometheus_remote_storage_shards_desired":                       1,
+			"prometheus_remote_storage_shards_min":                           1,
+			"prometheus_remote_storage_shards_max":                           50,
+			"rwagent_remote_write_lag_seconds":                               0,
 		} {
 			got, ok := found[name]
 			switch {

@@ -5,6 +5,9 @@
 // (external labels merged, write_relabel_configs applied once per series),
 // hashes each sample by series ref to a shard so per-series order holds, and
 // lets each shard batch, encode (protobuf, snappy) and POST with retries.
+// The number of shards follows the measured input and send rates between
+// min_shards and max_shards (reshard.go); a batch over the request size
+// limit, or refused with 413, is sent in halves (limits.go).
 // Acked reports the WAL position before which everything was delivered or
 // dropped, for WAL truncation.
 package remotewrite
@@ -99,17 +102,33 @@ type Queue struct {
 	sendExemplars  bool
 	sendHistograms bool
 
-	// shards is fixed for the life of the Queue. Dynamic resharding would
-	// swap it between drained generations; the reader is its only writer.
+	// shards is the current generation's shards. The reader goroutine is
+	// its only writer and replaces it, under acks.mu, only after the old
+	// generation has drained (see reshard); Acked reads it under acks.mu.
 	shards []*shard
+	gen    *generation // owned by the reader
 	acks   *acks
+
+	// Resharding: capacity is each shard's ring size; numShards mirrors
+	// len(shards) for the resharding goroutine, which sends counts to the
+	// reader on reshardCh (capacity 1, newest wins).
+	capacity             int
+	minShards, maxShards int
+	numShards            atomic.Int32
+	reshardEvery         time.Duration
+	reshardCh            chan int
+	rates                shardRates
 
 	// Owned by the reader goroutine.
 	series *seriesTable
 	stage  []staging
 	cur    current
 
-	rejectLog, retryLog, unknownLog, readErrLog lograte.Limiter
+	// maxBytes is the request size limit.
+	maxBytes int
+
+	rejectLog                                  map[string]*lograte.Limiter // by reason; fixed in New
+	retryLog, unknownLog, readErrLog, limitLog lograte.Limiter
 
 	ran atomic.Bool
 }
@@ -164,10 +183,18 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		sendHistograms: cfg.SendNativeHistograms,
 		acks:           newAcks(opts.Start),
 		series:         newSeriesTable(opts.ExternalLabels, cfg.WriteRelabelConfigs),
-		rejectLog:      lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
+		rejectLog:      map[string]*lograte.Limiter{},
+		limitLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
+		maxBytes:       DefaultMaxRequestBytes,
 		retryLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
 		unknownLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
 		readErrLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
+	}
+	for _, r := range rejectReasons {
+		q.rejectLog[r] = &lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError}
+	}
+	if isAMP(cfg.URL.URL, cfg, opts.SigV4) {
+		q.series.maxLabels = ampMaxLabels
 	}
 	if q.flushDeadline <= 0 {
 		q.flushDeadline = DefaultFlushDeadline
@@ -181,23 +208,21 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		q.minBackoff = time.Duration(config.DefaultQueueConfig.MinBackoff)
 	}
 	q.maxBackoff = max(q.maxBackoff, q.minBackoff)
-	// A fixed shard count for now; min_shards is where Prometheus starts
-	// too, and max_shards caps it.
-	n := min(qc.MaxShards, max(qc.MinShards, 1))
+	// Start at min_shards as Prometheus does; resharding moves between
+	// min_shards and max_shards.
+	q.maxShards = max(qc.MaxShards, 1)
+	q.minShards = min(q.maxShards, max(qc.MinShards, 1))
+	q.reshardEvery = shardUpdateEvery
+	q.reshardCh = make(chan int, 1)
 	// The ring must hold a full batch, or a shard below
 	// max_samples_per_send would only ever send at the deadline.
-	capacity := max(qc.Capacity, qc.MaxSamplesPerSend)
-	q.shards = make([]*shard, n)
-	for i := range q.shards {
-		q.shards[i] = newShard(q, capacity)
-	}
-	q.stage = make([]staging, n)
+	q.capacity = max(qc.Capacity, qc.MaxSamplesPerSend)
 	q.metrics = newQueueMetrics(opts.Registerer, name, cfg.URL.Redacted())
-	q.metrics.shards.Set(float64(n))
+	q.installShards(q.minShards)
 	q.metrics.shardsMin.Set(float64(qc.MinShards))
 	q.metrics.shardsMax.Set(float64(qc.MaxShards))
-	q.metrics.shardsDesired.Set(float64(n))
-	q.metrics.shardCapacity.Set(float64(capacity))
+	q.metrics.shardsDesired.Set(float64(q.minShards))
+	q.metrics.shardCapacity.Set(float64(q.capacity))
 	q.metrics.maxSamplesPerSend.Set(float64(qc.MaxSamplesPerSend))
 	return q, nil
 }
@@ -228,23 +253,18 @@ func (q *Queue) Run(ctx context.Context) error {
 
 	sendCtx, cancelSend := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSend()
+	q.runShards(sendCtx)
+	reshardCtx, stopResharding := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	for _, s := range q.shards {
-		wg.Go(func() { s.run(sendCtx) })
-	}
-	q.read(ctx, r)
+	wg.Go(func() { q.reshardLoop(reshardCtx) })
+	q.read(ctx, sendCtx, r)
+	stopResharding()
+	wg.Wait()
 
 	// Stop softly: shards send what is queued, then return. Once ctx is
 	// done (it may not be, when the WAL was closed), they get the flush
 	// deadline before what is in flight is cancelled.
-	for _, s := range q.shards {
-		s.drain()
-	}
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
+	done := q.stopShards()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -283,161 +303,4 @@ func (q *Queue) Acked() wal.Position {
 		}
 	}
 	return a.positionLocked(oldest, ok)
-}
-
-// queueMetrics are a Queue's metrics, with Prometheus' names and its
-// remote_name and url (redacted) labels so the mixin dashboards work.
-type queueMetrics struct {
-	reg        prometheus.Registerer
-	collectors []prometheus.Collector
-
-	samplesTotal, histogramsTotal, exemplarsTotal       prometheus.Counter
-	samplesFailed, histogramsFailed, exemplarsFailed    prometheus.Counter
-	samplesRetried, histogramsRetried, exemplarsRetried prometheus.Counter
-	samplesDropped, histogramsDropped, exemplarsDropped *prometheus.CounterVec
-	samplesPending, histogramsPending, exemplarsPending prometheus.Gauge
-	seriesDropped, walReadErrors                        prometheus.Counter
-
-	shards, shardsMin, shardsMax, shardsDesired prometheus.Gauge
-	shardCapacity, maxSamplesPerSend            prometheus.Gauge
-	sentBatchDuration                           prometheus.Histogram
-	bytesTotal                                  prometheus.Counter
-	highestEnqueued, highestSent                *maxGauge
-}
-
-func newQueueMetrics(reg prometheus.Registerer, name, url string) *queueMetrics {
-	m := &queueMetrics{reg: reg}
-	constLabels := prometheus.Labels{"remote_name": name, "url": url}
-	counter := func(name, help string) prometheus.Counter {
-		c := prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "prometheus", Subsystem: "remote_storage", Name: name, Help: help, ConstLabels: constLabels,
-		})
-		m.collectors = append(m.collectors, c)
-		return c
-	}
-	dropped := func(name, help string) *prometheus.CounterVec {
-		c := prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "prometheus", Subsystem: "remote_storage", Name: name, Help: help, ConstLabels: constLabels,
-		}, []string{"reason"})
-		m.collectors = append(m.collectors, c)
-		return c
-	}
-	gauge := func(name, help string) prometheus.Gauge {
-		g := prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "prometheus", Subsystem: "remote_storage", Name: name, Help: help, ConstLabels: constLabels,
-		})
-		m.collectors = append(m.collectors, g)
-		return g
-	}
-	m.samplesTotal = counter("samples_total", "Total number of samples sent to remote storage, counted per attempt.")
-	m.histogramsTotal = counter("histograms_total", "Total number of histogram samples sent to remote storage, counted per attempt.")
-	m.exemplarsTotal = counter("exemplars_total", "Total number of exemplars sent to remote storage, counted per attempt.")
-	m.samplesFailed = counter("samples_failed_total", "Total number of samples which failed on send to remote storage, non-recoverable errors.")
-	m.histogramsFailed = counter("histograms_failed_total", "Total number of histogram samples which failed on send to remote storage, non-recoverable errors.")
-	m.exemplarsFailed = counter("exemplars_failed_total", "Total number of exemplars which failed on send to remote storage, non-recoverable errors.")
-	m.samplesRetried = counter("samples_retried_total", "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.")
-	m.histogramsRetried = counter("histograms_retried_total", "Total number of histogram samples which failed on send to remote storage but were retried because the send error was recoverable.")
-	m.exemplarsRetried = counter("exemplars_retried_total", "Total number of exemplars which failed on send to remote storage but were retried because the send error was recoverable.")
-	m.samplesDropped = dropped("samples_dropped_total", "Total number of samples which were dropped after being read from the WAL before being sent via remote write, by reason.")
-	m.histogramsDropped = dropped("histograms_dropped_total", "Total number of histogram samples which were dropped after being read from the WAL before being sent via remote write, by reason.")
-	m.exemplarsDropped = dropped("exemplars_dropped_total", "Total number of exemplars which were dropped after being read from the WAL before being sent via remote write, by reason.")
-	m.samplesPending = gauge("samples_pending", "The number of samples pending in the queues shards to be sent to the remote storage.")
-	m.histogramsPending = gauge("histograms_pending", "The number of histogram samples pending in the queues shards to be sent to the remote storage.")
-	m.exemplarsPending = gauge("exemplars_pending", "The number of exemplars pending in the queues shards to be sent to the remote storage.")
-	m.seriesDropped = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "rwagent", Subsystem: "remote_write", Name: "series_dropped_total", ConstLabels: constLabels,
-		Help: "Total number of series dropped by write_relabel_configs.",
-	})
-	m.walReadErrors = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "rwagent", Subsystem: "remote_write", Name: "wal_read_errors_total", ConstLabels: constLabels,
-		Help: "Total number of WAL read errors; the reader skips what it cannot read.",
-	})
-	m.collectors = append(m.collectors, m.seriesDropped, m.walReadErrors)
-	m.shards = gauge("shards", "The number of shards used for parallel sending to the remote storage.")
-	m.shardsMin = gauge("shards_min", "The minimum number of shards that the queue is allowed to run.")
-	m.shardsMax = gauge("shards_max", "The maximum number of shards that the queue is allowed to run.")
-	m.shardsDesired = gauge("shards_desired", "The number of shards that the queue would like to run.")
-	m.shardCapacity = gauge("shard_capacity", "The capacity of each shard of the queue used for parallel sending to the remote storage.")
-	m.maxSamplesPerSend = gauge("max_samples_per_send", "The maximum number of samples to be sent, in a single request, to the remote storage.")
-	m.sentBatchDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: "prometheus", Subsystem: "remote_storage", Name: "sent_batch_duration_seconds",
-		Help:                            "Duration of send calls to the remote storage.",
-		Buckets:                         append(prometheus.DefBuckets, 25, 60, 120, 300),
-		ConstLabels:                     constLabels,
-		NativeHistogramBucketFactor:     1.1,
-		NativeHistogramMaxBucketNumber:  100,
-		NativeHistogramMinResetDuration: time.Hour,
-	})
-	m.collectors = append(m.collectors, m.sentBatchDuration)
-	m.bytesTotal = counter("bytes_total", "The total number of bytes of data (not metadata) sent by the queue after compression.")
-	m.highestEnqueued = &maxGauge{Gauge: gauge("queue_highest_timestamp_seconds", "Highest timestamp that was enqueued, in seconds since epoch.")}
-	m.highestSent = &maxGauge{Gauge: gauge("queue_highest_sent_timestamp_seconds", "Highest timestamp successfully sent by this queue, in seconds since epoch.")}
-	return m
-}
-
-// register registers every collector, or none.
-func (m *queueMetrics) register() error {
-	if m.reg == nil {
-		return nil
-	}
-	for i, c := range m.collectors {
-		if err := m.reg.Register(c); err != nil {
-			for _, r := range m.collectors[:i] {
-				m.reg.Unregister(r)
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-func (m *queueMetrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
-}
-
-// dropped counts c as dropped for reason.
-func (m *queueMetrics) dropped(reason string, c counts) {
-	if c.samples > 0 {
-		m.samplesDropped.WithLabelValues(reason).Add(float64(c.samples))
-	}
-	if c.histograms > 0 {
-		m.histogramsDropped.WithLabelValues(reason).Add(float64(c.histograms))
-	}
-	if c.exemplars > 0 {
-		m.exemplarsDropped.WithLabelValues(reason).Add(float64(c.exemplars))
-	}
-}
-
-// pending adds to the pending gauges.
-func (m *queueMetrics) pending(samples, histograms, exemplars int) {
-	if samples != 0 {
-		m.samplesPending.Add(float64(samples))
-	}
-	if histograms != 0 {
-		m.histogramsPending.Add(float64(histograms))
-	}
-	if exemplars != 0 {
-		m.exemplarsPending.Add(float64(exemplars))
-	}
-}
-
-// maxGauge is a gauge that only goes up. It is safe for concurrent use.
-type maxGauge struct {
-	prometheus.Gauge
-	mu  sync.Mutex
-	max float64
-}
-
-func (g *maxGauge) set(v float64) {
-	g.mu.Lock()
-	if v > g.max {
-		g.max = v
-		g.Gauge.Set(v)
-	}
-	g.mu.Unlock()
 }

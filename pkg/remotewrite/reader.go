@@ -77,7 +77,9 @@ type staging struct {
 // to its end. A read error (a damaged stretch of the WAL, which the reader
 // skips) is logged and counted, and reading goes on. read owns q.series,
 // q.stage and q.cur.
-func (q *Queue) read(ctx context.Context, r Reader) {
+// Between records it applies a shard count from the resharding goroutine;
+// sendCtx is what new shards send with.
+func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 	failures := 0
 	for {
 		if err := r.Next(ctx); err != nil {
@@ -110,6 +112,10 @@ func (q *Queue) read(ctx context.Context, r Reader) {
 		case record.Series:
 			if n := q.series.store(r.Series()); n > 0 {
 				q.metrics.seriesDropped.Add(float64(n))
+			}
+			for _, ls := range q.series.overLimit {
+				q.limitLog.Log(q.logger, "series has more labels than the receiver accepts, its samples are dropped",
+					"series", ls.String(), "labels", ls.Len(), "limit", q.series.maxLabels)
 			}
 		case record.Samples, record.SamplesV2:
 			q.begin()
@@ -152,6 +158,13 @@ func (q *Queue) read(ctx context.Context, r Reader) {
 			}
 		}
 		q.acks.end(r.Position())
+		select {
+		case n := <-q.reshardCh:
+			if q.reshard(ctx, sendCtx, n) != nil {
+				return
+			}
+		default:
+		}
 	}
 }
 
@@ -160,9 +173,10 @@ type current struct {
 	active  bool
 	seq     uint64
 	minT    int64     // samples before it are too old; math.MinInt64 if no limit
-	dropped [4]counts // indexed by the drop* constants
-	highest int64
-	err     error // from a push interrupted by ctx
+	dropped [5]counts // indexed by the drop* constants
+	highest int64     // newest timestamp queued
+	read    int64     // newest timestamp read, queued or dropped
+	err     error     // from a push interrupted by ctx
 }
 
 const (
@@ -170,13 +184,15 @@ const (
 	dropUnknown
 	dropTooOld
 	dropNHCB
+	dropTooManyLabels
 )
 
 var dropReasons = [...]string{
-	dropRelabeled: reasonDroppedSeries,
-	dropUnknown:   reasonUnknownSeries,
-	dropTooOld:    reasonTooOld,
-	dropNHCB:      reasonNHCB,
+	dropRelabeled:     reasonDroppedSeries,
+	dropUnknown:       reasonUnknownSeries,
+	dropTooOld:        reasonTooOld,
+	dropNHCB:          reasonNHCB,
+	dropTooManyLabels: reasonTooManyLabels,
 }
 
 // begin starts queueing a record's samples.
@@ -185,7 +201,7 @@ func (q *Queue) begin() {
 	if trim {
 		q.Acked()
 	}
-	q.cur = current{active: true, seq: seq, minT: math.MinInt64, highest: math.MinInt64}
+	q.cur = current{active: true, seq: seq, minT: math.MinInt64, highest: math.MinInt64, read: math.MinInt64}
 	if q.ageLimit > 0 {
 		q.cur.minT = time.Now().Add(-q.ageLimit).UnixMilli()
 	}
@@ -198,6 +214,7 @@ func (q *Queue) begin() {
 // while the shard was full; the caller must stop adding then.
 func (q *Queue) add(ctx context.Context, ref chunks.HeadSeriesRef, t int64, v float64, x any) bool {
 	c := &q.cur
+	c.read = max(c.read, t)
 	s := sample{seq: c.seq, t: t, v: v}
 	st, known := q.series.get(ref)
 	drop := -1
@@ -207,6 +224,8 @@ func (q *Queue) add(ctx context.Context, ref chunks.HeadSeriesRef, t int64, v fl
 		q.unknownLog.Log(q.logger, "dropped sample of a series not in the WAL", "ref", ref)
 	case st == nil:
 		drop = dropRelabeled
+	case st.overLimit:
+		drop = dropTooManyLabels
 	case t < c.minT:
 		drop = dropTooOld
 	}
@@ -270,9 +289,13 @@ func (q *Queue) finish(ctx context.Context) error {
 	}
 	for i, d := range c.dropped {
 		q.metrics.dropped(dropReasons[i], d)
+		q.rates.dropped.add(int64(d.samples + d.histograms + d.exemplars))
 	}
 	if c.highest != math.MinInt64 {
 		q.metrics.highestEnqueued.set(float64(c.highest) / 1000)
+	}
+	if c.read != math.MinInt64 {
+		q.metrics.highestRead.set(float64(c.read) / 1000)
 	}
 	return c.err
 }
@@ -284,6 +307,7 @@ func (q *Queue) flushStage(ctx context.Context, i int) error {
 		return nil
 	}
 	q.metrics.pending(sg.c.samples, sg.c.histograms, sg.c.exemplars)
+	q.rates.in.add(int64(len(sg.items)))
 	err := q.shards[i].push(ctx, sg.items)
 	sg.items = sg.items[:0]
 	sg.c = counts{}

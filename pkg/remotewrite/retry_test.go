@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 // counted, as the fault demands.
 func TestQueue_Faults(t *testing.T) {
 	const nSeries, nRecs = 10, 30
+	var refused atomic.Int64 // 413 answers of the split case
 	cases := []struct {
 		name  string
 		mod   func(*config.RemoteWriteConfig)
@@ -109,30 +111,26 @@ func TestQueue_Faults(t *testing.T) {
 			},
 		},
 		{
-			name: "400 drops the batch without retry",
-			fault: func(n int, w http.ResponseWriter, _ *http.Request) bool {
-				if n == 1 {
-					http.Error(w, "out of order sample", http.StatusBadRequest)
+			name: "413 splits the batch, nothing lost",
+			fault: func(n int, w http.ResponseWriter, r *http.Request) bool {
+				// Refuse every request whose compressed body is over
+				// 300 bytes: only small parts get through.
+				body, _ := io.ReadAll(r.Body)
+				if len(body) > 300 {
+					refused.Add(1)
+					http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
 					return true
 				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
 				return false
 			},
 			check: func(t *testing.T, q *Queue, rc *receiver, logs string) {
-				failed := testutil.ToFloat64(q.metrics.samplesFailed)
-				if failed == 0 {
-					t.Fatal("samples_failed_total = 0, want the rejected batch counted")
+				checkInOrder(t, rc.store, nSeries, nRecs)
+				if refused.Load() == 0 {
+					t.Error("no request was over 300 bytes; the test does not split")
 				}
-				if got := testutil.ToFloat64(q.metrics.samplesDropped.WithLabelValues(reasonRejected)); got != failed {
-					t.Errorf("samples_dropped_total{reason=rejected} = %v, want %v", got, failed)
-				}
-				if got := testutil.ToFloat64(q.metrics.samplesRetried); got != 0 {
-					t.Errorf("samples_retried_total = %v, want 0 (a 400 is not retried)", got)
-				}
-				if got, want := float64(rc.store.count()), nSeries*nRecs-failed; got != want {
-					t.Errorf("receiver stored %v samples, want %v", got, want)
-				}
-				if !strings.Contains(logs, "out of order sample") {
-					t.Errorf("the receiver's message is not logged: %s", logs)
+				if got := testutil.ToFloat64(q.metrics.samplesFailed); got != 0 {
+					t.Errorf("samples_failed_total = %v, want 0", got)
 				}
 			},
 		},
@@ -152,6 +150,50 @@ func TestQueue_Faults(t *testing.T) {
 				}
 			},
 		},
+	}
+	// A 400 drops the batch without retry, counted by the reason its
+	// message names (Prometheus' and AMP's texts).
+	for _, bad := range []struct{ msg, reason string }{
+		{"out of order sample", reasonOutOfOrder},
+		{"duplicate sample for timestamp", reasonDuplicate},
+		{"too old sample", reasonOutOfBounds},
+		{"series has too many labels (actual: 75, limit: 70) series: 'up{a=\"1\"}'", reasonTooManyLabels},
+		{"label value too long", reasonLabelTooLong},
+		{"something else", reasonRejected},
+	} {
+		cases = append(cases, struct {
+			name  string
+			mod   func(*config.RemoteWriteConfig)
+			fault func(n int, w http.ResponseWriter, r *http.Request) bool
+			check func(t *testing.T, q *Queue, rc *receiver, logs string)
+		}{
+			name: "400 " + bad.msg,
+			fault: func(n int, w http.ResponseWriter, _ *http.Request) bool {
+				if n == 1 {
+					http.Error(w, bad.msg, http.StatusBadRequest)
+					return true
+				}
+				return false
+			},
+			check: func(t *testing.T, q *Queue, rc *receiver, logs string) {
+				failed := testutil.ToFloat64(q.metrics.samplesFailed)
+				if failed == 0 {
+					t.Fatal("samples_failed_total = 0, want the rejected batch counted")
+				}
+				if got := testutil.ToFloat64(q.metrics.samplesDropped.WithLabelValues(bad.reason)); got != failed {
+					t.Errorf("samples_dropped_total{reason=%q} = %v, want %v", bad.reason, got, failed)
+				}
+				if got := testutil.ToFloat64(q.metrics.samplesRetried); got != 0 {
+					t.Errorf("samples_retried_total = %v, want 0 (a 400 is not retried)", got)
+				}
+				if got, want := float64(rc.store.count()), nSeries*nRecs-failed; got != want {
+					t.Errorf("receiver stored %v samples, want %v", got, want)
+				}
+				if !strings.Contains(logs, "reason="+bad.reason) || !strings.Contains(logs, strings.Split(bad.msg, " (")[0]) {
+					t.Errorf("the reason and the receiver's message are not logged: %s", logs)
+				}
+			},
+		})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,6 +15,9 @@ type series struct {
 	// labels are sorted by name. Their strings point into one buffer
 	// owned by this series.
 	labels []prompb.Label
+	// overLimit is set when the receiver would refuse the series (more
+	// labels than its limit): its samples are dropped, not sent.
+	overLimit bool
 }
 
 // seriesTable maps WAL series refs to what is sent for them. It is owned by
@@ -28,6 +31,11 @@ type seriesTable struct {
 	relabel  []*relabel.Config
 	builder  labels.Builder
 	buf      []byte // scratch for packing label strings
+	// maxLabels is the receiver's labels-per-series limit; zero: none.
+	maxLabels int
+	// overLimit lists the series the last store found over maxLabels, for
+	// the caller to log; valid until the next store.
+	overLimit []labels.Labels
 }
 
 // newSeriesTable returns an empty table that merges external (external
@@ -47,6 +55,7 @@ func newSeriesTable(external labels.Labels, rcfgs []*relabel.Config) *seriesTabl
 // returns how many new series were dropped by relabeling. The labels in rs
 // are copied.
 func (t *seriesTable) store(rs []record.RefSeries) (dropped int) {
+	t.overLimit = t.overLimit[:0]
 	for i := range rs {
 		if _, ok := t.m[rs[i].Ref]; ok {
 			continue
@@ -62,7 +71,13 @@ func (t *seriesTable) store(rs []record.RefSeries) (dropped int) {
 			dropped++
 			continue
 		}
-		t.m[rs[i].Ref] = &series{labels: t.protoLabels(t.builder.Labels())}
+		ls := t.builder.Labels()
+		s := &series{labels: t.protoLabels(ls)}
+		if t.maxLabels > 0 && ls.Len() > t.maxLabels {
+			s.overLimit = true
+			t.overLimit = append(t.overLimit, ls)
+		}
+		t.m[rs[i].Ref] = s
 	}
 	return dropped
 }

@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"time"
 
@@ -108,8 +109,10 @@ func (s *shard) push(ctx context.Context, items []sample) error {
 		if len(items) == 0 {
 			return nil
 		}
+		begin := time.Now()
 		select {
 		case <-s.space:
+			s.q.rates.blocked.add(int64(time.Since(begin)))
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -206,22 +209,41 @@ func (s *shard) run(ctx context.Context) {
 	}
 }
 
-// sendBatch encodes and sends batch, retrying recoverable errors. It returns
-// false if ctx was done before the batch was delivered or dropped; the batch
-// then stays in flight.
+// sendBatch sends batch, then marks it done. It returns false if ctx was
+// done before the whole batch was delivered or dropped; the batch then stays
+// in flight, so Acked stays behind it (a part already delivered is sent
+// again after a restart: at least once, never lost).
 func (s *shard) sendBatch(ctx context.Context) bool {
+	if !s.sendPart(ctx, s.batch) {
+		return false
+	}
+	s.mu.Lock()
+	s.inflight = false
+	s.batch = s.batch[:0]
+	s.mu.Unlock()
+	return true
+}
+
+// sendPart encodes and sends part, a stretch of the batch, retrying
+// recoverable errors. A part that encodes larger than the request size limit,
+// or that the receiver refuses with 413, is sent as two halves, in order. It
+// returns false if ctx was done before part was delivered or dropped.
+func (s *shard) sendPart(ctx context.Context, part []sample) bool {
 	m := s.q.metrics
 	var c counts
-	for i := range s.batch {
-		c.add(&s.batch[i])
+	for i := range part {
+		c.add(&part[i])
 	}
-	body, highest, err := s.enc.encode(s.batch)
+	body, highest, err := s.enc.encode(part)
 	if err != nil {
 		// Marshalling our own well-formed request cannot fail; if it
 		// does, the batch can never be sent, so drop it.
 		s.q.logger.Error("encode remote write request", "err", err)
-		s.finish(c, reasonEncode)
+		s.account(c, reasonEncode)
 		return true
+	}
+	if len(body) > s.q.maxBytes && len(part) > 1 {
+		return s.split(ctx, part)
 	}
 	backoff := s.q.minBackoff
 	for attempt := 0; ; attempt++ {
@@ -230,11 +252,14 @@ func (s *shard) sendBatch(ctx context.Context) bool {
 		m.exemplarsTotal.Add(float64(c.exemplars))
 		begin := time.Now()
 		err := s.q.client.store(ctx, body, attempt)
-		m.sentBatchDuration.Observe(time.Since(begin).Seconds())
+		took := time.Since(begin)
+		m.sentBatchDuration.Observe(took.Seconds())
+		s.q.rates.busy.add(int64(took))
 		if err == nil {
+			s.q.rates.lastSend.Store(time.Now().UnixNano())
 			m.bytesTotal.Add(float64(len(body)))
 			m.highestSent.set(float64(highest) / 1000)
-			s.finish(c, "")
+			s.account(c, "")
 			return true
 		}
 		if ctx.Err() != nil {
@@ -242,11 +267,26 @@ func (s *shard) sendBatch(ctx context.Context) bool {
 		}
 		var re *recoverableError
 		if !errors.As(err, &re) {
-			s.q.rejectLog.Log(s.q.logger, "remote write batch rejected, dropping it",
-				"samples", c.samples, "histograms", c.histograms, "exemplars", c.exemplars, "err", err)
-			s.finish(c, reasonRejected)
+			reason := reasonRejected
+			if se, ok := errors.AsType[*statusError](err); ok {
+				switch se.code {
+				case http.StatusRequestEntityTooLarge:
+					if len(part) > 1 {
+						return s.split(ctx, part)
+					}
+					reason = reasonTooLarge
+				case http.StatusBadRequest:
+					reason = rejectReason(se.body)
+				}
+			}
+			// The receiver's message names the series and why; once
+			// per reason and interval is enough.
+			s.q.rejectLog[reason].Log(s.q.logger, "remote write batch rejected, dropping it",
+				"reason", reason, "samples", c.samples, "histograms", c.histograms, "exemplars", c.exemplars, "err", err)
+			s.account(c, reason)
 			return true
 		}
+		s.q.rates.retrying.Store(true)
 		sleep := backoff
 		if re.retryAfter > 0 {
 			sleep = re.retryAfter
@@ -266,18 +306,25 @@ func (s *shard) sendBatch(ctx context.Context) bool {
 	}
 }
 
-// finish marks the in-flight batch delivered (reason "") or dropped.
-func (s *shard) finish(c counts, reason string) {
+// split sends the halves of part in order.
+func (s *shard) split(ctx context.Context, part []sample) bool {
+	mid := len(part) / 2
+	return s.sendPart(ctx, part[:mid]) && s.sendPart(ctx, part[mid:])
+}
+
+// account counts part of the in-flight batch delivered (reason "") or
+// dropped.
+func (s *shard) account(c counts, reason string) {
 	m := s.q.metrics
-	if reason != "" {
+	total := int64(c.samples + c.histograms + c.exemplars)
+	if reason == "" {
+		s.q.rates.out.add(total)
+	} else {
+		s.q.rates.dropped.add(total)
 		m.samplesFailed.Add(float64(c.samples))
 		m.histogramsFailed.Add(float64(c.histograms))
 		m.exemplarsFailed.Add(float64(c.exemplars))
 		m.dropped(reason, c)
 	}
 	m.pending(-c.samples, -c.histograms, -c.exemplars)
-	s.mu.Lock()
-	s.inflight = false
-	s.batch = s.batch[:0]
-	s.mu.Unlock()
 }

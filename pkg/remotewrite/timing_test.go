@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 )
@@ -142,4 +143,88 @@ func TestQueue_FlushDeadlineExact(t *testing.T) {
 			t.Errorf("Acked moved from %v to %v with nothing delivered", start, got)
 		}
 	})
+}
+
+// TestQueue_RetryAfter checks that a 503, and a 429 with retry_on_http_429,
+// wait exactly what Retry-After asks, in seconds or as an HTTP-date, and
+// that a 429 without retry_on_http_429 drops the batch.
+func TestQueue_RetryAfter(t *testing.T) {
+	cases := []struct {
+		name    string
+		status  int
+		retry   bool
+		header  func(now time.Time) (value string, wait time.Duration)
+		dropped bool
+	}{
+		{name: "503 seconds", status: http.StatusServiceUnavailable, header: func(time.Time) (string, time.Duration) { return "3", 3 * time.Second }},
+		{name: "503 http-date", status: http.StatusServiceUnavailable, header: httpDate(4 * time.Second)},
+		{name: "429 seconds", status: http.StatusTooManyRequests, retry: true, header: func(time.Time) (string, time.Duration) { return "2", 2 * time.Second }},
+		{name: "429 http-date", status: http.StatusTooManyRequests, retry: true, header: httpDate(5 * time.Second)},
+		{name: "503 date in the past means min_backoff", status: http.StatusServiceUnavailable, header: httpDate(-time.Hour)},
+		{name: "429 without retry_on_http_429 drops", status: http.StatusTooManyRequests, header: func(time.Time) (string, time.Duration) { return "2", 0 }, dropped: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var wait time.Duration
+				tr := &scriptedTransport{answer: func(n int) (int, string) {
+					if n > 0 {
+						return http.StatusOK, ""
+					}
+					var v string
+					v, wait = tc.header(time.Now())
+					return tc.status, v
+				}}
+				log, end := floatLog(5, 1)
+				q, err := New(t.Context(), Options{
+					Config: testConfig(t, "http://127.0.0.1:1/write", func(c *config.RemoteWriteConfig) {
+						c.QueueConfig.MinBackoff = model.Duration(10 * time.Millisecond)
+						c.QueueConfig.RetryOnRateLimit = tc.retry
+					}),
+					Log:       log,
+					Transport: tr,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(t.Context())
+				done := make(chan error)
+				go func() { done <- q.Run(ctx) }()
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				if got := q.Acked(); got != end {
+					t.Errorf("Acked = %v, want %v", got, end)
+				}
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				gaps := tr.gaps()
+				if tc.dropped {
+					if len(gaps) != 0 {
+						t.Errorf("%d retries, want none", len(gaps))
+					}
+					if got := testutil.ToFloat64(q.metrics.samplesDropped.WithLabelValues(reasonRejected)); got != 5 {
+						t.Errorf("samples_dropped_total{reason=rejected} = %v, want 5", got)
+					}
+					return
+				}
+				if wait <= 0 {
+					wait = 10 * time.Millisecond
+				}
+				if len(gaps) != 1 || gaps[0] != wait {
+					t.Errorf("gaps between attempts = %v, want [%v]", gaps, wait)
+				}
+			})
+		})
+	}
+}
+
+// httpDate answers Retry-After with the HTTP-date d after the whole second
+// before now, and the wait that means.
+func httpDate(d time.Duration) func(now time.Time) (string, time.Duration) {
+	return func(now time.Time) (string, time.Duration) {
+		at := now.Truncate(time.Second).Add(d)
+		return at.UTC().Format(http.TimeFormat), at.Sub(now)
+	}
 }

@@ -47,19 +47,31 @@ func newClockSkew(reg prometheus.Registerer, logger *slog.Logger) *clockSkew {
 	return &clockSkew{gauge: g, logger: logger}
 }
 
-// correct returns t moved by the learnt offset.
-func (c *clockSkew) correct(t time.Time) time.Time {
+// skewTolerance is how far the offset learnt from a refusal may be from the
+// offset a request was signed with and still count as the same: the Date
+// header has whole seconds and a request spends time in flight, while AWS
+// refuses a signature only when it is five minutes off. A request signed
+// within this of the receiver's time and refused as off in time is not
+// refused for our clock, and is not signed again.
+const skewTolerance = time.Minute
+
+// current returns the learnt offset (zero for a nil *clockSkew).
+func (c *clockSkew) current() time.Duration {
 	if c == nil {
-		return t
+		return 0
 	}
-	return t.Add(time.Duration(c.offset.Load()))
+	return time.Duration(c.offset.Load())
 }
 
 // observe looks at a 403 with message msg, answered at about now (our
-// uncorrected clock). When the message says the signature's time was off
-// and the Date header shows by how much, it stores the new offset, logs it
-// and returns true: the request is worth signing again.
-func (c *clockSkew) observe(resp *http.Response, msg string, now time.Time) bool {
+// uncorrected clock), to a request signed with offset signed. When the
+// message says the signature's time was off and the Date header shows the
+// receiver's time is more than skewTolerance from the time signed, it
+// stores the new offset and returns true: the request is worth signing
+// again. It logs only an offset that differs from the one already learnt, so
+// the requests in flight while the offset is learnt (all signed with the old
+// one) log it once.
+func (c *clockSkew) observe(resp *http.Response, msg string, now time.Time, signed time.Duration) bool {
 	if c == nil || !isSkewMessage(msg) {
 		return false
 	}
@@ -70,10 +82,13 @@ func (c *clockSkew) observe(resp *http.Response, msg string, now time.Time) bool
 		return false
 	}
 	offset := date.Sub(now).Truncate(time.Second)
+	if (offset - signed).Abs() < skewTolerance {
+		return false // signed at the receiver's time already: not a clock problem
+	}
 	old := time.Duration(c.offset.Swap(int64(offset)))
 	c.gauge.Set(offset.Seconds())
-	if old == offset {
-		return false // already signing at the receiver's time: not a clock problem
+	if (offset - old).Abs() < skewTolerance {
+		return true // learnt already, from another request in flight
 	}
 	c.logger.Warn("sigv4: the receiver refused a signature as off in time; this host's clock differs from the receiver's, "+
 		"signing with the receiver's time from now on. Fix this host's clock (NTP).",

@@ -134,12 +134,12 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, creds, err := rt.signAndSend(out, payloadHash)
+	resp, creds, offset, err := rt.signAndSend(out, payloadHash)
 	if err != nil || resp.StatusCode != http.StatusForbidden {
 		return resp, err
 	}
 	msg := peekMessage(resp)
-	if rt.skew.observe(resp, msg, rt.now()) && out.GetBody != nil {
+	if rt.skew.observe(resp, msg, rt.now(), offset) && out.GetBody != nil {
 		// Signed with a clock the receiver disagrees with: sign the
 		// same request again at the receiver's time, once.
 		retry := req.Clone(req.Context())
@@ -147,7 +147,7 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if berr == nil {
 			drainClose(resp)
 			retry.Body, retry.GetBody, retry.ContentLength = body, out.GetBody, out.ContentLength
-			resp, creds, err = rt.signAndSend(retry, payloadHash)
+			resp, creds, _, err = rt.signAndSend(retry, payloadHash)
 			if err != nil || resp.StatusCode != http.StatusForbidden {
 				return resp, err
 			}
@@ -160,20 +160,22 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // signAndSend signs out (the round tripper's own clone) with current
 // credentials at the skew-corrected time and hands it to next. It returns
-// the credentials used, for reporting a refusal.
-func (rt *roundTripper) signAndSend(out *http.Request, payloadHash string) (*http.Response, aws.Credentials, error) {
+// the credentials used, for reporting a refusal, and the clock offset the
+// request was signed with.
+func (rt *roundTripper) signAndSend(out *http.Request, payloadHash string) (*http.Response, aws.Credentials, time.Duration, error) {
 	ctx := out.Context()
 	creds, err := rt.creds.Retrieve(ctx)
 	if err != nil {
 		closeBody(out.Body)
-		return nil, aws.Credentials{}, fmt.Errorf("sigv4: retrieve AWS credentials: %w", err)
+		return nil, aws.Credentials{}, 0, fmt.Errorf("sigv4: retrieve AWS credentials: %w", err)
 	}
-	if err := signRequest(ctx, rt.signer, out, payloadHash, creds, rt.skew.correct(rt.now()), rt.params); err != nil {
+	offset := rt.skew.current()
+	if err := signRequest(ctx, rt.signer, out, payloadHash, creds, rt.now().Add(offset), rt.params); err != nil {
 		closeBody(out.Body)
-		return nil, creds, err
+		return nil, creds, offset, err
 	}
 	resp, err := rt.next.RoundTrip(out)
-	return resp, creds, err
+	return resp, creds, offset, err
 }
 
 func closeBody(b io.ReadCloser) {

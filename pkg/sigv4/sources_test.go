@@ -436,3 +436,74 @@ func TestDenied_LogsWhatWasSigned(t *testing.T) {
 	}
 	assertClean(t, out)
 }
+
+// TestClockSkew_Concurrent: requests already in flight when the offset is
+// learnt were signed with our clock too; each is refused once, signed again
+// at the receiver's time and accepted, and the offset is logged once.
+func TestClockSkew_Concurrent(t *testing.T) {
+	sigv4.IsolateAWSEnv(t)
+	const inFlight = 4
+	receiverNow := func() time.Time { return time.Now().Add(10 * time.Minute) }
+	v := &sigv4.Verifier{Region: srcRegion, Service: "aps", Now: receiverNow,
+		Credentials: []sigv4.Credential{{AccessKeyID: srcAccessKey, SecretAccessKey: srcSecretKey}}}
+	// The first inFlight requests are held until all of them arrived, so
+	// that all are signed before any answer teaches the offset.
+	var (
+		mu                 sync.Mutex
+		arrived            int
+		accepted, rejected int
+	)
+	all := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		arrived++
+		if arrived == inFlight {
+			close(all)
+		}
+		wait := arrived <= inFlight
+		mu.Unlock()
+		if wait {
+			<-all
+		}
+		w.Header().Set("Date", receiverNow().UTC().Format(http.TimeFormat))
+		err := v.Verify(r, body)
+		mu.Lock()
+		if err != nil {
+			rejected++
+		} else {
+			accepted++
+		}
+		mu.Unlock()
+		if ve, ok := errors.AsType[*sigv4.VerifyError](err); ok {
+			sigv4.WriteError(w, ve)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	var logs syncBuffer
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	rt, err := sigv4.NewRoundTripper(t.Context(), sigv4.Config{Region: srcRegion, AccessKey: srcAccessKey, SecretKey: srcSecretKey},
+		tr, sigv4.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	statuses := make([]int, inFlight)
+	for i := range inFlight {
+		wg.Go(func() { statuses[i], _ = send(t, rt, srv.URL, int64(i)) })
+	}
+	wg.Wait()
+	for i, s := range statuses {
+		if s != http.StatusOK {
+			t.Errorf("request %d: status %d, want 200", i, s)
+		}
+	}
+	if rejected != inFlight || accepted != inFlight {
+		t.Errorf("receiver rejected %d, accepted %d; want %d each", rejected, accepted, inFlight)
+	}
+	if n := strings.Count(logs.String(), "Fix this host's clock"); n != 1 {
+		t.Errorf("%d clock warnings, want 1:\n%s", n, logs.String())
+	}
+	assertClean(t, logs.String())
+}

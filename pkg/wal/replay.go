@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/encoding"
@@ -51,12 +52,16 @@ func (w *WAL) finishTruncation() error {
 }
 
 // replay reads the checkpoint and the segments after it and returns the
-// highest series ref. It streams, holding one record at a time. Damage in a
+// highest series ref. It streams, holding one record at a time (and
+// wlog.Reader's buffer, as large as the largest record), so its memory does
+// not grow with the WAL. It logs its progress: the percentage of segments
+// read, at every tenth and at least every replayLogInterval, with the count
+// of series records' entries read so far. Damage in a
 // segment is returned as a *wlog.CorruptionErr naming it, for repair, with
 // good, the offset in that segment just after its last good record; damage
 // in the checkpoint cannot be repaired and is returned wrapped.
 func (w *WAL) replay() (maxRef chunks.HeadSeriesRef, good int64, err error) {
-	startSeg := 0
+	startSeg, series := 0, 0
 	cpDir, cpIdx, err := wlog.LastCheckpoint(w.dir)
 	switch {
 	case errors.Is(err, record.ErrNotFound):
@@ -68,11 +73,13 @@ func (w *WAL) replay() (maxRef chunks.HeadSeriesRef, good int64, err error) {
 		if err != nil {
 			return 0, 0, fmt.Errorf("open checkpoint %s: %w", cpDir, err)
 		}
-		maxRef, _, err = scanSeriesRefs(wlog.NewReader(sr), maxRef)
+		var n int
+		maxRef, n, _, err = scanSeriesRefs(wlog.NewReader(sr), maxRef)
 		sr.Close()
 		if err != nil {
 			return 0, 0, fmt.Errorf("replay checkpoint %s: %w", cpDir, err)
 		}
+		series += n
 		startSeg = cpIdx + 1
 	}
 	first, last, err := wlog.Segments(w.dir)
@@ -81,42 +88,62 @@ func (w *WAL) replay() (maxRef chunks.HeadSeriesRef, good int64, err error) {
 	}
 	startSeg = max(startSeg, first)
 	total := last - startSeg + 1
-	w.logger.Info("replaying WAL", "checkpoint", cpDir, "segments", total)
+	w.logger.Info("replaying WAL", "checkpoint", cpDir, "checkpoint_series", series, "segments", total)
+	lastTenth, lastLog := 0, time.Now()
 	for i := startSeg; i <= last; i++ {
 		seg, err := wlog.OpenReadSegment(wlog.SegmentName(w.dir, i))
 		if err != nil {
 			return maxRef, 0, fmt.Errorf("open segment %d in %s: %w", i, w.dir, err)
 		}
 		sr := wlog.NewSegmentBufReader(seg)
-		maxRef, good, err = scanSeriesRefs(wlog.NewReader(sr), maxRef)
+		var n int
+		maxRef, n, good, err = scanSeriesRefs(wlog.NewReader(sr), maxRef)
 		sr.Close()
+		series += n
 		if err != nil {
 			return maxRef, good, err // a *wlog.CorruptionErr naming segment i
 		}
-		w.logger.Info("replayed WAL segment", "segment", i, "done", i-startSeg+1, "total", total)
+		done := i - startSeg + 1
+		tenth := done * 10 / total
+		if tenth > lastTenth || time.Since(lastLog) >= replayLogInterval {
+			w.logger.Info("replaying WAL", "percent", done*100/total, "segment", i,
+				"segments_done", done, "segments", total, "series", series)
+			lastTenth, lastLog = tenth, time.Now()
+		}
 	}
 	return maxRef, 0, nil
 }
 
+// replayLogInterval is the longest replay goes without logging progress.
+const replayLogInterval = 10 * time.Second
+
 // scanSeriesRefs reads r to its end and returns the highest ref of its
-// Series records, at least maxRef, and the offset just after the last good
-// record. The error is r's, a *wlog.CorruptionErr.
-func scanSeriesRefs(r *wlog.Reader, maxRef chunks.HeadSeriesRef) (chunks.HeadSeriesRef, int64, error) {
-	var good int64
+// Series records, at least maxRef, their number of entries, and the offset
+// just after the last good record. The error is r's, a *wlog.CorruptionErr.
+func scanSeriesRefs(r *wlog.Reader, maxRef chunks.HeadSeriesRef) (chunks.HeadSeriesRef, int, int64, error) {
+	var (
+		good   int64
+		series int
+	)
 	for r.Next() {
 		good = r.Offset()
 		if rec := r.Record(); len(rec) > 0 && record.Type(rec[0]) == record.Series {
-			maxRef = max(maxRef, maxSeriesRef(rec))
+			m, n := maxSeriesRef(rec)
+			maxRef = max(maxRef, m)
+			series += n
 		}
 	}
-	return maxRef, good, r.Err()
+	return maxRef, series, good, r.Err()
 }
 
-// maxSeriesRef returns the highest ref in a Series record without decoding
-// its labels. It stops at the first malformed entry.
-func maxSeriesRef(rec []byte) chunks.HeadSeriesRef {
+// maxSeriesRef returns the highest ref in a Series record and its number of
+// entries, without decoding labels. It stops at the first malformed entry.
+func maxSeriesRef(rec []byte) (chunks.HeadSeriesRef, int) {
 	d := encoding.Decbuf{B: rec[1:]}
-	var m uint64
+	var (
+		m     uint64
+		count int
+	)
 	for d.Len() > 0 && d.Err() == nil {
 		ref := d.Be64()
 		n := d.Uvarint()
@@ -127,8 +154,9 @@ func maxSeriesRef(rec []byte) chunks.HeadSeriesRef {
 			break
 		}
 		m = max(m, ref)
+		count++
 	}
-	return chunks.HeadSeriesRef(m)
+	return chunks.HeadSeriesRef(m), count
 }
 
 // repair cuts the WAL at the damage cerr reports: the records before it in

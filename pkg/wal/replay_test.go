@@ -164,3 +164,40 @@ func TestRepairKeepsSegmentIndices(t *testing.T) {
 		t.Fatalf("samples after resuming at %v: got %v, want the 5 logged after the repair", saved, got.Samples)
 	}
 }
+
+// TestReplayProgress: Open logs replay progress at every tenth of the
+// segments, with the series read so far, not once per segment.
+func TestReplayProgress(t *testing.T) {
+	dir := t.TempDir()
+	w := openWAL(t, Options{Dir: dir}, nil, nil)
+	for i := range 39 { // segments 0 to 38; Open adds 39
+		mustLog(t, w, batch([]chunks.HeadSeriesRef{w.NewRef(), w.NewRef()}, true, 1, 100))
+		if i < 38 {
+			rotate(t, w)
+		}
+	}
+	must(w.Close())
+	logs := &logBuffer{}
+	openWAL(t, Options{Dir: dir}, logs.logger(), nil)
+	var progress []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "percent=") {
+			progress = append(progress, line)
+		}
+	}
+	// 40 segments, each but the last with two series: every fourth ends a tenth.
+	if len(progress) != 10 {
+		t.Fatalf("%d progress lines, want one per tenth, 10:\n%s", len(progress), logs)
+	}
+	for _, want := range []string{"percent=10 ", "segments_done=4 ", "segments=40 "} {
+		if !strings.Contains(progress[0], want) {
+			t.Errorf("first progress line lacks %q: %s", want, progress[0])
+		}
+	}
+	if !strings.HasSuffix(progress[0], " series=8") {
+		t.Errorf("first progress line: %s, want series=8 at the end", progress[0])
+	}
+	if last := progress[len(progress)-1]; !strings.Contains(last, "percent=100 ") || !strings.HasSuffix(last, "series=78") {
+		t.Errorf("last progress line: %s, want percent=100 and series=78", last)
+	}
+}

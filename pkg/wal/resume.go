@@ -1,9 +1,9 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
 
-	"errors"
 	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 )

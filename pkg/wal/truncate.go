@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"sync"
 	"time"
 
@@ -89,8 +90,9 @@ func (r *released) forget(to int) {
 // that matters must have passed. A checkpoint keeps their series records,
 // except those of released series whose samples all lie in them, and the
 // latest metadata of the kept series; samples and exemplars are dropped,
-// having been sent. The segment being written is never dropped. Readers
-// past before are unaffected. Truncating nothing is a no-op.
+// having been sent. The segment being written is never dropped, nor, with
+// Options.MinAge, a segment written to less than MinAge ago and those after
+// it. Readers past before are unaffected. Truncating nothing is a no-op.
 //
 // Truncate is safe for concurrent use; calls run one at a time. It returns
 // ErrClosed after Close.
@@ -116,6 +118,13 @@ func (w *WAL) Truncate(before Position) error {
 	if first < 0 || to < first || to <= cpIdx {
 		return nil
 	}
+	if to, err = w.belowMinAge(first, to, time.Now()); err != nil {
+		w.metrics.truncateFails.Inc()
+		return err
+	}
+	if to < first || to <= cpIdx {
+		return nil
+	}
 	if err := w.truncate(first, to, last); err != nil {
 		w.metrics.truncateFails.Inc()
 		return err
@@ -125,6 +134,25 @@ func (w *WAL) Truncate(before Position) error {
 	return nil
 }
 
+// belowMinAge returns the last segment up to to from which on every segment
+// was last written Options.MinAge or longer before now: segments modified
+// later are kept, and those after them. It is to when MinAge is zero.
+func (w *WAL) belowMinAge(first, to int, now time.Time) (int, error) {
+	if w.opts.MinAge <= 0 {
+		return to, nil
+	}
+	for seg := first; seg <= to; seg++ {
+		fi, err := os.Stat(wlog.SegmentName(w.dir, seg))
+		if err != nil {
+			return 0, fmt.Errorf("stat segment %d in %s: %w", seg, w.dir, err)
+		}
+		if now.Sub(fi.ModTime()) < w.opts.MinAge {
+			return seg - 1, nil
+		}
+	}
+	return to, nil
+}
+
 // truncate checkpoints segments first to to and removes them; last is the
 // segment being written.
 func (w *WAL) truncate(first, to, last int) error {
@@ -132,13 +160,17 @@ func (w *WAL) truncate(first, to, last int) error {
 	w.released.stamp(last)
 	keep := func(ref chunks.HeadSeriesRef) bool { return w.released.keep(ref, to) }
 	// mint math.MaxInt64 drops every sample and exemplar. wlog.Checkpoint
-	// reads only immutable fields of w.wl, so it runs without w.mu.
-	stats, err := wlog.Checkpoint(w.logger, w.wl, first, to, keep, math.MaxInt64, false, false)
+	// reads only immutable fields of wl (its directory and compression, the
+	// same in a writer replaced after a write error), so it runs without w.mu.
+	w.mu.Lock()
+	wl := w.wl
+	w.mu.Unlock()
+	stats, err := wlog.Checkpoint(w.logger, wl, first, to, keep, math.MaxInt64, false, false)
 	if err != nil {
 		return fmt.Errorf("checkpoint segments %d to %d in %s: %w", first, to, w.dir, err)
 	}
 	// wlog's Truncate only removes files, so it too runs without w.mu.
-	if err := w.wl.Truncate(to + 1); err != nil {
+	if err := wl.Truncate(to + 1); err != nil {
 		// The next Truncate or Open removes them: the checkpoint supersedes them.
 		return fmt.Errorf("remove segments before %d in %s: %w", to+1, w.dir, err)
 	}

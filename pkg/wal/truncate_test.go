@@ -198,3 +198,34 @@ func TestOpenFinishesTruncation(t *testing.T) {
 		t.Errorf("after reopen: series %v, samples %v", got.Series, got.Samples)
 	}
 }
+
+// TestTruncateMinAge: with Options.MinAge, a sent segment written to less
+// than MinAge ago stays, and so do the segments after it.
+func TestTruncateMinAge(t *testing.T) {
+	dir := t.TempDir()
+	w := openWAL(t, Options{Dir: dir, MinAge: time.Hour}, nil, nil)
+	ref := w.NewRef()
+	for i := range 4 { // segments 0 to 3 hold samples; 4 is being written
+		mustLog(t, w, batch([]chunks.HeadSeriesRef{ref}, i == 0, 1, int64(i)))
+		rotate(t, w)
+	}
+	if err := w.Truncate(Position{Segment: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if first, _, _ := wlog.Segments(dir); first != 0 {
+		t.Fatalf("first segment after truncating fresh segments: %d, want 0", first)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for _, seg := range []int{0, 1, 3} { // 2 is young: it holds back 3
+		must(os.Chtimes(wlog.SegmentName(dir, seg), old, old))
+	}
+	if err := w.Truncate(Position{Segment: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if first, _, _ := wlog.Segments(dir); first != 2 {
+		t.Errorf("first segment after truncation: %d, want 2, the youngest", first)
+	}
+	if err := (Options{Dir: dir, MinAge: -time.Second}).Validate(); err == nil {
+		t.Error("negative MinAge accepted")
+	}
+}

@@ -61,6 +61,10 @@ type Options struct {
 	SegmentSize   int           // bytes, a multiple of 32KiB; zero: DefaultSegmentSize
 	Fsync         FsyncPolicy   // zero: FsyncInterval
 	FsyncInterval time.Duration // used with FsyncInterval; zero: DefaultFsyncInterval
+	// MinAge keeps segments last written less than MinAge ago from
+	// Truncate, even when every Reader has passed them (Prometheus agent's
+	// min_wal_time). Trim does not heed it. Zero: no minimum.
+	MinAge time.Duration
 }
 
 // withDefaults returns o with its zero fields set to their defaults.
@@ -94,6 +98,9 @@ func (o Options) Validate() error {
 	if o.FsyncInterval < 0 {
 		return fmt.Errorf("wal fsync interval %s is negative", o.FsyncInterval)
 	}
+	if o.MinAge < 0 {
+		return fmt.Errorf("wal min age %s is negative", o.MinAge)
+	}
 	return nil
 }
 
@@ -114,10 +121,23 @@ type WAL struct {
 
 	// mu serialises the calls into wl that touch its active segment (Log,
 	// NextSegment, Close), and closing. Open's replay and repair run before
-	// anything else can; Truncate's calls only read wl's directory. Take
-	// truncMu first, then mu.
+	// anything else can; Truncate's calls only read wl's directory, and
+	// take mu only to read wl. Take truncMu first, then mu.
 	mu sync.Mutex
-	wl *wlog.WL
+	wl *wlog.WL // replaced after a write error (fault.go); mu
+
+	// After a failed write (see fault.go); all mu.
+	failing      bool      // wl is not to be written again: the next write replaces it
+	wlClosed     bool      // failing, and wl is closed
+	tailCut      bool      // failing, and a record torn at the end of wl's segment is cut
+	failedWrites int       // Log calls failed since failSince
+	failSince    time.Time // first failure since the last successful write; zero: none
+
+	// Test seams for write errors, nil outside tests; mu. logTo replaces
+	// wl.Log(recs...); while replaceErr returns an error, replacing the
+	// writer after a failed write fails with it (the disk is still full).
+	logTo      func(wl *wlog.WL, recs [][]byte) error
+	replaceErr func() error
 
 	syncMu   sync.Mutex // serialises syncSegments
 	syncFrom int        // lowest segment that may hold unsynced data (zero: all may, e.g. after a repair); syncMu
@@ -221,6 +241,13 @@ func (w *WAL) NewRef() chunks.HeadSeriesRef {
 // FsyncAlways the records are on disk when Log returns. Log wakes Readers
 // waiting at the end of the WAL. It is safe for concurrent use with other
 // Records values. It returns ErrClosed after Close.
+//
+// When the write fails (disk full, read-only file system) Log returns the
+// error and the batch counts as not logged, though its whole records may
+// still reach the WAL once the disk takes them. Every later Log first
+// moves to a new segment, and fails until that works: the WAL recovers by
+// itself when the disk does, and Readers never see a torn record between
+// whole ones (see fault.go).
 func (w *WAL) Log(r *Records) error {
 	if w.closed.Load() {
 		return ErrClosed
@@ -234,7 +261,7 @@ func (w *WAL) Log(r *Records) error {
 		w.mu.Unlock()
 		return ErrClosed
 	}
-	err := w.wl.Log(recs...)
+	err := w.write(recs)
 	w.mu.Unlock()
 	if err != nil {
 		w.metrics.writeFailures.Inc()
@@ -251,6 +278,9 @@ func (w *WAL) Log(r *Records) error {
 // Close flushes the last page, syncs and closes the active segment, and
 // unregisters the metrics. It waits for a running Truncate. Readers read on
 // to the end and then return ErrClosed. Close after Close returns ErrClosed.
+// After a failed write that has not recovered, Close returns the error of
+// writing out what the writer kept if the disk still refuses it; wlog's
+// writer goroutine is then left running.
 func (w *WAL) Close() error {
 	w.truncMu.Lock()
 	defer w.truncMu.Unlock()
@@ -259,7 +289,15 @@ func (w *WAL) Close() error {
 		w.mu.Unlock()
 		return ErrClosed
 	}
-	err := w.wl.Close()
+	var err error
+	if !w.wlClosed {
+		// After a failed write this writes out what the writer kept,
+		// if the disk takes it; if not, wlog's goroutine stays behind.
+		err = w.wl.Close()
+	}
+	if err == nil && w.failing && !w.tailCut {
+		err = w.cutTornTail() // else Open repairs it: this segment is the last
+	}
 	w.closed.Store(true)
 	w.mu.Unlock()
 

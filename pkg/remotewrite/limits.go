@@ -1,0 +1,86 @@
+package remotewrite
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/prometheus/prometheus/config"
+
+	"github.com/rwagent/rwagent/pkg/sigv4"
+)
+
+// Receiver limits. AMP documents a quota of 70 labels per series ("series
+// has too many labels (...) series: '%s'", AMP_quotas.html) and rejects a
+// whole request over it with 400. Its request size limit is not on the
+// quota page; users report 413 above 1 MB of (compressed) payload
+// (opentelemetry-collector-contrib#20289), which pkg/receive copies.
+const (
+	// DefaultMaxRequestBytes is the largest compressed request sent as is:
+	// a batch that encodes larger is split in halves until each fits (a
+	// single sample is sent whatever its size). Prometheus' default 2,000
+	// samples per send make 50-100 KiB, so only unusually large batches or
+	// labels split. A 413 answer splits the same way.
+	DefaultMaxRequestBytes = 1 << 20
+	// ampMaxLabels is AMP's labels-per-series quota. Series over it are
+	// dropped before sending, so one bad series cannot make AMP refuse a
+	// whole batch of good ones.
+	ampMaxLabels = 70
+)
+
+// Reasons derived from a receiver's 400 (and 413) answer, for
+// samples_dropped_total. A 400 refuses the whole request (AMP) or does not
+// say what it kept (Prometheus), so the whole batch is counted under the
+// reason of the first error its message names.
+const (
+	reasonOutOfOrder    = "out_of_order"
+	reasonOutOfBounds   = "out_of_bounds"
+	reasonDuplicate     = "duplicate_sample"
+	reasonTooManyLabels = "too_many_labels"
+	reasonLabelTooLong  = "label_too_long"
+	reasonTooLarge      = "request_too_large"
+)
+
+// rejectTexts maps what Prometheus' (storage.Err*) and AMP's (Cortex's
+// validation) 400 messages say to a reason, first match wins.
+var rejectTexts = [...]struct{ text, reason string }{
+	{"out of order", reasonOutOfOrder},
+	{"duplicate sample", reasonDuplicate},
+	{"too many labels", reasonTooManyLabels},
+	{"too long", reasonLabelTooLong}, // "label name too long", "label value too long"
+	{"out of bounds", reasonOutOfBounds},
+	{"too old", reasonOutOfBounds},
+	{"too new", reasonOutOfBounds},
+}
+
+// rejectReason returns the drop reason for a 400 answer with body msg.
+func rejectReason(msg string) string {
+	msg = strings.ToLower(msg)
+	for _, r := range rejectTexts {
+		if strings.Contains(msg, r.text) {
+			return r.reason
+		}
+	}
+	return reasonRejected
+}
+
+// rejectReasons lists every reason sendPart can drop a batch for, so each
+// gets its own log limiter.
+var rejectReasons = [...]string{
+	reasonRejected, reasonOutOfOrder, reasonOutOfBounds, reasonDuplicate,
+	reasonTooManyLabels, reasonLabelTooLong, reasonTooLarge,
+}
+
+// isAMP reports whether cfg sends to AMP: an aps-workspaces host, or SigV4
+// signing for the "aps" service.
+func isAMP(u *url.URL, cfg *config.RemoteWriteConfig, sv *sigv4.Config) bool {
+	if strings.HasPrefix(u.Hostname(), "aps-workspaces") {
+		return true
+	}
+	if sv != nil {
+		return sv.Service == "" || sv.Service == "aps"
+	}
+	if sc := cfg.SigV4Config; sc != nil {
+		return sc.ServiceName == "" || sc.ServiceName == "aps"
+	}
+	return false
+}

@@ -1,0 +1,111 @@
+package remotewrite
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/tsdb/record"
+)
+
+// sizeTransport records the size of every request body and passes it on.
+type sizeTransport struct {
+	next http.RoundTripper
+
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (s *sizeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.sizes = append(s.sizes, len(body))
+	s.mu.Unlock()
+	r2 := r.Clone(r.Context())
+	r2.Body = io.NopCloser(bytes.NewReader(body))
+	return s.next.RoundTrip(r2)
+}
+
+// TestQueue_SplitsLargeRequests lowers the request size limit: every
+// request fits, and everything arrives once, in order.
+func TestQueue_SplitsLargeRequests(t *testing.T) {
+	const nSeries, nRecs, limit = 10, 30, 250
+	st := newTestStore()
+	tr := &sizeTransport{next: newHandlerTransport(st, remoteapi.MessageTypes{remoteapi.WriteV1MessageType})}
+	log, end := floatLog(nSeries, nRecs)
+	q, err := New(t.Context(), Options{Config: testConfig(t, "http://127.0.0.1:1/write", nil), Log: log, Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.maxBytes = limit
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	waitFor(t, "acked at end", func() bool { return q.Acked() == end })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	checkInOrder(t, st, nSeries, nRecs)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.sizes) < 2 {
+		t.Fatalf("%d requests, want the batches split", len(tr.sizes))
+	}
+	for i, n := range tr.sizes {
+		if n > limit {
+			t.Errorf("request %d is %d bytes, over the %d limit", i, n, limit)
+		}
+	}
+}
+
+// TestQueue_AMPLabelLimit sends to an AMP URL (served in process): a series
+// over AMP's 70 labels is dropped, counted and logged, the others arrive.
+func TestQueue_AMPLabelLimit(t *testing.T) {
+	st := newTestStore()
+	tr := newHandlerTransport(st, remoteapi.MessageTypes{remoteapi.WriteV1MessageType})
+	many := []string{"__name__", "wide"}
+	for i := range ampMaxLabels {
+		many = append(many, fmt.Sprintf("l%02d", i), "v")
+	}
+	log := newFakeLog()
+	base := nowMs()
+	end := log.append(
+		seriesRec(rs(1, "__name__", "up"), rs(2, many...)),
+		samplesRec(record.RefSample{Ref: 1, T: base, V: 1}, record.RefSample{Ref: 2, T: base, V: 2}, record.RefSample{Ref: 2, T: base + 1, V: 3}),
+	)
+	var logs syncBuffer
+	r := startQueue(t, Options{
+		Config:    testConfig(t, "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write", nil),
+		Log:       log,
+		Transport: tr,
+		Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.get(key("__name__", "up")); len(got) != 1 {
+		t.Errorf("series up: got %d samples, want 1", len(got))
+	}
+	if got := st.count(); got != 1 {
+		t.Errorf("receiver stored %d samples, want 1", got)
+	}
+	if got := testutil.ToFloat64(r.q.metrics.samplesDropped.WithLabelValues(reasonTooManyLabels)); got != 2 {
+		t.Errorf("samples_dropped_total{reason=too_many_labels} = %v, want 2", got)
+	}
+	if l := logs.String(); !strings.Contains(l, "more labels than the receiver accepts") || !strings.Contains(l, "l69") {
+		t.Errorf("the series over the limit is not logged: %s", logs.String())
+	}
+}

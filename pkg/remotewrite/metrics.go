@@ -1,0 +1,180 @@
+package remotewrite
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// queueMetrics are a Queue's metrics, with Prometheus' names and its
+// remote_name and url (redacted) labels so the mixin dashboards work.
+type queueMetrics struct {
+	reg        prometheus.Registerer
+	collectors []prometheus.Collector
+
+	samplesTotal, histogramsTotal, exemplarsTotal       prometheus.Counter
+	samplesFailed, histogramsFailed, exemplarsFailed    prometheus.Counter
+	samplesRetried, histogramsRetried, exemplarsRetried prometheus.Counter
+	samplesDropped, histogramsDropped, exemplarsDropped *prometheus.CounterVec
+	samplesPending, histogramsPending, exemplarsPending prometheus.Gauge
+	seriesDropped, walReadErrors                        prometheus.Counter
+
+	shards, shardsMin, shardsMax, shardsDesired prometheus.Gauge
+	shardCapacity, maxSamplesPerSend            prometheus.Gauge
+	sentBatchDuration                           prometheus.Histogram
+	bytesTotal                                  prometheus.Counter
+	highestRead, highestEnqueued, highestSent   *maxGauge
+}
+
+func newQueueMetrics(reg prometheus.Registerer, name, url string) *queueMetrics {
+	m := &queueMetrics{reg: reg}
+	constLabels := prometheus.Labels{"remote_name": name, "url": url}
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "prometheus", Subsystem: "remote_storage", Name: name, Help: help, ConstLabels: constLabels,
+		})
+		m.collectors = append(m.collectors, c)
+		return c
+	}
+	dropped := func(name, help string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "prometheus", Subsystem: "remote_storage", Name: name, Help: help, ConstLabels: constLabels,
+		}, []string{"reason"})
+		m.collectors = append(m.collectors, c)
+		return c
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "prometheus", Subsystem: "remote_storage", Name: name, Help: help, ConstLabels: constLabels,
+		})
+		m.collectors = append(m.collectors, g)
+		return g
+	}
+	m.samplesTotal = counter("samples_total", "Total number of samples sent to remote storage, counted per attempt.")
+	m.histogramsTotal = counter("histograms_total", "Total number of histogram samples sent to remote storage, counted per attempt.")
+	m.exemplarsTotal = counter("exemplars_total", "Total number of exemplars sent to remote storage, counted per attempt.")
+	m.samplesFailed = counter("samples_failed_total", "Total number of samples which failed on send to remote storage, non-recoverable errors.")
+	m.histogramsFailed = counter("histograms_failed_total", "Total number of histogram samples which failed on send to remote storage, non-recoverable errors.")
+	m.exemplarsFailed = counter("exemplars_failed_total", "Total number of exemplars which failed on send to remote storage, non-recoverable errors.")
+	m.samplesRetried = counter("samples_retried_total", "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.")
+	m.histogramsRetried = counter("histograms_retried_total", "Total number of histogram samples which failed on send to remote storage but were retried because the send error was recoverable.")
+	m.exemplarsRetried = counter("exemplars_retried_total", "Total number of exemplars which failed on send to remote storage but were retried because the send error was recoverable.")
+	m.samplesDropped = dropped("samples_dropped_total", "Total number of samples which were dropped after being read from the WAL before being sent via remote write, by reason.")
+	m.histogramsDropped = dropped("histograms_dropped_total", "Total number of histogram samples which were dropped after being read from the WAL before being sent via remote write, by reason.")
+	m.exemplarsDropped = dropped("exemplars_dropped_total", "Total number of exemplars which were dropped after being read from the WAL before being sent via remote write, by reason.")
+	m.samplesPending = gauge("samples_pending", "The number of samples pending in the queues shards to be sent to the remote storage.")
+	m.histogramsPending = gauge("histograms_pending", "The number of histogram samples pending in the queues shards to be sent to the remote storage.")
+	m.exemplarsPending = gauge("exemplars_pending", "The number of exemplars pending in the queues shards to be sent to the remote storage.")
+	m.seriesDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "rwagent", Subsystem: "remote_write", Name: "series_dropped_total", ConstLabels: constLabels,
+		Help: "Total number of series dropped by write_relabel_configs.",
+	})
+	m.walReadErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "rwagent", Subsystem: "remote_write", Name: "wal_read_errors_total", ConstLabels: constLabels,
+		Help: "Total number of WAL read errors; the reader skips what it cannot read.",
+	})
+	m.collectors = append(m.collectors, m.seriesDropped, m.walReadErrors)
+	m.shards = gauge("shards", "The number of shards used for parallel sending to the remote storage.")
+	m.shardsMin = gauge("shards_min", "The minimum number of shards that the queue is allowed to run.")
+	m.shardsMax = gauge("shards_max", "The maximum number of shards that the queue is allowed to run.")
+	m.shardsDesired = gauge("shards_desired", "The number of shards that the queue would like to run.")
+	m.shardCapacity = gauge("shard_capacity", "The capacity of each shard of the queue used for parallel sending to the remote storage.")
+	m.maxSamplesPerSend = gauge("max_samples_per_send", "The maximum number of samples to be sent, in a single request, to the remote storage.")
+	m.sentBatchDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "prometheus", Subsystem: "remote_storage", Name: "sent_batch_duration_seconds",
+		Help:                            "Duration of send calls to the remote storage.",
+		Buckets:                         append(prometheus.DefBuckets, 25, 60, 120, 300),
+		ConstLabels:                     constLabels,
+		NativeHistogramBucketFactor:     1.1,
+		NativeHistogramMaxBucketNumber:  100,
+		NativeHistogramMinResetDuration: time.Hour,
+	})
+	m.collectors = append(m.collectors, m.sentBatchDuration)
+	m.bytesTotal = counter("bytes_total", "The total number of bytes of data (not metadata) sent by the queue after compression.")
+	m.highestEnqueued = &maxGauge{Gauge: gauge("queue_highest_timestamp_seconds", "Highest timestamp that was enqueued, in seconds since epoch.")}
+	m.highestSent = &maxGauge{Gauge: gauge("queue_highest_sent_timestamp_seconds", "Highest timestamp successfully sent by this queue, in seconds since epoch.")}
+	// Prometheus' is one series for all queues: the newest sample
+	// appended to storage. Ours is per queue, the newest read from the
+	// WAL, which is what each queue has to send.
+	m.highestRead = &maxGauge{Gauge: gauge("highest_timestamp_in_seconds", "Highest timestamp read from the WAL by this queue, sent or not, in seconds since epoch.")}
+	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "rwagent", Subsystem: "remote_write", Name: "lag_seconds", ConstLabels: constLabels,
+		Help: "Newest timestamp read from the WAL minus newest timestamp delivered: how far this endpoint is behind, in sample time.",
+	}, func() float64 { return max(m.highestRead.get()-m.highestSent.get(), 0) })
+	m.collectors = append(m.collectors, lag)
+	return m
+}
+
+// register registers every collector, or none.
+func (m *queueMetrics) register() error {
+	if m.reg == nil {
+		return nil
+	}
+	for i, c := range m.collectors {
+		if err := m.reg.Register(c); err != nil {
+			for _, r := range m.collectors[:i] {
+				m.reg.Unregister(r)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *queueMetrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+}
+
+// dropped counts c as dropped for reason.
+func (m *queueMetrics) dropped(reason string, c counts) {
+	if c.samples > 0 {
+		m.samplesDropped.WithLabelValues(reason).Add(float64(c.samples))
+	}
+	if c.histograms > 0 {
+		m.histogramsDropped.WithLabelValues(reason).Add(float64(c.histograms))
+	}
+	if c.exemplars > 0 {
+		m.exemplarsDropped.WithLabelValues(reason).Add(float64(c.exemplars))
+	}
+}
+
+// pending adds to the pending gauges.
+func (m *queueMetrics) pending(samples, histograms, exemplars int) {
+	if samples != 0 {
+		m.samplesPending.Add(float64(samples))
+	}
+	if histograms != 0 {
+		m.histogramsPending.Add(float64(histograms))
+	}
+	if exemplars != 0 {
+		m.exemplarsPending.Add(float64(exemplars))
+	}
+}
+
+// maxGauge is a gauge that only goes up. It is safe for concurrent use.
+type maxGauge struct {
+	prometheus.Gauge
+	mu  sync.Mutex
+	max float64
+}
+
+func (g *maxGauge) get() float64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.max
+}
+
+func (g *maxGauge) set(v float64) {
+	g.mu.Lock()
+	if v > g.max {
+		g.max = v
+		g.Gauge.Set(v)
+	}
+	g.mu.Unlock()
+}
