@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin
 DEMO_DIR  ?= $(CURDIR)/.demo
 
-.PHONY: all build test test-unit test-process test-durability deps demo fmt vet fuzz bench clean
+.PHONY: all build test test-unit test-process test-durability deps demo fmt vet fuzz bench bench-go clean
 
 all: build
 
@@ -49,7 +49,20 @@ fuzz:
 	  done; \
 	done
 
-bench:
+# Side-by-side load benchmark (bench/, cmd/rwbench; not part of `make test`):
+# rwagent, Prometheus agent and vmagent, one at a time, against the same
+# synthetic targets and counting receiver on 127.0.0.1. bench/peers.sh builds
+# the peers into ~/.cache/rwagent-bench. Default: the small workload
+# (10 × 1,000 series @ 5s); the large one is
+#   make bench BENCH_FLAGS='-targets 50 -series 10000 -interval 15s -warmup 60s -duration 120s'
+BENCH_FLAGS ?=
+bench: build
+	-bench/peers.sh
+	$(GO) build -o $(BIN)/rwbench ./cmd/rwbench
+	$(BIN)/rwbench -rwagent.bin $(BIN)/rwagent -json $(BIN)/bench-results.jsonl $(BENCH_FLAGS)
+
+# The go-test benchmarks of the hot paths (scrape→WAL, WAL→wire, encode, sign).
+bench-go:
 	$(GO) test -run XXX -bench . -benchmem ./pkg/...
 
 # The main job on a local default, no AWS account: ampemu as the AMP

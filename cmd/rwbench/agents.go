@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"debug/buildinfo"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// workload is what every agent is configured to do.
+type workload struct {
+	Targets  []string      // host:port of the load generator's targets
+	Interval time.Duration // scrape interval
+	URL      string        // the sink's remote-write URL
+	Native   bool          // scrape native histograms (protobuf format)
+}
+
+// agent is one agent under test: how to configure and start it.
+type agent struct {
+	Name string // row name in the table
+	Bin  string
+	// Flavour selects the config and flags: rwagent, prometheus (v3
+	// --agent), prometheus2 (2.x --enable-feature=agent), vmagent.
+	Flavour string
+	RW2     bool // send remote-write 2.0 (Prometheus v3 only)
+}
+
+// version asks the binary for its version and returns its first line.
+func (a agent) version(ctx context.Context) string {
+	flag := "--version"
+	if a.Flavour == "vmagent" {
+		flag = "-version"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, a.Bin, flag).CombinedOutput()
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	// go install leaves the version string empty; the module version is
+	// in the build information.
+	if bi, err := buildinfo.ReadFile(a.Bin); err == nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		line += " [" + bi.Main.Path + "@" + bi.Main.Version + ", " + bi.GoVersion + "]"
+	}
+	return strings.TrimSpace(line)
+}
+
+// command writes the agent's configuration into dir and returns the
+// command that runs it, its web server on listen.
+func (a agent) command(ctx context.Context, w workload, dir, listen string) (*exec.Cmd, error) {
+	cfgFile := filepath.Join(dir, "config.yaml")
+	data := filepath.Join(dir, "data")
+	if err := os.WriteFile(cfgFile, a.config(w), 0o644); err != nil {
+		return nil, fmt.Errorf("write config of %s: %w", a.Name, err)
+	}
+	var args []string
+	switch a.Flavour {
+	case "rwagent":
+		args = []string{"--config.file=" + cfgFile, "--storage.path=" + data, "--web.listen-address=" + listen}
+	case "prometheus":
+		args = []string{"--agent", "--config.file=" + cfgFile, "--storage.agent.path=" + data, "--web.listen-address=" + listen}
+	case "prometheus2":
+		args = []string{"--enable-feature=agent", "--config.file=" + cfgFile, "--storage.agent.path=" + data, "--web.listen-address=" + listen}
+		if w.Native {
+			args[0] += ",native-histograms"
+		}
+	case "vmagent":
+		args = []string{"-promscrape.config=" + cfgFile, "-remoteWrite.url=" + w.URL,
+			"-remoteWrite.tmpDataPath=" + data, "-httpListenAddr=" + listen}
+		// Newer vmagents first probe for VictoriaMetrics' own protocol
+		// (zstd); the sink speaks only Prometheus' snappy remote write.
+		if help, _ := exec.CommandContext(ctx, a.Bin, "-help").CombinedOutput(); bytes.Contains(help, []byte("remoteWrite.forcePromProto")) {
+			args = append(args, "-remoteWrite.forcePromProto")
+		}
+	default:
+		return nil, fmt.Errorf("unknown agent flavour %q", a.Flavour)
+	}
+	return exec.CommandContext(ctx, a.Bin, args...), nil
+}
+
+// config renders Prometheus' configuration format; vmagent reads the same
+// scrape_configs and takes remote write from flags.
+func (a agent) config(w workload) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n", w.Interval, w.Interval*4/5)
+	b.WriteString("scrape_configs:\n  - job_name: bench\n")
+	if w.Native && (a.Flavour == "rwagent" || a.Flavour == "prometheus") {
+		b.WriteString("    scrape_native_histograms: true\n")
+	}
+	b.WriteString("    static_configs:\n      - targets:\n")
+	for _, t := range w.Targets {
+		fmt.Fprintf(&b, "          - %q\n", t)
+	}
+	if a.Flavour == "vmagent" {
+		return []byte(b.String())
+	}
+	fmt.Fprintf(&b, "remote_write:\n  - url: %q\n    name: sink\n", w.URL)
+	if a.RW2 {
+		b.WriteString("    protobuf_message: io.prometheus.write.v2.Request\n")
+	}
+	if w.Native {
+		b.WriteString("    send_native_histograms: true\n")
+	}
+	return []byte(b.String())
+}

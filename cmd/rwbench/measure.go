@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rwagent/rwagent/bench/loadgen"
+	"github.com/rwagent/rwagent/bench/sink"
+)
+
+// stopGrace is how long an agent may take to stop after SIGTERM before it
+// is killed.
+const stopGrace = 20 * time.Second
+
+// snapshot is what the runner reads at both ends of the window.
+type snapshot struct {
+	at      time.Time
+	agent   time.Duration // agent CPU
+	harness time.Duration // this process' CPU
+	counts  sink.Counts
+	served  int64
+}
+
+func take(pid string, gen *loadgen.Generator, snk *sink.Sink) (snapshot, error) {
+	s := snapshot{at: time.Now(), counts: snk.Counts()}
+	s.served, _ = gen.Served()
+	var err error
+	if s.agent, err = cpuTime(pid); err != nil {
+		return s, err
+	}
+	s.harness, err = cpuTime("self")
+	return s, err
+}
+
+// measure runs one agent through warm-up, window and drain, and stops it.
+// Failures are reported in result.Error.
+func measure(ctx context.Context, a agent, w workload, gen *loadgen.Generator, snk *sink.Sink, o options) result {
+	r := result{Agent: a.Name, Proto: "1.0"}
+	if a.RW2 {
+		r.Proto = "2.0"
+	}
+	if _, err := os.Stat(a.Bin); err != nil {
+		r.Error = fmt.Sprintf("binary not found: %v", err)
+		return r
+	}
+	r.Version = a.version(ctx)
+	dir := filepath.Join(o.workdir, a.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	if err := measureRun(ctx, a, w, gen, snk, o, dir, &r); err != nil {
+		r.Error = err.Error()
+		if log, rerr := os.ReadFile(filepath.Join(dir, "agent.log")); rerr == nil {
+			r.Error += "; log tail: " + tail(string(log), 400)
+		}
+	}
+	return r
+}
+
+func measureRun(ctx context.Context, a agent, w workload, gen *loadgen.Generator, snk *sink.Sink, o options, dir string, r *result) error {
+	listen, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	actx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	cmd, err := a.command(actx, w, dir, listen)
+	if err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		return fmt.Errorf("create agent log: %w", err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = stopGrace
+	snk.Reset()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", a.Name, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			stopAgent()
+			<-exited
+		}
+	}()
+	wait := func(d time.Duration) error {
+		select {
+		case <-time.After(d):
+			return nil
+		case err := <-exited:
+			stopped = true
+			return fmt.Errorf("%s exited early: %v", a.Name, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	pid := strconv.Itoa(cmd.Process.Pid)
+
+	if err := wait(o.warmup); err != nil {
+		return err
+	}
+	begin, err := take(pid, gen, snk)
+	if err != nil {
+		return err
+	}
+	snk.SetWindow(begin.at, begin.at.Add(o.duration))
+	if err := wait(o.duration); err != nil {
+		return err
+	}
+	end, err := take(pid, gen, snk)
+	if err != nil {
+		return err
+	}
+	if r.PeakRSS, r.RSS, err = memory(pid); err != nil {
+		return err
+	}
+	if err := wait(o.drain); err != nil {
+		return err
+	}
+	win := snk.Window()
+	final := snk.Counts()
+	stopAgent()
+	<-exited
+	stopped = true
+
+	secs := end.at.Sub(begin.at).Seconds()
+	// arrived counts target samples by arrival time, the same clock as the
+	// wire bytes; win.Samples counts those scraped in the window, a whole
+	// number of scrapes, the same clock as the CPU time (steady state).
+	arrived := float64((end.counts.Samples + end.counts.Histograms - end.counts.Report) -
+		(begin.counts.Samples + begin.counts.Histograms - begin.counts.Report))
+	delivered := float64(win.Samples)
+	r.DurationS = secs
+	r.SamplesPerS = delivered / secs
+	r.CPUSeconds = (end.agent - begin.agent).Seconds()
+	r.HarnessCPU = (end.harness - begin.harness).Seconds()
+	if delivered > 0 {
+		r.CPUPerMillion = r.CPUSeconds / delivered * 1e6
+		r.HarnessPerMill = r.HarnessCPU / delivered * 1e6
+	}
+	if arrived > 0 {
+		r.WirePerSample = float64(end.counts.WireBytes-begin.counts.WireBytes) / arrived
+	}
+	r.ActiveSeries = win.Series
+	if win.Series > 0 {
+		r.RSSPerSeries = float64(r.PeakRSS) / float64(win.Series)
+	}
+	r.P50ms = float64(win.P50) / float64(time.Millisecond)
+	r.P99ms = float64(win.P99) / float64(time.Millisecond)
+	r.MaxMs = float64(win.Max) / float64(time.Millisecond)
+	r.Served = end.served - begin.served
+	r.Delivered = win.Samples
+	r.Histograms = win.Histograms
+	if r.Served > 0 {
+		r.DeliveryRatio = float64(win.Samples) / float64(r.Served)
+	}
+	r.Requests = end.counts.Requests - begin.counts.Requests
+	r.Duplicates = final.Duplicates
+	r.OutOfOrder = final.OutOfOrder
+	r.Rejected = final.Rejected
+	if delivered == 0 {
+		return errors.New("no samples arrived in the window")
+	}
+	return nil
+}
+
+// freeAddr returns a 127.0.0.1 address that was free a moment ago.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func tail(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	return strings.ReplaceAll(s, "\n", " | ")
+}
