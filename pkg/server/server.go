@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,7 +32,7 @@ type Options struct {
 	ShutdownTimeout time.Duration
 }
 
-// Server serves /metrics, /-/healthy and /-/ready. Create it with New,
+// Server serves /metrics, /-/healthy, /-/ready and /debug/pprof/. Create it with New,
 // bind with Listen, then serve with Run.
 type Server struct {
 	opts Options
@@ -79,8 +80,15 @@ func (s *Server) Handler() http.Handler {
 		}
 		fmt.Fprintln(w, "rwagent is ready.")
 	})
+	// Profiles of the running agent, as Prometheus serves them, on the
+	// same address (keep it on loopback or behind a firewall).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "rwagent: see /metrics, /-/healthy, /-/ready")
+		fmt.Fprintln(w, "rwagent: see /metrics, /-/healthy, /-/ready, /debug/pprof/")
 	})
 	return mux
 }

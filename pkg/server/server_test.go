@@ -54,6 +54,9 @@ func TestServer(t *testing.T) {
 	if code, _ := get(t, base+"/-/ready"); code != 200 {
 		t.Errorf("/-/ready = %d, want 200", code)
 	}
+	if code, body := get(t, base+"/debug/pprof/heap?debug=1"); code != 200 || !strings.Contains(body, "heap profile") {
+		t.Errorf("/debug/pprof/heap = %d", code)
+	}
 	if code, _ := get(t, base+"/nope"); code != 404 {
 		t.Errorf("/nope = %d, want 404", code)
 	}
