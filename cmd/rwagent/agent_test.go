@@ -190,21 +190,26 @@ func startAgentWith(t *testing.T, cfgText string, ro receive.Options) *agentUnde
 	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
-	a := &agentUnderTest{recv: recv, done: make(chan error, 1), logs: logs}
+	return launch(t, &agentUnderTest{recv: recv}, agentOptions{
+		ConfigFile:    cfgFile,
+		StoragePath:   filepath.Join(dir, "agent"),
+		FlushDeadline: 5 * time.Second,
+	})
+}
+
+// launch runs the agent in-process with o, on 127.0.0.1:0 and logging at
+// debug level into a.logs, until a.stop or the end of the test.
+func launch(t *testing.T, a *agentUnderTest, o agentOptions) *agentUnderTest {
+	t.Helper()
+	a.done = make(chan error, 1)
+	a.logs = &logBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	listening := make(chan net.Addr, 1)
-	go func() {
-		a.done <- runAgent(ctx, agentOptions{
-			ConfigFile:    cfgFile,
-			StoragePath:   filepath.Join(dir, "agent"),
-			ListenAddr:    "127.0.0.1:0",
-			Logger:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			Listening:     func(addr net.Addr) { listening <- addr },
-			FlushDeadline: 5 * time.Second,
-		})
-	}()
+	o.ListenAddr = "127.0.0.1:0"
+	o.Logger = slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	o.Listening = func(addr net.Addr) { listening <- addr }
+	go func() { a.done <- runAgent(ctx, o) }()
 	select {
 	case addr := <-listening:
 		a.web = "http://" + addr.String()

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -168,62 +166,21 @@ func newSeqTarget(t *testing.T, extra int) *seqTarget {
 	return st
 }
 
-// durableAgent is an agent run in-process on a state directory that
-// outlives it, so a test can stop it and start another on the same state.
-type durableAgent struct {
-	*agentUnderTest // web and metric; recv is unused
-	cancel          context.CancelFunc
-	done            chan error
-	logs            *logBuffer
-}
-
-// startDurable runs the agent with cfgText on stateDir until stop.
-func startDurable(t *testing.T, stateDir, cfgText string) *durableAgent {
+// startDurable runs the agent with cfgText on stateDir, a state directory
+// that outlives it, so a test can stop it and start another on the same
+// state. Its receiver is the one in cfgText (recv is unused).
+func startDurable(t *testing.T, stateDir, cfgText string) *agentUnderTest {
 	t.Helper()
 	cfgFile := filepath.Join(t.TempDir(), "agent.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := &durableAgent{agentUnderTest: &agentUnderTest{}, done: make(chan error, 1), logs: &logBuffer{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	listening := make(chan net.Addr, 1)
-	go func() {
-		a.done <- runAgent(ctx, agentOptions{
-			ConfigFile:       cfgFile,
-			StoragePath:      stateDir,
-			ListenAddr:       "127.0.0.1:0",
-			Logger:           slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			Listening:        func(addr net.Addr) { listening <- addr },
-			FlushDeadline:    time.Second,
-			PositionInterval: 100 * time.Millisecond,
-		})
-	}()
-	select {
-	case addr := <-listening:
-		a.web = "http://" + addr.String()
-	case err := <-a.done:
-		t.Fatalf("agent exited at start: %v", err)
-	}
-	t.Cleanup(func() { a.stop(t) })
-	return a
-}
-
-func (a *durableAgent) stop(t *testing.T) {
-	t.Helper()
-	if a.cancel == nil {
-		return
-	}
-	a.cancel()
-	a.cancel = nil
-	select {
-	case err := <-a.done:
-		if err != nil {
-			t.Errorf("agent stopped with %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("agent did not stop within 30s")
-	}
+	return launch(t, &agentUnderTest{}, agentOptions{
+		ConfigFile:       cfgFile,
+		StoragePath:      stateDir,
+		FlushDeadline:    time.Second,
+		PositionInterval: 100 * time.Millisecond,
+	})
 }
 
 // seqConfig scrapes target every 50ms and writes to url with fast retries.
