@@ -105,7 +105,7 @@ var DefaultWALConfig = WALConfig{
 	TruncateFrequency: model.Duration(time.Minute),
 }
 
-// minSegmentSize is the smallest segment the WAL accepts: one 32 KiB page.
+// minSegmentSize is the WAL's page: segments are whole pages, at least one.
 const minSegmentSize = 32 << 10
 
 // UnmarshalYAML applies defaults, then the document, then Validate.
@@ -128,8 +128,8 @@ func (c *WALConfig) Validate() error {
 	if c.FsyncInterval <= 0 {
 		return fmt.Errorf("wal.fsync_interval: must be positive, got %s", c.FsyncInterval)
 	}
-	if c.SegmentSize < minSegmentSize {
-		return fmt.Errorf("wal.segment_size: must be at least %d bytes, got %d", minSegmentSize, c.SegmentSize)
+	if c.SegmentSize < minSegmentSize || c.SegmentSize%minSegmentSize != 0 {
+		return fmt.Errorf("wal.segment_size: must be a multiple of the %d-byte page, got %d", minSegmentSize, c.SegmentSize)
 	}
 	if c.TruncateFrequency <= 0 {
 		return fmt.Errorf("wal.truncate_frequency: must be positive, got %s", c.TruncateFrequency)
