@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin
 DEMO_DIR  ?= $(CURDIR)/.demo
 
-.PHONY: all build test test-unit test-process test-durability deps demo fmt vet fuzz bench bench-go clean
+.PHONY: all build test fuzz-short test-unit test-process test-durability deps demo fmt vet fuzz bench bench-go clean
 
 all: build
 
@@ -16,7 +16,7 @@ build:
 # The test command of the README: vet, every package's tests (race detector
 # on the concurrent packages), then the process-level test against Debian's
 # prometheus and node_exporter.
-test: deps vet test-unit test-process test-durability
+test: deps vet test-unit test-process test-durability fuzz-short
 
 test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
@@ -39,6 +39,14 @@ deps:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+
+# A short fuzz run of the decoders of what is on disk or on the wire, so CI
+# fuzzes every time (the seed corpora of all fuzz targets run in test-unit).
+fuzz-short:
+	$(GO) test -run XXX -fuzz '^FuzzReader$$' -fuzztime 10s -fuzzminimizetime 2s ./pkg/wal/
+	$(GO) test -run XXX -fuzz '^FuzzUnmarshal$$' -fuzztime 5s ./pkg/sendpos/
+	$(GO) test -run XXX -fuzz '^FuzzParseRetryAfter$$' -fuzztime 5s ./pkg/remotewrite/
+	$(GO) test -run XXX -fuzz '^FuzzVerifyAuthorization$$' -fuzztime 5s ./pkg/sigv4/
 
 # Short runs of every fuzz target (seed corpora also run in `make test`).
 FUZZTIME ?= 15s
