@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
@@ -146,8 +147,18 @@ func TestGeneratorServes(t *testing.T) {
 			want += int64(len(p.floats) + p.native)
 		}
 	}
-	if samples, scrapes := g.Served(); samples != want || scrapes != 6 {
-		t.Fatalf("Served() = %d samples, %d scrapes; want %d, 6", samples, scrapes, want)
+	// The handler counts after the body is written, so the last count may
+	// land just after the client has read it: poll to a deadline.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		samples, scrapes := g.Served()
+		if samples == want && scrapes == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Served() = %d samples, %d scrapes; want %d, 6", samples, scrapes, want)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -107,27 +107,39 @@ func benchBatch(n int) []sample {
 	return batch
 }
 
+// BenchmarkEncodeBatch encodes (protobuf, snappy) a batch of float samples
+// as remote-write 1.0 and 2.0; bytes/sample is the compressed wire size.
 func BenchmarkEncodeBatch(b *testing.B) {
-	for _, n := range []int{500, 2000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			batch := benchBatch(n)
-			var e encoder
-			if _, _, err := e.encode(batch); err != nil { // warm the buffers
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			var size int
-			for b.Loop() {
-				body, _, err := e.encode(batch)
-				if err != nil {
+	var e1 encoder
+	var e2 encoderV2
+	protos := []struct {
+		name   string
+		encode func([]sample) ([]byte, error)
+	}{
+		{"1.0", func(batch []sample) ([]byte, error) { body, _, err := e1.encode(batch); return body, err }},
+		{"2.0", func(batch []sample) ([]byte, error) { r, err := e2.encode(batch); return r.body, err }},
+	}
+	for _, p := range protos {
+		for _, n := range []int{500, 2000} {
+			b.Run(fmt.Sprintf("%s/%d", p.name, n), func(b *testing.B) {
+				batch := benchBatch(n)
+				if _, err := p.encode(batch); err != nil { // warm the buffers
 					b.Fatal(err)
 				}
-				size = len(body)
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/sample")
-			b.ReportMetric(float64(size)/float64(n), "bytes/sample")
-		})
+				b.ReportAllocs()
+				b.ResetTimer()
+				var size int
+				for b.Loop() {
+					body, err := p.encode(batch)
+					if err != nil {
+						b.Fatal(err)
+					}
+					size = len(body)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/sample")
+				b.ReportMetric(float64(size)/float64(n), "bytes/sample")
+			})
+		}
 	}
 }
 

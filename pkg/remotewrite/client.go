@@ -136,11 +136,31 @@ type recoverableError struct {
 func (e *recoverableError) Error() string { return e.err.Error() }
 func (e *recoverableError) Unwrap() error { return e.err }
 
-// store makes one attempt to post body, a snappy-compressed
-// prompb.WriteRequest, within remote_timeout. It returns nil on a 2xx, a
-// *recoverableError when the attempt may be retried, and another error when
-// the batch must be dropped. attempt counts earlier tries of the same body.
-func (c *client) store(ctx context.Context, body []byte, attempt int) error {
+// Remote-write 2.0 wire constants (Prometheus' remote-write 2.0 spec).
+const (
+	contentTypeV2      = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+	versionV2          = "2.0.0"
+	samplesWritten     = "X-Prometheus-Remote-Write-Samples-Written"
+	histogramsWritten  = "X-Prometheus-Remote-Write-Histograms-Written"
+	exemplarsWritten   = "X-Prometheus-Remote-Write-Exemplars-Written"
+	maxWrittenHeaderSz = 20 // digits of a 64-bit count
+)
+
+// written is what a 2.0 receiver says it wrote, from its
+// X-Prometheus-Remote-Write-*-Written headers. confirmed is false when the
+// answer had none of them (a missing header alone means zero).
+type written struct {
+	counts
+	confirmed bool
+}
+
+// store makes one attempt to post body within remote_timeout: a
+// snappy-compressed prompb.WriteRequest, or an io.prometheus.write.v2.Request
+// when v2 is set. It returns nil on a 2xx, a *recoverableError when the
+// attempt may be retried, and another error when the batch must be dropped.
+// attempt counts earlier tries of the same body. On a 2xx, w holds the
+// receiver's written counts (2.0 only; w.confirmed is false otherwise).
+func (c *client) store(ctx context.Context, body []byte, attempt int, v2 bool) (w written, _ error) {
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -148,15 +168,20 @@ func (c *client) store(ctx context.Context, body []byte, attempt int) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("build request to %s: %w", c.redacted, err)
+		return w, fmt.Errorf("build request to %s: %w", c.redacted, err)
 	}
 	h := req.Header
 	for k, v := range c.headers {
 		h.Set(k, v)
 	}
 	h.Set("Content-Encoding", "snappy")
-	h.Set("Content-Type", "application/x-protobuf")
-	h.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	if v2 {
+		h.Set("Content-Type", contentTypeV2)
+		h.Set("X-Prometheus-Remote-Write-Version", versionV2)
+	} else {
+		h.Set("Content-Type", "application/x-protobuf")
+		h.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	}
 	h.Set("User-Agent", c.userAgent)
 	if attempt > 0 {
 		h.Set("Retry-Attempt", strconv.Itoa(attempt))
@@ -169,24 +194,54 @@ func (c *client) store(ctx context.Context, body []byte, attempt int) error {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return &recoverableError{err: fmt.Errorf("post to %s: %w", c.redacted, err)}
+		return w, &recoverableError{err: fmt.Errorf("post to %s: %w", c.redacted, err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 == 2 {
 		// A receiver's garbage body does not matter; read a little so
 		// the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
-		return nil
+		if v2 {
+			w = parseWritten(resp.Header)
+		}
+		return w, nil
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrBody))
 	serr := &statusError{code: resp.StatusCode, status: resp.Status, body: strings.ToValidUTF8(strings.TrimSpace(string(msg)), "?")}
 	if resp.StatusCode/100 == 5 || (c.retryOn429 && resp.StatusCode == http.StatusTooManyRequests) {
-		return &recoverableError{
+		return w, &recoverableError{
 			err:        fmt.Errorf("post to %s: %w", c.redacted, serr),
 			retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.now()),
 		}
 	}
-	return fmt.Errorf("post to %s: %w", c.redacted, serr)
+	return w, fmt.Errorf("post to %s: %w", c.redacted, serr)
+}
+
+// parseWritten reads a 2.0 receiver's written counts. A header that is not
+// a non-negative integer counts as zero written: the receiver confirmed
+// nothing for that kind.
+func parseWritten(h http.Header) written {
+	var w written
+	for _, f := range [...]struct {
+		name string
+		dst  *int
+	}{
+		{samplesWritten, &w.samples},
+		{histogramsWritten, &w.histograms},
+		{exemplarsWritten, &w.exemplars},
+	} {
+		v := strings.TrimSpace(h.Get(f.name))
+		if v == "" {
+			continue
+		}
+		w.confirmed = true
+		if len(v) <= maxWrittenHeaderSz && isDigits(v) {
+			if n, err := strconv.Atoi(v); err == nil {
+				*f.dst = n
+			}
+		}
+	}
+	return w
 }
 
 // parseRetryAfter decodes an HTTP Retry-After value, either delay-seconds or

@@ -38,6 +38,12 @@ const (
 	reasonTooManyLabels = "too_many_labels"
 	reasonLabelTooLong  = "label_too_long"
 	reasonTooLarge      = "request_too_large"
+	// reasonPartial: a 2.0 receiver answered 2xx but its
+	// X-Prometheus-Remote-Write-*-Written headers count fewer than sent.
+	reasonPartial = "receiver_partial"
+	// reasonOrphanExemplar: an exemplar whose series has no sample in the
+	// same 2.0 request (Prometheus' receiver refuses the request).
+	reasonOrphanExemplar = "exemplar_without_sample"
 )
 
 // rejectTexts maps what Prometheus' (storage.Err*) and AMP's (Cortex's
@@ -67,7 +73,7 @@ func rejectReason(msg string) string {
 // gets its own log limiter.
 var rejectReasons = [...]string{
 	reasonRejected, reasonOutOfOrder, reasonOutOfBounds, reasonDuplicate,
-	reasonTooManyLabels, reasonLabelTooLong, reasonTooLarge,
+	reasonTooManyLabels, reasonLabelTooLong, reasonTooLarge, reasonPartial, reasonOrphanExemplar,
 }
 
 // isAMP reports whether cfg sends to AMP: an aps-workspaces host, or SigV4

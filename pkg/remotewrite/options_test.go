@@ -27,13 +27,13 @@ func TestNew_Errors(t *testing.T) {
 		{"no url", func(*testing.T) Options { return Options{Config: &config.RemoteWriteConfig{}, Log: log} }, "config with a url is required"},
 		{"no log", func(t *testing.T) Options { return Options{Config: testConfig(t, "http://127.0.0.1:1/w", nil)} }, "log is required"},
 		{
-			name: "remote write 2.0",
+			name: "unknown protobuf_message",
 			opts: func(t *testing.T) Options {
 				return Options{Log: log, Config: testConfig(t, "http://127.0.0.1:1/w", func(c *config.RemoteWriteConfig) {
-					c.ProtobufMessage = "io.prometheus.write.v2.Request"
+					c.ProtobufMessage = "io.prometheus.write.v3.Request"
 				})}
 			},
-			want: `protobuf_message "io.prometheus.write.v2.Request" is not supported`,
+			want: `protobuf_message "io.prometheus.write.v3.Request" is not supported`,
 		},
 		{
 			name: "sigv4 option we cannot honour",

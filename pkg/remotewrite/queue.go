@@ -1,5 +1,6 @@
 // Package remotewrite sends what the WAL holds to one remote_write endpoint
-// with Prometheus remote-write 1.0.
+// with Prometheus remote-write 1.0, or 2.0 when protobuf_message asks for it
+// (falling back to 1.0 when the receiver answers 415).
 //
 // A Queue tails the WAL with one reader goroutine, keeps a table of series
 // (external labels merged, write_relabel_configs applied once per series),
@@ -22,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
@@ -49,9 +51,11 @@ type Options struct {
 	Name string
 	// Config is the remote_write block. Its queue_config must pass
 	// QueueConfig.Validate; a zero batch_send_deadline or min_backoff
-	// means Prometheus' default. Only protobuf_message
-	// prometheus.WriteRequest (remote-write 1.0) is supported; sigv4
-	// tags and use_fips_sts_endpoint are not.
+	// means Prometheus' default. protobuf_message
+	// io.prometheus.write.v2.Request sends remote-write 2.0 until the
+	// receiver answers 415 (or a 2xx without written counts), then 1.0
+	// for the rest of the Queue's life; sigv4 tags and
+	// use_fips_sts_endpoint are not supported.
 	// Metadata is not sent. Config must not change while the Queue
 	// exists.
 	Config *config.RemoteWriteConfig
@@ -127,6 +131,11 @@ type Queue struct {
 	// maxBytes is the request size limit.
 	maxBytes int
 
+	// v2 is set while the queue sends remote-write 2.0: from New when
+	// protobuf_message asks for it, until the receiver shows it only
+	// speaks 1.0 (fallBackToV1). It never goes back to true.
+	v2 atomic.Bool
+
 	rejectLog                                  map[string]*lograte.Limiter // by reason; fixed in New
 	retryLog, unknownLog, readErrLog, limitLog lograte.Limiter
 
@@ -143,8 +152,11 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 	if opts.Log == nil {
 		return nil, errors.New("remotewrite: log is required")
 	}
-	if m := cfg.ProtobufMessage; m != "" && m != "prometheus.WriteRequest" {
-		return nil, fmt.Errorf("remote_write %s: protobuf_message %q is not supported, only prometheus.WriteRequest", cfg.URL.Redacted(), m)
+	switch cfg.ProtobufMessage {
+	case "", remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType:
+	default:
+		return nil, fmt.Errorf("remote_write %s: protobuf_message %q is not supported, only %s and %s",
+			cfg.URL.Redacted(), cfg.ProtobufMessage, remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType)
 	}
 	qc := cfg.QueueConfig
 	if err := qc.Validate(); err != nil {
@@ -190,6 +202,7 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		unknownLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
 		readErrLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
 	}
+	q.v2.Store(cfg.ProtobufMessage == remoteapi.WriteV2MessageType)
 	for _, r := range rejectReasons {
 		q.rejectLog[r] = &lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError}
 	}
@@ -303,4 +316,13 @@ func (q *Queue) Acked() wal.Position {
 		}
 	}
 	return a.positionLocked(oldest, ok)
+}
+
+// fallBackToV1 switches the queue to remote-write 1.0 for good, logging it
+// once. why describes the answer that showed the receiver only speaks 1.0.
+// Safe for concurrent use.
+func (q *Queue) fallBackToV1(why string) {
+	if q.v2.CompareAndSwap(true, false) {
+		q.logger.Warn("receiver does not accept remote write 2.0, falling back to 1.0 for this queue", "answer", why)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
@@ -217,7 +218,13 @@ func TestQueue_Send(t *testing.T) {
 		},
 		{
 			name: "exemplars",
-			mod:  func(c *config.RemoteWriteConfig) { c.SendExemplars = true },
+			mod: func(c *config.RemoteWriteConfig) {
+				c.SendExemplars = true
+				// Sample and exemplar in one batch: 2.0 carries an
+				// exemplar only beside a sample of its series.
+				c.QueueConfig.MaxSamplesPerSend = 2
+				c.QueueConfig.BatchSendDeadline = model.Duration(time.Minute)
+			},
 			records: []fakeRecord{
 				seriesRec(rs(1, "__name__", "up")),
 				samplesRec(record.RefSample{Ref: 1, T: base, V: 1}),
@@ -255,69 +262,86 @@ func TestQueue_Send(t *testing.T) {
 		want:    orderWant,
 	})
 
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			rc := newReceiver(t, nil)
-			log := newFakeLog()
-			end := log.append(tc.records...)
-			r := startQueue(t, Options{
-				Config:         testConfig(t, rc.srv.URL, tc.mod),
-				ExternalLabels: tc.external,
-				Log:            log,
-				UserAgent:      "rwagent/test",
-			})
-			total := 0
-			for _, pts := range tc.want {
-				total += len(pts)
-			}
-			waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
-			if err := r.stop(t); err != nil {
-				t.Fatalf("Run: %v", err)
-			}
-			if got := rc.store.count(); got != total {
-				t.Errorf("receiver got %d points, want %d", got, total)
-			}
-			for k, w := range tc.want {
-				got := rc.store.get(k)
-				if len(got) != len(w) {
-					t.Errorf("%s: got %d points, want %d", k, len(got), len(w))
-					continue
+	// Each case runs over remote-write 1.0 and 2.0; the 2.0 receiver
+	// accepts only 2.0, so a fallback would fail the header check.
+	protos := []struct {
+		msg     remoteapi.WriteMessageType
+		headers map[string]string
+	}{
+		{remoteapi.WriteV1MessageType, map[string]string{"Content-Type": "application/x-protobuf", "X-Prometheus-Remote-Write-Version": "0.1.0"}},
+		{remoteapi.WriteV2MessageType, map[string]string{"Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request", "X-Prometheus-Remote-Write-Version": "2.0.0"}},
+	}
+	run := func(t *testing.T, msg remoteapi.WriteMessageType, headers map[string]string, tc sendCase) {
+		rc := newReceiverFor(t, remoteapi.MessageTypes{msg}, nil)
+		log := newFakeLog()
+		end := log.append(tc.records...)
+		r := startQueue(t, Options{
+			Config: testConfig(t, rc.srv.URL, func(c *config.RemoteWriteConfig) {
+				c.ProtobufMessage = msg
+				if tc.mod != nil {
+					tc.mod(c)
 				}
-				for i := range w {
-					if !pointEqual(got[i], w[i]) {
-						t.Errorf("%s[%d]: got %+v, want %+v", k, i, got[i], w[i])
-					}
-				}
-			}
-			for reason, n := range tc.dropped {
-				if got := testutil.ToFloat64(r.q.metrics.samplesDropped.WithLabelValues(reason)); got != n {
-					t.Errorf("samples_dropped_total{reason=%q} = %v, want %v", reason, got, n)
-				}
-			}
-			for reason, n := range tc.hdropped {
-				if got := testutil.ToFloat64(r.q.metrics.histogramsDropped.WithLabelValues(reason)); got != n {
-					t.Errorf("histograms_dropped_total{reason=%q} = %v, want %v", reason, got, n)
-				}
-			}
-			rc.store.mu.Lock()
-			gotEx := len(rc.store.exemplars[key("__name__", "up")])
-			rc.store.mu.Unlock()
-			if gotEx != tc.exemplar {
-				t.Errorf("got %d exemplars, want %d", gotEx, tc.exemplar)
-			}
-			for i, h := range rc.requestHeaders() {
-				for k, v := range map[string]string{
-					"Content-Encoding":                  "snappy",
-					"Content-Type":                      "application/x-protobuf",
-					"X-Prometheus-Remote-Write-Version": "0.1.0",
-					"User-Agent":                        "rwagent/test",
-				} {
-					if got := h.Get(k); got != v {
-						t.Errorf("request %d: header %s = %q, want %q", i, k, got, v)
-					}
-				}
-			}
+			}),
+			ExternalLabels: tc.external,
+			Log:            log,
+			UserAgent:      "rwagent/test",
 		})
+		total := 0
+		for _, pts := range tc.want {
+			total += len(pts)
+		}
+		waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
+		if err := r.stop(t); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if got := rc.store.count(); got != total {
+			t.Errorf("receiver got %d points, want %d", got, total)
+		}
+		for k, w := range tc.want {
+			got := rc.store.get(k)
+			if len(got) != len(w) {
+				t.Errorf("%s: got %d points, want %d", k, len(got), len(w))
+				continue
+			}
+			for i := range w {
+				if !pointEqual(got[i], w[i]) {
+					t.Errorf("%s[%d]: got %+v, want %+v", k, i, got[i], w[i])
+				}
+			}
+		}
+		for reason, n := range tc.dropped {
+			if got := testutil.ToFloat64(r.q.metrics.samplesDropped.WithLabelValues(reason)); got != n {
+				t.Errorf("samples_dropped_total{reason=%q} = %v, want %v", reason, got, n)
+			}
+		}
+		for reason, n := range tc.hdropped {
+			if got := testutil.ToFloat64(r.q.metrics.histogramsDropped.WithLabelValues(reason)); got != n {
+				t.Errorf("histograms_dropped_total{reason=%q} = %v, want %v", reason, got, n)
+			}
+		}
+		rc.store.mu.Lock()
+		gotEx := len(rc.store.exemplars[key("__name__", "up")])
+		rc.store.mu.Unlock()
+		if gotEx != tc.exemplar {
+			t.Errorf("got %d exemplars, want %d", gotEx, tc.exemplar)
+		}
+		for i, h := range rc.requestHeaders() {
+			for k, v := range map[string]string{
+				"Content-Encoding":                  "snappy",
+				"Content-Type":                      headers["Content-Type"],
+				"X-Prometheus-Remote-Write-Version": headers["X-Prometheus-Remote-Write-Version"],
+				"User-Agent":                        "rwagent/test",
+			} {
+				if got := h.Get(k); got != v {
+					t.Errorf("request %d: header %s = %q, want %q", i, k, got, v)
+				}
+			}
+		}
+	}
+	for _, proto := range protos {
+		for _, tc := range cases {
+			t.Run(string(proto.msg)+"/"+tc.name, func(t *testing.T) { run(t, proto.msg, proto.headers, tc) })
+		}
 	}
 }
 

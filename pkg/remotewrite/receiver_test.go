@@ -114,9 +114,16 @@ type receiver struct {
 
 func newReceiver(t *testing.T, fault func(n int, w http.ResponseWriter, r *http.Request) bool) *receiver {
 	t.Helper()
+	return newReceiverFor(t, remoteapi.MessageTypes{remoteapi.WriteV1MessageType}, fault)
+}
+
+// newReceiverFor is newReceiver accepting only the protobuf messages in
+// accepted; Prometheus' handler answers others with 415.
+func newReceiverFor(t *testing.T, accepted remoteapi.MessageTypes, fault func(n int, w http.ResponseWriter, r *http.Request) bool) *receiver {
+	t.Helper()
 	rc := &receiver{store: newTestStore(), fault: fault}
 	h := remote.NewWriteHandler(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), rc.store,
-		remoteapi.MessageTypes{remoteapi.WriteV1MessageType}, false, false)
+		accepted, false, false)
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc.mu.Lock()
 		rc.requests++

@@ -68,6 +68,7 @@ type shard struct {
 	// Owned by the shard goroutine.
 	batch []sample
 	enc   encoder
+	enc2  encoderV2
 }
 
 func newShard(q *Queue, capacity int) *shard {
@@ -226,20 +227,43 @@ func (s *shard) sendBatch(ctx context.Context) bool {
 
 // sendPart encodes and sends part, a stretch of the batch, retrying
 // recoverable errors. A part that encodes larger than the request size limit,
-// or that the receiver refuses with 413, is sent as two halves, in order. It
-// returns false if ctx was done before part was delivered or dropped.
+// or that the receiver refuses with 413, is sent as two halves, in order. A
+// 2.0 request that the receiver refuses with 415, or answers with a 2xx but
+// no written counts (a 1.0 receiver), switches the queue to 1.0 and is sent
+// again as 1.0. It returns false if ctx was done before part was delivered
+// or dropped.
 func (s *shard) sendPart(ctx context.Context, part []sample) bool {
 	m := s.q.metrics
 	var c counts
 	for i := range part {
 		c.add(&part[i])
 	}
-	body, highest, err := s.enc.encode(part)
+	v2 := s.q.v2.Load()
+	var (
+		body    []byte
+		highest int64
+		orphans counts // exemplars 2.0 cannot carry, dropped once part is done
+		err     error
+	)
+	if v2 {
+		var r v2Result
+		r, err = s.enc2.encode(part)
+		body, highest, orphans.exemplars = r.body, r.highest, r.orphans
+		c.exemplars -= r.orphans
+	} else {
+		body, highest, err = s.enc.encode(part)
+	}
 	if err != nil {
 		// Marshalling our own well-formed request cannot fail; if it
 		// does, the batch can never be sent, so drop it.
 		s.q.logger.Error("encode remote write request", "err", err)
+		c.exemplars += orphans.exemplars
 		s.account(c, reasonEncode)
+		return true
+	}
+	if v2 && c == (counts{}) {
+		// Only exemplars whose samples went earlier: nothing to send.
+		s.dropOrphans(orphans)
 		return true
 	}
 	if len(body) > s.q.maxBytes && len(part) > 1 {
@@ -251,15 +275,49 @@ func (s *shard) sendPart(ctx context.Context, part []sample) bool {
 		m.histogramsTotal.Add(float64(c.histograms))
 		m.exemplarsTotal.Add(float64(c.exemplars))
 		begin := time.Now()
-		err := s.q.client.store(ctx, body, attempt)
+		w, err := s.q.client.store(ctx, body, attempt, v2)
 		took := time.Since(begin)
 		m.sentBatchDuration.Observe(took.Seconds())
 		s.q.rates.busy.add(int64(took))
+		if v2 {
+			// 415, or a 2xx without written counts (the spec's sign of
+			// a 1.0 receiver that ignored the content type): resend
+			// as 1.0.
+			var why string
+			switch {
+			case err == nil && !w.confirmed:
+				why = "2xx without X-Prometheus-Remote-Write-*-Written headers"
+			case isStatus(err, http.StatusUnsupportedMediaType):
+				why = err.Error()
+			}
+			if why != "" {
+				s.q.fallBackToV1(why)
+				return s.sendPart(ctx, part)
+			}
+		}
 		if err == nil {
 			s.q.rates.lastSend.Store(time.Now().UnixNano())
 			m.bytesTotal.Add(float64(len(body)))
 			m.highestSent.set(float64(highest) / 1000)
+			if v2 {
+				// The receiver wrote w of c; the rest it refused
+				// (a partial write), so count it dropped.
+				short := counts{
+					samples:    max(c.samples-w.samples, 0),
+					histograms: max(c.histograms-w.histograms, 0),
+					exemplars:  max(c.exemplars-w.exemplars, 0),
+				}
+				if short != (counts{}) {
+					s.q.rejectLog[reasonPartial].Log(s.q.logger, "remote write 2.0 receiver wrote less than sent, counting the rest dropped",
+						"reason", reasonPartial, "samples", short.samples, "histograms", short.histograms, "exemplars", short.exemplars)
+					c.samples -= short.samples
+					c.histograms -= short.histograms
+					c.exemplars -= short.exemplars
+					s.account(short, reasonPartial)
+				}
+			}
 			s.account(c, "")
+			s.dropOrphans(orphans)
 			return true
 		}
 		if ctx.Err() != nil {
@@ -284,6 +342,7 @@ func (s *shard) sendPart(ctx context.Context, part []sample) bool {
 			s.q.rejectLog[reason].Log(s.q.logger, "remote write batch rejected, dropping it",
 				"reason", reason, "samples", c.samples, "histograms", c.histograms, "exemplars", c.exemplars, "err", err)
 			s.account(c, reason)
+			s.dropOrphans(orphans)
 			return true
 		}
 		s.q.rates.retrying.Store(true)
@@ -304,6 +363,21 @@ func (s *shard) sendPart(ctx context.Context, part []sample) bool {
 		m.exemplarsRetried.Add(float64(c.exemplars))
 		backoff = min(2*backoff, s.q.maxBackoff)
 	}
+}
+
+func isStatus(err error, code int) bool {
+	se, ok := errors.AsType[*statusError](err)
+	return ok && se.code == code
+}
+
+// dropOrphans counts the exemplars a 2.0 request left out as dropped.
+func (s *shard) dropOrphans(o counts) {
+	if o.exemplars == 0 {
+		return
+	}
+	s.q.rejectLog[reasonOrphanExemplar].Log(s.q.logger, "remote write 2.0 cannot send an exemplar without a sample of its series in the same request, dropping it",
+		"reason", reasonOrphanExemplar, "exemplars", o.exemplars)
+	s.account(o, reasonOrphanExemplar)
 }
 
 // split sends the halves of part in order.

@@ -1,0 +1,200 @@
+package remotewrite
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+)
+
+// encoderV2 turns a batch of samples into a snappy-compressed remote-write
+// 2.0 request (io.prometheus.write.v2.Request). Like encoder it keeps every
+// buffer between calls: the symbols table, the []writev2.TimeSeries with
+// their label-ref, sample, histogram and exemplar slices, histogram scratch,
+// and the protobuf and snappy buffers, so encoding a batch no larger than
+// earlier ones allocates nothing. It is not safe for concurrent use; each
+// shard owns one. Its zero value is ready to use.
+type encoderV2 struct {
+	symbols writev2.SymbolsTable
+	req     writev2.Request
+	owner   []*series // owner[i] is the series of req.Timeseries[i]
+	hists   []*histScratchV2
+	pb      []byte
+	out     []byte
+}
+
+// v2Result is what encoderV2.encode made: the body (owned by the encoder),
+// the highest timestamp in milliseconds, and orphans, the exemplars left
+// out because no float sample or histogram of their series is in the
+// batch. Prometheus' 2.0 receiver refuses a TimeSeries with only exemplars
+// (with 400, for the whole request), so the caller counts them dropped.
+type v2Result struct {
+	body    []byte
+	highest int64
+	orphans int
+}
+
+// encode builds the request for batch, marshals and compresses it. The
+// returned body is owned by the encoder and valid until the next call.
+// Symbols are collected per request. Consecutive float samples (or
+// histograms) of one series share one TimeSeries; otherwise each gets its
+// own, in batch order, so per-series order holds. An exemplar joins the
+// latest TimeSeries of its series in the batch.
+func (e *encoderV2) encode(batch []sample) (v2Result, error) {
+	if e.symbols.Symbols() == nil {
+		e.symbols = writev2.NewSymbolTable()
+	}
+	e.symbols.Reset()
+	ts := e.req.Timeseries[:0]
+	e.owner = e.owner[:0]
+	res := v2Result{highest: math.MinInt64}
+	lastKind, nh := -1, 0
+	for i := range batch {
+		s := &batch[i]
+		if ex, ok := s.x.(*exemplar); ok {
+			j := len(ts) - 1
+			for j >= 0 && e.owner[j] != s.series {
+				j--
+			}
+			if j < 0 {
+				res.orphans++
+				continue
+			}
+			res.highest = max(res.highest, s.t)
+			t := &ts[j]
+			var x *writev2.Exemplar
+			if len(t.Exemplars) < cap(t.Exemplars) {
+				t.Exemplars = t.Exemplars[:len(t.Exemplars)+1]
+				x = &t.Exemplars[len(t.Exemplars)-1]
+			} else {
+				t.Exemplars = append(t.Exemplars, writev2.Exemplar{})
+				x = &t.Exemplars[len(t.Exemplars)-1]
+			}
+			x.LabelsRefs = e.symbolize(x.LabelsRefs[:0], ex.labels)
+			x.Value, x.Timestamp = s.v, s.t
+			continue
+		}
+		res.highest = max(res.highest, s.t)
+		kind := kindOf(s)
+		if len(ts) == 0 || e.owner[len(ts)-1] != s.series || kind != lastKind {
+			if len(ts) < cap(ts) {
+				ts = ts[:len(ts)+1]
+			} else {
+				ts = append(ts, writev2.TimeSeries{})
+			}
+			t := &ts[len(ts)-1]
+			t.LabelsRefs = e.symbolize(t.LabelsRefs[:0], s.series.labels)
+			t.Samples = t.Samples[:0]
+			t.Histograms = t.Histograms[:0]
+			t.Exemplars = t.Exemplars[:0]
+			e.owner = append(e.owner, s.series)
+			lastKind = kind
+		}
+		t := &ts[len(ts)-1]
+		switch x := s.x.(type) {
+		case nil:
+			t.Samples = append(t.Samples, writev2.Sample{Value: s.v, Timestamp: s.t})
+		case *histogram.Histogram:
+			t.Histograms = append(t.Histograms, writev2.Histogram{})
+			e.scratch(nh).fromInt(&t.Histograms[len(t.Histograms)-1], s.t, x)
+			nh++
+		case *histogram.FloatHistogram:
+			t.Histograms = append(t.Histograms, writev2.Histogram{})
+			e.scratch(nh).fromFloat(&t.Histograms[len(t.Histograms)-1], s.t, x)
+			nh++
+		}
+	}
+	e.req.Timeseries = ts
+	e.req.Symbols = e.symbols.Symbols()
+
+	pb, err := appendRequestV2(e.pb[:0], &e.req)
+	e.pb = pb
+	if err != nil {
+		return v2Result{}, fmt.Errorf("marshal write v2 request: %w", err)
+	}
+	if m := snappy.MaxEncodedLen(len(pb)); cap(e.out) < m {
+		e.out = make([]byte, m)
+	}
+	e.out = snappy.Encode(e.out[:cap(e.out)], pb)
+	res.body = e.out
+	return res, nil
+}
+
+// symbolize appends the symbol refs of ls, name then value, to dst.
+func (e *encoderV2) symbolize(dst []uint32, ls []prompb.Label) []uint32 {
+	for _, l := range ls {
+		dst = append(dst, e.symbols.Symbolize(l.Name), e.symbols.Symbolize(l.Value))
+	}
+	return dst
+}
+
+func (e *encoderV2) scratch(i int) *histScratchV2 {
+	for len(e.hists) <= i {
+		e.hists = append(e.hists, &histScratchV2{})
+	}
+	return e.hists[i]
+}
+
+// histScratchV2 holds what a writev2.Histogram points to, like histScratch.
+type histScratchV2 struct {
+	countInt   writev2.Histogram_CountInt
+	countFloat writev2.Histogram_CountFloat
+	zeroInt    writev2.Histogram_ZeroCountInt
+	zeroFloat  writev2.Histogram_ZeroCountFloat
+	neg, pos   []writev2.BucketSpan
+}
+
+// fromInt fills dst from h. dst's bucket and custom-value slices alias h's,
+// so h must not change until dst has been marshalled.
+func (hs *histScratchV2) fromInt(dst *writev2.Histogram, t int64, h *histogram.Histogram) {
+	hs.countInt.CountInt = h.Count
+	hs.zeroInt.ZeroCountInt = h.ZeroCount
+	hs.neg = appendSpansV2(hs.neg[:0], h.NegativeSpans)
+	hs.pos = appendSpansV2(hs.pos[:0], h.PositiveSpans)
+	*dst = writev2.Histogram{
+		Count:          &hs.countInt,
+		Sum:            h.Sum,
+		Schema:         h.Schema,
+		ZeroThreshold:  h.ZeroThreshold,
+		ZeroCount:      &hs.zeroInt,
+		NegativeSpans:  hs.neg,
+		NegativeDeltas: h.NegativeBuckets,
+		PositiveSpans:  hs.pos,
+		PositiveDeltas: h.PositiveBuckets,
+		ResetHint:      writev2.Histogram_ResetHint(h.CounterResetHint),
+		Timestamp:      t,
+		CustomValues:   h.CustomValues,
+	}
+}
+
+// fromFloat fills dst from h, aliasing h's slices like fromInt.
+func (hs *histScratchV2) fromFloat(dst *writev2.Histogram, t int64, h *histogram.FloatHistogram) {
+	hs.countFloat.CountFloat = h.Count
+	hs.zeroFloat.ZeroCountFloat = h.ZeroCount
+	hs.neg = appendSpansV2(hs.neg[:0], h.NegativeSpans)
+	hs.pos = appendSpansV2(hs.pos[:0], h.PositiveSpans)
+	*dst = writev2.Histogram{
+		Count:          &hs.countFloat,
+		Sum:            h.Sum,
+		Schema:         h.Schema,
+		ZeroThreshold:  h.ZeroThreshold,
+		ZeroCount:      &hs.zeroFloat,
+		NegativeSpans:  hs.neg,
+		NegativeCounts: h.NegativeBuckets,
+		PositiveSpans:  hs.pos,
+		PositiveCounts: h.PositiveBuckets,
+		ResetHint:      writev2.Histogram_ResetHint(h.CounterResetHint),
+		Timestamp:      t,
+		CustomValues:   h.CustomValues,
+	}
+}
+
+func appendSpansV2(dst []writev2.BucketSpan, src []histogram.Span) []writev2.BucketSpan {
+	for _, s := range src {
+		dst = append(dst, writev2.BucketSpan{Offset: s.Offset, Length: s.Length})
+	}
+	return dst
+}

@@ -1,0 +1,342 @@
+package remotewrite
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/golang/snappy"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/tsdb/record"
+)
+
+// decodeV2 undoes encoderV2.encode.
+func decodeV2(t testing.TB, body []byte) *writev2.Request {
+	t.Helper()
+	pb, err := snappy.Decode(nil, body)
+	if err != nil {
+		t.Fatalf("snappy: %v", err)
+	}
+	var req writev2.Request
+	if err := req.Unmarshal(pb); err != nil {
+		t.Fatalf("unmarshal: %v", err)
+	}
+	return &req
+}
+
+func TestEncodeV2(t *testing.T) {
+	st := newSeriesTable(labels.FromStrings("cluster", "c1"), nil)
+	st.store([]record.RefSeries{
+		{Ref: 1, Labels: labels.FromStrings("__name__", "a", "x", "1")},
+		{Ref: 2, Labels: labels.FromStrings("__name__", "b")},
+		{Ref: 3, Labels: labels.FromStrings("__name__", "c")},
+	})
+	a, _ := st.get(1)
+	b, _ := st.get(2)
+	c, _ := st.get(3)
+	h := testHistogram(1)
+	fh := testHistogram(2).ToFloat(nil)
+	ex := func(v string) *exemplar { return &exemplar{labels: []prompb.Label{{Name: "trace_id", Value: v}}} }
+	batch := []sample{
+		{series: c, t: 1, v: 7, x: ex("orphan")}, // no sample of c in the batch: left out
+		{series: a, t: 1, v: 1},
+		{series: a, t: 2, v: 2}, // merges with the previous one
+		{series: b, t: 1, v: 3},
+		{series: a, t: 3, v: 9, x: ex("t1")}, // joins a's latest TimeSeries, behind b
+		{series: a, t: 3, v: 4},              // a again, after b: a new TimeSeries keeps order
+		{series: a, t: 4, x: h},
+		{series: b, t: 5, x: fh},
+	}
+	var e encoderV2
+	for round := range 2 { // the second round reuses every buffer
+		r, err := e.encode(batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.highest != 5 || r.orphans != 1 {
+			t.Errorf("round %d: highest, orphans = %d, %d, want 5, 1", round, r.highest, r.orphans)
+		}
+		req := decodeV2(t, r.body)
+		if req.Symbols[0] != "" {
+			t.Errorf("symbols[0] = %q, want the empty string", req.Symbols[0])
+		}
+		seen := map[string]bool{}
+		for _, s := range req.Symbols {
+			if seen[s] {
+				t.Errorf("symbol %q twice", s)
+			}
+			seen[s] = true
+		}
+		ts := req.Timeseries
+		if len(ts) != 5 {
+			t.Fatalf("round %d: got %d time series, want 5: %v", round, len(ts), req)
+		}
+		var sb labels.ScratchBuilder
+		wantLabels := []string{`{__name__="a", cluster="c1", x="1"}`, `{__name__="b", cluster="c1"}`, `{__name__="a", cluster="c1", x="1"}`, `{__name__="a", cluster="c1", x="1"}`, `{__name__="b", cluster="c1"}`}
+		for i, w := range wantLabels {
+			ls, err := ts[i].ToLabels(&sb, req.Symbols)
+			if err != nil || ls.String() != w {
+				t.Errorf("series %d labels = %s (%v), want %s", i, ls, err, w)
+			}
+		}
+		if len(ts[0].Samples) != 2 || ts[0].Samples[1].Value != 2 || ts[0].Samples[1].Timestamp != 2 {
+			t.Errorf("first series samples = %v", ts[0].Samples)
+		}
+		if ex := ts[0].Exemplars; len(ex) != 1 || ex[0].Value != 9 || req.Symbols[ex[0].LabelsRefs[1]] != "t1" {
+			t.Errorf("exemplars of a = %v", ex)
+		}
+		if len(ts[2].Samples) != 1 || ts[2].Samples[0].Value != 4 || len(ts[2].Exemplars) != 0 {
+			t.Errorf("third series = %v", ts[2])
+		}
+		if got := ts[3].Histograms[0].ToIntHistogram(); !got.Equals(h) {
+			t.Errorf("histogram = %v, want %v", got, h)
+		}
+		if got := ts[4].Histograms[0].ToFloatHistogram(); !got.Equals(fh) {
+			t.Errorf("float histogram = %v, want %v", got, fh)
+		}
+	}
+}
+
+// TestEncodeV2Allocs locks in that steady-state 2.0 encoding allocates
+// nothing for float samples and float histograms (the symbols table, time
+// series and ref slices are reused). Integer histograms cost one allocation
+// each inside gogo's marshaller, as for 1.0.
+func TestEncodeV2Allocs(t *testing.T) {
+	cases := []struct {
+		name      string
+		mix       func(batch []sample)
+		maxAllocs float64
+	}{
+		{name: "floats", mix: func([]sample) {}},
+		{
+			name: "float histograms",
+			mix: func(batch []sample) {
+				for i := 0; i < len(batch); i += 10 {
+					batch[i].x = testHistogram(i).ToFloat(nil)
+				}
+			},
+		},
+		{
+			name: "integer histograms",
+			mix: func(batch []sample) {
+				for i := 0; i < len(batch); i += 10 {
+					batch[i].x = testHistogram(i)
+				}
+			},
+			maxAllocs: 200,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			batch := benchBatch(2000)
+			tc.mix(batch)
+			var e encoderV2
+			if _, err := e.encode(batch); err != nil {
+				t.Fatal(err)
+			}
+			allocs := testing.AllocsPerRun(20, func() {
+				if _, err := e.encode(batch); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs > tc.maxAllocs {
+				t.Errorf("encode allocates %v times per batch of %d, want at most %v", allocs, len(batch), tc.maxAllocs)
+			}
+		})
+	}
+}
+
+// TestQueue_V2Fallback sends 2.0 to Prometheus' handler accepting only 1.0:
+// it answers 415, the batch arrives as 1.0 and the queue stays on 1.0.
+func TestQueue_V2Fallback(t *testing.T) {
+	rc := newReceiverFor(t, remoteapi.MessageTypes{remoteapi.WriteV1MessageType}, nil)
+	log, end := floatLog(3, 4)
+	r := startQueue(t, Options{
+		Config: testConfig(t, rc.srv.URL, func(c *config.RemoteWriteConfig) {
+			c.ProtobufMessage = remoteapi.WriteV2MessageType
+			c.QueueConfig.MaxSamplesPerSend = 3 // several batches
+		}),
+		Log: log,
+	})
+	waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkInOrder(t, rc.store, 3, 4)
+	hs := rc.requestHeaders()
+	if len(hs) < 2 {
+		t.Fatalf("%d requests, want a 2.0 one and then 1.0", len(hs))
+	}
+	for i, h := range hs {
+		want := "0.1.0"
+		if i == 0 {
+			want = "2.0.0"
+		}
+		if got := h.Get("X-Prometheus-Remote-Write-Version"); got != want {
+			t.Errorf("request %d: version %q, want %q", i, got, want)
+		}
+	}
+	if r.q.v2.Load() {
+		t.Error("queue still on 2.0")
+	}
+	if got := testutil.ToFloat64(r.q.metrics.samplesFailed); got != 0 {
+		t.Errorf("samples_failed_total = %v, want 0", got)
+	}
+}
+
+// TestQueue_V2Written checks how a 2xx answer's written counts are read:
+// fewer than sent are counted dropped, none at all means a 1.0 receiver.
+func TestQueue_V2Written(t *testing.T) {
+	cases := []struct {
+		name        string
+		written     map[string]string // response headers on the first request
+		wantDropped float64           // samples_dropped_total{reason="receiver_partial"}
+		wantV2      bool
+	}{
+		{name: "all written", written: map[string]string{samplesWritten: "6"}, wantV2: true},
+		{name: "partial", written: map[string]string{samplesWritten: "4", histogramsWritten: "0"}, wantDropped: 2, wantV2: true},
+		{name: "garbage count is zero", written: map[string]string{samplesWritten: "x"}, wantDropped: 6, wantV2: true},
+		{name: "no headers falls back", wantV2: false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := newReceiverFor(t, remoteapi.MessageTypes{remoteapi.WriteV1MessageType, remoteapi.WriteV2MessageType},
+				func(n int, w http.ResponseWriter, _ *http.Request) bool {
+					if n > 1 {
+						return false
+					}
+					for k, v := range tc.written {
+						w.Header().Set(k, v)
+					}
+					w.WriteHeader(http.StatusNoContent)
+					return true
+				})
+			log, end := floatLog(6, 1)
+			r := startQueue(t, Options{
+				Config: testConfig(t, rc.srv.URL, func(c *config.RemoteWriteConfig) {
+					c.ProtobufMessage = remoteapi.WriteV2MessageType
+				}),
+				Log: log,
+			})
+			waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
+			if err := r.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			if got := testutil.ToFloat64(r.q.metrics.samplesDropped.WithLabelValues(reasonPartial)); got != tc.wantDropped {
+				t.Errorf("samples_dropped_total{reason=%q} = %v, want %v", reasonPartial, got, tc.wantDropped)
+			}
+			if got := r.q.v2.Load(); got != tc.wantV2 {
+				t.Errorf("on 2.0 = %v, want %v", got, tc.wantV2)
+			}
+			if !tc.wantV2 {
+				// Resent as 1.0 to the real handler.
+				checkInOrder(t, rc.store, 6, 1)
+			}
+			if got := testutil.ToFloat64(r.q.metrics.samplesPending); got != 0 {
+				t.Errorf("samples_pending = %v, want 0", got)
+			}
+		})
+	}
+}
+
+// TestAppendRequestV2 checks our marshaller writes gogo's bytes.
+func TestAppendRequestV2(t *testing.T) {
+	batch := benchBatch(50)
+	for i := 0; i < len(batch); i += 7 {
+		batch[i].x = testHistogram(i)
+	}
+	batch[3].x = testHistogram(3).ToFloat(nil)
+	batch = append(batch, sample{series: batch[10].series, t: -5, v: 1, x: &exemplar{labels: []prompb.Label{{Name: "trace_id", Value: "x"}}}})
+	batch[11].t = -1 // negative timestamps are 10-byte varints
+	var e encoderV2
+	if _, err := e.encode(batch); err != nil {
+		t.Fatal(err)
+	}
+	want, err := e.req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := appendRequestV2(nil, &e.req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("appendRequestV2 wrote %d bytes differing from gogo's %d", len(got), len(want))
+	}
+}
+
+func TestParseWritten(t *testing.T) {
+	f := func(h map[string]string, want written) {
+		t.Helper()
+		hh := http.Header{}
+		for k, v := range h {
+			hh.Set(k, v)
+		}
+		if got := parseWritten(hh); got != want {
+			t.Errorf("parseWritten(%v) = %+v, want %+v", h, got, want)
+		}
+	}
+	f(nil, written{})
+	f(map[string]string{samplesWritten: "12", histogramsWritten: "3", exemplarsWritten: "0"}, written{counts{12, 3, 0}, true})
+	f(map[string]string{exemplarsWritten: " 7 "}, written{counts{exemplars: 7}, true})
+	f(map[string]string{samplesWritten: "-1"}, written{confirmed: true})
+	f(map[string]string{samplesWritten: "99999999999999999999999"}, written{confirmed: true})
+	f(map[string]string{"X-Other": "5"}, written{})
+}
+
+func FuzzParseWritten(f *testing.F) {
+	for _, s := range []string{"", "0", "12", "-1", " 7 ", "99999999999999999999999", "1e3"} {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, samples, histograms string) {
+		h := http.Header{}
+		h.Set(samplesWritten, samples)
+		h.Set(histogramsWritten, histograms)
+		w := parseWritten(h)
+		if w.samples < 0 || w.histograms < 0 || w.exemplars != 0 {
+			t.Errorf("parseWritten(%q, %q) = %+v", samples, histograms, w)
+		}
+	})
+}
+
+// TestQueue_V2OrphanExemplar sends a sample and its exemplar in separate
+// batches: 2.0 cannot carry the exemplar alone, so it is counted dropped
+// and no request is sent for it.
+func TestQueue_V2OrphanExemplar(t *testing.T) {
+	rc := newReceiverFor(t, remoteapi.MessageTypes{remoteapi.WriteV2MessageType}, nil)
+	log := newFakeLog()
+	base := nowMs() - 60_000
+	end := log.append(
+		seriesRec(rs(1, "__name__", "up")),
+		samplesRec(record.RefSample{Ref: 1, T: base, V: 1}),
+		fakeRecord{typ: record.Exemplars, exemplars: []record.RefExemplar{{Ref: 1, T: base, V: 1, Labels: labels.FromStrings("trace_id", "abc")}}},
+	)
+	r := startQueue(t, Options{
+		Config: testConfig(t, rc.srv.URL, func(c *config.RemoteWriteConfig) {
+			c.ProtobufMessage = remoteapi.WriteV2MessageType
+			c.SendExemplars = true
+			c.QueueConfig.MaxSamplesPerSend = 1 // every item its own batch
+		}),
+		Log: log,
+	})
+	waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := rc.store.count(); got != 1 {
+		t.Errorf("receiver got %d points, want 1", got)
+	}
+	if got := rc.requestCount(); got != 1 {
+		t.Errorf("%d requests, want 1", got)
+	}
+	if got := testutil.ToFloat64(r.q.metrics.exemplarsDropped.WithLabelValues(reasonOrphanExemplar)); got != 1 {
+		t.Errorf("exemplars_dropped_total{reason=%q} = %v, want 1", reasonOrphanExemplar, got)
+	}
+	if got := testutil.ToFloat64(r.q.metrics.exemplarsPending); got != 0 {
+		t.Errorf("exemplars_pending = %v, want 0", got)
+	}
+}
