@@ -161,7 +161,8 @@ func (r *retention) trim() {
 		"samples_wal_full", res.Full.Samples+res.Full.Histograms, "samples_too_old", res.TooOld.Samples+res.TooOld.Histograms)
 }
 
-// truncate drops the segments every endpoint's saved position has passed.
+// truncate drops the segments every endpoint's saved position has passed,
+// once they outweigh the checkpoint that replaces them.
 // Truncating below the saved positions rather than the live ones keeps
 // every saved position inside the WAL, so that a restart resumes exactly.
 func (r *retention) truncate() {
@@ -174,7 +175,10 @@ func (r *retention) truncate() {
 			low = e.saved
 		}
 	}
-	if err := r.wal.Truncate(low); err != nil {
+	// Lazily: a checkpoint rewrites every series, so it waits until the
+	// sent segments outweigh it; under wal.max_size, until they reach a
+	// quarter of the cap, so that trimming finds sent segments gone.
+	if _, err := r.wal.TruncateLazily(low, r.maxSize/4); err != nil {
 		r.logger.Warn("truncate WAL", "before", low.String(), "err", err)
 	}
 }

@@ -83,6 +83,12 @@ func (l *loop) run(ctx context.Context) {
 		if ts.Sub(aligned) <= tolerance {
 			ts = aligned
 		}
+		// A tick left pending by a slow scrape can start the next one at
+		// once, snapped to the same aligned time: never stamp two scrapes
+		// alike, or the receiver gets duplicate samples.
+		if ts.UnixMilli() <= l.lastTime {
+			ts = time.UnixMilli(l.lastTime + 1)
+		}
 		start := time.Now()
 		if !last.IsZero() {
 			l.intervalLength.Observe(start.Sub(last).Seconds())

@@ -23,3 +23,28 @@ func TestLoop_Offset(t *testing.T) {
 		}
 	}
 }
+
+// TestLoop_TimestampsIncrease: scrapes that start at the same aligned time
+// (a frozen clock makes every one do so) still get increasing timestamps,
+// so no series gets two samples at one time.
+func TestLoop_TimestampsIncrease(t *testing.T) {
+	ex := newExporter(t)
+	srv := newTestServer(t, ex.handler)
+	host := hostOf(srv.URL)
+	frozen := time.Unix(1_700_000_000, 0)
+	s := newMemStorage()
+	h := startManagerOpts(t, loadScrapeConfigs(t, jobYAML("100ms", "")), ManagerOptions{Storage: s, Now: func() time.Time { return frozen }})
+	h.s = s
+	h.setTargets("test", host)
+	waitFor(t, "three scrapes", func() bool { return len(s.floats(t, "__name__", "up")) >= 3 })
+	h.stop()
+	ups := s.floats(t, "__name__", "up")
+	if len(ups) < 3 {
+		t.Fatalf("%d up samples, want at least 3", len(ups))
+	}
+	for i := 1; i < len(ups); i++ {
+		if ups[i].T <= ups[i-1].T {
+			t.Fatalf("up sample %d at %d after %d: timestamps must increase", i, ups[i].T, ups[i-1].T)
+		}
+	}
+}

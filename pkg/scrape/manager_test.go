@@ -74,8 +74,15 @@ func startManager(t testing.TB, cfgs []*config.ScrapeConfig) *harness {
 // startManagerWith runs a Manager writing to storage; h.s is not set.
 func startManagerWith(t testing.TB, cfgs []*config.ScrapeConfig, storage Storage) *harness {
 	t.Helper()
+	return startManagerOpts(t, cfgs, ManagerOptions{Storage: storage})
+}
+
+// startManagerOpts runs a Manager with opts and a registry of its own.
+func startManagerOpts(t testing.TB, cfgs []*config.ScrapeConfig, opts ManagerOptions) *harness {
+	t.Helper()
 	h := &harness{t: t, reg: prometheus.NewRegistry(), tsets: make(chan map[string][]*targetgroup.Group), errc: make(chan error, 1)}
-	m, err := NewManager(ManagerOptions{Registerer: h.reg, Storage: storage})
+	opts.Registerer = h.reg
+	m, err := NewManager(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

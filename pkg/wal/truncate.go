@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/fileutil"
 	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 )
@@ -97,41 +98,92 @@ func (r *released) forget(to int) {
 // Truncate is safe for concurrent use; calls run one at a time. It returns
 // ErrClosed after Close.
 func (w *WAL) Truncate(before Position) error {
+	_, err := w.truncateBelow(before, -1)
+	return err
+}
+
+// TruncateLazily is Truncate deferred until it pays for its checkpoint:
+// it truncates only once the segments it would remove hold at least as
+// many bytes as the last checkpoint, or limit bytes if limit is positive
+// and smaller. A checkpoint rewrites every live series, so truncating each
+// time a segment has been sent would write the series many times over
+// (at 500k series, a 120 MB checkpoint for each 32 MB segment); deferred
+// like this, checkpoints write at most as many bytes as the segments they
+// replace, and the WAL keeps at most about the checkpoint's size (or limit)
+// in sent segments, plus one. It reports whether it truncated.
+func (w *WAL) TruncateLazily(before Position, limit int64) (bool, error) {
+	return w.truncateBelow(before, limit)
+}
+
+// truncateBelow is Truncate; with lazy (TruncateLazily), it defers as
+// TruncateLazily says, lazy being its limit, or -1 for none.
+func (w *WAL) truncateBelow(before Position, lazy int64) (bool, error) {
 	w.truncMu.Lock()
 	defer w.truncMu.Unlock()
 	if w.closed.Load() {
-		return ErrClosed
+		return false, ErrClosed
 	}
 	first, last, err := wlog.Segments(w.dir)
 	if err != nil {
 		w.metrics.truncateFails.Inc()
-		return fmt.Errorf("list segments in %s: %w", w.dir, err)
+		return false, fmt.Errorf("list segments in %s: %w", w.dir, err)
 	}
-	cpIdx := -1
-	if _, idx, err := wlog.LastCheckpoint(w.dir); err == nil {
-		cpIdx = idx
+	cpDir, cpIdx := "", -1
+	if dir, idx, err := wlog.LastCheckpoint(w.dir); err == nil {
+		cpDir, cpIdx = dir, idx
 	} else if !errors.Is(err, record.ErrNotFound) {
 		w.metrics.truncateFails.Inc()
-		return fmt.Errorf("find checkpoint in %s: %w", w.dir, err)
+		return false, fmt.Errorf("find checkpoint in %s: %w", w.dir, err)
 	}
 	to := min(before.Segment, last) - 1 // never the segment being written
 	if first < 0 || to < first || to <= cpIdx {
-		return nil
+		return false, nil
 	}
 	if to, err = w.belowMinAge(first, to, time.Now()); err != nil {
 		w.metrics.truncateFails.Inc()
-		return err
+		return false, err
 	}
 	if to < first || to <= cpIdx {
-		return nil
+		return false, nil
+	}
+	if lazy >= 0 && cpDir != "" {
+		worth, err := w.worthCheckpoint(cpDir, first, to, lazy)
+		if err != nil {
+			w.metrics.truncateFails.Inc()
+			return false, err
+		}
+		if !worth {
+			return false, nil
+		}
 	}
 	if err := w.truncate(first, to, last); err != nil {
 		w.metrics.truncateFails.Inc()
-		return err
+		return false, err
 	}
 	w.trimmed.forget(to) // every Reader has passed what it counted
 	w.metrics.truncations.Inc()
-	return nil
+	return true, nil
+}
+
+// worthCheckpoint says whether segments first to to hold at least as many
+// bytes as the checkpoint in cpDir, or limit if positive and smaller.
+func (w *WAL) worthCheckpoint(cpDir string, first, to int, limit int64) (bool, error) {
+	need, err := fileutil.DirSize(cpDir)
+	if err != nil {
+		return false, fmt.Errorf("size checkpoint %s: %w", cpDir, err)
+	}
+	if limit > 0 {
+		need = min(need, limit)
+	}
+	var have int64
+	for seg := first; seg <= to && have < need; seg++ {
+		fi, err := os.Stat(wlog.SegmentName(w.dir, seg))
+		if err != nil {
+			return false, fmt.Errorf("stat segment %d in %s: %w", seg, w.dir, err)
+		}
+		have += fi.Size()
+	}
+	return have >= need, nil
 }
 
 // belowMinAge returns the last segment up to to from which on every segment

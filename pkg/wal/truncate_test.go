@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/fileutil"
 	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 )
@@ -227,5 +228,69 @@ func TestTruncateMinAge(t *testing.T) {
 	}
 	if err := (Options{Dir: dir, MinAge: -time.Second}).Validate(); err == nil {
 		t.Error("negative MinAge accepted")
+	}
+}
+
+func TestTruncateLazily(t *testing.T) {
+	dir := t.TempDir()
+	w := openWAL(t, Options{Dir: dir}, nil, prometheus.NewRegistry())
+	refs := make([]chunks.HeadSeriesRef, 5000) // a checkpoint of several pages
+	for i := range refs {
+		refs[i] = w.NewRef()
+	}
+	one := refs[:1]
+	mustLog(t, w, batch(refs, true, 1, 0)) // segment 0: 5000 series
+	rotate(t, w)
+	mustLog(t, w, batch(one, false, 1, 100)) // segment 1: one sample
+	rotate(t, w)
+	mustLog(t, w, batch(one, false, 1, 200)) // segment 2: one sample
+	rotate(t, w)                             // segment 3, being written
+
+	// No checkpoint yet: the first truncation is never deferred.
+	if did, err := w.TruncateLazily(Position{Segment: 1}, 0); err != nil || !did {
+		t.Fatalf("first lazy truncation: truncated %v, err %v; want true", did, err)
+	}
+	cpDir, _, err := wlog.LastCheckpoint(dir)
+	if err != nil {
+		t.Fatalf("no checkpoint after the first truncation: %v", err)
+	}
+	cpSize, err := fileutil.DirSize(cpDir)
+	must(err)
+	segSize := func(seg int) int64 {
+		fi, err := os.Stat(wlog.SegmentName(dir, seg))
+		must(err)
+		return fi.Size()
+	}
+	if s1 := segSize(1); s1 >= cpSize {
+		t.Fatalf("segment 1 (%d bytes) is not smaller than the checkpoint (%d bytes): the test proves nothing", s1, cpSize)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		before Position
+		limit  int64
+		want   bool
+	}{
+		{"segment smaller than the checkpoint", Position{Segment: 2}, 0, false},
+		{"two segments smaller than the checkpoint", Position{Segment: 3}, 0, false},
+		{"limit above the checkpoint size changes nothing", Position{Segment: 3}, cpSize * 10, false},
+		{"limit below what the segments hold", Position{Segment: 3}, segSize(1) + 1, true},
+	} {
+		did, err := w.TruncateLazily(tc.before, tc.limit)
+		if err != nil || did != tc.want {
+			t.Fatalf("%s: truncated %v, err %v; want %v", tc.name, did, err, tc.want)
+		}
+	}
+	if first, _, err := wlog.Segments(dir); err != nil || first != 3 {
+		t.Fatalf("first segment after truncating below 3: %d, %v", first, err)
+	}
+	// The eager Truncate is never deferred.
+	mustLog(t, w, batch(one, false, 1, 300))
+	rotate(t, w)
+	if err := w.Truncate(Position{Segment: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if first, _, err := wlog.Segments(dir); err != nil || first != 4 {
+		t.Fatalf("first segment after Truncate below 4: %d, %v", first, err)
 	}
 }
