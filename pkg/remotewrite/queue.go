@@ -138,6 +138,7 @@ type Queue struct {
 
 	rejectLog                                  map[string]*lograte.Limiter // by reason; fixed in New
 	retryLog, unknownLog, readErrLog, limitLog lograte.Limiter
+	lengthLog                                  lograte.Limiter
 
 	ran atomic.Bool
 }
@@ -197,6 +198,7 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		series:         newSeriesTable(opts.ExternalLabels, cfg.WriteRelabelConfigs),
 		rejectLog:      map[string]*lograte.Limiter{},
 		limitLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
+		lengthLog:      lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
 		maxBytes:       DefaultMaxRequestBytes,
 		retryLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
 		unknownLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
@@ -207,7 +209,7 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		q.rejectLog[r] = &lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError}
 	}
 	if isAMP(cfg.URL.URL, cfg, opts.SigV4) {
-		q.series.maxLabels = ampMaxLabels
+		q.series.limits = ampLimits
 	}
 	if q.flushDeadline <= 0 {
 		q.flushDeadline = DefaultFlushDeadline

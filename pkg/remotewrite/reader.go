@@ -113,10 +113,7 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 			if n := q.series.store(r.Series()); n > 0 {
 				q.metrics.seriesDropped.Add(float64(n))
 			}
-			for _, ls := range q.series.overLimit {
-				q.limitLog.Log(q.logger, "series has more labels than the receiver accepts, its samples are dropped",
-					"series", ls.String(), "labels", ls.Len(), "limit", q.series.maxLabels)
-			}
+			q.logOverLimit()
 		case record.Samples, record.SamplesV2:
 			q.begin()
 			for _, s := range r.Samples() {
@@ -172,11 +169,11 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 type current struct {
 	active  bool
 	seq     uint64
-	minT    int64     // samples before it are too old; math.MinInt64 if no limit
-	dropped [5]counts // indexed by the drop* constants
-	highest int64     // newest timestamp queued
-	read    int64     // newest timestamp read, queued or dropped
-	err     error     // from a push interrupted by ctx
+	minT    int64                    // samples before it are too old; math.MinInt64 if no limit
+	dropped [len(dropReasons)]counts // indexed by the drop* constants
+	highest int64                    // newest timestamp queued
+	read    int64                    // newest timestamp read, queued or dropped
+	err     error                    // from a push interrupted by ctx
 }
 
 const (
@@ -185,6 +182,7 @@ const (
 	dropTooOld
 	dropNHCB
 	dropTooManyLabels
+	dropLabelTooLong
 )
 
 var dropReasons = [...]string{
@@ -193,6 +191,7 @@ var dropReasons = [...]string{
 	dropTooOld:        reasonTooOld,
 	dropNHCB:          reasonNHCB,
 	dropTooManyLabels: reasonTooManyLabels,
+	dropLabelTooLong:  reasonLabelTooLong,
 }
 
 // begin starts queueing a record's samples.
@@ -224,8 +223,8 @@ func (q *Queue) add(ctx context.Context, ref chunks.HeadSeriesRef, t int64, v fl
 		q.unknownLog.Log(q.logger, "dropped sample of a series not in the WAL", "ref", ref)
 	case st == nil:
 		drop = dropRelabeled
-	case st.overLimit:
-		drop = dropTooManyLabels
+	case st.refused >= 0:
+		drop = int(st.refused)
 	case t < c.minT:
 		drop = dropTooOld
 	}
