@@ -56,8 +56,10 @@ type Options struct {
 	// receiver answers 415 (or a 2xx without written counts), then 1.0
 	// for the rest of the Queue's life; sigv4 tags and
 	// use_fips_sts_endpoint are not supported.
-	// Metadata is not sent. Config must not change while the Queue
-	// exists.
+	// metadata_config is honoured: with send (the default) the latest
+	// metadata of each metric family is sent as 1.0 metadata every
+	// send_interval, and with each 2.0 series. Config must not change
+	// while the Queue exists.
 	Config *config.RemoteWriteConfig
 	// ExternalLabels are added to every series that lacks them, before
 	// write relabeling. They must be sorted (labels.Labels always are).
@@ -123,6 +125,12 @@ type Queue struct {
 	reshardCh            chan int
 	rates                shardRates
 
+	// metadata sends families as 1.0 metadata; nil when
+	// metadata_config.send is false, and then Metadata records are not
+	// read and 2.0 series carry none.
+	metadata *metadataSender
+	families *families
+
 	// Owned by the reader goroutine.
 	series *seriesTable
 	stage  []staging
@@ -138,7 +146,7 @@ type Queue struct {
 
 	rejectLog                                  map[string]*lograte.Limiter // by reason; fixed in New
 	retryLog, unknownLog, readErrLog, limitLog lograte.Limiter
-	lengthLog                                  lograte.Limiter
+	lengthLog, metadataLog                     lograte.Limiter
 
 	ran atomic.Bool
 }
@@ -199,12 +207,17 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		rejectLog:      map[string]*lograte.Limiter{},
 		limitLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
 		lengthLog:      lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
+		metadataLog:    lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
+		families:       newFamilies(),
 		maxBytes:       DefaultMaxRequestBytes,
 		retryLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
 		unknownLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
 		readErrLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
 	}
 	q.v2.Store(cfg.ProtobufMessage == remoteapi.WriteV2MessageType)
+	if cfg.MetadataConfig.Send {
+		q.metadata = newMetadataSender(q, cfg.MetadataConfig)
+	}
 	for _, r := range rejectReasons {
 		q.rejectLog[r] = &lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError}
 	}
@@ -272,6 +285,9 @@ func (q *Queue) Run(ctx context.Context) error {
 	reshardCtx, stopResharding := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { q.reshardLoop(reshardCtx) })
+	if q.metadata != nil {
+		wg.Go(func() { q.metadata.run(reshardCtx) })
+	}
 	q.read(ctx, sendCtx, r)
 	stopResharding()
 	wg.Wait()

@@ -29,6 +29,7 @@ type Reader interface {
 	Histograms() []record.RefHistogramSample
 	FloatHistograms() []record.RefFloatHistogramSample
 	Exemplars() []record.RefExemplar
+	Metadata() []record.RefMetadata
 	// Position is the position just after the current record.
 	Position() wal.Position
 	Close() error
@@ -114,6 +115,10 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 				q.metrics.seriesDropped.Add(float64(n))
 			}
 			q.logOverLimit()
+		case record.Metadata:
+			if q.metadata != nil {
+				q.families.update(q.series, r.Metadata())
+			}
 		case record.Samples, record.SamplesV2:
 			q.begin()
 			for _, s := range r.Samples() {

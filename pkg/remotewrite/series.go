@@ -1,6 +1,8 @@
 package remotewrite
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/prompb"
@@ -9,8 +11,9 @@ import (
 )
 
 // series is one WAL series as it is sent: its labels after external labels
-// and write_relabel_configs, converted to prompb once. It is immutable after
-// creation and shared by the reader and the shards without locking.
+// and write_relabel_configs, converted to prompb once. It is shared by the
+// reader and the shards without locking: all but meta is immutable after
+// creation, and meta is atomic.
 type series struct {
 	// labels are sorted by name. Their strings point into one buffer
 	// owned by this series.
@@ -19,6 +22,10 @@ type series struct {
 	// for (more labels than its limit, a label name or value too long),
 	// or -1: the samples of a refused series are dropped, not sent.
 	refused int8
+	// meta is the series' family metadata, nil until a Metadata record
+	// names the series (or when metadata_config.send is false). The
+	// reader stores it; a 2.0 encoder loads it.
+	meta atomic.Pointer[family]
 }
 
 // seriesTable maps WAL series refs to what is sent for them. It is owned by
