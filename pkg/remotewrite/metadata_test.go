@@ -192,7 +192,7 @@ func TestQueue_MetadataV1(t *testing.T) {
 		total     float64
 		failed    float64
 		retried   float64 // -1: some
-		wantFirst bool // the first request holds the first two families
+		wantFirst bool    // the first request holds the first two families
 	}{
 		{name: "send", send: true, wantReqs: 4, total: 6, wantFirst: true},
 		{name: "send false", send: false},
