@@ -112,6 +112,7 @@ func TestEncodeV2Allocs(t *testing.T) {
 		maxAllocs float64
 	}{
 		{name: "floats", mix: func([]sample) {}},
+		{name: "floats with metadata", mix: func(batch []sample) { withMetadata(batch) }},
 		{
 			name: "float histograms",
 			mix: func(batch []sample) {
