@@ -29,7 +29,10 @@ type queueMetrics struct {
 	highestRead, highestEnqueued, highestSent   *maxGauge
 }
 
-func newQueueMetrics(reg prometheus.Registerer, name, url string) *queueMetrics {
+// newQueueMetrics builds the metrics of the queue named name sending to
+// url (redacted). lagBytes, if not nil, is what
+// rwagent_remote_write_lag_bytes reports on each scrape.
+func newQueueMetrics(reg prometheus.Registerer, name, url string, lagBytes func() float64) *queueMetrics {
 	m := &queueMetrics{reg: reg}
 	constLabels := prometheus.Labels{"remote_name": name, "url": url}
 	counter := func(name, help string) prometheus.Counter {
@@ -109,6 +112,12 @@ func newQueueMetrics(reg prometheus.Registerer, name, url string) *queueMetrics 
 		Help: "Newest timestamp read from the WAL minus newest timestamp delivered: how far this endpoint is behind, in sample time.",
 	}, func() float64 { return max(m.highestRead.get()-m.highestSent.get(), 0) })
 	m.collectors = append(m.collectors, lag)
+	if lagBytes != nil {
+		m.collectors = append(m.collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "rwagent", Subsystem: "remote_write", Name: "lag_bytes", ConstLabels: constLabels,
+			Help: "WAL bytes from this endpoint's acknowledged position to the WAL head: how far behind it is, in bytes (NaN if the WAL cannot be measured).",
+		}, lagBytes))
+	}
 	return m
 }
 

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -245,7 +246,17 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 	// The ring must hold a full batch, or a shard below
 	// max_samples_per_send would only ever send at the deadline.
 	q.capacity = max(qc.Capacity, qc.MaxSamplesPerSend)
-	q.metrics = newQueueMetrics(opts.Registerer, name, cfg.URL.Redacted())
+	var lagBytes func() float64
+	if sl, ok := opts.Log.(SizedLog); ok {
+		lagBytes = func() float64 {
+			n, err := sl.BytesAfter(q.Acked())
+			if err != nil {
+				return math.NaN()
+			}
+			return float64(n)
+		}
+	}
+	q.metrics = newQueueMetrics(opts.Registerer, name, cfg.URL.Redacted(), lagBytes)
 	q.installShards(q.minShards)
 	q.metrics.shardsMin.Set(float64(qc.MinShards))
 	q.metrics.shardsMax.Set(float64(qc.MaxShards))

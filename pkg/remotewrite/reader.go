@@ -40,10 +40,20 @@ type Log interface {
 	NewReader(from wal.Position) (Reader, error)
 }
 
+// SizedLog is a Log that can say how many bytes it holds from a position
+// on, as *wal.WAL.BytesAfter does; a Queue on one exports
+// rwagent_remote_write_lag_bytes. WALLog's Log is one.
+type SizedLog interface {
+	Log
+	BytesAfter(p wal.Position) (int64, error)
+}
+
 // WALLog adapts w to Log.
 func WALLog(w *wal.WAL) Log { return walLog{w} }
 
 type walLog struct{ w *wal.WAL }
+
+func (l walLog) BytesAfter(p wal.Position) (int64, error) { return l.w.BytesAfter(p) }
 
 func (l walLog) NewReader(from wal.Position) (Reader, error) {
 	r, err := l.w.NewReader(from)
