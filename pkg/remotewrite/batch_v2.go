@@ -43,7 +43,8 @@ type v2Result struct {
 // histograms) of one series share one TimeSeries; otherwise each gets its
 // own, in batch order, so per-series order holds. An exemplar joins the
 // latest TimeSeries of its series in the batch. Each TimeSeries carries its
-// series' family metadata, if it has any (series.meta).
+// series' family metadata, if it has any (series.meta), and each sample
+// and histogram its start timestamp (created timestamp), if the WAL had one.
 func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 	if e.symbols.Symbols() == nil {
 		e.symbols = writev2.NewSymbolTable()
@@ -105,14 +106,18 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 		t := &ts[len(ts)-1]
 		switch x := s.x.(type) {
 		case nil:
-			t.Samples = append(t.Samples, writev2.Sample{Value: s.v, Timestamp: s.t})
+			t.Samples = append(t.Samples, writev2.Sample{Value: s.v, Timestamp: s.t, StartTimestamp: s.st})
 		case *histogram.Histogram:
 			t.Histograms = append(t.Histograms, writev2.Histogram{})
-			e.scratch(nh).fromInt(&t.Histograms[len(t.Histograms)-1], s.t, x)
+			h := &t.Histograms[len(t.Histograms)-1]
+			e.scratch(nh).fromInt(h, s.t, x)
+			h.StartTimestamp = s.st
 			nh++
 		case *histogram.FloatHistogram:
 			t.Histograms = append(t.Histograms, writev2.Histogram{})
-			e.scratch(nh).fromFloat(&t.Histograms[len(t.Histograms)-1], s.t, x)
+			h := &t.Histograms[len(t.Histograms)-1]
+			e.scratch(nh).fromFloat(h, s.t, x)
+			h.StartTimestamp = s.st
 			nh++
 		}
 	}

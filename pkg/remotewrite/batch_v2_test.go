@@ -341,3 +341,67 @@ func TestQueue_V2OrphanExemplar(t *testing.T) {
 		t.Errorf("exemplars_pending = %v, want 0", got)
 	}
 }
+
+// TestQueue_StartTimestamps sends samples and histograms whose WAL records
+// carry start (created) timestamps: 2.0 delivers them to Prometheus'
+// handler, 1.0 has no field for them.
+func TestQueue_StartTimestamps(t *testing.T) {
+	for _, tc := range []struct {
+		proto  remoteapi.WriteMessageType
+		wantST bool
+	}{
+		{remoteapi.WriteV2MessageType, true},
+		{remoteapi.WriteV1MessageType, false},
+	} {
+		t.Run(string(tc.proto), func(t *testing.T) {
+			st := newTestStore()
+			tr := newHandlerTransport(st, remoteapi.MessageTypes{tc.proto})
+			base := nowMs()
+			log := newFakeLog()
+			end := log.append(
+				seriesRec(rs(1, "__name__", "c_total"), rs(2, "__name__", "h")),
+				fakeRecord{typ: record.SamplesV2, samples: []record.RefSample{
+					{Ref: 1, ST: base - 5000, T: base, V: 1},
+					{Ref: 1, ST: base - 5000, T: base + 1, V: 2},
+				}},
+				fakeRecord{typ: record.HistogramSamplesV2, hists: []record.RefHistogramSample{
+					{Ref: 2, ST: base - 7000, T: base, H: testHistogram(1)},
+				}},
+			)
+			r := startQueue(t, Options{
+				Config: testConfig(t, "http://127.0.0.1:1/write", func(c *config.RemoteWriteConfig) {
+					c.ProtobufMessage = tc.proto
+					c.SendNativeHistograms = true
+				}),
+				Log:       log,
+				Transport: tr,
+			})
+			waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
+			if err := r.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				series string
+				n      int
+				st     int64
+			}{
+				{key("__name__", "c_total"), 2, base - 5000},
+				{key("__name__", "h"), 1, base - 7000},
+			} {
+				pts := st.get(c.series)
+				if len(pts) != c.n {
+					t.Fatalf("%s: %d points, want %d", c.series, len(pts), c.n)
+				}
+				want := c.st
+				if !tc.wantST {
+					want = 0
+				}
+				for _, p := range pts {
+					if p.st != want {
+						t.Errorf("%s at %d: start timestamp %d, want %d", c.series, p.t, p.st, want)
+					}
+				}
+			}
+		})
+	}
+}

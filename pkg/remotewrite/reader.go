@@ -132,7 +132,7 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 		case record.Samples, record.SamplesV2:
 			q.begin()
 			for _, s := range r.Samples() {
-				if !q.add(ctx, s.Ref, s.T, s.V, nil) {
+				if !q.add(ctx, s.Ref, s.T, s.ST, s.V, nil) {
 					break
 				}
 			}
@@ -140,7 +140,7 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 			if q.sendHistograms {
 				q.begin()
 				for _, h := range r.Histograms() {
-					if !q.add(ctx, h.Ref, h.T, 0, h.H) {
+					if !q.add(ctx, h.Ref, h.T, h.ST, 0, h.H) {
 						break
 					}
 				}
@@ -149,7 +149,7 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 			if q.sendHistograms {
 				q.begin()
 				for _, h := range r.FloatHistograms() {
-					if !q.add(ctx, h.Ref, h.T, 0, h.FH) {
+					if !q.add(ctx, h.Ref, h.T, h.ST, 0, h.FH) {
 						break
 					}
 				}
@@ -158,7 +158,7 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 			if q.sendExemplars {
 				q.begin()
 				for _, e := range r.Exemplars() {
-					if !q.add(ctx, e.Ref, e.T, e.V, e.Labels) {
+					if !q.add(ctx, e.Ref, e.T, 0, e.V, e.Labels) {
 						break
 					}
 				}
@@ -222,14 +222,14 @@ func (q *Queue) begin() {
 }
 
 // add stages one sample of the current record for its series' shard, or
-// counts it as dropped. x is nil for a float sample, the WAL reader's
+// counts it as dropped. start is its start timestamp, zero if none. x is nil for a float sample, the WAL reader's
 // *histogram.Histogram or *histogram.FloatHistogram, or an exemplar's
 // labels.Labels. add returns false if ctx was done
 // while the shard was full; the caller must stop adding then.
-func (q *Queue) add(ctx context.Context, ref chunks.HeadSeriesRef, t int64, v float64, x any) bool {
+func (q *Queue) add(ctx context.Context, ref chunks.HeadSeriesRef, t, start int64, v float64, x any) bool {
 	c := &q.cur
 	c.read = max(c.read, t)
-	s := sample{seq: c.seq, t: t, v: v}
+	s := sample{seq: c.seq, t: t, st: start, v: v}
 	st, known := q.series.get(ref)
 	drop := -1
 	switch {

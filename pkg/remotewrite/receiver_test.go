@@ -22,6 +22,7 @@ import (
 // point is one value a receiver stored for a series.
 type point struct {
 	t  int64
+	st int64 // start timestamp, 2.0 only
 	v  float64
 	h  *histogram.Histogram
 	fh *histogram.FloatHistogram
@@ -75,12 +76,12 @@ type testAppender struct {
 	}
 }
 
-func (a *testAppender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, o storage.AOptions) (storage.SeriesRef, error) {
+func (a *testAppender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, o storage.AOptions) (storage.SeriesRef, error) {
 	a.pts = append(a.pts, struct {
 		ls string
 		p  point
 		m  metadata.Metadata
-	}{ls.String(), point{t: t, v: v, h: h, fh: fh}, o.Metadata})
+	}{ls.String(), point{t: t, st: st, v: v, h: h, fh: fh}, o.Metadata})
 	return storage.SeriesRef(1), nil
 }
 
