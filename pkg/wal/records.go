@@ -13,7 +13,7 @@ import (
 //
 // The zero value is an empty batch, ready to use.
 type Records struct {
-	Series          []record.RefSeries // refs from WAL.NewRef; logged first
+	Series []record.RefSeries // refs from WAL.NewRef; logged first
 	// Samples, Histograms and FloatHistograms may carry a start
 	// (created) timestamp in ST, zero for none. A kind with one is logged
 	// as Prometheus' V2 record (SamplesV2, ...), which keeps ST and which
