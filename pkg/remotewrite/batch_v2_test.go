@@ -244,12 +244,15 @@ func TestQueue_V2Written(t *testing.T) {
 	}
 }
 
-// TestAppendRequestV2 checks our marshaller writes gogo's bytes.
+// TestAppendRequestV2 checks our marshaller writes gogo's bytes, metadata
+// and start timestamps included.
 func TestAppendRequestV2(t *testing.T) {
-	batch := benchBatch(50)
+	batch := withMetadata(benchBatch(50))
 	for i := 0; i < len(batch); i += 7 {
 		batch[i].x = testHistogram(i)
+		batch[i].st = int64(i) * 1000
 	}
+	batch[4].st = 1_700_000_000_000
 	batch[3].x = testHistogram(3).ToFloat(nil)
 	batch = append(batch, sample{series: batch[10].series, t: -5, v: 1, x: &exemplar{labels: []prompb.Label{{Name: "trace_id", Value: "x"}}}})
 	batch[11].t = -1 // negative timestamps are 10-byte varints

@@ -53,6 +53,19 @@ func TestFamilyName(t *testing.T) {
 	}
 }
 
+// FuzzFamilyName: the family is a non-empty prefix of a non-empty name.
+func FuzzFamilyName(f *testing.F) {
+	for _, s := range []string{"http_requests_total", "rpc_seconds_bucket", "_sum", "x_created", "build_info", ""} {
+		f.Add(s, "histogram")
+	}
+	f.Fuzz(func(t *testing.T, name, typ string) {
+		got := familyName(name, model.MetricType(typ))
+		if !strings.HasPrefix(name, got) || (name != "" && got == "") {
+			t.Fatalf("familyName(%q, %q) = %q", name, typ, got)
+		}
+	})
+}
+
 // TestFamilies keeps one entry per family however many series describe it,
 // replaces it when the metadata changes, and skips unknown and dropped
 // series.
