@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/golang/snappy"
@@ -107,6 +108,19 @@ func benchBatch(n int) []sample {
 	return batch
 }
 
+// withMetadata gives the series of batch family metadata, as the reader does
+// from the WAL's Metadata records: all share one counter family.
+func withMetadata(batch []sample) []sample {
+	st := newSeriesTable(labels.EmptyLabels(), nil)
+	f := newFamilies()
+	for i := range batch {
+		s := batch[i].series
+		st.m[refOf(i)] = s
+		f.update(st, []record.RefMetadata{{Ref: refOf(i), Type: uint8(record.Counter), Help: "Seconds the CPUs spent in each mode.", Unit: "seconds"}})
+	}
+	return batch
+}
+
 // BenchmarkEncodeBatch encodes (protobuf, snappy) a batch of float samples
 // as remote-write 1.0 and 2.0; bytes/sample is the compressed wire size.
 func BenchmarkEncodeBatch(b *testing.B) {
@@ -118,11 +132,15 @@ func BenchmarkEncodeBatch(b *testing.B) {
 	}{
 		{"1.0", func(batch []sample) ([]byte, error) { body, _, err := e1.encode(batch); return body, err }},
 		{"2.0", func(batch []sample) ([]byte, error) { r, err := e2.encode(batch); return r.body, err }},
+		{"2.0+metadata", func(batch []sample) ([]byte, error) { r, err := e2.encode(batch); return r.body, err }},
 	}
 	for _, p := range protos {
 		for _, n := range []int{500, 2000} {
 			b.Run(fmt.Sprintf("%s/%d", p.name, n), func(b *testing.B) {
 				batch := benchBatch(n)
+				if strings.HasSuffix(p.name, "+metadata") {
+					batch = withMetadata(batch)
+				}
 				if _, err := p.encode(batch); err != nil { // warm the buffers
 					b.Fatal(err)
 				}

@@ -42,7 +42,9 @@ type v2Result struct {
 // Symbols are collected per request. Consecutive float samples (or
 // histograms) of one series share one TimeSeries; otherwise each gets its
 // own, in batch order, so per-series order holds. An exemplar joins the
-// latest TimeSeries of its series in the batch.
+// latest TimeSeries of its series in the batch. Each TimeSeries carries its
+// series' family metadata, if it has any (series.meta), and each sample
+// and histogram its start timestamp (created timestamp), if the WAL had one.
 func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 	if e.symbols.Symbols() == nil {
 		e.symbols = writev2.NewSymbolTable()
@@ -90,20 +92,32 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 			t.Samples = t.Samples[:0]
 			t.Histograms = t.Histograms[:0]
 			t.Exemplars = t.Exemplars[:0]
+			t.Metadata = writev2.Metadata{}
+			if f := s.series.meta.Load(); f != nil {
+				t.Metadata = writev2.Metadata{
+					Type:    f.v2Type,
+					HelpRef: e.symbols.Symbolize(f.help),
+					UnitRef: e.symbols.Symbolize(f.unit),
+				}
+			}
 			e.owner = append(e.owner, s.series)
 			lastKind = kind
 		}
 		t := &ts[len(ts)-1]
 		switch x := s.x.(type) {
 		case nil:
-			t.Samples = append(t.Samples, writev2.Sample{Value: s.v, Timestamp: s.t})
+			t.Samples = append(t.Samples, writev2.Sample{Value: s.v, Timestamp: s.t, StartTimestamp: s.st})
 		case *histogram.Histogram:
 			t.Histograms = append(t.Histograms, writev2.Histogram{})
-			e.scratch(nh).fromInt(&t.Histograms[len(t.Histograms)-1], s.t, x)
+			h := &t.Histograms[len(t.Histograms)-1]
+			e.scratch(nh).fromInt(h, s.t, x)
+			h.StartTimestamp = s.st
 			nh++
 		case *histogram.FloatHistogram:
 			t.Histograms = append(t.Histograms, writev2.Histogram{})
-			e.scratch(nh).fromFloat(&t.Histograms[len(t.Histograms)-1], s.t, x)
+			h := &t.Histograms[len(t.Histograms)-1]
+			e.scratch(nh).fromFloat(h, s.t, x)
+			h.StartTimestamp = s.st
 			nh++
 		}
 	}

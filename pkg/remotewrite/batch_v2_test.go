@@ -112,6 +112,7 @@ func TestEncodeV2Allocs(t *testing.T) {
 		maxAllocs float64
 	}{
 		{name: "floats", mix: func([]sample) {}},
+		{name: "floats with metadata", mix: func(batch []sample) { withMetadata(batch) }},
 		{
 			name: "float histograms",
 			mix: func(batch []sample) {
@@ -243,12 +244,15 @@ func TestQueue_V2Written(t *testing.T) {
 	}
 }
 
-// TestAppendRequestV2 checks our marshaller writes gogo's bytes.
+// TestAppendRequestV2 checks our marshaller writes gogo's bytes, metadata
+// and start timestamps included.
 func TestAppendRequestV2(t *testing.T) {
-	batch := benchBatch(50)
+	batch := withMetadata(benchBatch(50))
 	for i := 0; i < len(batch); i += 7 {
 		batch[i].x = testHistogram(i)
+		batch[i].st = int64(i) * 1000
 	}
+	batch[4].st = 1_700_000_000_000
 	batch[3].x = testHistogram(3).ToFloat(nil)
 	batch = append(batch, sample{series: batch[10].series, t: -5, v: 1, x: &exemplar{labels: []prompb.Label{{Name: "trace_id", Value: "x"}}}})
 	batch[11].t = -1 // negative timestamps are 10-byte varints
@@ -338,5 +342,69 @@ func TestQueue_V2OrphanExemplar(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(r.q.metrics.exemplarsPending); got != 0 {
 		t.Errorf("exemplars_pending = %v, want 0", got)
+	}
+}
+
+// TestQueue_StartTimestamps sends samples and histograms whose WAL records
+// carry start (created) timestamps: 2.0 delivers them to Prometheus'
+// handler, 1.0 has no field for them.
+func TestQueue_StartTimestamps(t *testing.T) {
+	for _, tc := range []struct {
+		proto  remoteapi.WriteMessageType
+		wantST bool
+	}{
+		{remoteapi.WriteV2MessageType, true},
+		{remoteapi.WriteV1MessageType, false},
+	} {
+		t.Run(string(tc.proto), func(t *testing.T) {
+			st := newTestStore()
+			tr := newHandlerTransport(st, remoteapi.MessageTypes{tc.proto})
+			base := nowMs()
+			log := newFakeLog()
+			end := log.append(
+				seriesRec(rs(1, "__name__", "c_total"), rs(2, "__name__", "h")),
+				fakeRecord{typ: record.SamplesV2, samples: []record.RefSample{
+					{Ref: 1, ST: base - 5000, T: base, V: 1},
+					{Ref: 1, ST: base - 5000, T: base + 1, V: 2},
+				}},
+				fakeRecord{typ: record.HistogramSamplesV2, hists: []record.RefHistogramSample{
+					{Ref: 2, ST: base - 7000, T: base, H: testHistogram(1)},
+				}},
+			)
+			r := startQueue(t, Options{
+				Config: testConfig(t, "http://127.0.0.1:1/write", func(c *config.RemoteWriteConfig) {
+					c.ProtobufMessage = tc.proto
+					c.SendNativeHistograms = true
+				}),
+				Log:       log,
+				Transport: tr,
+			})
+			waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
+			if err := r.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				series string
+				n      int
+				st     int64
+			}{
+				{key("__name__", "c_total"), 2, base - 5000},
+				{key("__name__", "h"), 1, base - 7000},
+			} {
+				pts := st.get(c.series)
+				if len(pts) != c.n {
+					t.Fatalf("%s: %d points, want %d", c.series, len(pts), c.n)
+				}
+				want := c.st
+				if !tc.wantST {
+					want = 0
+				}
+				for _, p := range pts {
+					if p.st != want {
+						t.Errorf("%s at %d: start timestamp %d, want %d", c.series, p.t, p.st, want)
+					}
+				}
+			}
+		})
 	}
 }

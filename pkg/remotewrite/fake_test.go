@@ -17,6 +17,7 @@ type fakeRecord struct {
 	hists     []record.RefHistogramSample
 	fhists    []record.RefFloatHistogramSample
 	exemplars []record.RefExemplar
+	metadata  []record.RefMetadata
 }
 
 // fakeLog is an in-memory Log following the wal.Reader contract: record i
@@ -85,5 +86,6 @@ func (r *fakeReader) Samples() []record.RefSample                       { return
 func (r *fakeReader) Histograms() []record.RefHistogramSample           { return r.rec.hists }
 func (r *fakeReader) FloatHistograms() []record.RefFloatHistogramSample { return r.rec.fhists }
 func (r *fakeReader) Exemplars() []record.RefExemplar                   { return r.rec.exemplars }
+func (r *fakeReader) Metadata() []record.RefMetadata                    { return r.rec.metadata }
 func (r *fakeReader) Position() wal.Position                            { return fakeStart(r.i + 1) }
 func (r *fakeReader) Close() error                                      { return nil }

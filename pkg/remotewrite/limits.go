@@ -25,7 +25,19 @@ const (
 	// dropped before sending, so one bad series cannot make AMP refuse a
 	// whole batch of good ones.
 	ampMaxLabels = 70
+	// ampMaxNameBytes and ampMaxValueBytes are the label name and value
+	// lengths AMP accepts: Cortex's max_label_name_length and
+	// max_label_value_length defaults, which AMP (built on Cortex) answers
+	// with "label name too long" / "label value too long" and a 400 for
+	// the whole request. The quota page's rows for them could not be
+	// checked when this was written (search excerpts stop before them);
+	// Grafana Cloud, also Cortex-derived, documents the same 1024/2048.
+	ampMaxNameBytes  = 1024
+	ampMaxValueBytes = 2048
 )
+
+// ampLimits are the per-series limits enforced before sending to AMP.
+var ampLimits = seriesLimits{maxLabels: ampMaxLabels, maxNameBytes: ampMaxNameBytes, maxValueBytes: ampMaxValueBytes}
 
 // Reasons derived from a receiver's 400 (and 413) answer, for
 // samples_dropped_total. A 400 refuses the whole request (AMP) or does not
@@ -89,4 +101,31 @@ func isAMP(u *url.URL, cfg *config.RemoteWriteConfig, sv *sigv4.Config) bool {
 		return sc.ServiceName == "" || sc.ServiceName == "aps"
 	}
 	return false
+}
+
+// logOverLimit logs the series the last Series record brought that the
+// receiver would refuse. Each series is stored, so logged, once; the
+// limiters keep a flood of them to one line per interval each.
+func (q *Queue) logOverLimit() {
+	lim := q.series.limits
+	for _, o := range q.series.overLimit {
+		switch o.reason {
+		case dropTooManyLabels:
+			q.limitLog.Log(q.logger, "series has more labels than the receiver accepts, its samples are dropped",
+				"reason", reasonTooManyLabels, "series", o.labels.String(), "labels", o.size, "limit", lim.maxLabels)
+		case dropLabelTooLong:
+			// The series is cut short: its labels may be kilobytes.
+			q.lengthLog.Log(q.logger, "series has a label longer than the receiver accepts, its samples are dropped",
+				"reason", reasonLabelTooLong, "name", o.labels.Get("__name__"), "label", truncate(o.label, 64), "bytes", o.size,
+				"max_name_bytes", lim.maxNameBytes, "max_value_bytes", lim.maxValueBytes)
+		}
+	}
+}
+
+// truncate returns s cut to at most n bytes, marked with "..." if cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

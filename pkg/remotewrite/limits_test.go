@@ -13,6 +13,7 @@ import (
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/record"
 )
 
@@ -70,42 +71,104 @@ func TestQueue_SplitsLargeRequests(t *testing.T) {
 	}
 }
 
-// TestQueue_AMPLabelLimit sends to an AMP URL (served in process): a series
-// over AMP's 70 labels is dropped, counted and logged, the others arrive.
-func TestQueue_AMPLabelLimit(t *testing.T) {
-	st := newTestStore()
-	tr := newHandlerTransport(st, remoteapi.MessageTypes{remoteapi.WriteV1MessageType})
+// TestQueue_AMPLabelLimits sends to an AMP URL (served in process): a
+// series over one of AMP's per-series limits is dropped, counted under its
+// reason and logged; the others arrive.
+func TestQueue_AMPLabelLimits(t *testing.T) {
 	many := []string{"__name__", "wide"}
 	for i := range ampMaxLabels {
 		many = append(many, fmt.Sprintf("l%02d", i), "v")
 	}
+	for _, tc := range []struct {
+		name    string
+		bad     []string
+		reason  string
+		wantLog []string
+	}{
+		{"too many labels", many, reasonTooManyLabels, []string{"more labels than the receiver accepts", "l69"}},
+		{"name too long", []string{"__name__", "long_name", strings.Repeat("n", ampMaxNameBytes+1), "v"}, reasonLabelTooLong,
+			[]string{"label longer than the receiver accepts", "long_name", "bytes=1025"}},
+		{"value too long", []string{"__name__", "long_value", "path", strings.Repeat("v", ampMaxValueBytes+1)}, reasonLabelTooLong,
+			[]string{"label longer than the receiver accepts", "long_value", "label=path", "bytes=2049"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newTestStore()
+			tr := newHandlerTransport(st, remoteapi.MessageTypes{remoteapi.WriteV1MessageType})
+			log := newFakeLog()
+			base := nowMs()
+			end := log.append(
+				seriesRec(rs(1, "__name__", "up"), rs(2, tc.bad...)),
+				samplesRec(record.RefSample{Ref: 1, T: base, V: 1}, record.RefSample{Ref: 2, T: base, V: 2}, record.RefSample{Ref: 2, T: base + 1, V: 3}),
+			)
+			var logs syncBuffer
+			r := startQueue(t, Options{
+				Config:    testConfig(t, "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write", nil),
+				Log:       log,
+				Transport: tr,
+				Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
+			})
+			waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
+			if err := r.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			if got := st.get(key("__name__", "up")); len(got) != 1 {
+				t.Errorf("series up: got %d samples, want 1", len(got))
+			}
+			if got := st.count(); got != 1 {
+				t.Errorf("receiver stored %d samples, want 1", got)
+			}
+			if got := testutil.ToFloat64(r.q.metrics.samplesDropped.WithLabelValues(tc.reason)); got != 2 {
+				t.Errorf("samples_dropped_total{reason=%s} = %v, want 2", tc.reason, got)
+			}
+			for _, w := range tc.wantLog {
+				if !strings.Contains(logs.String(), w) {
+					t.Errorf("log lacks %q: %s", w, logs.String())
+				}
+			}
+		})
+	}
+}
+
+// TestQueue_LabelLimitsOnlyForAMP: the same long label goes to a receiver
+// that is not AMP.
+func TestQueue_LabelLimitsOnlyForAMP(t *testing.T) {
+	st := newTestStore()
+	tr := newHandlerTransport(st, remoteapi.MessageTypes{remoteapi.WriteV1MessageType})
 	log := newFakeLog()
-	base := nowMs()
 	end := log.append(
-		seriesRec(rs(1, "__name__", "up"), rs(2, many...)),
-		samplesRec(record.RefSample{Ref: 1, T: base, V: 1}, record.RefSample{Ref: 2, T: base, V: 2}, record.RefSample{Ref: 2, T: base + 1, V: 3}),
+		seriesRec(rs(1, "__name__", "long", "path", strings.Repeat("v", ampMaxValueBytes+1))),
+		samplesRec(record.RefSample{Ref: 1, T: nowMs(), V: 1}),
 	)
-	var logs syncBuffer
-	r := startQueue(t, Options{
-		Config:    testConfig(t, "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write", nil),
-		Log:       log,
-		Transport: tr,
-		Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
-	})
+	r := startQueue(t, Options{Config: testConfig(t, "http://127.0.0.1:1/write", nil), Log: log, Transport: tr})
 	waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	if got := st.get(key("__name__", "up")); len(got) != 1 {
-		t.Errorf("series up: got %d samples, want 1", len(got))
-	}
 	if got := st.count(); got != 1 {
 		t.Errorf("receiver stored %d samples, want 1", got)
 	}
-	if got := testutil.ToFloat64(r.q.metrics.samplesDropped.WithLabelValues(reasonTooManyLabels)); got != 2 {
-		t.Errorf("samples_dropped_total{reason=too_many_labels} = %v, want 2", got)
+}
+
+func TestSeriesLimits(t *testing.T) {
+	lim := seriesLimits{maxLabels: 2, maxNameBytes: 3, maxValueBytes: 4}
+	for _, tc := range []struct {
+		kv     []string
+		over   bool
+		reason int
+		label  string
+	}{
+		{[]string{"a", "1234"}, false, 0, ""},
+		{[]string{"a", "1", "b", "2", "c", "3"}, true, dropTooManyLabels, ""},
+		{[]string{"abcd", "1"}, true, dropLabelTooLong, "abcd"},
+		{[]string{"a", "12345"}, true, dropLabelTooLong, "a"},
+		{[]string{"a", "1", "b", "12345"}, true, dropLabelTooLong, "b"},
+	} {
+		o, over := lim.check(labels.FromStrings(tc.kv...))
+		if over != tc.over || (over && (o.reason != tc.reason || o.label != tc.label)) {
+			t.Errorf("check(%v) = %+v, %v; want reason %d label %q, %v", tc.kv, o, over, tc.reason, tc.label, tc.over)
+		}
 	}
-	if l := logs.String(); !strings.Contains(l, "more labels than the receiver accepts") || !strings.Contains(l, "l69") {
-		t.Errorf("the series over the limit is not logged: %s", logs.String())
+	if _, over := (seriesLimits{}).check(labels.FromStrings("a", strings.Repeat("x", 1<<16))); over {
+		t.Error("zero limits refused a series")
 	}
 }

@@ -19,6 +19,8 @@ type queueMetrics struct {
 	samplesDropped, histogramsDropped, exemplarsDropped *prometheus.CounterVec
 	samplesPending, histogramsPending, exemplarsPending prometheus.Gauge
 	seriesDropped, walReadErrors                        prometheus.Counter
+	metadataTotal, metadataFailed                       prometheus.Counter
+	metadataRetried, metadataBytes                      prometheus.Counter
 
 	shards, shardsMin, shardsMax, shardsDesired prometheus.Gauge
 	shardCapacity, maxSamplesPerSend            prometheus.Gauge
@@ -27,7 +29,10 @@ type queueMetrics struct {
 	highestRead, highestEnqueued, highestSent   *maxGauge
 }
 
-func newQueueMetrics(reg prometheus.Registerer, name, url string) *queueMetrics {
+// newQueueMetrics builds the metrics of the queue named name sending to
+// url (redacted). lagBytes, if not nil, is what
+// rwagent_remote_write_lag_bytes reports on each scrape.
+func newQueueMetrics(reg prometheus.Registerer, name, url string, lagBytes func() float64) *queueMetrics {
 	m := &queueMetrics{reg: reg}
 	constLabels := prometheus.Labels{"remote_name": name, "url": url}
 	counter := func(name, help string) prometheus.Counter {
@@ -63,6 +68,10 @@ func newQueueMetrics(reg prometheus.Registerer, name, url string) *queueMetrics 
 	m.samplesDropped = dropped("samples_dropped_total", "Total number of samples which were dropped after being read from the WAL before being sent via remote write, by reason.")
 	m.histogramsDropped = dropped("histograms_dropped_total", "Total number of histogram samples which were dropped after being read from the WAL before being sent via remote write, by reason.")
 	m.exemplarsDropped = dropped("exemplars_dropped_total", "Total number of exemplars which were dropped after being read from the WAL before being sent via remote write, by reason.")
+	m.metadataTotal = counter("metadata_total", "Total number of metadata entries sent to remote storage (remote write 1.0 only).")
+	m.metadataFailed = counter("metadata_failed_total", "Total number of metadata entries which failed on send to remote storage, non-recoverable errors or still failing at the next send_interval (remote write 1.0 only).")
+	m.metadataRetried = counter("metadata_retried_total", "Total number of metadata entries which failed on send to remote storage but were retried because the send error was recoverable (remote write 1.0 only).")
+	m.metadataBytes = counter("metadata_bytes_total", "The total number of bytes of metadata sent by the queue after compression (remote write 1.0 only).")
 	m.samplesPending = gauge("samples_pending", "The number of samples pending in the queues shards to be sent to the remote storage.")
 	m.histogramsPending = gauge("histograms_pending", "The number of histogram samples pending in the queues shards to be sent to the remote storage.")
 	m.exemplarsPending = gauge("exemplars_pending", "The number of exemplars pending in the queues shards to be sent to the remote storage.")
@@ -103,6 +112,12 @@ func newQueueMetrics(reg prometheus.Registerer, name, url string) *queueMetrics 
 		Help: "Newest timestamp read from the WAL minus newest timestamp delivered: how far this endpoint is behind, in sample time.",
 	}, func() float64 { return max(m.highestRead.get()-m.highestSent.get(), 0) })
 	m.collectors = append(m.collectors, lag)
+	if lagBytes != nil {
+		m.collectors = append(m.collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "rwagent", Subsystem: "remote_write", Name: "lag_bytes", ConstLabels: constLabels,
+			Help: "WAL bytes from this endpoint's acknowledged position to the WAL head: how far behind it is, in bytes (NaN if the WAL cannot be measured).",
+		}, lagBytes))
+	}
 	return m
 }
 

@@ -122,6 +122,10 @@ func TestQueue_Metrics(t *testing.T) {
 			"prometheus_remote_storage_shards_min":                           1,
 			"prometheus_remote_storage_shards_max":                           50,
 			"rwagent_remote_write_lag_seconds":                               0,
+			"prometheus_remote_storage_metadata_total":                       0,
+			"prometheus_remote_storage_metadata_failed_total":                0,
+			"prometheus_remote_storage_metadata_retried_total":               0,
+			"prometheus_remote_storage_metadata_bytes_total":                 0,
 		} {
 			got, ok := found[name]
 			switch {

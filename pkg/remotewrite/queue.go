@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -56,8 +57,10 @@ type Options struct {
 	// receiver answers 415 (or a 2xx without written counts), then 1.0
 	// for the rest of the Queue's life; sigv4 tags and
 	// use_fips_sts_endpoint are not supported.
-	// Metadata is not sent. Config must not change while the Queue
-	// exists.
+	// metadata_config is honoured: with send (the default) the latest
+	// metadata of each metric family is sent as 1.0 metadata every
+	// send_interval, and with each 2.0 series. Config must not change
+	// while the Queue exists.
 	Config *config.RemoteWriteConfig
 	// ExternalLabels are added to every series that lacks them, before
 	// write relabeling. They must be sorted (labels.Labels always are).
@@ -123,6 +126,12 @@ type Queue struct {
 	reshardCh            chan int
 	rates                shardRates
 
+	// metadata sends families as 1.0 metadata; nil when
+	// metadata_config.send is false, and then Metadata records are not
+	// read and 2.0 series carry none.
+	metadata *metadataSender
+	families *families
+
 	// Owned by the reader goroutine.
 	series *seriesTable
 	stage  []staging
@@ -138,6 +147,7 @@ type Queue struct {
 
 	rejectLog                                  map[string]*lograte.Limiter // by reason; fixed in New
 	retryLog, unknownLog, readErrLog, limitLog lograte.Limiter
+	lengthLog, metadataLog                     lograte.Limiter
 
 	ran atomic.Bool
 }
@@ -197,17 +207,23 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		series:         newSeriesTable(opts.ExternalLabels, cfg.WriteRelabelConfigs),
 		rejectLog:      map[string]*lograte.Limiter{},
 		limitLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
+		lengthLog:      lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
+		metadataLog:    lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
+		families:       newFamilies(),
 		maxBytes:       DefaultMaxRequestBytes,
 		retryLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
 		unknownLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
 		readErrLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
 	}
 	q.v2.Store(cfg.ProtobufMessage == remoteapi.WriteV2MessageType)
+	if cfg.MetadataConfig.Send {
+		q.metadata = newMetadataSender(q, cfg.MetadataConfig)
+	}
 	for _, r := range rejectReasons {
 		q.rejectLog[r] = &lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError}
 	}
 	if isAMP(cfg.URL.URL, cfg, opts.SigV4) {
-		q.series.maxLabels = ampMaxLabels
+		q.series.limits = ampLimits
 	}
 	if q.flushDeadline <= 0 {
 		q.flushDeadline = DefaultFlushDeadline
@@ -230,7 +246,17 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 	// The ring must hold a full batch, or a shard below
 	// max_samples_per_send would only ever send at the deadline.
 	q.capacity = max(qc.Capacity, qc.MaxSamplesPerSend)
-	q.metrics = newQueueMetrics(opts.Registerer, name, cfg.URL.Redacted())
+	var lagBytes func() float64
+	if sl, ok := opts.Log.(SizedLog); ok {
+		lagBytes = func() float64 {
+			n, err := sl.BytesAfter(q.Acked())
+			if err != nil {
+				return math.NaN()
+			}
+			return float64(n)
+		}
+	}
+	q.metrics = newQueueMetrics(opts.Registerer, name, cfg.URL.Redacted(), lagBytes)
 	q.installShards(q.minShards)
 	q.metrics.shardsMin.Set(float64(qc.MinShards))
 	q.metrics.shardsMax.Set(float64(qc.MaxShards))
@@ -270,6 +296,9 @@ func (q *Queue) Run(ctx context.Context) error {
 	reshardCtx, stopResharding := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { q.reshardLoop(reshardCtx) })
+	if q.metadata != nil {
+		wg.Go(func() { q.metadata.run(reshardCtx) })
+	}
 	q.read(ctx, sendCtx, r)
 	stopResharding()
 	wg.Wait()

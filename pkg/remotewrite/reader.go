@@ -29,6 +29,7 @@ type Reader interface {
 	Histograms() []record.RefHistogramSample
 	FloatHistograms() []record.RefFloatHistogramSample
 	Exemplars() []record.RefExemplar
+	Metadata() []record.RefMetadata
 	// Position is the position just after the current record.
 	Position() wal.Position
 	Close() error
@@ -39,10 +40,20 @@ type Log interface {
 	NewReader(from wal.Position) (Reader, error)
 }
 
+// SizedLog is a Log that can say how many bytes it holds from a position
+// on, as *wal.WAL.BytesAfter does; a Queue on one exports
+// rwagent_remote_write_lag_bytes. WALLog's Log is one.
+type SizedLog interface {
+	Log
+	BytesAfter(p wal.Position) (int64, error)
+}
+
 // WALLog adapts w to Log.
 func WALLog(w *wal.WAL) Log { return walLog{w} }
 
 type walLog struct{ w *wal.WAL }
+
+func (l walLog) BytesAfter(p wal.Position) (int64, error) { return l.w.BytesAfter(p) }
 
 func (l walLog) NewReader(from wal.Position) (Reader, error) {
 	r, err := l.w.NewReader(from)
@@ -113,14 +124,15 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 			if n := q.series.store(r.Series()); n > 0 {
 				q.metrics.seriesDropped.Add(float64(n))
 			}
-			for _, ls := range q.series.overLimit {
-				q.limitLog.Log(q.logger, "series has more labels than the receiver accepts, its samples are dropped",
-					"series", ls.String(), "labels", ls.Len(), "limit", q.series.maxLabels)
+			q.logOverLimit()
+		case record.Metadata:
+			if q.metadata != nil {
+				q.families.update(q.series, r.Metadata())
 			}
 		case record.Samples, record.SamplesV2:
 			q.begin()
 			for _, s := range r.Samples() {
-				if !q.add(ctx, s.Ref, s.T, s.V, nil) {
+				if !q.add(ctx, s.Ref, s.T, s.ST, s.V, nil) {
 					break
 				}
 			}
@@ -128,7 +140,7 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 			if q.sendHistograms {
 				q.begin()
 				for _, h := range r.Histograms() {
-					if !q.add(ctx, h.Ref, h.T, 0, h.H) {
+					if !q.add(ctx, h.Ref, h.T, h.ST, 0, h.H) {
 						break
 					}
 				}
@@ -137,7 +149,7 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 			if q.sendHistograms {
 				q.begin()
 				for _, h := range r.FloatHistograms() {
-					if !q.add(ctx, h.Ref, h.T, 0, h.FH) {
+					if !q.add(ctx, h.Ref, h.T, h.ST, 0, h.FH) {
 						break
 					}
 				}
@@ -146,7 +158,7 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 			if q.sendExemplars {
 				q.begin()
 				for _, e := range r.Exemplars() {
-					if !q.add(ctx, e.Ref, e.T, e.V, e.Labels) {
+					if !q.add(ctx, e.Ref, e.T, 0, e.V, e.Labels) {
 						break
 					}
 				}
@@ -172,11 +184,11 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 type current struct {
 	active  bool
 	seq     uint64
-	minT    int64     // samples before it are too old; math.MinInt64 if no limit
-	dropped [5]counts // indexed by the drop* constants
-	highest int64     // newest timestamp queued
-	read    int64     // newest timestamp read, queued or dropped
-	err     error     // from a push interrupted by ctx
+	minT    int64                    // samples before it are too old; math.MinInt64 if no limit
+	dropped [len(dropReasons)]counts // indexed by the drop* constants
+	highest int64                    // newest timestamp queued
+	read    int64                    // newest timestamp read, queued or dropped
+	err     error                    // from a push interrupted by ctx
 }
 
 const (
@@ -185,6 +197,7 @@ const (
 	dropTooOld
 	dropNHCB
 	dropTooManyLabels
+	dropLabelTooLong
 )
 
 var dropReasons = [...]string{
@@ -193,6 +206,7 @@ var dropReasons = [...]string{
 	dropTooOld:        reasonTooOld,
 	dropNHCB:          reasonNHCB,
 	dropTooManyLabels: reasonTooManyLabels,
+	dropLabelTooLong:  reasonLabelTooLong,
 }
 
 // begin starts queueing a record's samples.
@@ -208,14 +222,14 @@ func (q *Queue) begin() {
 }
 
 // add stages one sample of the current record for its series' shard, or
-// counts it as dropped. x is nil for a float sample, the WAL reader's
+// counts it as dropped. start is its start timestamp, zero if none. x is nil for a float sample, the WAL reader's
 // *histogram.Histogram or *histogram.FloatHistogram, or an exemplar's
 // labels.Labels. add returns false if ctx was done
 // while the shard was full; the caller must stop adding then.
-func (q *Queue) add(ctx context.Context, ref chunks.HeadSeriesRef, t int64, v float64, x any) bool {
+func (q *Queue) add(ctx context.Context, ref chunks.HeadSeriesRef, t, start int64, v float64, x any) bool {
 	c := &q.cur
 	c.read = max(c.read, t)
-	s := sample{seq: c.seq, t: t, v: v}
+	s := sample{seq: c.seq, t: t, st: start, v: v}
 	st, known := q.series.get(ref)
 	drop := -1
 	switch {
@@ -224,8 +238,8 @@ func (q *Queue) add(ctx context.Context, ref chunks.HeadSeriesRef, t int64, v fl
 		q.unknownLog.Log(q.logger, "dropped sample of a series not in the WAL", "ref", ref)
 	case st == nil:
 		drop = dropRelabeled
-	case st.overLimit:
-		drop = dropTooManyLabels
+	case st.refused >= 0:
+		drop = int(st.refused)
 	case t < c.minT:
 		drop = dropTooOld
 	}

@@ -45,7 +45,7 @@ func enqueueRecord(q *Queue, samples []record.RefSample, pos wal.Position) {
 	ctx := context.Background()
 	q.begin()
 	for _, s := range samples {
-		q.add(ctx, s.Ref, s.T, s.V, nil)
+		q.add(ctx, s.Ref, s.T, s.ST, s.V, nil)
 	}
 	if err := q.finish(ctx); err != nil {
 		panic(err)

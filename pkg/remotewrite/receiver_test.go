@@ -14,6 +14,7 @@ import (
 	promexemplar "github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 )
@@ -21,6 +22,7 @@ import (
 // point is one value a receiver stored for a series.
 type point struct {
 	t  int64
+	st int64 // start timestamp, 2.0 only
 	v  float64
 	h  *histogram.Histogram
 	fh *histogram.FloatHistogram
@@ -32,11 +34,12 @@ type testStore struct {
 	mu        sync.Mutex
 	points    map[string][]point // by labels.String()
 	exemplars map[string][]promexemplar.Exemplar
-	n         int // points committed
+	metadata  map[string]metadata.Metadata // latest, by series
+	n         int                          // points committed
 }
 
 func newTestStore() *testStore {
-	return &testStore{points: map[string][]point{}, exemplars: map[string][]promexemplar.Exemplar{}}
+	return &testStore{points: map[string][]point{}, exemplars: map[string][]promexemplar.Exemplar{}, metadata: map[string]metadata.Metadata{}}
 }
 
 func (s *testStore) AppenderV2(context.Context) storage.AppenderV2 { return &testAppender{s: s} }
@@ -53,11 +56,19 @@ func (s *testStore) get(ls string) []point {
 	return append([]point(nil), s.points[ls]...)
 }
 
+func (s *testStore) getMetadata(ls string) (metadata.Metadata, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.metadata[ls]
+	return m, ok
+}
+
 type testAppender struct {
 	s   *testStore
 	pts []struct {
 		ls string
 		p  point
+		m  metadata.Metadata
 	}
 	exs []struct {
 		ls string
@@ -65,11 +76,12 @@ type testAppender struct {
 	}
 }
 
-func (a *testAppender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ storage.AOptions) (storage.SeriesRef, error) {
+func (a *testAppender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, o storage.AOptions) (storage.SeriesRef, error) {
 	a.pts = append(a.pts, struct {
 		ls string
 		p  point
-	}{ls.String(), point{t: t, v: v, h: h, fh: fh}})
+		m  metadata.Metadata
+	}{ls.String(), point{t: t, st: st, v: v, h: h, fh: fh}, o.Metadata})
 	return storage.SeriesRef(1), nil
 }
 
@@ -88,6 +100,9 @@ func (a *testAppender) Commit() error {
 	defer a.s.mu.Unlock()
 	for _, p := range a.pts {
 		a.s.points[p.ls] = append(a.s.points[p.ls], p.p)
+		if p.m != (metadata.Metadata{}) {
+			a.s.metadata[p.ls] = p.m
+		}
 		a.s.n++
 	}
 	for _, e := range a.exs {

@@ -1,6 +1,8 @@
 package remotewrite
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/prompb"
@@ -9,15 +11,21 @@ import (
 )
 
 // series is one WAL series as it is sent: its labels after external labels
-// and write_relabel_configs, converted to prompb once. It is immutable after
-// creation and shared by the reader and the shards without locking.
+// and write_relabel_configs, converted to prompb once. It is shared by the
+// reader and the shards without locking: all but meta is immutable after
+// creation, and meta is atomic.
 type series struct {
 	// labels are sorted by name. Their strings point into one buffer
 	// owned by this series.
 	labels []prompb.Label
-	// overLimit is set when the receiver would refuse the series (more
-	// labels than its limit): its samples are dropped, not sent.
-	overLimit bool
+	// refused is the drop* reason the receiver would refuse the series
+	// for (more labels than its limit, a label name or value too long),
+	// or -1: the samples of a refused series are dropped, not sent.
+	refused int8
+	// meta is the series' family metadata, nil until a Metadata record
+	// names the series (or when metadata_config.send is false). The
+	// reader stores it; a 2.0 encoder loads it.
+	meta atomic.Pointer[family]
 }
 
 // seriesTable maps WAL series refs to what is sent for them. It is owned by
@@ -31,11 +39,47 @@ type seriesTable struct {
 	relabel  []*relabel.Config
 	builder  labels.Builder
 	buf      []byte // scratch for packing label strings
-	// maxLabels is the receiver's labels-per-series limit; zero: none.
-	maxLabels int
-	// overLimit lists the series the last store found over maxLabels, for
+	// limits are the receiver's per-series limits; zero: none.
+	limits seriesLimits
+	// overLimit lists the series the last store found over a limit, for
 	// the caller to log; valid until the next store.
-	overLimit []labels.Labels
+	overLimit []refusal
+}
+
+// seriesLimits are what a receiver refuses a series for. A zero field
+// means no limit.
+type seriesLimits struct {
+	maxLabels     int // labels per series
+	maxNameBytes  int // bytes in a label name
+	maxValueBytes int // bytes in a label value
+}
+
+// refusal is a series over one of the seriesLimits.
+type refusal struct {
+	labels labels.Labels
+	reason int    // dropTooManyLabels or dropLabelTooLong
+	label  string // the label too long, for dropLabelTooLong
+	size   int    // its length, or the number of labels
+}
+
+// check returns the first limit ls is over, and false if none.
+func (l seriesLimits) check(ls labels.Labels) (o refusal, over bool) {
+	if l.maxLabels > 0 && ls.Len() > l.maxLabels {
+		return refusal{labels: ls, reason: dropTooManyLabels, size: ls.Len()}, true
+	}
+	if l.maxNameBytes <= 0 && l.maxValueBytes <= 0 {
+		return o, false
+	}
+	ls.Range(func(lb labels.Label) {
+		switch {
+		case over:
+		case l.maxNameBytes > 0 && len(lb.Name) > l.maxNameBytes:
+			o, over = refusal{labels: ls, reason: dropLabelTooLong, label: lb.Name, size: len(lb.Name)}, true
+		case l.maxValueBytes > 0 && len(lb.Value) > l.maxValueBytes:
+			o, over = refusal{labels: ls, reason: dropLabelTooLong, label: lb.Name, size: len(lb.Value)}, true
+		}
+	})
+	return o, over
 }
 
 // newSeriesTable returns an empty table that merges external (external
@@ -72,10 +116,10 @@ func (t *seriesTable) store(rs []record.RefSeries) (dropped int) {
 			continue
 		}
 		ls := t.builder.Labels()
-		s := &series{labels: t.protoLabels(ls)}
-		if t.maxLabels > 0 && ls.Len() > t.maxLabels {
-			s.overLimit = true
-			t.overLimit = append(t.overLimit, ls)
+		s := &series{labels: t.protoLabels(ls), refused: -1}
+		if o, over := t.limits.check(ls); over {
+			s.refused = int8(o.reason)
+			t.overLimit = append(t.overLimit, o)
 		}
 		t.m[rs[i].Ref] = s
 	}

@@ -13,10 +13,12 @@ import (
 // sample is one queued item: a float sample (x == nil), a native histogram
 // (x is the reader's *histogram.Histogram or *histogram.FloatHistogram, never
 // modified) or an exemplar (x is an *exemplar; t and v are the exemplar's).
+// st is the start (created) timestamp the WAL gave a sample or histogram,
+// zero if none; only 2.0 can send it.
 type sample struct {
 	series *series
 	seq    uint64 // sequence number of the WAL record it came from, see acks
-	t      int64
+	t, st  int64
 	v      float64
 	x      any
 }

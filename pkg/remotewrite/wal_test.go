@@ -3,9 +3,12 @@ package remotewrite
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunks"
@@ -121,5 +124,73 @@ func checkRealWAL(t *testing.T, st *testStore, nSeries, from, to int) {
 			t.Errorf("histogram %d = %v, want %v", i, p.h, testHistogram(from+i))
 			break
 		}
+	}
+}
+
+// TestQueue_LagBytes tails a real WAL while the receiver fails: the lag in
+// bytes is the record not delivered; once the receiver recovers and all is acked
+// it is zero.
+func TestQueue_LagBytes(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) bool {
+		if failing.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	})
+	w, err := wal.Open(wal.Options{Dir: t.TempDir(), Fsync: wal.FsyncNever}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// The Series record is acked once read; the samples are the lag.
+	var recs wal.Records
+	ref := w.NewRef()
+	recs.Series = append(recs.Series, record.RefSeries{Ref: ref, Labels: labels.FromStrings("__name__", "m")})
+	if err := w.Log(&recs); err != nil {
+		t.Fatal(err)
+	}
+	seriesBytes, err := w.BytesAfter(wal.Position{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs.Reset()
+	for i := range 100 {
+		recs.Samples = append(recs.Samples, record.RefSample{Ref: ref, T: nowMs() + int64(i), V: float64(i)})
+	}
+	if err := w.Log(&recs); err != nil {
+		t.Fatal(err)
+	}
+	all, err := w.BytesAfter(wal.Position{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := all - seriesBytes
+	reg := prometheus.NewRegistry()
+	r := startQueue(t, Options{Config: testConfig(t, rc.srv.URL, nil), Log: WALLog(w), Registerer: reg})
+	lag := func() float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "rwagent_remote_write_lag_bytes" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("rwagent_remote_write_lag_bytes not registered")
+		return 0
+	}
+	waitFor(t, "a failed attempt", func() bool { return rc.requestCount() > 0 })
+	if got := lag(); got != float64(logged) {
+		t.Errorf("lag while failing = %v bytes, want %d (the samples record)", got, logged)
+	}
+	failing.Store(false)
+	waitFor(t, "lag zero", func() bool { return lag() == 0 })
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
 	}
 }

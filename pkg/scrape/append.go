@@ -54,6 +54,7 @@ type appendOptions struct {
 	validation               model.ValidationScheme
 	parser                   textparse.ParserOptions
 	extraMetrics             bool
+	startTimestamps          bool // ManagerOptions.StartTimestamps
 }
 
 // appendResult counts one exposition's samples.
@@ -217,16 +218,20 @@ func (a *appender) append(b []byte, contentType string, t, now int64) (res appen
 			res.seriesAdded++
 		}
 		e.pendT = st
+		var start int64
+		if opts.startTimestamps {
+			start = p.StartTimestamp() // a look-ahead in OpenMetrics 1.0: only when asked
+		}
 		switch {
 		case h != nil:
 			e.kind = kindHistogram
-			a.recs.Histograms = append(a.recs.Histograms, record.RefHistogramSample{Ref: e.ref, T: st, H: h})
+			a.recs.Histograms = append(a.recs.Histograms, record.RefHistogramSample{Ref: e.ref, ST: start, T: st, H: h})
 		case fh != nil:
 			e.kind = kindFloatHistogram
-			a.recs.FloatHistograms = append(a.recs.FloatHistograms, record.RefFloatHistogramSample{Ref: e.ref, T: st, FH: fh})
+			a.recs.FloatHistograms = append(a.recs.FloatHistograms, record.RefFloatHistogramSample{Ref: e.ref, ST: start, T: st, FH: fh})
 		default:
 			e.kind = kindFloat
-			a.recs.Samples = append(a.recs.Samples, record.RefSample{Ref: e.ref, T: st, V: v})
+			a.recs.Samples = append(a.recs.Samples, record.RefSample{Ref: e.ref, ST: start, T: st, V: v})
 		}
 		a.appendExemplars(p, e, st, isHist)
 		if meta != nil && (isNew || meta.changed == c.iter) {

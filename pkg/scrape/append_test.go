@@ -2,6 +2,7 @@ package scrape
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -480,5 +481,37 @@ func TestAppend_ExtraScrapeMetrics(t *testing.T) {
 	}
 	if s.staleAll("__name__", "up") {
 		t.Error("up staled")
+	}
+}
+
+// TestAppend_StartTimestamps: with the option, an OpenMetrics counter's
+// _created line becomes the start timestamp of its sample in the WAL, and
+// Prometheus' parser skips the _created series. Without it, no start
+// timestamp and the _created series is an ordinary one.
+func TestAppend_StartTimestamps(t *testing.T) {
+	const body = "# TYPE req counter\nreq_total 5\nreq_created 1700000000.5\n# TYPE temp gauge\ntemp 20\n# EOF\n"
+	for _, tc := range []struct {
+		on     bool
+		wantST int64
+	}{{true, 1_700_000_000_500}, {false, 0}} {
+		t.Run(fmt.Sprintf("on=%v", tc.on), func(t *testing.T) {
+			s := newMemStorage()
+			opts := testOptions()
+			opts.startTimestamps = tc.on
+			a := newTestAppender(opts, s)
+			if _, err := step(a, s, body, ctOM, 1_700_000_100_000); err != nil {
+				t.Fatal(err)
+			}
+			got := s.floats(t, "__name__", "req_total")
+			if len(got) != 1 || got[0].ST != tc.wantST {
+				t.Errorf("req_total = %+v, want one sample with ST %d", got, tc.wantST)
+			}
+			if got := s.floats(t, "__name__", "temp"); len(got) != 1 || got[0].ST != 0 {
+				t.Errorf("temp = %+v, want one sample without ST", got)
+			}
+			if got, want := len(s.floats(t, "__name__", "req_created")), map[bool]int{true: 0, false: 1}[tc.on]; got != want {
+				t.Errorf("req_created: %d samples, want %d", got, want)
+			}
+		})
 	}
 }

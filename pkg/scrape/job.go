@@ -214,6 +214,7 @@ func (m *Manager) newLoop(jc *jobConfig, t *scrape.Target, hash, key uint64, cac
 		metricRelabel:            cfg.MetricRelabelConfigs,
 		validation:               cfg.MetricNameValidationScheme,
 		extraMetrics:             cfg.ExtraScrapeMetricsEnabled(),
+		startTimestamps:          m.opts.StartTimestamps,
 		parser: textparse.ParserOptions{
 			IgnoreNativeHistograms:                  !boolLabel(t, labelScrapeNativeHistograms, cfg.ScrapeNativeHistogramsEnabled()),
 			ConvertClassicHistogramsToNHCB:          boolLabel(t, labelConvertClassicToNHCB, cfg.ConvertClassicHistogramsToNHCBEnabled()),

@@ -62,6 +62,14 @@ type ManagerOptions struct {
 	// WrapTransport, when set, wraps the HTTP transport of each job's
 	// client (rwagent signs scrapes with SigV4 this way). Nil: no wrapping.
 	WrapTransport WrapTransport
+	// StartTimestamps parses each sample's start (created) timestamp, from
+	// protobuf CreatedTimestamp or OpenMetrics _created lines, into the
+	// WAL (as Prometheus' ParseST does), where remote write 2.0 sends it.
+	// It costs a look-ahead per sample in the OpenMetrics 1.0 parser,
+	// whose look-ahead then skips the _created series themselves (as in
+	// Prometheus with ParseST). Zero: not parsed, _created series are
+	// scraped as samples, and the WAL keeps V1 sample records.
+	StartTimestamps bool
 }
 
 // WrapTransport returns the transport a job's scrapes go through, built

@@ -13,8 +13,13 @@ import (
 //
 // The zero value is an empty batch, ready to use.
 type Records struct {
-	Series          []record.RefSeries // refs from WAL.NewRef; logged first
-	Samples         []record.RefSample // ST is not stored (remote-write 1.0 has no field for it)
+	Series []record.RefSeries // refs from WAL.NewRef; logged first
+	// Samples, Histograms and FloatHistograms may carry a start
+	// (created) timestamp in ST, zero for none. A kind with one is logged
+	// as Prometheus' V2 record (SamplesV2, ...), which keeps ST and which
+	// older Prometheus versions cannot read; without, as the V1 record
+	// every version reads.
+	Samples         []record.RefSample
 	Histograms      []record.RefHistogramSample
 	FloatHistograms []record.RefFloatHistogramSample
 	Exemplars       []record.RefExemplar
@@ -86,7 +91,7 @@ func (k kind) name() string {
 // batch mixing custom-bucket histograms with exponential ones, for which
 // record.Encoder allocates the list of custom-bucket samples.
 func (r *Records) encode() [][]byte {
-	var enc record.Encoder // V1 records: Prometheus' default, readable by every version.
+	var enc record.Encoder // V1 records unless ST needs V2, see Records.
 	r.n = 0
 	if len(r.Series) > 0 {
 		r.add(kindSeries, enc.Series(r.Series, r.bufs[kindSeries][:0]))
@@ -95,9 +100,11 @@ func (r *Records) encode() [][]byte {
 		r.add(kindMetadata, enc.Metadata(r.Metadata, r.bufs[kindMetadata][:0]))
 	}
 	if len(r.Samples) > 0 {
+		enc.EnableSTStorage = hasST(r.Samples, func(s *record.RefSample) int64 { return s.ST })
 		r.add(kindSamples, enc.Samples(r.Samples, r.bufs[kindSamples][:0]))
 	}
 	if len(r.Histograms) > 0 {
+		enc.EnableSTStorage = hasST(r.Histograms, func(s *record.RefHistogramSample) int64 { return s.ST })
 		// HistogramSamples returns an empty record when every histogram
 		// uses custom buckets, and hands those back for their own record.
 		b, custom := enc.HistogramSamples(r.Histograms, r.bufs[kindHistograms][:0])
@@ -107,6 +114,7 @@ func (r *Records) encode() [][]byte {
 		}
 	}
 	if len(r.FloatHistograms) > 0 {
+		enc.EnableSTStorage = hasST(r.FloatHistograms, func(s *record.RefFloatHistogramSample) int64 { return s.ST })
 		b, custom := enc.FloatHistogramSamples(r.FloatHistograms, r.bufs[kindFloatHistograms][:0])
 		r.add(kindFloatHistograms, b)
 		if len(custom) > 0 {
@@ -149,4 +157,14 @@ func (r *Records) entries(k kind) int {
 	default:
 		return 0
 	}
+}
+
+// hasST reports whether any entry of s has a start timestamp.
+func hasST[T any](s []T, st func(*T) int64) bool {
+	for i := range s {
+		if st(&s[i]) != 0 {
+			return true
+		}
+	}
+	return false
 }

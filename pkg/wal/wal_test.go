@@ -198,7 +198,7 @@ func equalRecords(want, got *Records) error {
 	}
 	for i, h := range want.Histograms {
 		g := got.Histograms[i]
-		if h.Ref != g.Ref || h.T != g.T || !h.H.Equals(g.H) {
+		if h.Ref != g.Ref || h.T != g.T || h.ST != g.ST || !h.H.Equals(g.H) {
 			return fmt.Errorf("histogram %d: got %v %v, want %v %v", i, g, g.H, h, h.H)
 		}
 	}
@@ -207,7 +207,7 @@ func equalRecords(want, got *Records) error {
 	}
 	for i, h := range want.FloatHistograms {
 		g := got.FloatHistograms[i]
-		if h.Ref != g.Ref || h.T != g.T || !h.FH.Equals(g.FH) {
+		if h.Ref != g.Ref || h.T != g.T || h.ST != g.ST || !h.FH.Equals(g.FH) {
 			return fmt.Errorf("float histogram %d: got %v %v, want %v %v", i, g, g.FH, h, h.FH)
 		}
 	}
@@ -258,6 +258,10 @@ func TestLogReadRoundTrip(t *testing.T) {
 	customFloatHists := []record.RefFloatHistogramSample{{Ref: 2, T: 21, FH: testCustomFloatHistogram(1)}}
 	exemplars := []record.RefExemplar{{Ref: 1, T: 30, V: 0.25, Labels: labels.FromStrings("trace_id", "abc")}}
 	metadata := []record.RefMetadata{{Ref: 1, Type: uint8(record.Counter), Unit: "seconds", Help: "Time spent."}}
+	// Start timestamps on some entries make V2 records, which keep them.
+	stSamples := []record.RefSample{{Ref: 1, ST: 500, T: 1000, V: 1.5}, {Ref: 2, T: 1001, V: -3}, {Ref: 1, ST: 500, T: 2000, V: 2.5}}
+	stHists := []record.RefHistogramSample{{Ref: 1, ST: 5, T: 10, H: testHistogram(1)}, {Ref: 2, T: 13, H: testCustomHistogram(2)}}
+	stFloatHists := []record.RefFloatHistogramSample{{Ref: 1, ST: 15, T: 20, FH: testFloatHistogram(1)}, {Ref: 2, ST: 16, T: 21, FH: testCustomFloatHistogram(1)}}
 
 	for _, tc := range []struct {
 		name      string
@@ -279,6 +283,10 @@ func TestLogReadRoundTrip(t *testing.T) {
 		{"custom-bucket float histograms", Records{FloatHistograms: customFloatHists}, []record.Type{record.FloatHistogramSamples}, nil},
 		{"exemplars", Records{Exemplars: exemplars}, []record.Type{record.Exemplars}, nil},
 		{"metadata", Records{Metadata: metadata}, []record.Type{record.Metadata}, nil},
+		// The Reader reports V2 records as their V1 kind.
+		{"samples with start timestamps", Records{Samples: stSamples}, []record.Type{record.Samples}, nil},
+		{"histograms with start timestamps", Records{Histograms: stHists}, []record.Type{record.HistogramSamples}, nil},
+		{"float histograms with start timestamps", Records{FloatHistograms: stFloatHists}, []record.Type{record.FloatHistogramSamples}, nil},
 		{
 			"every kind in one batch",
 			Records{Series: series, Samples: samples, Histograms: hists, FloatHistograms: floatHists, Exemplars: exemplars, Metadata: metadata},
