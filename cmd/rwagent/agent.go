@@ -12,8 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery"
 
 	"github.com/rwagent/rwagent/pkg/config"
@@ -188,6 +190,9 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		Registerer: p.reg,
 		Storage:    p.wal,
 		UserAgent:  "rwagent/" + versionString(),
+		// Start timestamps only reach remote-write 2.0, and parsing them
+		// skips the _created series: only when every endpoint speaks 2.0.
+		StartTimestamps: allV2(p.cfg.Prometheus.RemoteWriteConfigs),
 		WrapTransport: func(job string, next http.RoundTripper) (http.RoundTripper, error) {
 			c := p.cfg.ScrapeSigV4[job]
 			if c == nil {
@@ -290,4 +295,14 @@ func newBuildInfo() prometheus.Collector {
 	}, []string{"version"})
 	g.WithLabelValues(versionString()).Set(1)
 	return g
+}
+
+// allV2 says whether there are endpoints and all send remote-write 2.0.
+func allV2(rws []*promconfig.RemoteWriteConfig) bool {
+	for _, rw := range rws {
+		if rw.ProtobufMessage != remoteapi.WriteV2MessageType {
+			return false
+		}
+	}
+	return len(rws) > 0
 }

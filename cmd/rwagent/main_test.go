@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	promconfig "github.com/prometheus/prometheus/config"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,5 +52,25 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("stderr %q does not contain %q", errOut.String(), c.errOut)
 			}
 		})
+	}
+}
+
+func TestAllV2(t *testing.T) {
+	v1 := &promconfig.RemoteWriteConfig{ProtobufMessage: remoteapi.WriteV1MessageType}
+	v2 := &promconfig.RemoteWriteConfig{ProtobufMessage: remoteapi.WriteV2MessageType}
+	for _, tc := range []struct {
+		name string
+		rws  []*promconfig.RemoteWriteConfig
+		want bool
+	}{
+		{"no endpoint", nil, false},
+		{"one 1.0", []*promconfig.RemoteWriteConfig{v1}, false},
+		{"one 2.0", []*promconfig.RemoteWriteConfig{v2}, true},
+		{"2.0 and 1.0", []*promconfig.RemoteWriteConfig{v2, v1}, false},
+		{"two 2.0", []*promconfig.RemoteWriteConfig{v2, v2}, true},
+	} {
+		if got := allV2(tc.rws); got != tc.want {
+			t.Errorf("%s: allV2 = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
