@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 
@@ -10,13 +11,17 @@ import (
 )
 
 // encoder turns a batch of samples into a snappy-compressed remote-write 1.0
-// request. It keeps every buffer between calls (the []prompb.TimeSeries with
-// their sample slices, histogram scratch, the protobuf and snappy buffers),
-// so encoding a batch no larger than earlier ones allocates nothing. It is
-// not safe for concurrent use; each shard owns one.
+// request. It writes the protobuf bytes itself: each series' labels are
+// copied already encoded (labels.go) and float samples written directly,
+// the same bytes gogo's WriteRequest.Marshal writes for the same request;
+// only histograms and exemplars, rare, go through prompb and gogo. It keeps
+// every buffer between calls, so encoding a batch no larger than earlier
+// ones allocates nothing. It is not safe for concurrent use; each shard
+// owns one.
 type encoder struct {
-	req   prompb.WriteRequest
-	hists []*histScratch // one per histogram in the batch, reused
+	hists []*histScratch // one per histogram of a run, reused
+	hpb   []prompb.Histogram
+	xpb   []prompb.Exemplar
 	pb    []byte
 	out   []byte
 }
@@ -31,63 +36,41 @@ type histScratch struct {
 	neg, pos   []prompb.BucketSpan
 }
 
+// Protobuf tags of a 1.0 request: field number << 3 | wire type.
+const (
+	tagTimeseries = 1<<3 | 2 // WriteRequest.timeseries
+	tagSample     = 2<<3 | 2 // TimeSeries.samples
+	tagExemplar   = 3<<3 | 2 // TimeSeries.exemplars
+	tagHistogram  = 4<<3 | 2 // TimeSeries.histograms
+	tagValue      = 1<<3 | 1 // Sample.value, fixed64
+	tagTimestamp  = 2<<3 | 0 // Sample.timestamp, varint
+)
+
 // encode builds the request for batch, marshals and compresses it. The
 // returned bytes are owned by the encoder and valid until the next call.
 // Consecutive samples of the same series and kind share one TimeSeries;
 // otherwise each sample gets its own, in batch order, so per-series order
 // holds. highest is the highest timestamp in the batch, in milliseconds.
 func (e *encoder) encode(batch []sample) (body []byte, highest int64, err error) {
-	ts := e.req.Timeseries[:0]
-	var (
-		last     *series
-		lastKind = -1
-		nh       int
-	)
+	pb := e.pb[:0]
 	highest = math.MinInt64
-	for i := range batch {
+	for i := 0; i < len(batch); {
 		s := &batch[i]
-		highest = max(highest, s.t)
 		kind := kindOf(s)
-		if s.series != last || kind != lastKind || len(ts) == 0 {
-			if len(ts) < cap(ts) {
-				ts = ts[:len(ts)+1]
-			} else {
-				ts = append(ts, prompb.TimeSeries{})
-			}
-			t := &ts[len(ts)-1]
-			t.Labels = s.series.labels
-			t.Samples = t.Samples[:0]
-			t.Exemplars = t.Exemplars[:0]
-			t.Histograms = t.Histograms[:0]
-			last, lastKind = s.series, kind
+		j := i + 1
+		for j < len(batch) && batch[j].series == s.series && kindOf(&batch[j]) == kind {
+			j++
 		}
-		t := &ts[len(ts)-1]
-		switch x := s.x.(type) {
-		case nil:
-			t.Samples = append(t.Samples, prompb.Sample{Value: s.v, Timestamp: s.t})
-		case *exemplar:
-			t.Exemplars = append(t.Exemplars, prompb.Exemplar{Labels: x.labels, Value: s.v, Timestamp: s.t})
-		case *histogram.Histogram:
-			t.Histograms = append(t.Histograms, prompb.Histogram{})
-			e.scratch(nh).fromInt(&t.Histograms[len(t.Histograms)-1], s.t, x)
-			nh++
-		case *histogram.FloatHistogram:
-			t.Histograms = append(t.Histograms, prompb.Histogram{})
-			e.scratch(nh).fromFloat(&t.Histograms[len(t.Histograms)-1], s.t, x)
-			nh++
+		run := batch[i:j]
+		for k := range run {
+			highest = max(highest, run[k].t)
 		}
+		if pb, err = e.appendTimeSeries(pb, run, kind); err != nil {
+			return nil, 0, err
+		}
+		i = j
 	}
-	e.req.Timeseries = ts
-
-	size := e.req.Size()
-	if cap(e.pb) < size {
-		e.pb = make([]byte, size)
-	}
-	n, err := e.req.MarshalToSizedBuffer(e.pb[:size])
-	if err != nil {
-		return nil, 0, fmt.Errorf("marshal write request: %w", err)
-	}
-	pb := e.pb[size-n : size]
+	e.pb = pb
 	if m := snappy.MaxEncodedLen(len(pb)); cap(e.out) < m {
 		e.out = make([]byte, m)
 	}
@@ -95,14 +78,126 @@ func (e *encoder) encode(batch []sample) (body []byte, highest int64, err error)
 	return e.out, highest, nil
 }
 
+// appendTimeSeries appends one WriteRequest.timeseries field holding run,
+// samples of one series and one kind, to dst.
+func (e *encoder) appendTimeSeries(dst []byte, run []sample, kind int) ([]byte, error) {
+	size := len(run[0].series.enc)
+	switch kind {
+	case kindFloat:
+		for k := range run {
+			n := sampleSize(run[k].v, run[k].t)
+			size += 1 + uvarintSize(uint64(n)) + n
+		}
+	case kindExemplar:
+		e.xpb = e.xpb[:0]
+		for k := range run {
+			e.xpb = append(e.xpb, prompb.Exemplar{Labels: run[k].x.(*exemplar).labels, Value: run[k].v, Timestamp: run[k].t})
+			n := e.xpb[k].Size()
+			size += 1 + uvarintSize(uint64(n)) + n
+		}
+	default:
+		e.hpb = e.hpb[:0]
+		for k := range run {
+			e.hpb = append(e.hpb, prompb.Histogram{})
+			switch x := run[k].x.(type) {
+			case *histogram.Histogram:
+				e.scratch(k).fromInt(&e.hpb[k], run[k].t, x)
+			case *histogram.FloatHistogram:
+				e.scratch(k).fromFloat(&e.hpb[k], run[k].t, x)
+			}
+			n := e.hpb[k].Size()
+			size += 1 + uvarintSize(uint64(n)) + n
+		}
+	}
+	dst = append(dst, tagTimeseries)
+	dst = appendUvarint(dst, uint64(size))
+	dst = append(dst, run[0].series.enc...)
+	switch kind {
+	case kindFloat:
+		for k := range run {
+			dst = appendSample(dst, run[k].v, run[k].t)
+		}
+	case kindExemplar:
+		for k := range e.xpb {
+			var err error
+			if dst, err = appendMessage(dst, tagExemplar, &e.xpb[k]); err != nil {
+				return dst, fmt.Errorf("marshal exemplar: %w", err)
+			}
+		}
+	default:
+		for k := range e.hpb {
+			var err error
+			if dst, err = appendMessage(dst, tagHistogram, &e.hpb[k]); err != nil {
+				return dst, fmt.Errorf("marshal histogram: %w", err)
+			}
+		}
+	}
+	return dst, nil
+}
+
+// sampleSize is the size of a prompb.Sample message; gogo leaves out a
+// zero value (+0 and -0) and a zero timestamp.
+func sampleSize(v float64, t int64) int {
+	n := 0
+	if v != 0 {
+		n += 1 + 8
+	}
+	if t != 0 {
+		n += 1 + uvarintSize(uint64(t))
+	}
+	return n
+}
+
+// appendSample appends one TimeSeries.samples field.
+func appendSample(dst []byte, v float64, t int64) []byte {
+	dst = append(dst, tagSample, byte(sampleSize(v, t))) // at most 20: one byte
+	if v != 0 {
+		dst = append(dst, tagValue)
+		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v))
+	}
+	if t != 0 {
+		dst = append(dst, tagTimestamp)
+		dst = appendUvarint(dst, uint64(t))
+	}
+	return dst
+}
+
+// gogoMessage is what gogo generates for every prompb message.
+type gogoMessage interface {
+	Size() int
+	MarshalToSizedBuffer([]byte) (int, error)
+}
+
+// appendMessage appends m as field tag (length-delimited), marshalled by
+// gogo into dst's spare capacity.
+func appendMessage(dst []byte, tag byte, m gogoMessage) ([]byte, error) {
+	size := m.Size()
+	dst = append(dst, tag)
+	dst = appendUvarint(dst, uint64(size))
+	n := len(dst)
+	dst = grow(dst, size)
+	if _, err := m.MarshalToSizedBuffer(dst[n : n+size]); err != nil {
+		return dst, err
+	}
+	return dst, nil
+}
+
+// Kinds of queued items; consecutive items of one series and kind share a
+// TimeSeries.
+const (
+	kindFloat = iota
+	kindExemplar
+	kindHistogram
+)
+
 func kindOf(s *sample) int {
 	switch s.x.(type) {
 	case nil:
-		return 0
+		return kindFloat
 	case *exemplar:
-		return 1
+		return kindExemplar
 	default:
-		return 2
+		return kindHistogram
 	}
 }
 

@@ -115,7 +115,7 @@ func withMetadata(batch []sample) []sample {
 	f := newFamilies()
 	for i := range batch {
 		s := batch[i].series
-		st.m[refOf(i)] = s
+		st.put(refOf(i), s)
 		f.update(st, []record.RefMetadata{{Ref: refOf(i), Type: uint8(record.Counter), Help: "Seconds the CPUs spent in each mode.", Unit: "seconds"}})
 	}
 	return batch

@@ -88,7 +88,7 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 				ts = append(ts, writev2.TimeSeries{})
 			}
 			t := &ts[len(ts)-1]
-			t.LabelsRefs = e.symbolize(t.LabelsRefs[:0], s.series.labels)
+			t.LabelsRefs = e.symbolizeSeries(t.LabelsRefs[:0], s.series)
 			t.Samples = t.Samples[:0]
 			t.Histograms = t.Histograms[:0]
 			t.Exemplars = t.Exemplars[:0]
@@ -141,6 +141,16 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 func (e *encoderV2) symbolize(dst []uint32, ls []prompb.Label) []uint32 {
 	for _, l := range ls {
 		dst = append(dst, e.symbols.Symbolize(l.Name), e.symbols.Symbolize(l.Value))
+	}
+	return dst
+}
+
+// symbolizeSeries appends the symbol refs of s's labels, name then value,
+// to dst.
+func (e *encoderV2) symbolizeSeries(dst []uint32, s *series) []uint32 {
+	it := s.labels()
+	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
+		dst = append(dst, e.symbols.Symbolize(name), e.symbols.Symbolize(value))
 	}
 	return dst
 }

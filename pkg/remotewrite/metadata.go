@@ -53,7 +53,7 @@ func (f *families) update(t *seriesTable, ms []record.RefMetadata) {
 			continue
 		}
 		typ := record.ToMetricType(m.Type)
-		name := familyName(metricName(s.labels), typ)
+		name := familyName(encodedMetricName(s.enc), typ)
 		if name == "" {
 			continue
 		}
@@ -83,16 +83,6 @@ func (f *families) snapshot() []prompb.MetricMetadata {
 	f.mu.Unlock()
 	slices.SortFunc(out, func(a, b prompb.MetricMetadata) int { return strings.Compare(a.MetricFamilyName, b.MetricFamilyName) })
 	return out
-}
-
-// metricName returns the __name__ of ls, sorted prompb labels.
-func metricName(ls []prompb.Label) string {
-	for _, l := range ls {
-		if l.Name == model.MetricNameLabel {
-			return l.Value
-		}
-	}
-	return ""
 }
 
 // familyName returns the family a series named name belongs to, given its

@@ -72,7 +72,7 @@ func FuzzFamilyName(f *testing.F) {
 func TestFamilies(t *testing.T) {
 	st := newSeriesTable(labels.EmptyLabels(), nil)
 	st.store(metaSeries())
-	st.m[99] = nil // dropped by relabeling
+	st.put(99, st.dropped) // dropped by relabeling
 	f := newFamilies()
 	f.update(st, metaRecords())
 	f.update(st, []record.RefMetadata{{Ref: 99, Type: uint8(record.Gauge), Help: "dropped"}, {Ref: 1000, Help: "unknown"}})

@@ -11,13 +11,13 @@ import (
 )
 
 // series is one WAL series as it is sent: its labels after external labels
-// and write_relabel_configs, converted to prompb once. It is shared by the
+// and write_relabel_configs, encoded once (labels.go). It is shared by the
 // reader and the shards without locking: all but meta is immutable after
 // creation, and meta is atomic.
 type series struct {
-	// labels are sorted by name. Their strings point into one buffer
-	// owned by this series.
-	labels []prompb.Label
+	// enc holds the labels, sorted by name, as a 1.0 TimeSeries carries
+	// them (see labels.go).
+	enc string
 	// refused is the drop* reason the receiver would refuse the series
 	// for (more labels than its limit, a label name or value too long),
 	// or -1: the samples of a refused series are dropped, not sent.
@@ -28,22 +28,41 @@ type series struct {
 	meta atomic.Pointer[family]
 }
 
+// labels returns an iterator over the series' labels.
+func (s *series) labels() labelIter { return labelIter{rest: s.enc} }
+
 // seriesTable maps WAL series refs to what is sent for them. It is owned by
 // the reader goroutine and not safe for concurrent use; the *series values it
 // hands out are immutable and may be read by any goroutine.
+//
+// The WAL hands out refs counting up from one (wal.NewRef), so the table is
+// a slice of fixed-size pages indexed by ref rather than a map: a lookup is
+// two loads, a slot costs 8 bytes, and a page all of whose series are
+// forgotten is freed, so churn does not grow it without bound.
 type seriesTable struct {
-	// m holds every ref seen in a Series record. A nil value marks a
-	// series dropped by relabeling, so its samples are skipped cheaply.
-	m        map[chunks.HeadSeriesRef]*series
+	pages []*seriesPage // pages[i] holds refs from (base+i) << pageBits; nil: none live
+	base  uint64
+	// dropped marks, in a slot, a series dropped by relabeling, so that
+	// its samples are skipped cheaply.
+	dropped  *series
+	live     int // slots in use
 	external labels.Labels
 	relabel  []*relabel.Config
 	builder  labels.Builder
-	buf      []byte // scratch for packing label strings
+	buf      []byte // scratch for encoding labels
 	// limits are the receiver's per-series limits; zero: none.
 	limits seriesLimits
 	// overLimit lists the series the last store found over a limit, for
 	// the caller to log; valid until the next store.
 	overLimit []refusal
+}
+
+// pageBits sets the refs per page: 4096, a 32 KiB page.
+const pageBits = 12
+
+type seriesPage struct {
+	slots [1 << pageBits]*series
+	live  int
 }
 
 // seriesLimits are what a receiver refuses a series for. A zero field
@@ -87,7 +106,7 @@ func (l seriesLimits) check(ls labels.Labels) (o refusal, over bool) {
 // applies relabel.
 func newSeriesTable(external labels.Labels, rcfgs []*relabel.Config) *seriesTable {
 	return &seriesTable{
-		m:        make(map[chunks.HeadSeriesRef]*series),
+		dropped:  &series{},
 		external: external,
 		relabel:  rcfgs,
 		builder:  *labels.NewBuilder(labels.EmptyLabels()),
@@ -101,7 +120,8 @@ func newSeriesTable(external labels.Labels, rcfgs []*relabel.Config) *seriesTabl
 func (t *seriesTable) store(rs []record.RefSeries) (dropped int) {
 	t.overLimit = t.overLimit[:0]
 	for i := range rs {
-		if _, ok := t.m[rs[i].Ref]; ok {
+		slot := t.slot(rs[i].Ref, true)
+		if *slot != nil {
 			continue
 		}
 		t.builder.Reset(rs[i].Labels)
@@ -110,48 +130,108 @@ func (t *seriesTable) store(rs []record.RefSeries) (dropped int) {
 				t.builder.Set(l.Name, l.Value)
 			}
 		})
+		t.live++
+		t.pages[uint64(rs[i].Ref)>>pageBits-t.base].live++
 		if !relabel.ProcessBuilder(&t.builder, t.relabel...) {
-			t.m[rs[i].Ref] = nil
+			*slot = t.dropped
 			dropped++
 			continue
 		}
 		ls := t.builder.Labels()
-		s := &series{labels: t.protoLabels(ls), refused: -1}
+		t.buf = appendEncodedLabels(t.buf[:0], ls)
+		s := &series{enc: string(t.buf), refused: -1}
 		if o, over := t.limits.check(ls); over {
 			s.refused = int8(o.reason)
 			t.overLimit = append(t.overLimit, o)
 		}
-		t.m[rs[i].Ref] = s
+		*slot = s
 	}
 	return dropped
 }
 
 // get returns the series for ref. known is false for a ref never seen in a
-// Series record; s is nil for a known series dropped by relabeling.
+// Series record, or forgotten; s is nil for a known series dropped by
+// relabeling.
 func (t *seriesTable) get(ref chunks.HeadSeriesRef) (s *series, known bool) {
-	s, known = t.m[ref]
-	return s, known
+	p := uint64(ref)>>pageBits - t.base // wraps for refs below base: out of range
+	if p >= uint64(len(t.pages)) || t.pages[p] == nil {
+		return nil, false
+	}
+	s = t.pages[p].slots[ref&(1<<pageBits-1)]
+	switch s {
+	case nil:
+		return nil, false
+	case t.dropped:
+		return nil, true
+	}
+	return s, true
 }
 
-// protoLabels converts ls to prompb labels whose strings share one new
-// allocation, so a series costs two allocations however many labels it has.
-func (t *seriesTable) protoLabels(ls labels.Labels) []prompb.Label {
-	t.buf = t.buf[:0]
-	ls.Range(func(l labels.Label) {
-		t.buf = append(t.buf, l.Name...)
-		t.buf = append(t.buf, l.Value...)
-	})
-	packed := string(t.buf)
-	out := make([]prompb.Label, 0, ls.Len())
-	off := 0
-	ls.Range(func(l labels.Label) {
-		name := packed[off : off+len(l.Name)]
-		off += len(l.Name)
-		value := packed[off : off+len(l.Value)]
-		off += len(l.Value)
-		out = append(out, prompb.Label{Name: name, Value: value})
-	})
-	return out
+// forget drops refs the WAL says get no more samples; unknown refs are
+// ignored. Samples already queued keep their *series.
+func (t *seriesTable) forget(refs []chunks.HeadSeriesRef) {
+	for _, ref := range refs {
+		p := uint64(ref)>>pageBits - t.base
+		if p >= uint64(len(t.pages)) || t.pages[p] == nil {
+			continue
+		}
+		pg := t.pages[p]
+		slot := &pg.slots[ref&(1<<pageBits-1)]
+		if *slot == nil {
+			continue
+		}
+		*slot = nil
+		t.live--
+		if pg.live--; pg.live == 0 {
+			t.pages[p] = nil
+		}
+	}
+	for len(t.pages) > 0 && t.pages[0] == nil {
+		t.pages = t.pages[1:]
+		t.base++
+	}
+	if len(t.pages) == 0 {
+		t.pages, t.base = nil, 0
+	}
+}
+
+// len returns how many refs the table holds, dropped ones included.
+func (t *seriesTable) len() int { return t.live }
+
+// slot returns the slot of ref, adding its page if add is set (otherwise
+// nil when there is none).
+func (t *seriesTable) slot(ref chunks.HeadSeriesRef, add bool) **series {
+	p := uint64(ref) >> pageBits
+	if len(t.pages) == 0 {
+		if !add {
+			return nil
+		}
+		t.base = p
+	}
+	if p < t.base {
+		if !add {
+			return nil
+		}
+		// A ref below every page held (refs from an earlier process, read
+		// after newer ones): move the pages up.
+		grown := make([]*seriesPage, len(t.pages)+int(t.base-p))
+		copy(grown[t.base-p:], t.pages)
+		t.pages, t.base = grown, p
+	}
+	i := p - t.base
+	for uint64(len(t.pages)) <= i {
+		if !add {
+			return nil
+		}
+		t.pages = append(t.pages, nil)
+	}
+	if t.pages[i] == nil {
+		if !add {
+			return nil
+		}
+		t.pages[i] = &seriesPage{}
+	}
+	return &t.pages[i].slots[ref&(1<<pageBits-1)]
 }
 
 // exemplarLabels converts ls, which the WAL reader gave us to keep, to
