@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
 
 	"github.com/rwagent/rwagent/pkg/wal"
@@ -18,6 +19,7 @@ type fakeRecord struct {
 	fhists    []record.RefFloatHistogramSample
 	exemplars []record.RefExemplar
 	metadata  []record.RefMetadata
+	released  []chunks.HeadSeriesRef
 }
 
 // fakeLog is an in-memory Log following the wal.Reader contract: record i
@@ -87,5 +89,8 @@ func (r *fakeReader) Histograms() []record.RefHistogramSample           { return
 func (r *fakeReader) FloatHistograms() []record.RefFloatHistogramSample { return r.rec.fhists }
 func (r *fakeReader) Exemplars() []record.RefExemplar                   { return r.rec.exemplars }
 func (r *fakeReader) Metadata() []record.RefMetadata                    { return r.rec.metadata }
-func (r *fakeReader) Position() wal.Position                            { return fakeStart(r.i + 1) }
-func (r *fakeReader) Close() error                                      { return nil }
+func (r *fakeReader) Released(dst []chunks.HeadSeriesRef) []chunks.HeadSeriesRef {
+	return append(dst, r.rec.released...)
+}
+func (r *fakeReader) Position() wal.Position { return fakeStart(r.i + 1) }
+func (r *fakeReader) Close() error           { return nil }

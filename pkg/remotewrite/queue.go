@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunks"
 
 	"github.com/rwagent/rwagent/pkg/lograte"
 	"github.com/rwagent/rwagent/pkg/sigv4"
@@ -134,8 +135,10 @@ type Queue struct {
 
 	// Owned by the reader goroutine.
 	series *seriesTable
-	stage  []staging
-	cur    current
+	// released is the reader's scratch for refs the WAL released.
+	released []chunks.HeadSeriesRef
+	stage    []staging
+	cur      current
 
 	// maxBytes is the request size limit.
 	maxBytes int

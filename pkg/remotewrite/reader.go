@@ -30,6 +30,9 @@ type Reader interface {
 	FloatHistograms() []record.RefFloatHistogramSample
 	Exemplars() []record.RefExemplar
 	Metadata() []record.RefMetadata
+	// Released appends to dst the refs a record.Tombstones record says
+	// get no more samples (wal.WAL.Release).
+	Released(dst []chunks.HeadSeriesRef) []chunks.HeadSeriesRef
 	// Position is the position just after the current record.
 	Position() wal.Position
 	Close() error
@@ -125,6 +128,9 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 				q.metrics.seriesDropped.Add(float64(n))
 			}
 			q.logOverLimit()
+		case record.Tombstones:
+			q.released = r.Released(q.released[:0])
+			q.series.forget(q.released)
 		case record.Metadata:
 			if q.metadata != nil {
 				q.families.update(q.series, r.Metadata())

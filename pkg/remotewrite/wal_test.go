@@ -194,3 +194,56 @@ func TestQueue_LagBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestQueue_ForgetsReleasedSeries: series the WAL releases (churn) are
+// forgotten by the queue once their last samples are queued, and those
+// samples still arrive.
+func TestQueue_ForgetsReleasedSeries(t *testing.T) {
+	rc := newReceiver(t, nil)
+	w, err := wal.Open(wal.Options{Dir: t.TempDir(), Fsync: wal.FsyncNever}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := nowMs() - 60_000
+	logGen := func(gen, n int) []chunks.HeadSeriesRef {
+		var recs wal.Records
+		refs := make([]chunks.HeadSeriesRef, n)
+		for i := range refs {
+			refs[i] = w.NewRef()
+			recs.Series = append(recs.Series, record.RefSeries{Ref: refs[i], Labels: labels.FromStrings("__name__", "churn", "gen", fmt.Sprint(gen), "i", fmt.Sprint(i))})
+			recs.Samples = append(recs.Samples, record.RefSample{Ref: refs[i], T: base + int64(gen), V: float64(gen)})
+		}
+		if err := w.Log(&recs); err != nil {
+			t.Fatal(err)
+		}
+		return refs
+	}
+	const gens, perGen = 5, 3000 // more than a page of refs per generation
+	for gen := range gens {
+		refs := logGen(gen, perGen)
+		if gen < gens-1 {
+			w.Release(refs)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, err := New(t.Context(), Options{Config: testConfig(t, rc.srv.URL, nil), Log: WALLog(w)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := q.Run(ctx); err != nil || ctx.Err() != nil {
+		t.Fatalf("run: %v, %v", err, ctx.Err())
+	}
+	if n := q.series.len(); n != perGen {
+		t.Errorf("the queue holds %d series after the churn, want the last generation's %d", n, perGen)
+	}
+	if pages := len(q.series.pages); pages > perGen>>pageBits+2 {
+		t.Errorf("the queue holds %d pages of series for %d live ones", pages, perGen)
+	}
+	if got := rc.store.count(); got != gens*perGen {
+		t.Errorf("receiver got %d samples, want %d", got, gens*perGen)
+	}
+}

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"time"
 
+	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/tombstones"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 )
 
@@ -78,6 +81,7 @@ type Reader struct {
 	floatHistograms []record.RefFloatHistogramSample
 	exemplars       []record.RefExemplar
 	metadata        []record.RefMetadata
+	tombstones      []tombstones.Stone
 }
 
 // NewReader returns a Reader that starts at from; the zero Position is the
@@ -288,8 +292,13 @@ func (r *Reader) decode(rec []byte) (bool, error) {
 		if e, err = r.dec.Exemplars(rec, r.exemplars[:0]); err == nil {
 			r.exemplars, r.typ = e, record.Exemplars
 		}
+	case record.Tombstones:
+		var st []tombstones.Stone
+		if st, err = r.dec.Tombstones(rec, r.tombstones[:0]); err == nil {
+			r.tombstones, r.typ = st, record.Tombstones
+		}
 	default:
-		return false, nil // tombstones, markers, or a kind from a newer version
+		return false, nil // markers, or a kind from a newer version
 	}
 	if err != nil {
 		return false, fmt.Errorf("decode %s record in %s: %w", t, r.where(), err)
@@ -409,7 +418,7 @@ func (r *Reader) wait(ctx context.Context) error {
 }
 
 // Type returns the kind of the current record: record.Series,
-// record.Metadata, record.Samples, record.HistogramSamples (including
+// record.Metadata, record.Tombstones, record.Samples, record.HistogramSamples (including
 // custom-bucket ones), record.FloatHistogramSamples or record.Exemplars;
 // record.Unknown before the first record or after an error.
 func (r *Reader) Type() record.Type { return r.typ }
@@ -435,6 +444,19 @@ func (r *Reader) Exemplars() []record.RefExemplar { return pick(r, record.Exempl
 
 // Metadata returns the current record's metadata if Type is record.Metadata.
 func (r *Reader) Metadata() []record.RefMetadata { return pick(r, record.Metadata, r.metadata) }
+
+// Released returns the refs the current record says get no more samples
+// (WAL.Release) if Type is record.Tombstones, appended to dst: series
+// deleted for all time. Yielded, like Series, also before the start
+// Position, so that a Reader forgets what was released before it.
+func (r *Reader) Released(dst []chunks.HeadSeriesRef) []chunks.HeadSeriesRef {
+	for _, st := range pick(r, record.Tombstones, r.tombstones) {
+		if len(st.Intervals) == 1 && st.Intervals[0].Mint == math.MinInt64 && st.Intervals[0].Maxt == math.MaxInt64 {
+			dst = append(dst, chunks.HeadSeriesRef(st.Ref))
+		}
+	}
+	return dst
+}
 
 // pick returns s if the current record is of type t, else nil.
 func pick[T any](r *Reader, t record.Type, s []T) []T {

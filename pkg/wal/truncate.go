@@ -8,9 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/fileutil"
 	"github.com/prometheus/prometheus/tsdb/record"
+	"github.com/prometheus/prometheus/tsdb/tombstones"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 )
 
@@ -27,13 +29,19 @@ type released struct {
 }
 
 // Release says that the series of refs get no more samples: the caller has
-// logged their last ones. The first Truncate whose checkpoint covers the
-// segment being written now drops their series records, so Readers opened
-// at a later Position no longer see them. Refs must not be logged again.
-// Release is safe for concurrent use, and does nothing after Close.
+// logged their last ones. It logs a Tombstones record deleting each series
+// whole, so that Readers, which yield it as record.Tombstones, can forget
+// them; and the first Truncate whose checkpoint covers the segment being
+// written now drops their series records, so Readers opened at a later
+// Position no longer see them. Refs must not be logged again. Release is
+// safe for concurrent use, and does nothing after Close. A failed write of
+// the record is logged: the series are then only forgotten at a restart.
 func (w *WAL) Release(refs []chunks.HeadSeriesRef) {
 	if len(refs) == 0 || w.closed.Load() {
 		return
+	}
+	if err := w.logReleased(refs); err != nil && !errors.Is(err, ErrClosed) {
+		w.logger.Warn("log the end of released series; readers keep them until a restart", "series", len(refs), "err", err)
 	}
 	seg := -1 // stamped by the next Truncate if the directory cannot be read now
 	if _, last, err := wlog.Segments(w.dir); err == nil {
@@ -49,6 +57,31 @@ func (w *WAL) Release(refs []chunks.HeadSeriesRef) {
 		w.released.refs[ref] = seg
 	}
 	w.released.mu.Unlock()
+}
+
+// logReleased logs refs as one Tombstones record, each series deleted for
+// all time.
+func (w *WAL) logReleased(refs []chunks.HeadSeriesRef) error {
+	stones := make([]tombstones.Stone, len(refs))
+	whole := tombstones.Intervals{{Mint: math.MinInt64, Maxt: math.MaxInt64}}
+	for i, ref := range refs {
+		stones[i] = tombstones.Stone{Ref: storage.SeriesRef(ref), Intervals: whole}
+	}
+	var enc record.Encoder
+	rec := enc.Tombstones(stones, nil)
+	w.mu.Lock()
+	if w.closed.Load() {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	err := w.write([][]byte{rec})
+	w.mu.Unlock()
+	if err != nil {
+		w.metrics.writeFailures.Inc()
+		return fmt.Errorf("write tombstones record to wal %s: %w", w.dir, err)
+	}
+	w.wakeReaders()
+	return nil
 }
 
 // keep reports whether a checkpoint of the segments up to to keeps the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -292,5 +293,51 @@ func TestTruncateLazily(t *testing.T) {
 	}
 	if first, _, err := wlog.Segments(dir); err != nil || first != 4 {
 		t.Fatalf("first segment after Truncate below 4: %d, %v", first, err)
+	}
+}
+
+// TestReleaseTellsReaders: Release logs a record Readers yield as
+// record.Tombstones with the released refs, also to a Reader that starts
+// after it (as Series records are), so that it can forget them.
+func TestReleaseTellsReaders(t *testing.T) {
+	dir := t.TempDir()
+	w := openWAL(t, Options{Dir: dir}, nil, prometheus.NewRegistry())
+	a, b, c := w.NewRef(), w.NewRef(), w.NewRef()
+	mustLog(t, w, batch([]chunks.HeadSeriesRef{a, b, c}, true, 1, 0))
+	w.Release([]chunks.HeadSeriesRef{b, c})
+	mustLog(t, w, batch([]chunks.HeadSeriesRef{a}, false, 1, 100))
+
+	released := func(from Position) (got []chunks.HeadSeriesRef) {
+		r, err := w.NewReader(from)
+		must(err)
+		defer r.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		for {
+			if err := r.Next(ctx); err != nil {
+				t.Fatalf("next: %v", err)
+			}
+			got = r.Released(got)
+			if r.Type() != record.Tombstones && len(r.Released(nil)) > 0 {
+				t.Fatalf("Released returned refs for a %s record", r.Type())
+			}
+			for _, s := range r.Samples() {
+				if s.T == 100 {
+					return got
+				}
+			}
+		}
+	}
+	if got := released(Position{}); !slices.Equal(got, []chunks.HeadSeriesRef{b, c}) {
+		t.Errorf("released refs from the start: %v, want %v", got, []chunks.HeadSeriesRef{b, c})
+	}
+	// A Reader starting at the last record still learns of the release.
+	r, err := w.NewReader(Position{})
+	must(err)
+	readUntil(t, r, 0)
+	from := r.Position()
+	r.Close()
+	if got := released(from); !slices.Equal(got, []chunks.HeadSeriesRef{b, c}) {
+		t.Errorf("released refs from %v: %v, want %v", from, got, []chunks.HeadSeriesRef{b, c})
 	}
 }
