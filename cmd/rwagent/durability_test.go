@@ -325,7 +325,7 @@ func TestTruncationHeldBySlowestEndpoint(t *testing.T) {
 	// segments 0 to 3, the dead one nothing.
 	waitFor(t, "the live endpoint past segment 3", func() bool {
 		p, ok, _ := sendpos.New(filepath.Join(state, "send_positions")).Load("sink")
-		return ok && p.Segment >= 4
+		return ok && p.Acked.Segment >= 4
 	})
 	a.stop(t)
 	if first, _, _ := wlog.Segments(walDir); first != 0 {

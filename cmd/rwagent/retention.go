@@ -40,7 +40,8 @@ func resumePositions(store *sendpos.Store, w *wal.WAL, rws []*config.RemoteWrite
 		used[key] = true
 		keys = append(keys, key)
 		lg := logger.With("remote_name", rw.Name, "url", rw.URL.Redacted(), "position_file", key)
-		saved, ok, err := store.Load(key)
+		st, ok, err := store.Load(key)
+		saved := st.Acked
 		switch {
 		case err != nil:
 			lg.Warn("send position unreadable; sending again from the oldest data in the WAL", "err", err)
@@ -119,7 +120,7 @@ func (r *retention) saveAll() {
 		if p == e.saved {
 			continue
 		}
-		err := r.store.Save(e.key, p)
+		err := r.store.Save(e.key, sendpos.State{Acked: p})
 		switch {
 		case err != nil && !r.saveFailing[e.key]:
 			r.logger.Error("save send position; retrying every interval, the WAL is held at the last saved one", "position_file", e.key, "err", err)
