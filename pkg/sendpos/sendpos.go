@@ -373,6 +373,15 @@ func (l *Live) Write(st State) error {
 	return nil
 }
 
+// Invalidate empties the file, so that what it held is not taken for the
+// state: call it when a Write failed. An empty live file is no live file.
+func (l *Live) Invalidate() error {
+	if err := l.f.Truncate(0); err != nil {
+		return fmt.Errorf("empty live send position %s: %w", l.f.Name(), err)
+	}
+	return nil
+}
+
 // Sync fsyncs the file.
 func (l *Live) Sync() error {
 	if err := l.f.Sync(); err != nil {

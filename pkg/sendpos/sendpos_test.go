@@ -183,6 +183,12 @@ func TestLive(t *testing.T) {
 	if err := l.Sync(); err != nil {
 		t.Fatal(err)
 	}
+	if err := l.Invalidate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.LoadLive("amp"); ok || err != nil {
+		t.Fatalf("load after Invalidate: %v, %v", ok, err)
+	}
 	// Version 1 holds no sent mark: it is no live file.
 	if err := l.Write(State{Acked: wal.Position{Segment: 1}}); err != nil {
 		t.Fatal(err)
