@@ -126,15 +126,30 @@ type pipeline struct {
 func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	pc := p.cfg.Prometheus
 	store := sendpos.New(filepath.Join(p.stateDir, "send_positions"))
-	keys, starts := resumePositions(store, p.wal, pc.RemoteWriteConfigs, p.logger)
+	resumes := resumePositions(store, p.wal, pc.RemoteWriteConfigs, p.logger)
 	queues := make([]*remotewrite.Queue, 0, len(pc.RemoteWriteConfigs))
 	endpoints := make([]*endpoint, 0, len(pc.RemoteWriteConfigs))
 	for i, rw := range pc.RemoteWriteConfigs {
+		rs := resumes[i]
+		e := &endpoint{key: rs.key, saved: rs.start, logger: p.logger.With("remote_name", rw.Name, "url", rw.URL.Redacted())}
+		live, err := store.OpenLive(rs.key)
+		if err != nil {
+			e.logger.Error("open live send position; after a crash, everything after the saved position will count as resent", "err", err)
+		} else {
+			e.live = live
+			defer live.Close()
+		}
+		// The live file starts with this run's start: a sent mark never
+		// goes back, so a crash before anything is sent again still counts
+		// what the last run may have sent.
+		e.WritePositions(rs.start, maxPosition(rs.start, rs.resendUntil))
 		q, err := remotewrite.New(ctx, remotewrite.Options{
 			Config:         rw,
 			ExternalLabels: pc.GlobalConfig.ExternalLabels,
 			Log:            remotewrite.WALLog(p.wal),
-			Start:          starts[i],
+			Start:          rs.start,
+			ResendUntil:    rs.resendUntil,
+			Positions:      e,
 			SigV4:          sigv4Config(p.cfg.RemoteWriteSigV4[i], rw.URL.String()),
 			UserAgent:      "rwagent/" + versionString(),
 			FlushDeadline:  p.opts.FlushDeadline,
@@ -145,7 +160,8 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 			return err
 		}
 		queues = append(queues, q)
-		endpoints = append(endpoints, &endpoint{key: keys[i], q: q, saved: starts[i]})
+		e.q = q
+		endpoints = append(endpoints, e)
 	}
 	ret := &retention{
 		wal:        p.wal,

@@ -345,7 +345,7 @@ func TestTruncationHeldBySlowestEndpoint(t *testing.T) {
 	// segments 0 to 3, the dead one nothing.
 	waitFor(t, "the live endpoint past segment 3", func() bool {
 		p, ok, _ := sendpos.New(filepath.Join(state, "send_positions")).Load("sink")
-		return ok && p.Segment >= 4
+		return ok && p.Acked.Segment >= 4
 	})
 	stopFrom := target.served.Load()
 	a.stop(t)

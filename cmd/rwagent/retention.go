@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/config"
@@ -13,51 +15,124 @@ import (
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
-// DefaultPositionInterval is how often each endpoint's acknowledged WAL
-// position is saved. After a crash, what was acknowledged since the last
-// save is sent again: one second of sending, plus the batches in flight.
+// DefaultPositionInterval is how often each endpoint's send positions are
+// saved durably (fsynced). Between saves the live file (sendpos.Live) is
+// rewritten without fsync after every acknowledgement and before every
+// send past the last sent mark: a process crash loses none of it, so after
+// one only what was in flight (or acknowledged since the last live write)
+// is sent again, and counted. A power loss may lose the live file's last
+// second: then up to one interval more is resent, and what was sent in
+// that second may go uncounted.
 const DefaultPositionInterval = time.Second
 
-// endpoint is one remote_write queue and its saved send position.
+// endpoint is one remote_write queue and its send positions. It is the
+// queue's remotewrite.PositionWriter.
 type endpoint struct {
-	key   string
-	q     *remotewrite.Queue
-	saved wal.Position // last position saved durably (or loaded); owned by the retention loop
+	key    string
+	q      *remotewrite.Queue
+	live   *sendpos.Live // nil: none could be opened
+	logger *slog.Logger
+	saved  wal.Position // acknowledged position last saved durably (or loaded); owned by the retention loop
+
+	mu         sync.Mutex
+	state      sendpos.State // last given to the live file; mu
+	savedState sendpos.State // last saved durably; mu
+	liveFailed bool          // the last live write failed; mu
 }
 
-// resumePositions returns the send-position key and the WAL position to
-// start from of each remote_write config, in order, and deletes the saved
-// positions of endpoints no longer configured, so that they stop holding
-// the WAL. Every problem with a saved position is logged and answered with
-// the safe choice: resend from the oldest data the WAL holds.
-func resumePositions(store *sendpos.Store, w *wal.WAL, rws []*config.RemoteWriteConfig, logger *slog.Logger) (keys []string, starts []wal.Position) {
+// WritePositions implements remotewrite.PositionWriter: it rewrites the
+// live file. A write that fails empties the file, so that a restart does
+// not trust a stale sent mark, and is logged once until one succeeds.
+func (e *endpoint) WritePositions(acked, sent wal.Position) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.state = sendpos.State{Acked: acked, Sent: sent, SentKnown: true}
+	if e.live == nil {
+		return
+	}
+	err := e.live.Write(e.state)
+	if err != nil {
+		if ierr := e.live.Invalidate(); ierr != nil {
+			err = errors.Join(err, ierr)
+		}
+	}
+	switch {
+	case err != nil && !e.liveFailed:
+		e.logger.Error("write live send position; after a crash, everything after the saved position will count as resent", "position_file", e.key, "err", err)
+	case err == nil && e.liveFailed:
+		e.logger.Info("write live send position recovered", "position_file", e.key)
+	}
+	e.liveFailed = err != nil
+}
+
+// resume is where one endpoint starts.
+type resume struct {
+	key   string
+	start wal.Position // where its queue starts reading
+	// resendUntil is the last run's sent high-water mark: records from
+	// start up to it may have reached the receiver already.
+	resendUntil wal.Position
+}
+
+// resumePositions returns, for each remote_write config in order, its
+// send-position key, where to start and what may be resent, and deletes
+// the saved positions of endpoints no longer configured, so that they stop
+// holding the WAL. Every problem with a saved position is logged and
+// answered with the safe choice: resend from the oldest data the WAL
+// holds. When the last run's sent mark is unknown (no live file, or one
+// older than the saved position: a power loss), everything up to where
+// this process started writing the WAL counts as possibly sent.
+func resumePositions(store *sendpos.Store, w *wal.WAL, rws []*config.RemoteWriteConfig, logger *slog.Logger) []resume {
 	used := make(map[string]bool, len(rws))
+	var out []resume
 	for i, rw := range rws {
 		key := sendpos.Key(rw.Name, rw.URL.String())
 		if used[key] { // two unnamed entries with one URL
 			key += "-" + strconv.Itoa(i)
 		}
 		used[key] = true
-		keys = append(keys, key)
 		lg := logger.With("remote_name", rw.Name, "url", rw.URL.Redacted(), "position_file", key)
-		saved, ok, err := store.Load(key)
+		var durable, live *sendpos.State
+		unreadable := false
+		if st, ok, err := store.Load(key); err != nil {
+			lg.Warn("send position unreadable", "err", err)
+			unreadable = true
+		} else if ok {
+			durable = &st
+		}
+		if st, ok, err := store.LoadLive(key); err != nil {
+			lg.Warn("live send position unreadable; the saved one is used", "err", err)
+			unreadable = true
+		} else if ok {
+			live = &st
+		}
+		st, ok := sendpos.Latest(durable, live)
 		switch {
-		case err != nil:
-			lg.Warn("send position unreadable; sending again from the oldest data in the WAL", "err", err)
-			starts = append(starts, wal.Position{})
+		case !ok && unreadable:
+			// Nothing says what was sent: all of it may have been.
+			lg.Warn("no usable send position; sending again from the oldest data in the WAL, all of it counted as resent",
+				"bytes", w.Bytes(wal.Position{}, w.Started()))
+			out = append(out, resume{key: key, resendUntil: w.Started()})
 			continue
 		case !ok:
 			lg.Info("no saved send position; sending from the oldest data in the WAL")
-			starts = append(starts, wal.Position{})
+			out = append(out, resume{key: key})
 			continue
 		}
-		start, err := w.Resume(saved)
+		if !st.SentKnown {
+			st.Sent = w.Started()
+		}
+		start, err := w.Resume(st.Acked)
 		if err != nil {
-			lg.Warn("saved send position does not fit the WAL; sending again from the oldest data in it", "saved", saved.String(), "err", err)
+			lg.Warn("saved send position does not fit the WAL; sending again from the oldest data in it", "saved", st.Acked.String(), "err", err)
 		} else {
 			lg.Info("resuming remote write at its saved send position", "position", start.String())
 		}
-		starts = append(starts, start)
+		if n := w.Bytes(start, st.Sent); n > 0 {
+			lg.Warn("resending bytes of WAL acknowledged-or-in-flight before the restart; their samples count in rwagent_remote_write_resent_samples_total",
+				"bytes", n, "from", start.String(), "to", st.Sent.String(), "sent_mark_known", st.SentKnown)
+		}
+		out = append(out, resume{key: key, start: start, resendUntil: st.Sent})
 	}
 	stale, err := store.Keys()
 	if err != nil {
@@ -73,7 +148,7 @@ func resumePositions(store *sendpos.Store, w *wal.WAL, rws []*config.RemoteWrite
 		}
 		logger.Info("remote_write no longer configured: its send position no longer holds the WAL", "position_file", k)
 	}
-	return keys, starts
+	return out
 }
 
 // retention saves send positions and truncates the WAL below them. It is
@@ -112,14 +187,23 @@ func (r *retention) run(ctx context.Context) {
 	}
 }
 
-// saveAll saves each endpoint's acknowledged position that moved.
+// saveAll saves durably each endpoint's positions that moved: it fsyncs
+// the live file, then saves the same state with sendpos.Store.Save.
 func (r *retention) saveAll() {
 	for _, e := range r.endpoints {
-		p := e.q.Acked()
-		if p == e.saved {
+		e.mu.Lock()
+		st, changed := e.state, e.state != e.savedState
+		e.mu.Unlock()
+		if !changed {
 			continue
 		}
-		err := r.store.Save(e.key, p)
+		var err error
+		if e.live != nil {
+			err = e.live.Sync()
+		}
+		if err == nil {
+			err = r.store.Save(e.key, st)
+		}
 		switch {
 		case err != nil && !r.saveFailing[e.key]:
 			r.logger.Error("save send position; retrying every interval, the WAL is held at the last saved one", "position_file", e.key, "err", err)
@@ -131,7 +215,10 @@ func (r *retention) saveAll() {
 		}
 		r.saveFailing[e.key] = err != nil
 		if err == nil {
-			e.saved = p
+			e.mu.Lock()
+			e.savedState = st
+			e.mu.Unlock()
+			e.saved = st.Acked
 		}
 	}
 }
@@ -181,4 +268,11 @@ func (r *retention) truncate() {
 	if _, err := r.wal.TruncateLazily(low, r.maxSize/4); err != nil {
 		r.logger.Warn("truncate WAL", "before", low.String(), "err", err)
 	}
+}
+
+func maxPosition(a, b wal.Position) wal.Position {
+	if a.Compare(b) < 0 {
+		return b
+	}
+	return a
 }

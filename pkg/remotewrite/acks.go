@@ -31,12 +31,22 @@ type acks struct {
 	// trimAt is the number of live entries at which begin asks the reader
 	// to trim.
 	trimAt int
+	// read is the position after the last record the reader has read,
+	// whether or not it is handled yet: no queued sample comes from a
+	// record after it (see reading).
+	read wal.Position
+	// resendUntil is Options.ResendUntil: records that start before it
+	// may have been sent before a restart.
+	resendUntil wal.Position
+	// resendBelow is one more than the sequence number of the last such
+	// record. Only the reader goroutine touches it, without mu.
+	resendBelow uint64
 }
 
 const minTrimAt = 1024
 
-func newAcks(start wal.Position) *acks {
-	return &acks{done: start, trimAt: minTrimAt}
+func newAcks(start, resendUntil wal.Position) *acks {
+	return &acks{done: start, read: start, resendUntil: resendUntil, trimAt: minTrimAt}
 }
 
 // begin registers a sample record that starts at the current done position
@@ -47,9 +57,22 @@ func (a *acks) begin() (seq uint64, trim bool) {
 	defer a.mu.Unlock()
 	seq = a.next
 	a.next++
+	if a.done.Compare(a.resendUntil) < 0 {
+		a.resendBelow = seq + 1
+	}
 	a.start = append(a.start, a.done)
 	a.busy = true
 	return seq, len(a.start)-a.head >= a.trimAt
+}
+
+// reading records pos, the position after the record the reader has just
+// read, before it handles it.
+func (a *acks) reading(pos wal.Position) {
+	a.mu.Lock()
+	if a.read.Compare(pos) < 0 {
+		a.read = pos
+	}
+	a.mu.Unlock()
 }
 
 // end marks the current record handled: done becomes pos (if later) and the

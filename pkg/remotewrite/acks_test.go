@@ -8,7 +8,7 @@ import (
 
 func TestAcks(t *testing.T) {
 	pos := func(o int64) wal.Position { return wal.Position{Segment: 1, Offset: o} }
-	a := newAcks(pos(10))
+	a := newAcks(pos(10), wal.Position{})
 	acked := func(oldest uint64, ok bool) wal.Position {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -54,7 +54,7 @@ func TestAcks(t *testing.T) {
 }
 
 func TestAcks_TrimBounded(t *testing.T) {
-	a := newAcks(wal.Position{})
+	a := newAcks(wal.Position{}, wal.Position{})
 	trims := 0
 	for i := range 100_000 {
 		seq, trim := a.begin()

@@ -13,17 +13,35 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
 
+	"github.com/rwagent/rwagent/pkg/sendpos"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
+
+// livePositions writes positions to a live file, as rwagent does.
+type livePositions struct{ l *sendpos.Live }
+
+func (p livePositions) WritePositions(acked, sent wal.Position) {
+	_ = p.l.Write(sendpos.State{Acked: acked, Sent: sent, SentKnown: true})
+}
 
 // BenchmarkWALToWire is the send side of the per-sample path: read a real
 // WAL, resolve series, shard, batch, encode remote-write 1.0, snappy and
 // POST to a loopback receiver that only drains the body (so the receiver's
-// decoding is not measured). Each iteration sends the whole WAL once.
+// decoding is not measured). Each iteration sends the whole WAL once. The
+// -positions variants also write the send positions to a live file
+// (sendpos.Live), as rwagent does.
 func BenchmarkWALToWire(b *testing.B) {
 	const scrapes = 50
-	for _, series := range []int{1_000, 10_000} {
-		b.Run(fmt.Sprint(series), func(b *testing.B) {
+	for _, bc := range []struct {
+		series    int
+		positions bool
+	}{{1_000, false}, {10_000, false}, {1_000, true}, {10_000, true}} {
+		series := bc.series
+		name := fmt.Sprint(series)
+		if bc.positions {
+			name += "-positions"
+		}
+		b.Run(name, func(b *testing.B) {
 			w, err := wal.Open(wal.Options{Dir: b.TempDir(), Fsync: wal.FsyncNever}, nil, nil)
 			if err != nil {
 				b.Fatal(err)
@@ -60,8 +78,17 @@ func BenchmarkWALToWire(b *testing.B) {
 			})
 			b.ReportAllocs()
 			b.ResetTimer()
+			var positions PositionWriter
+			if bc.positions {
+				live, err := sendpos.New(b.TempDir()).OpenLive("bench")
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer live.Close()
+				positions = livePositions{live}
+			}
 			for b.Loop() {
-				q, err := New(context.Background(), Options{Config: cfg, Log: WALLog(w)})
+				q, err := New(context.Background(), Options{Config: cfg, Log: WALLog(w), Positions: positions})
 				if err != nil {
 					b.Fatal(err)
 				}

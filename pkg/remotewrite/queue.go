@@ -71,6 +71,15 @@ type Options struct {
 	// Start is where reading starts: samples before it are not sent.
 	// Zero means the start of the WAL.
 	Start wal.Position
+	// ResendUntil is the sent high-water mark of the run before a restart
+	// (see PositionWriter): the samples of records that start at or after
+	// Start and before it may have reached the receiver already, and are
+	// counted in rwagent_remote_write_resent_samples_total as they are
+	// queued. Zero, or not after Start, means none.
+	ResendUntil wal.Position
+	// Positions, when set, is told the acknowledged position and the sent
+	// high-water mark as they move. Nil means nobody is.
+	Positions PositionWriter
 	// SigV4, when set, is how requests are signed, in place of
 	// Config.SigV4Config (it carries rwagent's sigv4 extension: sts_region,
 	// sts_endpoint, secret_key_file). A zero URL means Config.URL.
@@ -116,6 +125,9 @@ type Queue struct {
 	shards []*shard
 	gen    *generation // owned by the reader
 	acks   *acks
+
+	progress      progress
+	resendMetrics *resendMetrics
 
 	// Resharding: capacity is each shard's ring size; numShards mirrors
 	// len(shards) for the resharding goroutine, which sends counts to the
@@ -206,7 +218,7 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		ageLimit:       time.Duration(qc.SampleAgeLimit),
 		sendExemplars:  cfg.SendExemplars,
 		sendHistograms: cfg.SendNativeHistograms,
-		acks:           newAcks(opts.Start),
+		acks:           newAcks(opts.Start, opts.ResendUntil),
 		series:         newSeriesTable(opts.ExternalLabels, cfg.WriteRelabelConfigs),
 		rejectLog:      map[string]*lograte.Limiter{},
 		limitLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
@@ -260,6 +272,12 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		}
 	}
 	q.metrics = newQueueMetrics(opts.Registerer, name, cfg.URL.Redacted(), lagBytes)
+	q.resendMetrics = newResendMetrics(opts.Registerer, name, cfg.URL.Redacted())
+	q.progress.w = opts.Positions
+	// Never write a sent mark below the last run's: if this run dies
+	// before it resends those records, the next restart must count them.
+	q.progress.acked = opts.Start
+	q.progress.sent = maxPosition(opts.Start, opts.ResendUntil)
 	q.installShards(q.minShards)
 	q.metrics.shardsMin.Set(float64(qc.MinShards))
 	q.metrics.shardsMax.Set(float64(qc.MaxShards))
@@ -286,6 +304,10 @@ func (q *Queue) Run(ctx context.Context) error {
 		return fmt.Errorf("register metrics of remote write %s: %w", q.name, err)
 	}
 	defer q.metrics.unregister()
+	if err := q.resendMetrics.register(); err != nil {
+		return fmt.Errorf("register metrics of remote write %s: %w", q.name, err)
+	}
+	defer q.resendMetrics.unregister()
 	defer q.client.hc.CloseIdleConnections()
 	r, err := q.log.NewReader(q.start)
 	if err != nil {

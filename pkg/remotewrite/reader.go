@@ -122,6 +122,7 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 			continue
 		}
 		failures = 0
+		q.acks.reading(r.Position())
 		switch r.Type() {
 		case record.Series:
 			if n := q.series.store(r.Series()); n > 0 {

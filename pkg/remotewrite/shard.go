@@ -95,6 +95,7 @@ func signal(c chan struct{}) {
 // ctx is done first; then only a prefix of items was queued. Only the reader
 // goroutine may call push. items is not retained.
 func (s *shard) push(ctx context.Context, items []sample) error {
+	s.q.resent(items)
 	for len(items) > 0 {
 		s.mu.Lock()
 		wasEmpty := s.n == 0
@@ -217,6 +218,7 @@ func (s *shard) run(ctx context.Context) {
 // in flight, so Acked stays behind it (a part already delivered is sent
 // again after a restart: at least once, never lost).
 func (s *shard) sendBatch(ctx context.Context) bool {
+	s.q.reserve(s.batch[len(s.batch)-1].seq) // a shard's samples are in record order
 	if !s.sendPart(ctx, s.batch) {
 		return false
 	}
@@ -224,6 +226,7 @@ func (s *shard) sendBatch(ctx context.Context) bool {
 	s.inflight = false
 	s.batch = s.batch[:0]
 	s.mu.Unlock()
+	s.q.written()
 	return true
 }
 

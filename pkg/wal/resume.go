@@ -3,6 +3,7 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
@@ -48,4 +49,35 @@ func (w *WAL) Resume(p Position) (Position, error) {
 		return Position{}, fmt.Errorf("position %s lies in segments truncated away; the oldest left is %d", p, low)
 	}
 	return p, nil
+}
+
+// Started returns the position where this process started writing: no
+// earlier process can have read (or sent) anything at or after it. It is
+// safe for concurrent use.
+func (w *WAL) Started() Position { return Position{Segment: w.openSegment} }
+
+// Bytes returns how many bytes of the segments the WAL holds lie between
+// from and to: what a Reader reads going from one to the other. Segments
+// no longer there count nothing. Zero when to is not after from. It is
+// safe for concurrent use.
+func (w *WAL) Bytes(from, to Position) int64 {
+	var n int64
+	for seg := from.Segment; seg <= to.Segment && from.Compare(to) < 0; seg++ {
+		lo, hi := int64(0), int64(-1)
+		if seg == from.Segment {
+			lo = from.Offset
+		}
+		if seg == to.Segment {
+			hi = to.Offset
+		}
+		if hi < 0 {
+			fi, err := os.Stat(wlog.SegmentName(w.dir, seg))
+			if err != nil {
+				continue
+			}
+			hi = fi.Size()
+		}
+		n += max(hi-lo, 0)
+	}
+	return n
 }
