@@ -3,6 +3,7 @@ package scrape
 import (
 	"math"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -16,8 +17,10 @@ import (
 // seriesCache remembers, for one target, which WAL series ref each exposed
 // series was given and in which scrape it was last seen.
 //
-// Two indexes lead to an entry: keys, by the raw series text of the
-// exposition (p.Series() bytes: a hit costs one map lookup and no labels),
+// Two indexes lead to an entry: keys, by a 64-bit hash of the raw series
+// text of the exposition (p.Series() bytes: a hit costs a hash, one map
+// lookup and no labels; the text itself is not kept, which halves the
+// cache's memory),
 // and byHash, by the final label set (so the same series written two ways,
 // or handed over from a loop whose relabelling changed, keeps its ref).
 //
@@ -32,7 +35,7 @@ import (
 type seriesCache struct {
 	iter uint32 // current iteration; starts at 2 so that 0 means "never"
 
-	keys  map[string]int32 // raw series text -> index in slots
+	keys  map[uint64]int32 // hash of the raw series text -> index in slots
 	slots []keySlot
 	freeS []int32
 
@@ -56,13 +59,17 @@ type seriesCache struct {
 	staleFH *histogram.FloatHistogram
 }
 
-// keySlot is one raw series text. entry is -1 for text whose series metric
-// relabelling dropped.
+// keySlot is one raw series text, known by its hash and length: two texts
+// of one target with the same hash and length would share a slot, which at
+// 64 bits is a chance of about n²/2⁶⁵ for n series (3·10⁻¹² at 10,000); a
+// same-hash text of another length only costs resolving its labels again.
+// entry is -1 for text whose series metric relabelling dropped.
 type keySlot struct {
-	key   string
+	hash  uint64
+	size  uint32 // length of the text
 	entry int32
 	gen   uint32 // gen of the entry when the slot was filled; a mismatch means the entry is gone
-	seen  uint32 // last iteration the text was exposed
+	seen  uint32 // last iteration the text was exposed; 0 for a free slot
 }
 
 type valueKind uint8
@@ -109,7 +116,7 @@ const metaRetention = 10
 func newSeriesCache() *seriesCache {
 	return &seriesCache{
 		iter:    2,
-		keys:    map[string]int32{},
+		keys:    map[uint64]int32{},
 		byHash:  map[uint64]int32{},
 		meta:    map[string]*metaEntry{},
 		staleH:  &histogram.Histogram{Sum: math.Float64frombits(value.StaleNaN)},
@@ -123,11 +130,14 @@ func newSeriesCache() *seriesCache {
 // gone; then the caller resolves the labels and calls setKey.
 // lookup does not allocate.
 func (c *seriesCache) lookup(b []byte) (slot, entry int32, dropped bool) {
-	si, ok := c.keys[string(b)]
+	si, ok := c.keys[xxhash.Sum64(b)]
 	if !ok {
 		return -1, -1, false
 	}
 	s := &c.slots[si]
+	if s.size != uint32(len(b)) {
+		return -1, -1, false // another text with the same hash
+	}
 	s.seen = c.iter
 	if s.entry < 0 {
 		return si, -1, true
@@ -150,8 +160,8 @@ func (c *seriesCache) setKey(slot int32, b []byte, entry int32) {
 		s.entry, s.gen, s.seen = entry, gen, c.iter
 		return
 	}
-	k := string(b)
-	s := keySlot{key: k, entry: entry, gen: gen, seen: c.iter}
+	h := xxhash.Sum64(b)
+	s := keySlot{hash: h, size: uint32(len(b)), entry: entry, gen: gen, seen: c.iter}
 	if n := len(c.freeS); n > 0 {
 		slot = c.freeS[n-1]
 		c.freeS = c.freeS[:n-1]
@@ -160,7 +170,7 @@ func (c *seriesCache) setKey(slot int32, b []byte, entry int32) {
 		slot = int32(len(c.slots))
 		c.slots = append(c.slots, s)
 	}
-	c.keys[k] = slot
+	c.keys[h] = slot // a same-hash text of another length loses its slot
 }
 
 // find returns the live entry with label set lset (of hash h), or -1.
@@ -296,11 +306,13 @@ func (c *seriesCache) appendStale(recs *wal.Records, e *cacheEntry, t int64, sta
 func (c *seriesCache) sweepKeys() {
 	for i := range c.slots {
 		s := &c.slots[i]
-		if s.key == "" {
+		if s.seen == 0 {
 			continue
 		}
 		if s.seen+1 < c.iter || (s.entry >= 0 && c.entries[s.entry].gen != s.gen) {
-			delete(c.keys, s.key)
+			if c.keys[s.hash] == int32(i) {
+				delete(c.keys, s.hash)
+			}
 			*s = keySlot{}
 			c.freeS = append(c.freeS, int32(i))
 		}

@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
 )
@@ -145,5 +147,37 @@ func TestCache_EndOfRun(t *testing.T) {
 	}
 	if len(s.released) != len(s.series) {
 		t.Errorf("released %d of %d refs", len(s.released), len(s.series))
+	}
+}
+
+// TestSeriesCache_KeyHashes: a raw text is found by its hash; a slot of the
+// same hash but another length (another text) is a miss, not a wrong hit,
+// and a sweep of the slot it displaced leaves the new one.
+func TestSeriesCache_KeyHashes(t *testing.T) {
+	c := newSeriesCache()
+	a := []byte(`up{job="a"}`)
+	e := c.add(1, labels.FromStrings("__name__", "up", "job", "a"), 1)
+	c.setKey(-1, a, e)
+	if slot, entry, _ := c.lookup(a); slot < 0 || entry != e {
+		t.Fatalf("lookup of a known text: slot %d entry %d, want entry %d", slot, entry, e)
+	}
+	if slot, _, _ := c.lookup([]byte(`up{job="b"}`)); slot >= 0 {
+		t.Fatalf("lookup of an unknown text hit slot %d", slot)
+	}
+	// Another text with a's hash: pretend a's slot holds a longer text.
+	old := c.keys[xxhash.Sum64(a)]
+	c.slots[old].size++
+	slot, entry, _ := c.lookup(a)
+	if slot >= 0 || entry >= 0 {
+		t.Fatalf("lookup with a same-hash text of another length: slot %d entry %d, want a miss", slot, entry)
+	}
+	c.iter += 2 // the old slot is now unseen for two iterations
+	c.setKey(slot, a, e)
+	c.sweepKeys()
+	if c.slots[old].seen != 0 {
+		t.Errorf("the displaced slot was not swept")
+	}
+	if slot, entry, _ := c.lookup(a); slot < 0 || entry != e {
+		t.Fatalf("after sweeping the displaced slot: slot %d entry %d, want entry %d", slot, entry, e)
 	}
 }
