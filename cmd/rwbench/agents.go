@@ -27,7 +27,7 @@ type agent struct {
 	// Flavour selects the config and flags: rwagent, prometheus (v3
 	// --agent), prometheus2 (2.x --enable-feature=agent), vmagent.
 	Flavour string
-	RW2     bool // send remote-write 2.0 (Prometheus v3 only)
+	RW2     bool // send remote-write 2.0 (rwagent and Prometheus v3)
 }
 
 // version asks the binary for its version and returns its first line.

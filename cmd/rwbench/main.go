@@ -51,7 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("rwbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		agents  = fs.String("agents", "rwagent,prometheus,prometheus-rw2,vmagent", "Comma-separated agents to run, in order: rwagent, prometheus, prometheus-rw2, vmagent, prometheus-deb, vmagent-deb.")
+		agents  = fs.String("agents", "rwagent,prometheus,prometheus-rw2,vmagent", "Comma-separated agents to run, in order: rwagent, rwagent-rw2, prometheus, prometheus-rw2, vmagent, prometheus-deb, vmagent-deb.")
 		rwBin   = fs.String("rwagent.bin", "bin/rwagent", "rwagent binary.")
 		promBin = fs.String("prometheus.bin", filepath.Join(cache, "prometheus-v0.316.0", "prometheus"), "Prometheus v3 binary (bench/peers.sh builds it).")
 		vmBin   = fs.String("vmagent.bin", filepath.Join(cache, "vmagent-v1.151.0", "vmagent"), "vmagent binary (bench/peers.sh builds it).")
@@ -78,6 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	known := map[string]agent{
 		"rwagent":        {Name: "rwagent", Bin: *rwBin, Flavour: "rwagent"},
+		"rwagent-rw2":    {Name: "rwagent-rw2", Bin: *rwBin, Flavour: "rwagent", RW2: true},
 		"prometheus":     {Name: "prometheus", Bin: *promBin, Flavour: "prometheus"},
 		"prometheus-rw2": {Name: "prometheus-rw2", Bin: *promBin, Flavour: "prometheus", RW2: true},
 		"vmagent":        {Name: "vmagent", Bin: *vmBin, Flavour: "vmagent"},

@@ -57,6 +57,7 @@ func TestAgentConfigs(t *testing.T) {
 		URL: "http://127.0.0.1:3/api/v1/write", Native: true}
 	for _, a := range []agent{
 		{Name: "rwagent", Flavour: "rwagent"},
+		{Name: "rwagent-rw2", Flavour: "rwagent", RW2: true},
 		{Name: "prometheus", Flavour: "prometheus"},
 		{Name: "prometheus-rw2", Flavour: "prometheus", RW2: true},
 		{Name: "vmagent", Flavour: "vmagent"},
