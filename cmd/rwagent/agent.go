@@ -149,6 +149,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 			Log:            remotewrite.WALLog(p.wal),
 			Start:          rs.start,
 			ResendUntil:    rs.resendUntil,
+			Lost:           rs.lost,
 			Positions:      e,
 			SigV4:          sigv4Config(p.cfg.RemoteWriteSigV4[i], rw.URL.String()),
 			UserAgent:      "rwagent/" + versionString(),

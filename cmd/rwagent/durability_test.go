@@ -436,3 +436,41 @@ func listing(dir string) string {
 	})
 	return sb.String()
 }
+
+// TestRestartIntoTrimmed: the WAL is trimmed (wal.max_size) past an
+// endpoint's saved position while its receiver is down, and the agent is
+// restarted: the new process counts what those segments held as dropped
+// (wal_full), says so, and sends what is left.
+func TestRestartIntoTrimmed(t *testing.T) {
+	const maxSize = 256 << 10
+	s, url := newSink(t)
+	target := newSeqTarget(t, 500)
+	state := t.TempDir()
+	cfg := seqConfig(target.addr, url, fmt.Sprintf("  max_size: %d\n", maxSize))
+	a := startDurable(t, state, cfg)
+	waitFor(t, "first samples", func() bool { return len(s.values("seq_total")) >= 3 })
+	s.setDown(true)
+	waitFor(t, "four segments trimmed during the outage", func() bool {
+		return a.metric(t, "rwagent_wal_trimmed_segments_total", nil) >= 4
+	})
+	a.stop(t)
+	if _, err := os.Stat(filepath.Join(state, "wal", "trimmed")); err != nil {
+		t.Fatalf("no record of the trimmed segments in the WAL directory: %v", err)
+	}
+
+	s.setDown(false)
+	b := startDurable(t, state, cfg)
+	waitFor(t, "the restarted agent to count the trimmed segments' unsent samples as dropped (wal_full)", func() bool {
+		return b.metric(t, "prometheus_remote_storage_samples_dropped_total", map[string]string{"remote_name": "sink", "reason": "wal_full"}) > 0
+	})
+	if !strings.Contains(b.logs.String(), "the WAL was trimmed past the saved send position") {
+		t.Errorf("the restart did not say the WAL was trimmed past the saved position:\n%s", b.logs.String())
+	}
+	restart := target.served.Load()
+	waitFor(t, "samples after the restart", func() bool {
+		v := s.values("seq_total")
+		return len(v) > 0 && v[len(v)-1] >= float64(restart+3)
+	})
+	b.stop(t)
+	s.checkOrder(t)
+}

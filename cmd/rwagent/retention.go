@@ -72,6 +72,8 @@ type resume struct {
 	// resendUntil is the last run's sent high-water mark: records from
 	// start up to it may have reached the receiver already.
 	resendUntil wal.Position
+	// lost is what the WAL trimmed of what the endpoint had not sent.
+	lost *wal.GapError
 }
 
 // resumePositions returns, for each remote_write config in order, its
@@ -123,16 +125,20 @@ func resumePositions(store *sendpos.Store, w *wal.WAL, rws []*config.RemoteWrite
 			st.Sent = w.Started()
 		}
 		start, err := w.Resume(st.Acked)
-		if err != nil {
+		lost, _ := errors.AsType[*wal.GapError](err)
+		switch {
+		case lost != nil:
+			lg.Warn("the WAL was trimmed past the saved send position (wal.max_size or wal.max_age): what this endpoint had not sent there is counted as dropped; sending from the oldest data left", "saved", st.Acked.String(), "err", err)
+		case err != nil:
 			lg.Warn("saved send position does not fit the WAL; sending again from the oldest data in it", "saved", st.Acked.String(), "err", err)
-		} else {
+		default:
 			lg.Info("resuming remote write at its saved send position", "position", start.String())
 		}
 		if n := w.Bytes(start, st.Sent); n > 0 {
 			lg.Warn("resending bytes of WAL acknowledged-or-in-flight before the restart; their samples count in rwagent_remote_write_resent_samples_total",
 				"bytes", n, "from", start.String(), "to", st.Sent.String(), "sent_mark_known", st.SentKnown)
 		}
-		out = append(out, resume{key: key, start: start, resendUntil: st.Sent})
+		out = append(out, resume{key: key, start: start, resendUntil: st.Sent, lost: lost})
 	}
 	stale, err := store.Keys()
 	if err != nil {

@@ -77,6 +77,10 @@ type Options struct {
 	// counted in rwagent_remote_write_resent_samples_total as they are
 	// queued. Zero, or not after Start, means none.
 	ResendUntil wal.Position
+	// Lost, when set, is what the WAL removed of this endpoint's unsent
+	// data before the queue started (wal.WAL.Resume's *wal.GapError): Run
+	// counts it as dropped, by reason, before it reads.
+	Lost *wal.GapError
 	// Positions, when set, is told the acknowledged position and the sent
 	// high-water mark as they move. Nil means nobody is.
 	Positions PositionWriter
@@ -107,6 +111,7 @@ type Queue struct {
 	name           string
 	log            Log
 	start          wal.Position
+	lostAtStart    *wal.GapError // Options.Lost
 	client         *client
 	logger         *slog.Logger
 	metrics        *queueMetrics
@@ -219,6 +224,7 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		sendExemplars:  cfg.SendExemplars,
 		sendHistograms: cfg.SendNativeHistograms,
 		acks:           newAcks(opts.Start, opts.ResendUntil),
+		lostAtStart:    opts.Lost,
 		series:         newSeriesTable(opts.ExternalLabels, cfg.WriteRelabelConfigs),
 		rejectLog:      map[string]*lograte.Limiter{},
 		limitLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
@@ -323,6 +329,9 @@ func (q *Queue) Run(ctx context.Context) error {
 	wg.Go(func() { q.reshardLoop(reshardCtx) })
 	if q.metadata != nil {
 		wg.Go(func() { q.metadata.run(reshardCtx) })
+	}
+	if q.lostAtStart != nil {
+		q.lost(q.lostAtStart)
 	}
 	q.read(ctx, sendCtx, r)
 	stopResharding()

@@ -21,7 +21,11 @@ import (
 // the segment this process started writing, which no earlier process can
 // have read (the WAL directory was replaced or the position file belongs to
 // another WAL). Resending from the oldest data may send some samples twice;
-// skipping could lose some.
+// skipping could lose some. When Trim removed segments from p on (this
+// process or an earlier one: it remembers them in the WAL directory), the
+// error is a *GapError with what they held, the whole of p's segment
+// counted: what the endpoint lost, give or take the part of that segment
+// it had sent.
 //
 // Resume is safe for concurrent use.
 func (w *WAL) Resume(p Position) (Position, error) {
@@ -46,6 +50,9 @@ func (w *WAL) Resume(p Position) (Position, error) {
 		return Position{}, fmt.Errorf("find checkpoint in %s: %w", w.dir, err)
 	}
 	if p.Segment < low {
+		if full, tooOld, ok := w.trimmed.gap(p.Segment, low); ok {
+			return Position{}, &GapError{From: p, To: Position{Segment: low}, Full: full, TooOld: tooOld}
+		}
 		return Position{}, fmt.Errorf("position %s lies in segments truncated away; the oldest left is %d", p, low)
 	}
 	return p, nil

@@ -70,14 +70,17 @@ func (t *trimmed) gap(from, to int) (full, tooOld Counts, ok bool) {
 	return full, tooOld, ok
 }
 
-func (t *trimmed) forget(to int) {
+// forget drops the segments up to to, and says whether there were any.
+func (t *trimmed) forget(to int) (changed bool) {
 	t.mu.Lock()
 	for seg := range t.segs {
 		if seg <= to {
 			delete(t.segs, seg)
+			changed = true
 		}
 	}
 	t.mu.Unlock()
+	return changed
 }
 
 // TrimResult says what a Trim removed.
@@ -191,6 +194,11 @@ func (w *WAL) trimOnce(maxSize int64, maxAge time.Duration, now time.Time) (Trim
 		w.trimmed.mu.Lock()
 		w.trimmed.segs[seg] = ts
 		w.trimmed.mu.Unlock()
+	}
+	// Remembered on disk before the segments go, for a process started
+	// later (Resume).
+	if err := w.trimmed.save(w.dir); err != nil {
+		w.logger.Warn("remember what trimmed segments held; an endpoint resuming in them after a restart will not count its loss", "err", err)
 	}
 	if err := w.truncate(first, cut-1, last); err != nil {
 		w.metrics.truncateFails.Inc()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -198,4 +199,79 @@ func TestRepairDamagedMiddle(t *testing.T) {
 	if last := after.Samples[20]; last.Ref != 99 {
 		t.Fatalf("new sample after repair: got %v", last)
 	}
+}
+
+// TestTrimRemembered: what Trim removed is remembered in the WAL
+// directory, so that a later process resuming at a position in the removed
+// segments gets a *GapError from Resume with what they held; a truncation
+// past them forgets them, file included.
+func TestTrimRemembered(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Dir: dir, SegmentSize: 32 << 10}
+	w := openWAL(t, opts, nil, nil)
+	ref := w.NewRef()
+	mustLog(t, w, batch([]chunks.HeadSeriesRef{ref}, true, 1, 0))
+	for seg := range 6 {
+		if seg > 0 {
+			rotate(t, w)
+		}
+		mustLog(t, w, batch([]chunks.HeadSeriesRef{ref}, false, 100, int64(seg*1000)))
+	}
+	res, err := w.Trim(3*32<<10, 0, time.Now())
+	must(err)
+	if res.Segments < 2 {
+		t.Fatalf("trimmed %d segments, want at least 2", res.Segments)
+	}
+	must(w.Close())
+
+	w2 := openWAL(t, opts, nil, nil)
+	first, _, err := wlog.Segments(dir)
+	must(err)
+	_, err = w2.Resume(Position{Segment: 1, Offset: 10})
+	gap, ok := errors.AsType[*GapError](err)
+	if !ok {
+		t.Fatalf("Resume in a trimmed segment after a restart: %v, want a *GapError", err)
+	}
+	// Segments 1 to first-1, 100 samples each.
+	if want := 100 * (first - 1); gap.Full.Samples != want || gap.To.Segment != first {
+		t.Errorf("gap %+v, want %d samples up to segment %d", gap, want, first)
+	}
+	if _, err := os.Stat(filepath.Join(dir, trimLogName)); err != nil {
+		t.Fatalf("no trim log while trimmed segments are remembered: %v", err)
+	}
+	// A truncation past the trimmed segments forgets them.
+	rotate(t, w2)
+	must(w2.Truncate(Position{Segment: first + 1}))
+	if _, err := os.Stat(filepath.Join(dir, trimLogName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("trim log left after a truncation past every trimmed segment: %v", err)
+	}
+}
+
+func TestParseTrimLog(t *testing.T) {
+	good := trimLogHeader + "3 wal_full 10 2 1\n4 too_old 7 0 0\n"
+	segs, err := parseTrimLog([]byte(good))
+	if err != nil || len(segs) != 2 || segs[3].c.Samples != 10 || segs[3].tooOld || !segs[4].tooOld || segs[4].c.Samples != 7 {
+		t.Fatalf("parse %q: %v, %v", good, segs, err)
+	}
+	for _, bad := range []string{"", "3 wal_full 1 1 1\n", trimLogHeader + "3 lost 1 1 1\n", trimLogHeader + "3 wal_full -1 0 0\n", trimLogHeader + "x wal_full 1 0 0\n", trimLogHeader + "3 wal_full 1 0\n"} {
+		if _, err := parseTrimLog([]byte(bad)); err == nil {
+			t.Errorf("parse %q succeeded", bad)
+		}
+	}
+}
+
+func FuzzParseTrimLog(f *testing.F) {
+	f.Add([]byte(trimLogHeader + "3 wal_full 10 2 1\n"))
+	f.Add([]byte(trimLogHeader))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		segs, err := parseTrimLog(b)
+		if err != nil {
+			return
+		}
+		for seg, s := range segs {
+			if seg < 0 || s.c.Samples < 0 || s.c.Histograms < 0 || s.c.Exemplars < 0 {
+				t.Errorf("parsed a negative count: %d %+v", seg, s)
+			}
+		}
+	})
 }

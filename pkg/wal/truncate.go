@@ -193,7 +193,11 @@ func (w *WAL) truncateBelow(before Position, lazy int64) (bool, error) {
 		w.metrics.truncateFails.Inc()
 		return false, err
 	}
-	w.trimmed.forget(to) // every Reader has passed what it counted
+	if w.trimmed.forget(to) { // every Reader has passed what it counted
+		if err := w.trimmed.save(w.dir); err != nil {
+			w.logger.Warn("forget what truncated segments held", "err", err)
+		}
+	}
 	w.metrics.truncations.Inc()
 	return true, nil
 }

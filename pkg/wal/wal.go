@@ -197,6 +197,9 @@ func (w *WAL) open() error {
 	if err := w.finishTruncation(); err != nil {
 		return err
 	}
+	if err := w.trimmed.load(w.dir); err != nil {
+		w.logger.Warn("what trimmed segments held is unknown: an endpoint resuming in them will not count its loss", "err", err)
+	}
 	// A nil registerer: the segment writer's own metrics would collide
 	// with a second WAL on reg; ours cover what it counts.
 	wl, err := wlog.NewSize(w.logger, nil, w.dir, w.opts.SegmentSize, compression.None)
