@@ -23,7 +23,23 @@ import (
 var version = ""
 
 func main() {
+	setGCPercent(os.Getenv("GOGC"))
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// defaultGCPercent is the agent's GOGC unless the environment sets one. The
+// heap is mostly long-lived series state and the per-sample paths allocate
+// little, so collecting at +50% instead of Go's +100% costs little CPU and
+// keeps the peak heap at 1.5x the live one instead of 2x (vmagent makes the
+// same choice).
+const defaultGCPercent = 50
+
+// setGCPercent applies defaultGCPercent when env (GOGC's value) is empty;
+// otherwise the runtime already applied the user's.
+func setGCPercent(env string) {
+	if env == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 }
 
 // run is main without the exit, so tests can drive the command line.

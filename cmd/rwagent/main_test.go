@@ -6,6 +6,7 @@ import (
 	promconfig "github.com/prometheus/prometheus/config"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -72,5 +73,18 @@ func TestAllV2(t *testing.T) {
 		if got := allV2(tc.rws); got != tc.want {
 			t.Errorf("%s: allV2 = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestSetGCPercent(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	setGCPercent("")
+	if got := debug.SetGCPercent(100); got != defaultGCPercent {
+		t.Errorf("GOGC unset: GC percent %d, want %d", got, defaultGCPercent)
+	}
+	setGCPercent("200") // the runtime applied the environment's own
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC set: GC percent changed to %d", got)
 	}
 }
