@@ -291,7 +291,7 @@ func (a *appender) resolve(p textparse.Parser, met []byte, slot int32) (ei int32
 		return -1, false, err
 	}
 	h := lset.Hash()
-	ei = c.find(lset, h)
+	ei = c.find(h)
 	if ei < 0 {
 		ref := a.storage.NewRef()
 		ei = c.add(ref, lset, h)
@@ -445,7 +445,7 @@ func (a *appender) appendExemplars(p textparse.Parser, e *cacheEntry, t int64, i
 // (a text exposition may lack TYPE lines, so the last family seen may be
 // another one).
 func (a *appender) appendMetadata(e *cacheEntry, m *metaEntry) {
-	if !inFamily(e.lset.Get(model.MetricNameLabel), m.name, m.typ) {
+	if !inFamily(e.name, m.name, m.typ) {
 		return
 	}
 	a.recs.Metadata = append(a.recs.Metadata, record.RefMetadata{

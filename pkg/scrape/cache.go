@@ -2,6 +2,7 @@ package scrape
 
 import (
 	"math"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
@@ -19,10 +20,13 @@ import (
 //
 // Two indexes lead to an entry: keys, by a 64-bit hash of the raw series
 // text of the exposition (p.Series() bytes: a hit costs a hash, one map
-// lookup and no labels; the text itself is not kept, which halves the
-// cache's memory),
-// and byHash, by the final label set (so the same series written two ways,
-// or handed over from a loop whose relabelling changed, keeps its ref).
+// lookup and no labels; the text itself is not kept), and byHash, by the
+// hash of the final label set (so the same series written two ways, or
+// handed over from a loop whose relabelling changed, keeps its ref). The
+// label sets are not kept either: they go to the WAL once, in the series
+// record. Two series of one target with the same 64-bit label hash would
+// share a ref, a chance of about n²/2⁶⁵ for n series (3·10⁻¹² at 10,000);
+// keeping every label set to rule it out would cost about 150 bytes a series.
 //
 // Iterations: each scrape attempt, failed or not, is one iteration. A sample
 // appended in an iteration marks its entry; finish commits the marks of a
@@ -41,7 +45,8 @@ type seriesCache struct {
 
 	entries []cacheEntry
 	freeE   []int32
-	byHash  map[uint64]int32 // label hash -> first entry of its chain
+	byHash  map[uint64]int32  // label hash -> first entry of its chain
+	names   map[string]string // interned metric names of the entries
 
 	meta map[string]*metaEntry // metric family name -> metadata
 
@@ -80,13 +85,14 @@ const (
 	kindFloatHistogram
 )
 
-// cacheEntry is one series: one label set and its WAL ref.
+// cacheEntry is one series: the hash of its label set and its WAL ref.
 type cacheEntry struct {
 	ref   chunks.HeadSeriesRef
-	lset  labels.Labels
-	lastT int64 // timestamp of the last committed sample; math.MinInt64 if none
-	pendT int64 // timestamp of the sample marked in this iteration
-	exT   int64 // timestamp of the newest exemplar logged
+	hash  uint64 // of the label set
+	name  string // the series' metric name, interned (names)
+	lastT int64  // timestamp of the last committed sample; math.MinInt64 if none
+	pendT int64  // timestamp of the sample marked in this iteration
+	exT   int64  // timestamp of the newest exemplar logged
 	mark  uint32
 	last  uint32 // last committed iteration; 0 if none
 	next  int32  // next entry with the same label hash, -1 if none
@@ -118,6 +124,7 @@ func newSeriesCache() *seriesCache {
 		iter:    2,
 		keys:    map[uint64]int32{},
 		byHash:  map[uint64]int32{},
+		names:   map[string]string{},
 		meta:    map[string]*metaEntry{},
 		staleH:  &histogram.Histogram{Sum: math.Float64frombits(value.StaleNaN)},
 		staleFH: &histogram.FloatHistogram{Sum: math.Float64frombits(value.StaleNaN)},
@@ -173,18 +180,13 @@ func (c *seriesCache) setKey(slot int32, b []byte, entry int32) {
 	c.keys[h] = slot // a same-hash text of another length loses its slot
 }
 
-// find returns the live entry with label set lset (of hash h), or -1.
-func (c *seriesCache) find(lset labels.Labels, h uint64) int32 {
+// find returns the live entry whose label set has hash h, or -1.
+func (c *seriesCache) find(h uint64) int32 {
 	i, ok := c.byHash[h]
 	if !ok {
 		return -1
 	}
-	for ; i >= 0; i = c.entries[i].next {
-		if labels.Equal(c.entries[i].lset, lset) {
-			return i
-		}
-	}
-	return -1
+	return i
 }
 
 // add creates an entry for a new series with ref. It is recorded as created
@@ -205,7 +207,8 @@ func (c *seriesCache) add(ref chunks.HeadSeriesRef, lset labels.Labels, h uint64
 	}
 	*e = cacheEntry{
 		ref:   ref,
-		lset:  lset,
+		hash:  h,
+		name:  c.intern(lset.Get(model.MetricNameLabel)),
 		lastT: math.MinInt64,
 		exT:   math.MinInt64,
 		next:  head,
@@ -217,10 +220,20 @@ func (c *seriesCache) add(ref chunks.HeadSeriesRef, lset labels.Labels, h uint64
 	return i
 }
 
+// intern returns name, sharing the string of an earlier entry's equal name.
+func (c *seriesCache) intern(name string) string {
+	if n, ok := c.names[name]; ok {
+		return n
+	}
+	name = strings.Clone(name) // not a view that keeps its label set alive
+	c.names[name] = name
+	return name
+}
+
 // free forgets entry i. Key slots pointing at it become misses.
 func (c *seriesCache) free(i int32) {
 	e := &c.entries[i]
-	h := e.lset.Hash()
+	h := e.hash
 	if head := c.byHash[h]; head == i {
 		if e.next >= 0 {
 			c.byHash[h] = e.next
