@@ -244,6 +244,9 @@ func TestAgent_CredentialsRotate(t *testing.T) {
 			if sent := a.metric(t, "prometheus_remote_storage_samples_total", map[string]string{"remote_name": "amp"}); sent <= 0 {
 				t.Errorf("prometheus_remote_storage_samples_total = %v, want > 0", sent)
 			}
+			if n := a.metric(t, "rwagent_sigv4_credential_refreshes_total", map[string]string{"result": "success"}); n < 2 {
+				t.Errorf("rwagent_sigv4_credential_refreshes_total{result=success} = %v, want at least the 2 rotations", n)
+			}
 			metrics := a.readMetrics(t)
 			a.stop(t)
 

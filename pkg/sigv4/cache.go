@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The refresh windows of credentialCache, for credentials of an hour (STS,
@@ -59,6 +60,10 @@ type credentialCache struct {
 
 	cur atomic.Pointer[cachedCredentials]
 
+	// refreshes counts refreshes by result ("success", "failure"); set
+	// before the cache is shared, nil: not counted.
+	refreshes *prometheus.CounterVec
+
 	mu         sync.Mutex
 	refreshing chan struct{} // non-nil while a refresh runs; closed when it ends
 	lastErr    error         // of the last refresh, nil after a success
@@ -73,6 +78,26 @@ type cachedCredentials struct {
 
 func newCredentialCache(src *aws.CredentialsCache, logger *slog.Logger, redact func(error) error) *credentialCache {
 	return &credentialCache{src: src, logger: logger, redact: redact, now: time.Now}
+}
+
+// newRefreshCounter returns rwagent_sigv4_credential_refreshes_total,
+// registered on reg (shared with the round trippers already registered
+// there), or unregistered if reg is nil.
+func newRefreshCounter(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rwagent_sigv4_credential_refreshes_total",
+		Help: "Refreshes of expiring AWS credentials used for SigV4, by result; a failure keeps signing with the current credentials until they expire.",
+	}, []string{"result"})
+	if reg != nil {
+		if err := reg.Register(c); err != nil {
+			if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
+				if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+					c = existing
+				}
+			}
+		}
+	}
+	return c
 }
 
 // schedule computes the refresh times of creds fetched at now.
@@ -197,6 +222,13 @@ func (c *credentialCache) refresh(done chan struct{}) {
 	c.refreshing = nil
 	c.mu.Unlock()
 	close(done)
+	if c.refreshes != nil {
+		result := "success"
+		if err != nil {
+			result = "failure"
+		}
+		c.refreshes.WithLabelValues(result).Inc()
+	}
 
 	if err != nil {
 		c.logger.Warn("sigv4: signing with the current AWS credentials until a refresh succeeds", "err", err)

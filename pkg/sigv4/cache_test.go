@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // gatedProvider hands out credentials expiring life after now(); each
@@ -60,6 +61,7 @@ func TestCredentialCache_RefreshDoesNotBlock(t *testing.T) {
 	p := &gatedProvider{now: clock.now, life: time.Hour, gate: make(chan error)}
 	c := newCredentialCache(aws.NewCredentialsCache(p), slog.New(slog.NewTextHandler(io.Discard, nil)), func(err error) error { return err })
 	c.now = clock.now
+	c.refreshes = newRefreshCounter(nil)
 	ctx := context.Background()
 	first, err := c.load(ctx)
 	if err != nil {
@@ -97,6 +99,10 @@ func TestCredentialCache_RefreshDoesNotBlock(t *testing.T) {
 	p.gate <- nil
 	if creds := <-got; creds.AccessKeyID == first.AccessKeyID || !creds.Expires.After(clock.now().Add(time.Minute)) {
 		t.Fatalf("after expiry: got %s expiring %s", creds.AccessKeyID, creds.Expires)
+	}
+	waitFor(t, func() bool { return testutil.ToFloat64(c.refreshes.WithLabelValues("success")) == 1 })
+	if f := testutil.ToFloat64(c.refreshes.WithLabelValues("failure")); f != 1 {
+		t.Errorf("refreshes{result=failure} = %v, want 1", f)
 	}
 }
 

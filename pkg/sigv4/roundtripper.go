@@ -44,8 +44,9 @@ import (
 type Options struct {
 	Logger *slog.Logger     // zero: discard
 	Now    func() time.Time // signing clock before skew correction; zero: time.Now
-	// Registerer gets rwagent_sigv4_clock_offset_seconds. Round trippers
-	// built on one Registerer share the gauge (the clock is the host's).
+	// Registerer gets rwagent_sigv4_clock_offset_seconds and
+	// rwagent_sigv4_credential_refreshes_total. Round trippers
+	// built on one Registerer share them (the clock is the host's).
 	// Nil: not registered.
 	Registerer prometheus.Registerer
 }
@@ -94,6 +95,7 @@ func NewRoundTripper(ctx context.Context, cfg Config, next http.RoundTripper, op
 	if err != nil {
 		return nil, err
 	}
+	creds.refreshes = newRefreshCounter(opts.Registerer)
 	service := cfg.service()
 	return &roundTripper{
 		next:    next,
