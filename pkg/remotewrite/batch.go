@@ -8,6 +8,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/prompb"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // encoder turns a batch of samples into a snappy-compressed remote-write 1.0
@@ -40,8 +41,6 @@ type histScratch struct {
 const (
 	tagTimeseries = 1<<3 | 2 // WriteRequest.timeseries
 	tagSample     = 2<<3 | 2 // TimeSeries.samples
-	tagExemplar   = 3<<3 | 2 // TimeSeries.exemplars
-	tagHistogram  = 4<<3 | 2 // TimeSeries.histograms
 	tagValue      = 1<<3 | 1 // Sample.value, fixed64
 	tagTimestamp  = 2<<3 | 0 // Sample.timestamp, varint
 )
@@ -86,14 +85,14 @@ func (e *encoder) appendTimeSeries(dst []byte, run []sample, kind int) ([]byte, 
 	case kindFloat:
 		for k := range run {
 			n := sampleSize(run[k].v, run[k].t)
-			size += 1 + uvarintSize(uint64(n)) + n
+			size += 1 + protowire.SizeVarint(uint64(n)) + n
 		}
 	case kindExemplar:
 		e.xpb = e.xpb[:0]
 		for k := range run {
 			e.xpb = append(e.xpb, prompb.Exemplar{Labels: run[k].x.(*exemplar).labels, Value: run[k].v, Timestamp: run[k].t})
 			n := e.xpb[k].Size()
-			size += 1 + uvarintSize(uint64(n)) + n
+			size += 1 + protowire.SizeVarint(uint64(n)) + n
 		}
 	default:
 		e.hpb = e.hpb[:0]
@@ -106,11 +105,11 @@ func (e *encoder) appendTimeSeries(dst []byte, run []sample, kind int) ([]byte, 
 				e.scratch(k).fromFloat(&e.hpb[k], run[k].t, x)
 			}
 			n := e.hpb[k].Size()
-			size += 1 + uvarintSize(uint64(n)) + n
+			size += 1 + protowire.SizeVarint(uint64(n)) + n
 		}
 	}
 	dst = append(dst, tagTimeseries)
-	dst = appendUvarint(dst, uint64(size))
+	dst = protowire.AppendVarint(dst, uint64(size))
 	dst = append(dst, run[0].series.enc...)
 	switch kind {
 	case kindFloat:
@@ -120,14 +119,14 @@ func (e *encoder) appendTimeSeries(dst []byte, run []sample, kind int) ([]byte, 
 	case kindExemplar:
 		for k := range e.xpb {
 			var err error
-			if dst, err = appendMessage(dst, tagExemplar, &e.xpb[k]); err != nil {
+			if dst, err = appendMessage(dst, 3, &e.xpb[k]); err != nil {
 				return dst, fmt.Errorf("marshal exemplar: %w", err)
 			}
 		}
 	default:
 		for k := range e.hpb {
 			var err error
-			if dst, err = appendMessage(dst, tagHistogram, &e.hpb[k]); err != nil {
+			if dst, err = appendMessage(dst, 4, &e.hpb[k]); err != nil {
 				return dst, fmt.Errorf("marshal histogram: %w", err)
 			}
 		}
@@ -143,7 +142,7 @@ func sampleSize(v float64, t int64) int {
 		n += 1 + 8
 	}
 	if t != 0 {
-		n += 1 + uvarintSize(uint64(t))
+		n += 1 + protowire.SizeVarint(uint64(t))
 	}
 	return n
 }
@@ -157,7 +156,7 @@ func appendSample(dst []byte, v float64, t int64) []byte {
 	}
 	if t != 0 {
 		dst = append(dst, tagTimestamp)
-		dst = appendUvarint(dst, uint64(t))
+		dst = protowire.AppendVarint(dst, uint64(t))
 	}
 	return dst
 }
@@ -168,12 +167,12 @@ type gogoMessage interface {
 	MarshalToSizedBuffer([]byte) (int, error)
 }
 
-// appendMessage appends m as field tag (length-delimited), marshalled by
-// gogo into dst's spare capacity.
-func appendMessage(dst []byte, tag byte, m gogoMessage) ([]byte, error) {
+// appendMessage appends m as a length-delimited field, marshalled by gogo
+// into dst's spare capacity.
+func appendMessage(dst []byte, field protowire.Number, m gogoMessage) ([]byte, error) {
 	size := m.Size()
-	dst = append(dst, tag)
-	dst = appendUvarint(dst, uint64(size))
+	dst = protowire.AppendTag(dst, field, protowire.BytesType)
+	dst = protowire.AppendVarint(dst, uint64(size))
 	n := len(dst)
 	dst = grow(dst, size)
 	if _, err := m.MarshalToSizedBuffer(dst[n : n+size]); err != nil {

@@ -1,11 +1,9 @@
 package remotewrite
 
 import (
-	"math/bits"
-
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // A series' labels are kept the way a remote-write 1.0 TimeSeries carries
@@ -25,7 +23,7 @@ const (
 func appendEncodedLabels(dst []byte, ls labels.Labels) []byte {
 	ls.Range(func(l labels.Label) {
 		dst = append(dst, tagLabels)
-		dst = appendUvarint(dst, uint64(labelSize(l.Name, l.Value)))
+		dst = protowire.AppendVarint(dst, uint64(labelSize(l.Name, l.Value)))
 		dst = appendLabelField(dst, tagLabels, l.Name)
 		dst = appendLabelField(dst, tagLabelValue, l.Value)
 	})
@@ -36,10 +34,10 @@ func appendEncodedLabels(dst []byte, ls labels.Labels) []byte {
 func labelSize(name, value string) int {
 	n := 0
 	if name != "" {
-		n += 1 + uvarintSize(uint64(len(name))) + len(name)
+		n += 1 + protowire.SizeVarint(uint64(len(name))) + len(name)
 	}
 	if value != "" {
-		n += 1 + uvarintSize(uint64(len(value))) + len(value)
+		n += 1 + protowire.SizeVarint(uint64(len(value))) + len(value)
 	}
 	return n
 }
@@ -49,21 +47,8 @@ func appendLabelField(dst []byte, tag byte, s string) []byte {
 		return dst
 	}
 	dst = append(dst, tag)
-	dst = appendUvarint(dst, uint64(len(s)))
+	dst = protowire.AppendVarint(dst, uint64(len(s)))
 	return append(dst, s...)
-}
-
-func appendUvarint(dst []byte, v uint64) []byte {
-	for v >= 0x80 {
-		dst = append(dst, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(dst, byte(v))
-}
-
-// uvarintSize is the number of bytes appendUvarint writes for v.
-func uvarintSize(v uint64) int {
-	return (bits.Len64(v|1) + 6) / 7
 }
 
 // labelIter walks encoded labels without allocating. The strings it
@@ -74,7 +59,7 @@ type labelIter struct {
 }
 
 // next returns the next label, or ok false at the end or on bytes that are
-// not an encoding appendEncodedLabels wrote (then err says so).
+// not an encoding appendEncodedLabels wrote (then bad is set).
 func (it *labelIter) next() (name, value string, ok bool) {
 	if it.rest == "" || it.bad {
 		return "", "", false
@@ -109,9 +94,6 @@ func (it *labelIter) next() (name, value string, ok bool) {
 	return name, value, true
 }
 
-// err reports whether the iteration stopped at bytes it could not decode.
-func (it *labelIter) err() bool { return it.bad }
-
 // cutLengthPrefixed splits a uvarint length and that many bytes off s.
 func cutLengthPrefixed(s string) (field, rest string, ok bool) {
 	var n uint64
@@ -127,18 +109,6 @@ func cutLengthPrefixed(s string) (field, rest string, ok bool) {
 		}
 	}
 	return "", "", false
-}
-
-// decodeLabels returns the encoded labels as prompb labels sharing enc's
-// strings, for the rare paths that want them whole; false if enc is not a
-// valid encoding.
-func decodeLabels(enc string) ([]prompb.Label, bool) {
-	var out []prompb.Label
-	it := labelIter{rest: enc}
-	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
-		out = append(out, prompb.Label{Name: name, Value: value})
-	}
-	return out, !it.err()
 }
 
 // encodedMetricName returns the __name__ of encoded labels, or "".

@@ -131,3 +131,15 @@ func FuzzLabelIter(f *testing.F) {
 		}
 	})
 }
+
+// decodeLabels returns the encoded labels as prompb labels sharing enc's
+// strings, for the rare paths that want them whole; false if enc is not a
+// valid encoding.
+func decodeLabels(enc string) ([]prompb.Label, bool) {
+	var out []prompb.Label
+	it := labelIter{rest: enc}
+	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
+		out = append(out, prompb.Label{Name: name, Value: value})
+	}
+	return out, !it.bad
+}

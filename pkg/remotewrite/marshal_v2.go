@@ -45,13 +45,8 @@ func appendTimeSeriesV2(dst []byte, ts *writev2.TimeSeries) ([]byte, error) {
 		dst = appendInt64(dst, 3, s.StartTimestamp)
 	}
 	for i := range ts.Histograms {
-		h := &ts.Histograms[i]
-		size := h.Size()
-		dst = protowire.AppendTag(dst, 3, protowire.BytesType)
-		dst = protowire.AppendVarint(dst, uint64(size))
-		n := len(dst)
-		dst = grow(dst, size)
-		if _, err := h.MarshalToSizedBuffer(dst[n : n+size]); err != nil {
+		var err error
+		if dst, err = appendMessage(dst, 3, &ts.Histograms[i]); err != nil {
 			return dst, fmt.Errorf("marshal histogram: %w", err)
 		}
 	}
@@ -67,12 +62,8 @@ func appendTimeSeriesV2(dst []byte, ts *writev2.TimeSeries) ([]byte, error) {
 		dst = appendInt64(dst, 3, e.Timestamp)
 	}
 	// gogo always writes the (non-nullable) metadata message.
-	size := ts.Metadata.Size()
-	dst = protowire.AppendTag(dst, 5, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, uint64(size))
-	n := len(dst)
-	dst = grow(dst, size)
-	if _, err := ts.Metadata.MarshalToSizedBuffer(dst[n : n+size]); err != nil {
+	dst, err := appendMessage(dst, 5, &ts.Metadata)
+	if err != nil {
 		return dst, fmt.Errorf("marshal metadata: %w", err)
 	}
 	return dst, nil

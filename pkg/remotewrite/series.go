@@ -45,7 +45,6 @@ type seriesTable struct {
 	// dropped marks, in a slot, a series dropped by relabeling, so that
 	// its samples are skipped cheaply.
 	dropped  *series
-	live     int // slots in use
 	external labels.Labels
 	relabel  []*relabel.Config
 	builder  labels.Builder
@@ -130,7 +129,6 @@ func (t *seriesTable) store(rs []record.RefSeries) (dropped int) {
 				t.builder.Set(l.Name, l.Value)
 			}
 		})
-		t.live++
 		t.pages[uint64(rs[i].Ref)>>pageBits-t.base].live++
 		if !relabel.ProcessBuilder(&t.builder, t.relabel...) {
 			*slot = t.dropped
@@ -181,7 +179,6 @@ func (t *seriesTable) forget(refs []chunks.HeadSeriesRef) {
 			continue
 		}
 		*slot = nil
-		t.live--
 		if pg.live--; pg.live == 0 {
 			t.pages[p] = nil
 		}
@@ -194,9 +191,6 @@ func (t *seriesTable) forget(refs []chunks.HeadSeriesRef) {
 		t.pages, t.base = nil, 0
 	}
 }
-
-// len returns how many refs the table holds, dropped ones included.
-func (t *seriesTable) len() int { return t.live }
 
 // slot returns the slot of ref, adding its page if add is set (otherwise
 // nil when there is none).
