@@ -40,7 +40,7 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
-# A short fuzz run (about 25 s) of the decoders of what is on disk or on the wire, so CI
+# A short fuzz run (about 30 s) of the decoders of what is on disk or on the wire, so CI
 # fuzzes every time (the seed corpora of all fuzz targets run in test-unit).
 fuzz-short:
 # Counts, not durations: a -fuzztime duration can end the run with a
@@ -50,6 +50,7 @@ fuzz-short:
 	$(GO) test -run XXX -fuzz '^FuzzUnmarshal$$' -fuzztime 30000x ./pkg/sendpos/
 	$(GO) test -run XXX -fuzz '^FuzzParseRetryAfter$$' -fuzztime 30000x ./pkg/remotewrite/
 	$(GO) test -run XXX -fuzz '^FuzzVerifyAuthorization$$' -fuzztime 30000x ./pkg/sigv4/
+	$(GO) test -run XXX -fuzz '^FuzzProtobufParser$$' -fuzztime 30000x ./pkg/exposition/
 
 # Short runs of every fuzz target (seed corpora also run in `make test`).
 FUZZTIME ?= 15s

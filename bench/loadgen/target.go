@@ -206,3 +206,7 @@ func NewTarget(series int, seed uint64) *Target { return &Target{t: newTarget(se
 // Scrape advances the values and returns the text exposition (valid until
 // the next Scrape) and its sample count.
 func (t *Target) Scrape() ([]byte, int) { return t.t.scrape(0) }
+
+// ScrapeProto is Scrape in the delimited protobuf format
+// (ProtobufContentType).
+func (t *Target) ScrapeProto() ([]byte, int, error) { return t.t.scrapeProto(0) }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/tsdb/record"
 
+	"github.com/rwagent/rwagent/pkg/exposition"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -77,6 +78,7 @@ type appender struct {
 	metrics *scrapeMetrics
 	recs    *wal.Records
 
+	parsers   exposition.Parsers
 	symbols   *labels.SymbolTable
 	lb        *labels.Builder
 	lset      labels.Labels
@@ -109,7 +111,7 @@ func (a *appender) append(b []byte, contentType string, t, now int64) (res appen
 			a.truncate(mark)
 		}
 	}()
-	p, perr := textparse.New(b, contentType, a.symbols, a.opts.parser)
+	p, perr := a.parsers.New(b, contentType, a.symbols, a.opts.parser)
 	if p == nil {
 		return res, fmt.Errorf("%w: %w", errParseMediaType, perr)
 	}

@@ -1,0 +1,69 @@
+package exposition
+
+import (
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
+
+	"github.com/rwagent/rwagent/bench/loadgen"
+)
+
+// BenchmarkProtobufParser parses the load generator's protobuf exposition
+// (node_exporter and kube-state-metrics shapes, classic histograms) as the
+// scrape loop does on cache hits: Next and Series for every sample, no
+// Labels. "prometheus" is textparse's parser, "rwagent" ours.
+func BenchmarkProtobufParser(b *testing.B) {
+	body, n, err := loadgen.NewTarget(10_000, 1).ScrapeProto()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		new  func([]byte, *labels.SymbolTable) textparse.Parser
+	}{
+		{"prometheus", func(b []byte, st *labels.SymbolTable) textparse.Parser {
+			return textparse.NewProtobufParser(b, false, false, false, false, st)
+		}},
+		{"rwagent", func() func([]byte, *labels.SymbolTable) textparse.Parser {
+			var ps Parsers
+			return func(b []byte, st *labels.SymbolTable) textparse.Parser {
+				p, _ := ps.New(b, protoContentType, st, textparse.ParserOptions{})
+				return p
+			}
+		}()},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			st := labels.NewSymbolTable()
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				p := tc.new(body, st)
+				got := 0
+				for {
+					e, err := p.Next()
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+					switch e {
+					case textparse.EntrySeries:
+						p.Series()
+						got++
+					case textparse.EntryHistogram:
+						p.Histogram()
+						got++
+					}
+				}
+				if got != n {
+					b.Fatalf("parsed %d samples, the target served %d", got, n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+		})
+	}
+}

@@ -1,0 +1,65 @@
+// Package exposition parses scraped expositions for the scrape loop.
+//
+// It is Prometheus' textparse with one addition: a parser of the protobuf
+// exposition format whose series keys (what Series and Histogram return)
+// are the raw bytes of the exposition rather than a label set built and
+// sorted for every sample, so that a scrape whose series are all known
+// costs a hash and a map lookup per sample and no label work. Labels are
+// built only when asked for, which the scrape cache does once per new
+// series. Families the fast path does not handle (native histograms, and
+// anything unusual or malformed) are parsed by Prometheus' parser, so the
+// output, errors included, is Prometheus'.
+package exposition
+
+import (
+	"mime"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
+)
+
+const protobufMediaType = "application/vnd.google.protobuf"
+
+// New returns a parser for the exposition b of media type contentType, as
+// textparse.New does. The series keys of a protobuf exposition differ from
+// those of textparse's protobuf parser: they identify a series within one
+// target's expositions, which is all a scrape cache needs, but are not a
+// rendering of its labels.
+func New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.ParserOptions) (textparse.Parser, error) {
+	var ps Parsers
+	return ps.New(b, contentType, st, opts)
+}
+
+// Parsers makes parsers that reuse their buffers from one exposition to the
+// next, for the scrape loop of one target. A parser it returns is valid
+// until the next call of New. Parsers is not safe for concurrent use; the
+// zero value is ready to use.
+type Parsers struct {
+	proto *protobufParser
+}
+
+// New is the package's New with buffers reused.
+func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.ParserOptions) (textparse.Parser, error) {
+	if !fastProtobuf(contentType, opts) {
+		return textparse.New(b, contentType, st, opts)
+	}
+	if ps.proto == nil {
+		ps.proto = newProtobufParser(nil, st, opts)
+	}
+	ps.proto.reset(b, st, opts)
+	return ps.proto, nil
+}
+
+// fastProtobuf says whether the fast protobuf parser serves contentType with
+// opts: a well-formed protobuf media type, and no option that changes the
+// series (conversion of classic histograms, type and unit labels).
+func fastProtobuf(contentType string, opts textparse.ParserOptions) bool {
+	if opts.ConvertClassicHistogramsToNHCB || opts.EnableTypeAndUnitLabels {
+		return false
+	}
+	if len(contentType) < len(protobufMediaType) || contentType[:len(protobufMediaType)] != protobufMediaType {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == protobufMediaType
+}
