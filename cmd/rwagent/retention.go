@@ -269,8 +269,9 @@ func (r *retention) truncate() {
 		}
 	}
 	// Lazily: a checkpoint rewrites every series, so it waits until the
-	// sent segments outweigh it; under wal.max_size, until they reach a
-	// quarter of the cap, so that trimming finds sent segments gone.
+	// sent segments hold twice what it will; under wal.max_size, at most
+	// until they reach a quarter of the cap, so that trimming finds sent
+	// segments gone.
 	if _, err := r.wal.TruncateLazily(low, r.maxSize/4); err != nil {
 		r.logger.Warn("truncate WAL", "before", low.String(), "err", err)
 	}

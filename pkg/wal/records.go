@@ -127,6 +127,18 @@ func (r *Records) encode() [][]byte {
 	return r.recs[:r.n]
 }
 
+// seriesBytes is the size of the series and metadata records of the last
+// encode: what a checkpoint will hold of them.
+func (r *Records) seriesBytes() int {
+	n := 0
+	for i, rec := range r.recs[:r.n] {
+		if k := r.kind[i]; k == kindSeries || k == kindMetadata {
+			n += len(rec)
+		}
+	}
+	return n
+}
+
 // add keeps b as r's buffer for k and, if b holds a record, queues it.
 func (r *Records) add(k kind, b []byte) {
 	r.bufs[k] = b

@@ -136,14 +136,16 @@ func (w *WAL) Truncate(before Position) error {
 }
 
 // TruncateLazily is Truncate deferred until it pays for its checkpoint:
-// it truncates only once the segments it would remove hold at least as
-// many bytes as the last checkpoint, or limit bytes if limit is positive
-// and smaller. A checkpoint rewrites every live series, so truncating each
-// time a segment has been sent would write the series many times over
-// (at 500k series, a 120 MB checkpoint for each 32 MB segment); deferred
-// like this, checkpoints write at most as many bytes as the segments they
-// replace, and the WAL keeps at most about the checkpoint's size (or limit)
-// in sent segments, plus one. It reports whether it truncated.
+// it truncates only once the segments it would remove hold checkpointFactor
+// times as many bytes as the next checkpoint will at most (the last
+// checkpoint plus the series and metadata records logged since), or limit
+// bytes if limit is positive and smaller. A checkpoint rewrites every live
+// series, so truncating each time a segment has been sent would write the
+// series many times over (at 500k series, a 120 MB checkpoint for each
+// 32 MB segment); deferred like this, checkpoints write at most half as
+// many bytes as the segments they replace, the first one included, and the
+// WAL keeps about twice the checkpoint's size (or limit) in sent segments,
+// plus one. It reports whether it truncated.
 func (w *WAL) TruncateLazily(before Position, limit int64) (bool, error) {
 	return w.truncateBelow(before, limit)
 }
@@ -179,7 +181,7 @@ func (w *WAL) truncateBelow(before Position, lazy int64) (bool, error) {
 	if to < first || to <= cpIdx {
 		return false, nil
 	}
-	if lazy >= 0 && cpDir != "" {
+	if lazy >= 0 {
 		worth, err := w.worthCheckpoint(cpDir, first, to, lazy)
 		if err != nil {
 			w.metrics.truncateFails.Inc()
@@ -202,13 +204,24 @@ func (w *WAL) truncateBelow(before Position, lazy int64) (bool, error) {
 	return true, nil
 }
 
-// worthCheckpoint says whether segments first to to hold at least as many
-// bytes as the checkpoint in cpDir, or limit if positive and smaller.
+// checkpointFactor is how many times the size of the next checkpoint the
+// segments it replaces must hold (TruncateLazily).
+const checkpointFactor = 2
+
+// worthCheckpoint says whether segments first to to hold checkpointFactor
+// times the bound of the next checkpoint's size (the checkpoint in cpDir,
+// if any, plus the series bytes logged since), or limit if positive and
+// smaller.
 func (w *WAL) worthCheckpoint(cpDir string, first, to int, limit int64) (bool, error) {
-	need, err := fileutil.DirSize(cpDir)
-	if err != nil {
-		return false, fmt.Errorf("size checkpoint %s: %w", cpDir, err)
+	need := w.seriesBytes.Load()
+	if cpDir != "" {
+		cp, err := fileutil.DirSize(cpDir)
+		if err != nil {
+			return false, fmt.Errorf("size checkpoint %s: %w", cpDir, err)
+		}
+		need += cp
 	}
+	need *= checkpointFactor
 	if limit > 0 {
 		need = min(need, limit)
 	}
@@ -254,6 +267,9 @@ func (w *WAL) truncate(first, to, last int) error {
 	w.mu.Lock()
 	wl := w.wl
 	w.mu.Unlock()
+	// Series logged from now on are in segments after to, so in the next
+	// checkpoint, not this one.
+	w.seriesBytes.Store(0)
 	stats, err := wlog.Checkpoint(w.logger, wl, first, to, keep, math.MaxInt64, false, false)
 	if err != nil {
 		return fmt.Errorf("checkpoint segments %d to %d in %s: %w", first, to, w.dir, err)

@@ -148,6 +148,11 @@ type WAL struct {
 	truncMu  sync.Mutex // serialises Truncate and Trim, and Close behind them
 	released released   // see truncate.go
 	trimmed  trimmed    // see trim.go
+
+	// seriesBytes counts the bytes of series and metadata records logged
+	// since the last checkpoint started: with the checkpoint's size, an
+	// upper bound of the next checkpoint's (see TruncateLazily).
+	seriesBytes atomic.Int64
 }
 
 // Open opens the WAL in opts.Dir, creating it if needed. It finishes an
@@ -272,6 +277,7 @@ func (w *WAL) Log(r *Records) error {
 	}
 	w.wakeReaders()
 	w.metrics.count(r)
+	w.seriesBytes.Add(int64(r.seriesBytes()))
 	if w.opts.Fsync == FsyncAlways {
 		return w.syncSegments()
 	}
