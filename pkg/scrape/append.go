@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/tsdb/record"
 
-	"github.com/rwagent/rwagent/pkg/exposition"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -78,7 +77,7 @@ type appender struct {
 	metrics *scrapeMetrics
 	recs    *wal.Records
 
-	parsers   exposition.Parsers
+	parsers   *parserPool
 	symbols   *labels.SymbolTable
 	lb        *labels.Builder
 	lset      labels.Labels
@@ -86,9 +85,10 @@ type appender struct {
 	conflicts []labels.Label
 }
 
-func newAppender(opts *appendOptions, s Storage, c *seriesCache, m *scrapeMetrics) *appender {
+func newAppender(opts *appendOptions, s Storage, c *seriesCache, m *scrapeMetrics, ps *parserPool) *appender {
 	return &appender{
 		opts:    opts,
+		parsers: ps,
 		storage: s,
 		cache:   c,
 		metrics: m,
@@ -111,7 +111,9 @@ func (a *appender) append(b []byte, contentType string, t, now int64) (res appen
 			a.truncate(mark)
 		}
 	}()
-	p, perr := a.parsers.New(b, contentType, a.symbols, a.opts.parser)
+	ps := a.parsers.get()
+	defer a.parsers.put(ps)
+	p, perr := ps.New(b, contentType, a.symbols, a.opts.parser)
 	if p == nil {
 		return res, fmt.Errorf("%w: %w", errParseMediaType, perr)
 	}

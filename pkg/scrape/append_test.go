@@ -33,7 +33,7 @@ func testOptions() *appendOptions {
 }
 
 func newTestAppender(opts *appendOptions, s Storage) *appender {
-	return newAppender(opts, s, newSeriesCache(), newScrapeMetrics(nil))
+	return newAppender(opts, s, newSeriesCache(), newScrapeMetrics(nil), newParserPool(1))
 }
 
 // step runs one scrape iteration the way loop.scrapeOnce does, without HTTP:
@@ -467,7 +467,7 @@ func TestAppend_ExtraScrapeMetrics(t *testing.T) {
 		}
 	}
 	// Switched off: the extra series are staled and released.
-	b := newAppender(testOptions(), s, a.cache, newScrapeMetrics(nil))
+	b := newAppender(testOptions(), s, a.cache, newScrapeMetrics(nil), newParserPool(1))
 	if _, err := step(b, s, "a 1\n", ctText, 2000); err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,7 @@ func TestCache_HandoverKeepsRefs(t *testing.T) {
 		SourceLabels: model.LabelNames{"__name__"}, Regex: relabel.MustNewRegexp("b"), Action: relabel.Drop,
 		Separator: ";", NameValidationScheme: model.UTF8Validation,
 	}}
-	b := newAppender(opts, s, c, newScrapeMetrics(nil))
+	b := newAppender(opts, s, c, newScrapeMetrics(nil), newParserPool(1))
 	if _, err := step(b, s, "a 2\nb 2\n", ctText, 2000); err != nil {
 		t.Fatal(err)
 	}

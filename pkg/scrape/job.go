@@ -232,7 +232,7 @@ func (m *Manager) newLoop(jc *jobConfig, t *scrape.Target, hash, key uint64, cac
 		interval:       interval,
 		timeout:        timeout,
 		scraper:        sc,
-		app:            newAppender(opts, m.opts.Storage, cache, m.metrics),
+		app:            newAppender(opts, m.opts.Storage, cache, m.metrics, m.parsers),
 		storage:        m.opts.Storage,
 		logger:         m.logger.With("scrape_job", cfg.JobName),
 		metrics:        m.metrics,

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -85,6 +86,7 @@ type Manager struct {
 	opts    ManagerOptions
 	logger  *slog.Logger
 	metrics *scrapeMetrics
+	parsers *parserPool // shared by the loops' appenders
 	pool    bufferPool
 	ready   atomic.Bool
 	active  atomic.Pointer[map[string][]*scrape.Target]
@@ -119,6 +121,7 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 		opts:    opts,
 		logger:  opts.Logger,
 		metrics: newScrapeMetrics(opts.Registerer),
+		parsers: newParserPool(2 * runtime.GOMAXPROCS(0)),
 		configs: map[string]*jobConfig{},
 		jobs:    map[string]*job{},
 	}
