@@ -65,6 +65,13 @@ func (a *acks) begin() (seq uint64, trim bool) {
 	return seq, len(a.start)-a.head >= a.trimAt
 }
 
+// nextSeq returns the sequence number the next sample record gets.
+func (a *acks) nextSeq() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.next
+}
+
 // reading records pos, the position after the record the reader has just
 // read, before it handles it.
 func (a *acks) reading(pos wal.Position) {

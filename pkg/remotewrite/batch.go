@@ -13,8 +13,9 @@ import (
 
 // encoder turns a batch of samples into a snappy-compressed remote-write 1.0
 // request. It writes the protobuf bytes itself: each series' labels are
-// copied already encoded (labels.go) and float samples written directly,
-// the same bytes gogo's WriteRequest.Marshal writes for the same request;
+// copied already encoded from the pair table (labels.go) and float samples
+// written directly, the same bytes gogo's WriteRequest.Marshal writes for
+// the same request;
 // only histograms and exemplars, rare, go through prompb and gogo. It keeps
 // every buffer between calls, so encoding a batch no larger than earlier
 // ones allocates nothing. It is not safe for concurrent use; each shard
@@ -25,6 +26,7 @@ type encoder struct {
 	xpb   []prompb.Exemplar
 	pb    []byte
 	out   []byte
+	pages []*pairPage // the pair table's, loaded per batch
 }
 
 // histScratch holds what a prompb.Histogram points to, so converting a
@@ -53,6 +55,7 @@ const (
 func (e *encoder) encode(batch []sample) (body []byte, highest int64, err error) {
 	pb := e.pb[:0]
 	highest = math.MinInt64
+	e.pages = pairs.pages()
 	for i := 0; i < len(batch); {
 		s := &batch[i]
 		kind := kindOf(s)
@@ -80,7 +83,7 @@ func (e *encoder) encode(batch []sample) (body []byte, highest int64, err error)
 // appendTimeSeries appends one WriteRequest.timeseries field holding run,
 // samples of one series and one kind, to dst.
 func (e *encoder) appendTimeSeries(dst []byte, run []sample, kind int) ([]byte, error) {
-	size := len(run[0].series.enc)
+	size := int(run[0].series.size)
 	switch kind {
 	case kindFloat:
 		for k := range run {
@@ -110,7 +113,7 @@ func (e *encoder) appendTimeSeries(dst []byte, run []sample, kind int) ([]byte, 
 	}
 	dst = append(dst, tagTimeseries)
 	dst = protowire.AppendVarint(dst, uint64(size))
-	dst = append(dst, run[0].series.enc...)
+	dst = appendPairs(dst, e.pages, run[0].series)
 	switch kind {
 	case kindFloat:
 		for k := range run {
@@ -132,6 +135,23 @@ func (e *encoder) appendTimeSeries(dst []byte, run []sample, kind int) ([]byte, 
 		}
 	}
 	return dst, nil
+}
+
+// appendPairs appends the encoded labels of s, looked up in pages. (Plain
+// appends measured faster than growing dst once and copying into it, or
+// than looking up all pairs before copying.)
+func appendPairs(dst []byte, pages []*pairPage, s *series) []byte {
+	for ids := s.ids; len(ids) > 0; {
+		id := uint32(ids[0])
+		if id < 0x80 {
+			ids = ids[1:]
+		} else {
+			v, rest, _ := cutUvarint(ids)
+			id, ids = uint32(v), rest
+		}
+		dst = append(dst, pages[id>>pairBits].enc[id&(1<<pairBits-1)]...)
+	}
+	return dst
 }
 
 // sampleSize is the size of a prompb.Sample message; gogo leaves out a

@@ -1,17 +1,37 @@
 package remotewrite
 
 import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// A series' labels are kept the way a remote-write 1.0 TimeSeries carries
-// them: for each label, sorted by name, the field-1 tag, the length and a
-// prompb.Label message (field 1 the name, field 2 the value, each left out
-// when empty, as gogo does). Encoding a 1.0 request copies these bytes as
-// they are, and the strings 2.0 and the logs need are slices of them: one
-// string per series, about a third of a []prompb.Label's size.
+// A series' labels are kept as references into a process-wide table of
+// label pairs (pairs), each pair stored once, the way a remote-write 1.0
+// TimeSeries carries it: the field-1 tag, the length and a prompb.Label
+// message (field 1 the name, field 2 the value, each left out when empty,
+// as gogo does). Encoding a 1.0 request copies these bytes as they are, and
+// the strings 2.0 and the logs need are slices of them. A series holds its
+// pair ids, sorted by name, as varints: about 20 bytes where the encoded
+// labels took about 220, since names and most values repeat across series
+// (every series of a target shares job and instance, a pod's series share
+// its pod and uid labels, a histogram's buckets all but le).
+//
+// The table is shared by every Queue of the process, so several
+// remote_write endpoints share their labels too. It is package state, which
+// rwagent otherwise avoids, because the alternative costs more than it
+// saves: a per-Queue table would need a pointer in every series to reach
+// it (series.labels has no other way), taking a series from 32 to 48 bytes
+// as Go rounds sizes. It holds no configuration, is safe for concurrent
+// use, and two agents in one process only share strings through it; a
+// Queue gives its references back when Run returns. Pairs are reference
+// counted: a series forgotten by its table gives up its references only
+// once no queued sample of it remains (seriesTable.release), so an id is
+// never reused while an encoder may read it. Pages are never freed: their
+// memory (24 bytes a pair) follows the most pairs ever held at once.
 
 // Protobuf tags of the fields written here: field number << 3 | wire type 2.
 const (
@@ -19,15 +39,12 @@ const (
 	tagLabelValue = 2<<3 | 2 // Label.value
 )
 
-// appendEncodedLabels appends ls, encoded as above, to dst.
-func appendEncodedLabels(dst []byte, ls labels.Labels) []byte {
-	ls.Range(func(l labels.Label) {
-		dst = append(dst, tagLabels)
-		dst = protowire.AppendVarint(dst, uint64(labelSize(l.Name, l.Value)))
-		dst = appendLabelField(dst, tagLabels, l.Name)
-		dst = appendLabelField(dst, tagLabelValue, l.Value)
-	})
-	return dst
+// appendEncodedLabel appends one label, encoded as above, to dst.
+func appendEncodedLabel(dst []byte, name, value string) []byte {
+	dst = append(dst, tagLabels)
+	dst = protowire.AppendVarint(dst, uint64(labelSize(name, value)))
+	dst = appendLabelField(dst, tagLabels, name)
+	return appendLabelField(dst, tagLabelValue, value)
 }
 
 // labelSize is the size of a prompb.Label message.
@@ -51,35 +68,22 @@ func appendLabelField(dst []byte, tag byte, s string) []byte {
 	return append(dst, s...)
 }
 
-// labelIter walks encoded labels without allocating. The strings it
-// returns are slices of the encoding.
-type labelIter struct {
-	rest string
-	bad  bool
-}
-
-// next returns the next label, or ok false at the end or on bytes that are
-// not an encoding appendEncodedLabels wrote (then bad is set).
-func (it *labelIter) next() (name, value string, ok bool) {
-	if it.rest == "" || it.bad {
-		return "", "", false
+// decodeLabel splits the first label off enc, encoded labels as
+// appendEncodedLabel writes them. ok is false at the end of enc or on bytes
+// that are not such an encoding. The strings are slices of enc.
+func decodeLabel(enc string) (name, value, rest string, ok bool) {
+	if enc == "" || enc[0] != tagLabels {
+		return "", "", "", false
 	}
-	if it.rest[0] != tagLabels {
-		it.bad = true
-		return "", "", false
-	}
-	msg, rest, ok := cutLengthPrefixed(it.rest[1:])
+	msg, rest, ok := cutLengthPrefixed(enc[1:])
 	if !ok {
-		it.bad = true
-		return "", "", false
+		return "", "", "", false
 	}
-	it.rest = rest
 	for msg != "" {
 		tag := msg[0]
 		var field string
 		if field, msg, ok = cutLengthPrefixed(msg[1:]); !ok {
-			it.bad = true
-			return "", "", false
+			return "", "", "", false
 		}
 		switch tag {
 		case tagLabels:
@@ -87,33 +91,193 @@ func (it *labelIter) next() (name, value string, ok bool) {
 		case tagLabelValue:
 			value = field
 		default:
-			it.bad = true
-			return "", "", false
+			return "", "", "", false
 		}
 	}
-	return name, value, true
+	return name, value, rest, true
 }
 
 // cutLengthPrefixed splits a uvarint length and that many bytes off s.
 func cutLengthPrefixed(s string) (field, rest string, ok bool) {
-	var n uint64
-	for i := 0; i < len(s) && i < 10; i++ {
-		b := s[i]
-		n |= uint64(b&0x7f) << (7 * i)
-		if b < 0x80 {
-			s = s[i+1:]
-			if n > uint64(len(s)) {
-				return "", "", false
-			}
-			return s[:n], s[n:], true
-		}
+	n, s, ok := cutUvarint(s)
+	if !ok || n > uint64(len(s)) {
+		return "", "", false
 	}
-	return "", "", false
+	return s[:n], s[n:], true
 }
 
-// encodedMetricName returns the __name__ of encoded labels, or "".
-func encodedMetricName(enc string) string {
-	it := labelIter{rest: enc}
+// cutUvarint splits a uvarint off s.
+func cutUvarint(s string) (v uint64, rest string, ok bool) {
+	for i := 0; i < len(s) && i < 10; i++ {
+		b := s[i]
+		v |= uint64(b&0x7f) << (7 * i)
+		if b < 0x80 {
+			return v, s[i+1:], true
+		}
+	}
+	return 0, "", false
+}
+
+// pairBits sets the pairs per page of the pair table: 1024.
+const pairBits = 10
+
+// pairPage holds the pairs of 1024 consecutive ids.
+type pairPage struct {
+	// enc is each pair's encoding. An id's entry is written before any
+	// series with the id is handed to a shard and cleared only after no
+	// queued sample has such a series, so encoders read it without
+	// locking.
+	enc [1 << pairBits]string
+	// refs counts the series (and retired series) holding each id; hash
+	// is the hash of enc, for the index. Guarded by pairTable.mu.
+	refs [1 << pairBits]uint32
+	hash [1 << pairBits]uint32
+}
+
+// pairTable interns label pairs. intern and release are safe for
+// concurrent use; pages may be read by any goroutine, and the entries of ids
+// held by a series are stable while the series is.
+type pairTable struct {
+	dir atomic.Pointer[[]*pairPage] // a new slice header each time a page is added
+
+	mu    sync.Mutex
+	seed  maphash.Seed
+	next  uint32   // ids below it have been handed out
+	free  []uint32 // ids handed out and released, for reuse
+	index []uint32 // open addressing, linear probing, by hash: id+1, 0 empty
+	live  int      // ids held
+}
+
+// pairs is the process' pair table.
+var pairs = newPairTable()
+
+func newPairTable() *pairTable {
+	t := &pairTable{seed: maphash.MakeSeed(), index: make([]uint32, 1024)}
+	t.dir.Store(new([]*pairPage))
+	return t
+}
+
+// pages returns the pages, indexed by id >> pairBits.
+func (t *pairTable) pages() []*pairPage { return *t.dir.Load() }
+
+// internLocked returns the id of the pair encoded as enc, adding a
+// reference to it, and the pair's encoding as stored. t.mu must be held.
+func (t *pairTable) internLocked(enc []byte) (uint32, string) {
+	h := uint32(maphash.Bytes(t.seed, enc))
+	pages := t.pages()
+	mask := uint32(len(t.index) - 1)
+	i := h & mask
+	for ; t.index[i] != 0; i = (i + 1) & mask {
+		id := t.index[i] - 1
+		p := pages[id>>pairBits]
+		if k := id & (1<<pairBits - 1); p.hash[k] == h && p.enc[k] == string(enc) {
+			p.refs[k]++
+			return id, p.enc[k]
+		}
+	}
+	var id uint32
+	if n := len(t.free); n > 0 {
+		id = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		id = t.next
+		t.next++
+		if int(id>>pairBits) == len(pages) {
+			// Readers of an older slice never look past its length, so
+			// appending in place is safe.
+			grown := append(pages, new(pairPage))
+			t.dir.Store(&grown)
+			pages = grown
+		}
+	}
+	p, k := pages[id>>pairBits], id&(1<<pairBits-1)
+	p.enc[k], p.hash[k], p.refs[k] = string(enc), h, 1
+	t.index[i] = id + 1
+	if t.live++; t.live > len(t.index)/4*3 {
+		t.rehash(2 * len(t.index))
+	}
+	return id, p.enc[k]
+}
+
+// releaseLocked drops one reference to id; the last one frees it. t.mu must
+// be held.
+func (t *pairTable) releaseLocked(id uint32) {
+	pages := t.pages()
+	p, k := pages[id>>pairBits], id&(1<<pairBits-1)
+	if p.refs[k]--; p.refs[k] > 0 {
+		return
+	}
+	// Take id out of the index, shifting the entries after it back so
+	// that every entry stays reachable from its hash's home slot.
+	mask := uint32(len(t.index) - 1)
+	i := p.hash[k] & mask
+	for t.index[i] != id+1 {
+		i = (i + 1) & mask
+	}
+	for j := (i + 1) & mask; t.index[j] != 0; j = (j + 1) & mask {
+		o := t.index[j] - 1
+		home := pages[o>>pairBits].hash[o&(1<<pairBits-1)] & mask
+		// Move entry j to the hole at i unless its home lies in (i, j].
+		if (j-home)&mask >= (j-i)&mask {
+			t.index[i] = t.index[j]
+			i = j
+		}
+	}
+	t.index[i] = 0
+	p.enc[k], p.hash[k] = "", 0
+	t.free = append(t.free, id)
+	if t.live--; len(t.index) > 1024 && t.live < len(t.index)/8 {
+		t.rehash(len(t.index) / 2)
+	}
+}
+
+// rehash rebuilds the index with size slots.
+func (t *pairTable) rehash(size int) {
+	pages := t.pages()
+	index := make([]uint32, size)
+	mask := uint32(size - 1)
+	for _, e := range t.index {
+		if e == 0 {
+			continue
+		}
+		id := e - 1
+		i := pages[id>>pairBits].hash[id&(1<<pairBits-1)] & mask
+		for index[i] != 0 {
+			i = (i + 1) & mask
+		}
+		index[i] = e
+	}
+	t.index = index
+}
+
+// len returns the number of pairs held.
+func (t *pairTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.live
+}
+
+// labelIter walks a series' labels without allocating. The strings it
+// returns are slices of the pair table's encodings.
+type labelIter struct {
+	ids   string // varint pair ids not yet walked
+	pages []*pairPage
+}
+
+// next returns the next label, or ok false at the end.
+func (it *labelIter) next() (name, value string, ok bool) {
+	if it.ids == "" {
+		return "", "", false
+	}
+	id, rest, _ := cutUvarint(it.ids)
+	it.ids = rest
+	name, value, _, ok = decodeLabel(it.pages[id>>pairBits].enc[id&(1<<pairBits-1)])
+	return name, value, ok
+}
+
+// metricName returns the __name__ of s, or "".
+func (s *series) metricName() string {
+	it := s.labels()
 	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
 		if name == model.MetricNameLabel {
 			return value

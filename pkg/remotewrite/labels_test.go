@@ -85,7 +85,24 @@ func TestEncodeMatchesGogo(t *testing.T) {
 }
 
 func TestLabelIter(t *testing.T) {
-	ls := labels.FromStrings("__name__", "up", "a", "", "job", strings.Repeat("j", 200))
+	// The table's builder leaves out a="", as Prometheus does.
+	ls := labels.FromStrings("__name__", "up", "job", strings.Repeat("j", 200))
+	st := newSeriesTable(labels.EmptyLabels(), nil)
+	defer st.close()
+	st.store([]record.RefSeries{{Ref: 1, Labels: labels.FromStrings("__name__", "up", "a", "", "job", strings.Repeat("j", 200))}})
+	s, _ := st.get(1)
+	if got := labelsString(protoLabels(t, s)); got != ls.String() {
+		t.Errorf("series labels %s, want %s", got, ls.String())
+	}
+	if name := s.metricName(); name != "up" {
+		t.Errorf("metric name %q, want up", name)
+	}
+	if enc := appendEncodedLabels(nil, ls); int(s.size) != len(enc) {
+		t.Errorf("series size %d, want the encoding's %d", s.size, len(enc))
+	}
+	// Empty values and names are left out of a label's encoding, as gogo
+	// does.
+	ls = labels.FromStrings("__name__", "up", "a", "", "job", strings.Repeat("j", 200))
 	enc := string(appendEncodedLabels(nil, ls))
 	got, ok := decodeLabels(enc)
 	if !ok {
@@ -93,9 +110,6 @@ func TestLabelIter(t *testing.T) {
 	}
 	if s := labelsString(got); s != ls.String() {
 		t.Errorf("decoded %s, want %s", s, ls.String())
-	}
-	if name := encodedMetricName(enc); name != "up" {
-		t.Errorf("metric name %q, want up", name)
 	}
 	for _, bad := range []string{"\x0b", "\x0a", "\x0a\x05ab", "\x0a\x02\x1a\x00", "\x0a\x03\x0a\x05a", "\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"} {
 		if _, ok := decodeLabels(bad); ok {
@@ -132,14 +146,24 @@ func FuzzLabelIter(f *testing.F) {
 	})
 }
 
-// decodeLabels returns the encoded labels as prompb labels sharing enc's
-// strings, for the rare paths that want them whole; false if enc is not a
-// valid encoding.
+// appendEncodedLabels appends the labels of ls, each encoded as the pair
+// table keeps it, to dst: the labels of a 1.0 TimeSeries.
+func appendEncodedLabels(dst []byte, ls labels.Labels) []byte {
+	ls.Range(func(l labels.Label) { dst = appendEncodedLabel(dst, l.Name, l.Value) })
+	return dst
+}
+
+// decodeLabels returns encoded labels as prompb labels sharing enc's
+// strings; false if enc is not a valid encoding.
 func decodeLabels(enc string) ([]prompb.Label, bool) {
 	var out []prompb.Label
-	it := labelIter{rest: enc}
-	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
+	for enc != "" {
+		name, value, rest, ok := decodeLabel(enc)
+		if !ok {
+			return out, false
+		}
 		out = append(out, prompb.Label{Name: name, Value: value})
+		enc = rest
 	}
-	return out, !it.bad
+	return out, true
 }

@@ -92,10 +92,12 @@ func BenchmarkSeriesTableMemory(b *testing.B) {
 					for i := 0; i < len(rs); i += 10_000 {
 						t.store(rs[i:min(i+10_000, len(rs))])
 					}
-					t.buf = nil
+					t.buf, t.ids = nil, nil
 					after := heapInUse()
 					bytes = float64(after-before) / float64(len(rs))
-					runtime.KeepAlive(t)
+					held := pairs.len()
+					t.close()
+					b.ReportMetric(float64(held-pairs.len())/float64(len(rs)), "pairs/series")
 				}
 				runtime.KeepAlive(rs)
 				b.ReportMetric(bytes, "B/series")
@@ -121,6 +123,7 @@ func labelBytes(rs []record.RefSeries) int {
 func BenchmarkEncodeTable(b *testing.B) {
 	rs := loadSeries(b, 50, 10_000, false)
 	t := newSeriesTable(labels.EmptyLabels(), nil)
+	defer t.close()
 	t.store(rs)
 	all := make([]sample, len(rs))
 	for i := range rs {

@@ -53,7 +53,7 @@ func (f *families) update(t *seriesTable, ms []record.RefMetadata) {
 			continue
 		}
 		typ := record.ToMetricType(m.Type)
-		name := familyName(encodedMetricName(s.enc), typ)
+		name := familyName(s.metricName(), typ)
 		if name == "" {
 			continue
 		}
@@ -61,6 +61,8 @@ func (f *families) update(t *seriesTable, ms []record.RefMetadata) {
 		if cur == nil || cur.typ != typ || cur.help != m.Help || cur.unit != m.Unit {
 			if cur != nil {
 				name = cur.name // the key's string, not a new copy
+			} else {
+				name = strings.Clone(name) // not a slice of a pair, which may be freed
 			}
 			cur = &family{
 				name: name, typ: typ, help: m.Help, unit: m.Unit,

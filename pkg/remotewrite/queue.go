@@ -353,6 +353,9 @@ func (q *Queue) Run(ctx context.Context) error {
 			<-done
 		}
 	}
+	// No shard runs any more: give the series' pairs back to the pair
+	// table, which every Queue shares.
+	q.series.close()
 	unsent := 0
 	for _, s := range q.shards {
 		unsent += s.pending()

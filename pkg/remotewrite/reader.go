@@ -131,7 +131,7 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 			q.logOverLimit()
 		case record.Tombstones:
 			q.released = r.Released(q.released[:0])
-			q.series.forget(q.released)
+			q.series.forget(q.released, q.acks.nextSeq())
 		case record.Metadata:
 			if q.metadata != nil {
 				q.families.update(q.series, r.Metadata())
@@ -177,6 +177,9 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 			}
 		}
 		q.acks.end(r.Position())
+		if len(q.series.retired) > 0 {
+			q.series.release(q.oldestQueued())
+		}
 		select {
 		case n := <-q.reshardCh:
 			if q.reshard(ctx, sendCtx, n) != nil {
@@ -185,6 +188,19 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 		default:
 		}
 	}
+}
+
+// oldestQueued returns the lowest sequence number a queued or in-flight
+// sample may have: that of the oldest such sample, or the next record's if
+// there is none. Only the reader goroutine may call it, between records.
+func (q *Queue) oldestQueued() uint64 {
+	oldest := q.acks.nextSeq()
+	for _, s := range q.shards {
+		if seq, ok := s.oldest(); ok {
+			oldest = min(oldest, seq)
+		}
+	}
+	return oldest
 }
 
 // current is the record being queued. It is owned by the reader goroutine.

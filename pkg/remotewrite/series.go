@@ -8,19 +8,24 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // series is one WAL series as it is sent: its labels after external labels
-// and write_relabel_configs, encoded once (labels.go). It is shared by the
-// reader and the shards without locking: all but meta is immutable after
-// creation, and meta is atomic.
+// and write_relabel_configs, as references into the pair table (labels.go).
+// It is shared by the reader and the shards without locking: all but meta
+// is immutable after creation, and meta is atomic.
 type series struct {
-	// enc holds the labels, sorted by name, as a 1.0 TimeSeries carries
-	// them (see labels.go).
-	enc string
+	// ids are the series' label pairs, sorted by name, as varint ids into
+	// pairs. A refused series has none.
+	ids string
+	// size is the size of the labels in a 1.0 TimeSeries: the sum of the
+	// pairs' encodings.
+	size uint32
 	// refused is the drop* reason the receiver would refuse the series
 	// for (more labels than its limit, a label name or value too long),
-	// or -1: the samples of a refused series are dropped, not sent.
+	// or -1: the samples of a refused series are dropped, not sent, so
+	// its labels are not kept.
 	refused int8
 	// meta is the series' family metadata, nil until a Metadata record
 	// names the series (or when metadata_config.send is false). The
@@ -29,7 +34,7 @@ type series struct {
 }
 
 // labels returns an iterator over the series' labels.
-func (s *series) labels() labelIter { return labelIter{rest: s.enc} }
+func (s *series) labels() labelIter { return labelIter{ids: s.ids, pages: pairs.pages()} }
 
 // seriesTable maps WAL series refs to what is sent for them. It is owned by
 // the reader goroutine and not safe for concurrent use; the *series values it
@@ -48,12 +53,25 @@ type seriesTable struct {
 	external labels.Labels
 	relabel  []*relabel.Config
 	builder  labels.Builder
-	buf      []byte // scratch for encoding labels
+	buf      []byte // scratch for encoding a label
+	ids      []byte // scratch for a series' pair ids
 	// limits are the receiver's per-series limits; zero: none.
 	limits seriesLimits
 	// overLimit lists the series the last store found over a limit, for
 	// the caller to log; valid until the next store.
 	overLimit []refusal
+	// retired are forgotten series whose pairs are released once no
+	// sample of theirs is queued (release).
+	retired []retiredSeries
+	closed  bool
+}
+
+// retiredSeries are series forgotten when the next record to queue samples
+// was to get sequence number seq (see acks): samples queued with a lower
+// one may still hold them.
+type retiredSeries struct {
+	seq    uint64
+	series []*series
 }
 
 // pageBits sets the refs per page: 4096, a 32 KiB page.
@@ -136,15 +154,29 @@ func (t *seriesTable) store(rs []record.RefSeries) (dropped int) {
 			continue
 		}
 		ls := t.builder.Labels()
-		t.buf = appendEncodedLabels(t.buf[:0], ls)
-		s := &series{enc: string(t.buf), refused: -1}
 		if o, over := t.limits.check(ls); over {
-			s.refused = int8(o.reason)
+			*slot = &series{refused: int8(o.reason)}
 			t.overLimit = append(t.overLimit, o)
+			continue
 		}
-		*slot = s
+		*slot = t.intern(ls)
 	}
 	return dropped
+}
+
+// intern returns a new series of ls, its pairs interned in pairs.
+func (t *seriesTable) intern(ls labels.Labels) *series {
+	t.ids = t.ids[:0]
+	size := 0
+	pairs.mu.Lock()
+	ls.Range(func(l labels.Label) {
+		t.buf = appendEncodedLabel(t.buf[:0], l.Name, l.Value)
+		id, _ := pairs.internLocked(t.buf)
+		t.ids = protowire.AppendVarint(t.ids, uint64(id))
+		size += len(t.buf)
+	})
+	pairs.mu.Unlock()
+	return &series{ids: string(t.ids), size: uint32(size), refused: -1}
 }
 
 // get returns the series for ref. known is false for a ref never seen in a
@@ -166,8 +198,11 @@ func (t *seriesTable) get(ref chunks.HeadSeriesRef) (s *series, known bool) {
 }
 
 // forget drops refs the WAL says get no more samples; unknown refs are
-// ignored. Samples already queued keep their *series.
-func (t *seriesTable) forget(refs []chunks.HeadSeriesRef) {
+// ignored. Samples already queued keep their *series: next is the sequence
+// number the next record to queue samples gets, and the series keep their
+// labels until release is told that no sample below it is queued.
+func (t *seriesTable) forget(refs []chunks.HeadSeriesRef, next uint64) {
+	var gone []*series
 	for _, ref := range refs {
 		p := uint64(ref)>>pageBits - t.base
 		if p >= uint64(len(t.pages)) || t.pages[p] == nil {
@@ -177,6 +212,9 @@ func (t *seriesTable) forget(refs []chunks.HeadSeriesRef) {
 		slot := &pg.slots[ref&(1<<pageBits-1)]
 		if *slot == nil {
 			continue
+		}
+		if (*slot).ids != "" {
+			gone = append(gone, *slot)
 		}
 		*slot = nil
 		if pg.live--; pg.live == 0 {
@@ -189,6 +227,75 @@ func (t *seriesTable) forget(refs []chunks.HeadSeriesRef) {
 	}
 	if len(t.pages) == 0 {
 		t.pages, t.base = nil, 0
+	}
+	if len(gone) == 0 {
+		return
+	}
+	if n := len(t.retired); n > 0 && t.retired[n-1].seq == next {
+		t.retired[n-1].series = append(t.retired[n-1].series, gone...)
+		return
+	}
+	t.retired = append(t.retired, retiredSeries{seq: next, series: gone})
+}
+
+// release gives up the pairs of the series forgotten before sequence number
+// oldest: no sample queued or in flight has a lower one.
+func (t *seriesTable) release(oldest uint64) {
+	n := 0
+	for n < len(t.retired) && t.retired[n].seq <= oldest {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	pairs.mu.Lock()
+	for _, r := range t.retired[:n] {
+		for _, s := range r.series {
+			releaseIDs(s.ids)
+		}
+	}
+	pairs.mu.Unlock()
+	clear(t.retired[:n])
+	t.retired = t.retired[n:]
+	if len(t.retired) == 0 {
+		t.retired = nil
+	}
+}
+
+// close gives up the pairs of every series, live or retired. No series of
+// the table may be read afterwards: their labels are gone. The slots stay,
+// so the table can still count them.
+func (t *seriesTable) close() {
+	if t.closed {
+		return
+	}
+	t.closed = true
+	pairs.mu.Lock()
+	for _, p := range t.pages {
+		if p == nil {
+			continue
+		}
+		for _, s := range p.slots {
+			if s != nil {
+				releaseIDs(s.ids)
+			}
+		}
+	}
+	for _, r := range t.retired {
+		for _, s := range r.series {
+			releaseIDs(s.ids)
+		}
+	}
+	pairs.mu.Unlock()
+	t.retired = nil
+}
+
+// releaseIDs drops a reference to each pair of ids; pairs.mu must be held.
+func releaseIDs(ids string) {
+	for ids != "" {
+		id, rest, _ := cutUvarint(ids)
+		pairs.releaseLocked(uint32(id))
+		ids = rest
 	}
 }
 

@@ -67,12 +67,16 @@ func (t *seriesTable) put(ref chunks.HeadSeriesRef, s *series) {
 	*slot = s
 }
 
-// protoLabels decodes s's labels.
+// protoLabels returns s's labels.
 func protoLabels(t testing.TB, s *series) []prompb.Label {
 	t.Helper()
-	ls, ok := decodeLabels(s.enc)
-	if !ok {
-		t.Fatalf("series labels %q do not decode", s.enc)
+	var ls []prompb.Label
+	it := s.labels()
+	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
+		ls = append(ls, prompb.Label{Name: name, Value: value})
+	}
+	if it.ids != "" {
+		t.Fatalf("series pair ids %x do not decode", s.ids)
 	}
 	return ls
 }
@@ -119,7 +123,7 @@ func TestSeriesTablePages(t *testing.T) {
 	}
 
 	gone := map[chunks.HeadSeriesRef]bool{1: true, page - 1: true, 2*page + 1: true, 5*page + 3: true}
-	st.forget([]chunks.HeadSeriesRef{1, page - 1, 2*page + 1, 5*page + 3, 9 * page /* unknown */})
+	st.forget([]chunks.HeadSeriesRef{1, page - 1, 2*page + 1, 5*page + 3, 9 * page /* unknown */}, 0)
 	check("forgotten", gone)
 	if st.base != 5 || len(st.pages) != 3 {
 		t.Errorf("after forgetting pages 0 to 2: %d pages from %d, want 3 from 5", len(st.pages), st.base)
@@ -128,7 +132,7 @@ func TestSeriesTablePages(t *testing.T) {
 	st.store([]record.RefSeries{{Ref: 1, Labels: labels.FromStrings("__name__", "m", "ref", "1")}})
 	delete(gone, 1)
 	check("stored again below", gone)
-	st.forget(refs)
+	st.forget(refs, 0)
 	if len(st.pages) != 0 || st.len() != 0 {
 		t.Errorf("after forgetting everything: %d pages, len %d", len(st.pages), st.len())
 	}

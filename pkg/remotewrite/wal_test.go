@@ -228,14 +228,26 @@ func TestQueue_ForgetsReleasedSeries(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// A second queue on another receiver runs alongside: the pair table is
+	// shared, and neither may free what the other still sends.
+	rc2 := newReceiver(t, nil)
 	q, err := New(t.Context(), Options{Config: testConfig(t, rc.srv.URL, nil), Log: WALLog(w)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2, err := New(t.Context(), Options{Name: "second", Config: testConfig(t, rc2.srv.URL, nil), Log: WALLog(w)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- q2.Run(ctx) }()
 	if err := q.Run(ctx); err != nil || ctx.Err() != nil {
 		t.Fatalf("run: %v, %v", err, ctx.Err())
+	}
+	if err := <-errc; err != nil || ctx.Err() != nil {
+		t.Fatalf("run the second queue: %v, %v", err, ctx.Err())
 	}
 	if n := q.series.len(); n != perGen {
 		t.Errorf("the queue holds %d series after the churn, want the last generation's %d", n, perGen)
@@ -243,7 +255,22 @@ func TestQueue_ForgetsReleasedSeries(t *testing.T) {
 	if pages := len(q.series.pages); pages > perGen>>pageBits+2 {
 		t.Errorf("the queue holds %d pages of series for %d live ones", pages, perGen)
 	}
-	if got := rc.store.count(); got != gens*perGen {
-		t.Errorf("receiver got %d samples, want %d", got, gens*perGen)
+	for r, rc := range []*receiver{rc, rc2} {
+		if got := rc.store.count(); got != gens*perGen {
+			t.Errorf("receiver %d got %d samples, want %d", r, got, gens*perGen)
+		}
+		// Each series arrived under its own labels, also those forgotten
+		// while their samples were queued.
+		for gen := range gens {
+			for _, i := range []int{0, perGen / 2, perGen - 1} {
+				ls := labels.FromStrings("__name__", "churn", "gen", fmt.Sprint(gen), "i", fmt.Sprint(i)).String()
+				if got := rc.store.get(ls); len(got) != 1 {
+					t.Errorf("receiver %d got %d samples of %s, want 1", r, len(got), ls)
+				}
+			}
+		}
+	}
+	if n := pairsHeld(`gen`); n != 0 {
+		t.Errorf("the pair table holds %d pairs of the queue's series after Run", n)
 	}
 }
