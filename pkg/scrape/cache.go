@@ -39,13 +39,13 @@ import (
 type seriesCache struct {
 	iter uint32 // current iteration; starts at 2 so that 0 means "never"
 
-	keys  map[uint64]int32 // hash of the raw series text -> index in slots
+	keys  hashIndex // hash of the raw series text -> index in slots
 	slots []keySlot
 	freeS []int32
 
 	entries []cacheEntry
 	freeE   []int32
-	byHash  map[uint64]int32  // label hash -> first entry of its chain
+	byHash  hashIndex         // label hash -> first entry of its chain
 	names   map[string]string // interned metric names of the entries
 
 	meta map[string]*metaEntry // metric family name -> metadata
@@ -122,8 +122,6 @@ const metaRetention = 10
 func newSeriesCache() *seriesCache {
 	return &seriesCache{
 		iter:    2,
-		keys:    map[uint64]int32{},
-		byHash:  map[uint64]int32{},
 		names:   map[string]string{},
 		meta:    map[string]*metaEntry{},
 		staleH:  &histogram.Histogram{Sum: math.Float64frombits(value.StaleNaN)},
@@ -137,8 +135,19 @@ func newSeriesCache() *seriesCache {
 // gone; then the caller resolves the labels and calls setKey.
 // lookup does not allocate.
 func (c *seriesCache) lookup(b []byte) (slot, entry int32, dropped bool) {
-	si, ok := c.keys[xxhash.Sum64(b)]
-	if !ok {
+	// c.keys.find, by hand: with hashOf, lookup took about 5% longer.
+	h := xxhash.Sum64(b)
+	si := int32(-1)
+	if c.keys.n > 0 {
+		mask := uint64(len(c.keys.slots) - 1)
+		for i := h & mask; c.keys.slots[i] != 0; i = (i + 1) & mask {
+			if p := c.keys.slots[i] - 1; c.slots[p].hash == h {
+				si = p
+				break
+			}
+		}
+	}
+	if si < 0 {
 		return -1, -1, false
 	}
 	s := &c.slots[si]
@@ -177,16 +186,15 @@ func (c *seriesCache) setKey(slot int32, b []byte, entry int32) {
 		slot = int32(len(c.slots))
 		c.slots = append(c.slots, s)
 	}
-	c.keys[h] = slot // a same-hash text of another length loses its slot
+	c.keys.set(h, slot, c.slotHash) // a same-hash text of another length loses its slot
 }
+
+func (c *seriesCache) slotHash(i int32) uint64  { return c.slots[i].hash }
+func (c *seriesCache) entryHash(i int32) uint64 { return c.entries[i].hash }
 
 // find returns the live entry whose label set has hash h, or -1.
 func (c *seriesCache) find(h uint64) int32 {
-	i, ok := c.byHash[h]
-	if !ok {
-		return -1
-	}
-	return i
+	return c.byHash.find(h, c.entryHash)
 }
 
 // add creates an entry for a new series with ref. It is recorded as created
@@ -201,10 +209,7 @@ func (c *seriesCache) add(ref chunks.HeadSeriesRef, lset labels.Labels, h uint64
 		c.entries = append(c.entries, cacheEntry{})
 	}
 	e := &c.entries[i]
-	head, ok := c.byHash[h]
-	if !ok {
-		head = -1
-	}
+	head := c.byHash.find(h, c.entryHash)
 	*e = cacheEntry{
 		ref:   ref,
 		hash:  h,
@@ -215,7 +220,7 @@ func (c *seriesCache) add(ref chunks.HeadSeriesRef, lset labels.Labels, h uint64
 		gen:   e.gen,
 		live:  true,
 	}
-	c.byHash[h] = i
+	c.byHash.set(h, i, c.entryHash)
 	c.created = append(c.created, i)
 	return i
 }
@@ -234,11 +239,11 @@ func (c *seriesCache) intern(name string) string {
 func (c *seriesCache) free(i int32) {
 	e := &c.entries[i]
 	h := e.hash
-	if head := c.byHash[h]; head == i {
+	if head := c.byHash.find(h, c.entryHash); head == i {
 		if e.next >= 0 {
-			c.byHash[h] = e.next
+			c.byHash.set(h, e.next, c.entryHash)
 		} else {
-			delete(c.byHash, h)
+			c.byHash.remove(h, c.entryHash)
 		}
 	} else {
 		for p := head; p >= 0; p = c.entries[p].next {
@@ -323,8 +328,8 @@ func (c *seriesCache) sweepKeys() {
 			continue
 		}
 		if s.seen+1 < c.iter || (s.entry >= 0 && c.entries[s.entry].gen != s.gen) {
-			if c.keys[s.hash] == int32(i) {
-				delete(c.keys, s.hash)
+			if c.keys.find(s.hash, c.slotHash) == int32(i) {
+				c.keys.remove(s.hash, c.slotHash)
 			}
 			*s = keySlot{}
 			c.freeS = append(c.freeS, int32(i))
@@ -336,7 +341,7 @@ func (c *seriesCache) sweepKeys() {
 // mapping from text to labels changed (metric relabelling, honor_labels,
 // label limits), so each text is resolved again and finds its entry by labels.
 func (c *seriesCache) resetKeys() {
-	clear(c.keys)
+	c.keys.reset()
 	c.slots = c.slots[:0]
 	c.freeS = c.freeS[:0]
 }
