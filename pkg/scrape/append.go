@@ -449,7 +449,7 @@ func (a *appender) appendExemplars(p textparse.Parser, e *cacheEntry, t int64, i
 // (a text exposition may lack TYPE lines, so the last family seen may be
 // another one).
 func (a *appender) appendMetadata(e *cacheEntry, m *metaEntry) {
-	if !inFamily(e.name, m.name, m.typ) {
+	if !inFamily(a.cache.name(e), m.name, m.typ) {
 		return
 	}
 	a.recs.Metadata = append(a.recs.Metadata, record.RefMetadata{

@@ -46,7 +46,8 @@ type seriesCache struct {
 	entries []cacheEntry
 	freeE   []int32
 	byHash  hashIndex         // label hash -> first entry of its chain
-	names   map[string]string // interned metric names of the entries
+	names   []string          // metric names of the entries, by cacheEntry.name
+	nameIDs map[string]uint32 // index of each name in names
 
 	meta map[string]*metaEntry // metric family name -> metadata
 
@@ -85,11 +86,11 @@ const (
 	kindFloatHistogram
 )
 
-// cacheEntry is one series: the hash of its label set and its WAL ref.
+// cacheEntry is one series: the hash of its label set and its WAL ref. It
+// is 64 bytes.
 type cacheEntry struct {
 	ref   chunks.HeadSeriesRef
 	hash  uint64 // of the label set
-	name  string // the series' metric name, interned (names)
 	lastT int64  // timestamp of the last committed sample; math.MinInt64 if none
 	pendT int64  // timestamp of the sample marked in this iteration
 	exT   int64  // timestamp of the newest exemplar logged
@@ -97,6 +98,7 @@ type cacheEntry struct {
 	last  uint32 // last committed iteration; 0 if none
 	next  int32  // next entry with the same label hash, -1 if none
 	gen   uint32 // incremented when the entry is freed
+	name  uint32 // the series' metric name: seriesCache.names[name]
 	kind  valueKind
 	live  bool
 	// tracked says whether the committed sample takes part in staleness
@@ -122,7 +124,7 @@ const metaRetention = 10
 func newSeriesCache() *seriesCache {
 	return &seriesCache{
 		iter:    2,
-		names:   map[string]string{},
+		nameIDs: map[string]uint32{},
 		meta:    map[string]*metaEntry{},
 		staleH:  &histogram.Histogram{Sum: math.Float64frombits(value.StaleNaN)},
 		staleFH: &histogram.FloatHistogram{Sum: math.Float64frombits(value.StaleNaN)},
@@ -225,15 +227,21 @@ func (c *seriesCache) add(ref chunks.HeadSeriesRef, lset labels.Labels, h uint64
 	return i
 }
 
-// intern returns name, sharing the string of an earlier entry's equal name.
-func (c *seriesCache) intern(name string) string {
-	if n, ok := c.names[name]; ok {
-		return n
+// intern returns the index of name in c.names, adding it if new. Names are
+// kept for the cache's life, as few as the target's metric names.
+func (c *seriesCache) intern(name string) uint32 {
+	if id, ok := c.nameIDs[name]; ok {
+		return id
 	}
 	name = strings.Clone(name) // not a view that keeps its label set alive
-	c.names[name] = name
-	return name
+	id := uint32(len(c.names))
+	c.names = append(c.names, name)
+	c.nameIDs[name] = id
+	return id
 }
+
+// name returns the metric name of entry e.
+func (c *seriesCache) name(e *cacheEntry) string { return c.names[e.name] }
 
 // free forgets entry i. Key slots pointing at it become misses.
 func (c *seriesCache) free(i int32) {
@@ -262,6 +270,17 @@ func (c *seriesCache) free(i int32) {
 func (c *seriesCache) rollback() {
 	for _, i := range c.created {
 		c.free(i)
+	}
+	c.clearCreated()
+}
+
+// clearCreated empties c.created. A long list (a target's first scrape, or
+// heavy churn) is dropped rather than kept for the next such scrape: it
+// would cost 4 bytes a series for the cache's life.
+func (c *seriesCache) clearCreated() {
+	if cap(c.created) > 1024 {
+		c.created = nil
+		return
 	}
 	c.created = c.created[:0]
 }

@@ -97,7 +97,7 @@ func (a *appender) logged(ok bool) {
 		for i, ref := range c.reportRefs {
 			c.reportLogged[i] = ref != 0
 		}
-		c.created = c.created[:0]
+		c.clearCreated()
 		return
 	}
 	c.rollback()
