@@ -83,7 +83,7 @@ func (e *encoder) encode(batch []sample) (body []byte, highest int64, err error)
 // appendTimeSeries appends one WriteRequest.timeseries field holding run,
 // samples of one series and one kind, to dst.
 func (e *encoder) appendTimeSeries(dst []byte, run []sample, kind int) ([]byte, error) {
-	size := int(run[0].series.size)
+	size, ids := run[0].series.size()
 	switch kind {
 	case kindFloat:
 		for k := range run {
@@ -113,7 +113,7 @@ func (e *encoder) appendTimeSeries(dst []byte, run []sample, kind int) ([]byte, 
 	}
 	dst = append(dst, tagTimeseries)
 	dst = protowire.AppendVarint(dst, uint64(size))
-	dst = appendPairs(dst, e.pages, run[0].series)
+	dst = appendPairs(dst, e.pages, ids)
 	switch kind {
 	case kindFloat:
 		for k := range run {
@@ -137,11 +137,11 @@ func (e *encoder) appendTimeSeries(dst []byte, run []sample, kind int) ([]byte, 
 	return dst, nil
 }
 
-// appendPairs appends the encoded labels of s, looked up in pages. (Plain
-// appends measured faster than growing dst once and copying into it, or
-// than looking up all pairs before copying.)
-func appendPairs(dst []byte, pages []*pairPage, s *series) []byte {
-	for ids := s.ids; len(ids) > 0; {
+// appendPairs appends the encoded labels of pair ids, looked up in pages.
+// (Plain appends measured faster than growing dst once and copying into it,
+// or than looking up all pairs before copying.)
+func appendPairs(dst []byte, pages []*pairPage, ids string) []byte {
+	for len(ids) > 0 {
 		id := uint32(ids[0])
 		if id < 0x80 {
 			ids = ids[1:]

@@ -97,8 +97,8 @@ func TestLabelIter(t *testing.T) {
 	if name := s.metricName(); name != "up" {
 		t.Errorf("metric name %q, want up", name)
 	}
-	if enc := appendEncodedLabels(nil, ls); int(s.size) != len(enc) {
-		t.Errorf("series size %d, want the encoding's %d", s.size, len(enc))
+	if size, _ := s.size(); size != len(appendEncodedLabels(nil, ls)) {
+		t.Errorf("series size %d, want the encoding's %d", size, len(appendEncodedLabels(nil, ls)))
 	}
 	// Empty values and names are left out of a label's encoding, as gogo
 	// does.

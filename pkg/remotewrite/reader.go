@@ -261,10 +261,10 @@ func (q *Queue) add(ctx context.Context, ref chunks.HeadSeriesRef, t, start int6
 		q.unknownLog.Log(q.logger, "dropped sample of a series not in the WAL", "ref", ref)
 	case st == nil:
 		drop = dropRelabeled
-	case st.refused >= 0:
-		drop = int(st.refused)
-	case t < c.minT:
-		drop = dropTooOld
+	default:
+		if drop = q.series.refusal(st); drop < 0 && t < c.minT {
+			drop = dropTooOld
+		}
 	}
 	switch h := x.(type) {
 	case *histogram.Histogram:

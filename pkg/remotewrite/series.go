@@ -15,18 +15,16 @@ import (
 // and write_relabel_configs, as references into the pair table (labels.go).
 // It is shared by the reader and the shards without locking: all but meta
 // is immutable after creation, and meta is atomic.
+//
+// A series is 24 bytes: a series the receiver would refuse (more labels
+// than its limit, a label name or value too long) is not a series of its
+// own but one of the table's sentinels (seriesTable.refusal), as one
+// dropped by relabeling is.
 type series struct {
-	// ids are the series' label pairs, sorted by name, as varint ids into
-	// pairs. A refused series has none.
+	// ids is the size of the labels in a 1.0 TimeSeries (the sum of the
+	// pairs' encodings) and then the label pairs, sorted by name, as
+	// varint ids into pairs; empty for a sentinel.
 	ids string
-	// size is the size of the labels in a 1.0 TimeSeries: the sum of the
-	// pairs' encodings.
-	size uint32
-	// refused is the drop* reason the receiver would refuse the series
-	// for (more labels than its limit, a label name or value too long),
-	// or -1: the samples of a refused series are dropped, not sent, so
-	// its labels are not kept.
-	refused int8
 	// meta is the series' family metadata, nil until a Metadata record
 	// names the series (or when metadata_config.send is false). The
 	// reader stores it; a 2.0 encoder loads it.
@@ -34,7 +32,17 @@ type series struct {
 }
 
 // labels returns an iterator over the series' labels.
-func (s *series) labels() labelIter { return labelIter{ids: s.ids, pages: pairs.pages()} }
+func (s *series) labels() labelIter {
+	_, ids := s.size()
+	return labelIter{ids: ids, pages: pairs.pages()}
+}
+
+// size returns the size of the series' labels in a 1.0 TimeSeries, and
+// its pair ids.
+func (s *series) size() (int, string) {
+	n, ids, _ := cutUvarint(s.ids)
+	return int(n), ids
+}
 
 // seriesTable maps WAL series refs to what is sent for them. It is owned by
 // the reader goroutine and not safe for concurrent use; the *series values it
@@ -48,8 +56,10 @@ type seriesTable struct {
 	pages []*seriesPage // pages[i] holds refs from (base+i) << pageBits; nil: none live
 	base  uint64
 	// dropped marks, in a slot, a series dropped by relabeling, so that
-	// its samples are skipped cheaply.
+	// its samples are skipped cheaply; refused[i] a series the receiver
+	// would refuse for drop reason refusedReasons[i].
 	dropped  *series
+	refused  [len(refusedReasons)]*series
 	external labels.Labels
 	relabel  []*relabel.Config
 	builder  labels.Builder
@@ -80,6 +90,21 @@ const pageBits = 12
 type seriesPage struct {
 	slots [1 << pageBits]*series
 	live  int
+}
+
+// refusedReasons are the drop* reasons a receiver's limits refuse a
+// series for.
+var refusedReasons = [...]int{dropTooManyLabels, dropLabelTooLong}
+
+// refusal returns the drop* reason for which the receiver would refuse s,
+// or -1.
+func (t *seriesTable) refusal(s *series) int {
+	for i, r := range t.refused {
+		if s == r {
+			return refusedReasons[i]
+		}
+	}
+	return -1
 }
 
 // seriesLimits are what a receiver refuses a series for. A zero field
@@ -122,12 +147,16 @@ func (l seriesLimits) check(ls labels.Labels) (o refusal, over bool) {
 // labels do not override a series' own labels, as in Prometheus) and then
 // applies relabel.
 func newSeriesTable(external labels.Labels, rcfgs []*relabel.Config) *seriesTable {
-	return &seriesTable{
+	t := &seriesTable{
 		dropped:  &series{},
 		external: external,
 		relabel:  rcfgs,
 		builder:  *labels.NewBuilder(labels.EmptyLabels()),
 	}
+	for i := range t.refused {
+		t.refused[i] = &series{}
+	}
+	return t
 }
 
 // store adds the series of a Series record. A ref already known is skipped:
@@ -155,7 +184,11 @@ func (t *seriesTable) store(rs []record.RefSeries) (dropped int) {
 		}
 		ls := t.builder.Labels()
 		if o, over := t.limits.check(ls); over {
-			*slot = &series{refused: int8(o.reason)}
+			for i, r := range refusedReasons {
+				if r == o.reason {
+					*slot = t.refused[i]
+				}
+			}
 			t.overLimit = append(t.overLimit, o)
 			continue
 		}
@@ -176,7 +209,9 @@ func (t *seriesTable) intern(ls labels.Labels) *series {
 		size += len(t.buf)
 	})
 	pairs.mu.Unlock()
-	return &series{ids: string(t.ids), size: uint32(size), refused: -1}
+	t.buf = protowire.AppendVarint(t.buf[:0], uint64(size))
+	t.buf = append(t.buf, t.ids...)
+	return &series{ids: string(t.buf)}
 }
 
 // get returns the series for ref. known is false for a ref never seen in a
@@ -292,6 +327,10 @@ func (t *seriesTable) close() {
 
 // releaseIDs drops a reference to each pair of ids; pairs.mu must be held.
 func releaseIDs(ids string) {
+	if ids == "" {
+		return
+	}
+	_, ids, _ = cutUvarint(ids) // the size
 	for ids != "" {
 		id, rest, _ := cutUvarint(ids)
 		pairs.releaseLocked(uint32(id))

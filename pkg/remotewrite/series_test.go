@@ -75,7 +75,7 @@ func protoLabels(t testing.TB, s *series) []prompb.Label {
 	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
 		ls = append(ls, prompb.Label{Name: name, Value: value})
 	}
-	if it.ids != "" {
+	if it.ids != "" || s.ids == "" {
 		t.Fatalf("series pair ids %x do not decode", s.ids)
 	}
 	return ls
