@@ -317,6 +317,8 @@ func (c *seriesCache) finish(ok bool, t int64, recs *wal.Records) {
 		}
 	}
 	c.sweepKeys()
+	c.entries = clip(c.entries)
+	c.slots = clip(c.slots)
 	if ok {
 		for name, m := range c.meta {
 			if m.seen+metaRetention < c.iter {
@@ -336,6 +338,17 @@ func (c *seriesCache) appendStale(recs *wal.Records, e *cacheEntry, t int64, sta
 	default:
 		recs.Samples = append(recs.Samples, record.RefSample{Ref: e.ref, T: t, V: stale})
 	}
+}
+
+// clip returns s, reallocated to its length if append left more than a
+// sixteenth of it spare (up to a quarter, for a slice of thousands). The
+// cache's slices grow in a target's first scrapes and then rarely: the
+// entries freed by churn are reused.
+func clip[E any](s []E) []E {
+	if len(s) < 1024 || cap(s)-len(s) <= len(s)/16 {
+		return s
+	}
+	return append(make([]E, 0, len(s)), s...)
 }
 
 // sweepKeys forgets raw texts unseen for two iterations and texts whose
