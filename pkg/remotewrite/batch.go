@@ -26,7 +26,8 @@ type encoder struct {
 	xpb   []prompb.Exemplar
 	pb    []byte
 	out   []byte
-	pages []*pairPage // the pair table's, loaded per batch
+	pairs *pairTable  // of the queue's series table; must be set
+	pages []*pairPage // pairs', loaded per batch
 }
 
 // histScratch holds what a prompb.Histogram points to, so converting a
@@ -55,7 +56,7 @@ const (
 func (e *encoder) encode(batch []sample) (body []byte, highest int64, err error) {
 	pb := e.pb[:0]
 	highest = math.MinInt64
-	e.pages = pairs.pages()
+	e.pages = e.pairs.pages()
 	for i := 0; i < len(batch); {
 		s := &batch[i]
 		kind := kindOf(s)

@@ -27,7 +27,7 @@ func decode(t testing.TB, body []byte) *prompb.WriteRequest {
 }
 
 func TestEncode(t *testing.T) {
-	st := newSeriesTable(labels.EmptyLabels(), nil)
+	st := newSeriesTable(testPairs, labels.EmptyLabels(), nil)
 	st.store([]record.RefSeries{
 		{Ref: 1, Labels: labels.FromStrings("__name__", "a", "x", "1")},
 		{Ref: 2, Labels: labels.FromStrings("__name__", "b")},
@@ -45,7 +45,7 @@ func TestEncode(t *testing.T) {
 		{series: b, t: 5, x: fh},
 		{series: a, t: 3, v: 9, x: &exemplar{labels: []prompb.Label{{Name: "trace_id", Value: "t1"}}}},
 	}
-	var e encoder
+	e := encoder{pairs: testPairs}
 	for round := range 2 { // the second round reuses every buffer
 		body, highest, err := e.encode(batch)
 		if err != nil {
@@ -91,7 +91,7 @@ func labelsString(ls []prompb.Label) string {
 // benchBatch returns n float samples over n distinct series with labels like
 // a node_exporter scrape's, plus external labels.
 func benchBatch(n int) []sample {
-	st := newSeriesTable(labels.FromStrings("cluster", "prod-eu-west-1", "replica", "a"), nil)
+	st := newSeriesTable(testPairs, labels.FromStrings("cluster", "prod-eu-west-1", "replica", "a"), nil)
 	batch := make([]sample, n)
 	for i := range n {
 		ref := record.RefSeries{Ref: refOf(i), Labels: labels.FromStrings(
@@ -111,7 +111,7 @@ func benchBatch(n int) []sample {
 // withMetadata gives the series of batch family metadata, as the reader does
 // from the WAL's Metadata records: all share one counter family.
 func withMetadata(batch []sample) []sample {
-	st := newSeriesTable(labels.EmptyLabels(), nil)
+	st := newSeriesTable(testPairs, labels.EmptyLabels(), nil)
 	f := newFamilies()
 	for i := range batch {
 		s := batch[i].series
@@ -124,8 +124,8 @@ func withMetadata(batch []sample) []sample {
 // BenchmarkEncodeBatch encodes (protobuf, snappy) a batch of float samples
 // as remote-write 1.0 and 2.0; bytes/sample is the compressed wire size.
 func BenchmarkEncodeBatch(b *testing.B) {
-	var e1 encoder
-	var e2 encoderV2
+	e1 := encoder{pairs: testPairs}
+	e2 := encoderV2{pairs: testPairs}
 	protos := []struct {
 		name   string
 		encode func([]sample) ([]byte, error)
@@ -194,7 +194,7 @@ func TestEncodeAllocs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			batch := benchBatch(2000)
 			tc.mix(batch)
-			var e encoder
+			e := encoder{pairs: testPairs}
 			if _, _, err := e.encode(batch); err != nil {
 				t.Fatal(err)
 			}

@@ -24,6 +24,7 @@ type encoderV2 struct {
 	hists   []*histScratchV2
 	pb      []byte
 	out     []byte
+	pairs   *pairTable // of the queue's series table; must be set
 }
 
 // v2Result is what encoderV2.encode made: the body (owned by the encoder),
@@ -148,7 +149,7 @@ func (e *encoderV2) symbolize(dst []uint32, ls []prompb.Label) []uint32 {
 // symbolizeSeries appends the symbol refs of s's labels, name then value,
 // to dst.
 func (e *encoderV2) symbolizeSeries(dst []uint32, s *series) []uint32 {
-	it := s.labels()
+	it := s.labels(e.pairs)
 	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
 		dst = append(dst, e.symbols.Symbolize(name), e.symbols.Symbolize(value))
 	}

@@ -29,7 +29,7 @@ func decodeV2(t testing.TB, body []byte) *writev2.Request {
 }
 
 func TestEncodeV2(t *testing.T) {
-	st := newSeriesTable(labels.FromStrings("cluster", "c1"), nil)
+	st := newSeriesTable(testPairs, labels.FromStrings("cluster", "c1"), nil)
 	st.store([]record.RefSeries{
 		{Ref: 1, Labels: labels.FromStrings("__name__", "a", "x", "1")},
 		{Ref: 2, Labels: labels.FromStrings("__name__", "b")},
@@ -51,7 +51,7 @@ func TestEncodeV2(t *testing.T) {
 		{series: a, t: 4, x: h},
 		{series: b, t: 5, x: fh},
 	}
-	var e encoderV2
+	e := encoderV2{pairs: testPairs}
 	for round := range 2 { // the second round reuses every buffer
 		r, err := e.encode(batch)
 		if err != nil {
@@ -135,7 +135,7 @@ func TestEncodeV2Allocs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			batch := benchBatch(2000)
 			tc.mix(batch)
-			var e encoderV2
+			e := encoderV2{pairs: testPairs}
 			if _, err := e.encode(batch); err != nil {
 				t.Fatal(err)
 			}
@@ -256,7 +256,7 @@ func TestAppendRequestV2(t *testing.T) {
 	batch[3].x = testHistogram(3).ToFloat(nil)
 	batch = append(batch, sample{series: batch[10].series, t: -5, v: 1, x: &exemplar{labels: []prompb.Label{{Name: "trace_id", Value: "x"}}}})
 	batch[11].t = -1 // negative timestamps are 10-byte varints
-	var e encoderV2
+	e := encoderV2{pairs: testPairs}
 	if _, err := e.encode(batch); err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// A series' labels are kept as references into a process-wide table of
-// label pairs (pairs), each pair stored once, the way a remote-write 1.0
+// A series' labels are kept as references into a table of label pairs
+// (pairTable), each pair stored once, the way a remote-write 1.0
 // TimeSeries carries it: the field-1 tag, the length and a prompb.Label
 // message (field 1 the name, field 2 the value, each left out when empty,
 // as gogo does). Encoding a 1.0 request copies these bytes as they are, and
@@ -20,18 +20,15 @@ import (
 // (every series of a target shares job and instance, a pod's series share
 // its pod and uid labels, a histogram's buckets all but le).
 //
-// The table is shared by every Queue of the process, so several
-// remote_write endpoints share their labels too. It is package state, which
-// rwagent otherwise avoids, because the alternative costs more than it
-// saves: a per-Queue table would need a pointer in every series to reach
-// it (series.labels has no other way), taking a series from 32 to 48 bytes
-// as Go rounds sizes. It holds no configuration, is safe for concurrent
-// use, and two agents in one process only share strings through it; a
-// Queue gives its references back when Run returns. Pairs are reference
+// Each Queue has its own table, made with its seriesTable and handed to
+// its shards' encoders; a series does not point to its table (which would
+// take it from 24 to 48 bytes), so whoever reads its labels passes the
+// table along. The table is safe for concurrent use. Pairs are reference
 // counted: a series forgotten by its table gives up its references only
 // once no queued sample of it remains (seriesTable.release), so an id is
-// never reused while an encoder may read it. Pages are never freed: their
-// memory (24 bytes a pair) follows the most pairs ever held at once.
+// never reused while an encoder may read it; a Queue gives every reference
+// back when Run returns. Pages are never freed: their memory (24 bytes a
+// pair) follows the most pairs ever held at once.
 
 // Protobuf tags of the fields written here: field number << 3 | wire type 2.
 const (
@@ -147,9 +144,6 @@ type pairTable struct {
 	index []uint32 // open addressing, linear probing, by hash: id+1, 0 empty
 	live  int      // ids held
 }
-
-// pairs is the process' pair table.
-var pairs = newPairTable()
 
 func newPairTable() *pairTable {
 	t := &pairTable{seed: maphash.MakeSeed(), index: make([]uint32, 1024)}
@@ -275,9 +269,9 @@ func (it *labelIter) next() (name, value string, ok bool) {
 	return name, value, ok
 }
 
-// metricName returns the __name__ of s, or "".
-func (s *series) metricName() string {
-	it := s.labels()
+// metricName returns the __name__ of s, whose pairs are in pt, or "".
+func (s *series) metricName(pt *pairTable) string {
+	it := s.labels(pt)
 	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
 		if name == model.MetricNameLabel {
 			return value

@@ -19,7 +19,7 @@ import (
 // and the values gogo leaves out (zero value, -0, zero timestamp), NaNs and
 // negative timestamps.
 func TestEncodeMatchesGogo(t *testing.T) {
-	st := newSeriesTable(labels.FromStrings("cluster", "c1"), nil)
+	st := newSeriesTable(testPairs, labels.FromStrings("cluster", "c1"), nil)
 	long := strings.Repeat("v", 300) // a length of two varint bytes
 	st.store([]record.RefSeries{
 		{Ref: 1, Labels: labels.FromStrings("__name__", "a", "x", "1")},
@@ -68,7 +68,7 @@ func TestEncodeMatchesGogo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var e encoder
+	e := encoder{pairs: testPairs}
 	for round := range 2 { // the second round reuses every buffer
 		body, _, err := e.encode(batch)
 		if err != nil {
@@ -87,14 +87,14 @@ func TestEncodeMatchesGogo(t *testing.T) {
 func TestLabelIter(t *testing.T) {
 	// The table's builder leaves out a="", as Prometheus does.
 	ls := labels.FromStrings("__name__", "up", "job", strings.Repeat("j", 200))
-	st := newSeriesTable(labels.EmptyLabels(), nil)
+	st := newSeriesTable(testPairs, labels.EmptyLabels(), nil)
 	defer st.close()
 	st.store([]record.RefSeries{{Ref: 1, Labels: labels.FromStrings("__name__", "up", "a", "", "job", strings.Repeat("j", 200))}})
 	s, _ := st.get(1)
 	if got := labelsString(protoLabels(t, s)); got != ls.String() {
 		t.Errorf("series labels %s, want %s", got, ls.String())
 	}
-	if name := s.metricName(); name != "up" {
+	if name := s.metricName(testPairs); name != "up" {
 		t.Errorf("metric name %q, want up", name)
 	}
 	if size, _ := s.size(); size != len(appendEncodedLabels(nil, ls)) {

@@ -87,7 +87,7 @@ func BenchmarkSeriesTableMemory(b *testing.B) {
 				var bytes float64
 				for b.Loop() {
 					before := heapInUse()
-					t := newSeriesTable(labels.EmptyLabels(), nil)
+					t := newSeriesTable(testPairs, labels.EmptyLabels(), nil)
 					// In records of one scrape's new series, as the WAL holds them.
 					for i := 0; i < len(rs); i += 10_000 {
 						t.store(rs[i:min(i+10_000, len(rs))])
@@ -95,9 +95,9 @@ func BenchmarkSeriesTableMemory(b *testing.B) {
 					t.buf, t.ids = nil, nil
 					after := heapInUse()
 					bytes = float64(after-before) / float64(len(rs))
-					held := pairs.len()
+					held := t.pairs.len()
 					t.close()
-					b.ReportMetric(float64(held-pairs.len())/float64(len(rs)), "pairs/series")
+					b.ReportMetric(float64(held-t.pairs.len())/float64(len(rs)), "pairs/series")
 				}
 				runtime.KeepAlive(rs)
 				b.ReportMetric(bytes, "B/series")
@@ -122,7 +122,7 @@ func labelBytes(rs []record.RefSeries) int {
 // come from all over the heap rather than from a few cache lines.
 func BenchmarkEncodeTable(b *testing.B) {
 	rs := loadSeries(b, 50, 10_000, false)
-	t := newSeriesTable(labels.EmptyLabels(), nil)
+	t := newSeriesTable(testPairs, labels.EmptyLabels(), nil)
 	defer t.close()
 	t.store(rs)
 	all := make([]sample, len(rs))
@@ -133,8 +133,8 @@ func BenchmarkEncodeTable(b *testing.B) {
 	const n = 2000
 	for _, proto := range []string{"1.0", "2.0"} {
 		b.Run(proto, func(b *testing.B) {
-			var e1 encoder
-			var e2 encoderV2
+			e1 := encoder{pairs: testPairs}
+			e2 := encoderV2{pairs: testPairs}
 			off := 0
 			var size int
 			for b.Loop() {

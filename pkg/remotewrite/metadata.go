@@ -53,7 +53,7 @@ func (f *families) update(t *seriesTable, ms []record.RefMetadata) {
 			continue
 		}
 		typ := record.ToMetricType(m.Type)
-		name := familyName(s.metricName(), typ)
+		name := familyName(s.metricName(t.pairs), typ)
 		if name == "" {
 			continue
 		}

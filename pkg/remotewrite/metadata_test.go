@@ -70,7 +70,7 @@ func FuzzFamilyName(f *testing.F) {
 // replaces it when the metadata changes, and skips unknown and dropped
 // series.
 func TestFamilies(t *testing.T) {
-	st := newSeriesTable(labels.EmptyLabels(), nil)
+	st := newSeriesTable(testPairs, labels.EmptyLabels(), nil)
 	st.store(metaSeries())
 	st.put(99, st.dropped) // dropped by relabeling
 	f := newFamilies()

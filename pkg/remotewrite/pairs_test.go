@@ -95,13 +95,12 @@ func TestPairTable(t *testing.T) {
 	}
 }
 
-// pairsHeld counts the pairs of the process' table whose encoding contains
-// substr.
-func pairsHeld(substr string) int {
-	pairs.mu.Lock()
-	defer pairs.mu.Unlock()
+// pairsHeld counts the pairs of pt whose encoding contains substr.
+func pairsHeld(pt *pairTable, substr string) int {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
 	n := 0
-	for _, p := range pairs.pages() {
+	for _, p := range pt.pages() {
 		for k := range p.enc {
 			if p.refs[k] > 0 && strings.Contains(p.enc[k], substr) {
 				n++
@@ -115,7 +114,7 @@ func pairsHeld(substr string) int {
 // is told no sample of it can be queued, then gives up the pairs no other
 // series holds.
 func TestSeriesTableRelease(t *testing.T) {
-	st := newSeriesTable(labels.EmptyLabels(), nil)
+	st := newSeriesTable(testPairs, labels.EmptyLabels(), nil)
 	defer st.close()
 	st.store([]record.RefSeries{
 		{Ref: 1, Labels: labels.FromStrings("__name__", "release_test", "pod", "release-a")},
@@ -130,14 +129,14 @@ func TestSeriesTableRelease(t *testing.T) {
 	if got, want := labelsString(protoLabels(t, a)), `{__name__="release_test", pod="release-a"}`; got != want {
 		t.Errorf("forgotten series before release: %s, want %s", got, want)
 	}
-	if n := pairsHeld("release-a"); n != 1 {
+	if n := pairsHeld(testPairs, "release-a"); n != 1 {
 		t.Errorf("before release: %d pairs of the forgotten series' pod, want 1", n)
 	}
 	st.release(5)
-	if n := pairsHeld("release-a"); n != 0 {
+	if n := pairsHeld(testPairs, "release-a"); n != 0 {
 		t.Errorf("after release: %d pairs of the forgotten series' pod, want 0", n)
 	}
-	if n := pairsHeld("release_test"); n != 1 {
+	if n := pairsHeld(testPairs, "release_test"); n != 1 {
 		t.Errorf("after release: %d pairs of the name both series share, want 1", n)
 	}
 	b, _ := st.get(2)
@@ -145,7 +144,7 @@ func TestSeriesTableRelease(t *testing.T) {
 		t.Errorf("the other series after release: %s, want %s", got, want)
 	}
 	st.close()
-	if n := pairsHeld("release"); n != 0 {
+	if n := pairsHeld(testPairs, "release"); n != 0 {
 		t.Errorf("after close: %d pairs of the table's series held", n)
 	}
 }

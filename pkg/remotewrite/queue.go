@@ -225,7 +225,7 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		sendHistograms: cfg.SendNativeHistograms,
 		acks:           newAcks(opts.Start, opts.ResendUntil),
 		lostAtStart:    opts.Lost,
-		series:         newSeriesTable(opts.ExternalLabels, cfg.WriteRelabelConfigs),
+		series:         newSeriesTable(newPairTable(), opts.ExternalLabels, cfg.WriteRelabelConfigs),
 		rejectLog:      map[string]*lograte.Limiter{},
 		limitLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
 		lengthLog:      lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
@@ -354,7 +354,7 @@ func (q *Queue) Run(ctx context.Context) error {
 		}
 	}
 	// No shard runs any more: give the series' pairs back to the pair
-	// table, which every Queue shares.
+	// table.
 	q.series.close()
 	unsent := 0
 	for _, s := range q.shards {

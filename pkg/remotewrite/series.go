@@ -31,10 +31,11 @@ type series struct {
 	meta atomic.Pointer[family]
 }
 
-// labels returns an iterator over the series' labels.
-func (s *series) labels() labelIter {
+// labels returns an iterator over the series' labels, whose pairs are in
+// pt (the pair table of the seriesTable that made s).
+func (s *series) labels(pt *pairTable) labelIter {
 	_, ids := s.size()
-	return labelIter{ids: ids, pages: pairs.pages()}
+	return labelIter{ids: ids, pages: pt.pages()}
 }
 
 // size returns the size of the series' labels in a 1.0 TimeSeries, and
@@ -53,6 +54,9 @@ func (s *series) size() (int, string) {
 // two loads, a slot costs 8 bytes, and a page all of whose series are
 // forgotten is freed, so churn does not grow it without bound.
 type seriesTable struct {
+	// pairs holds the label pairs of the table's series, shared with the
+	// encoders of the queue's shards, which read it without locking.
+	pairs *pairTable
 	pages []*seriesPage // pages[i] holds refs from (base+i) << pageBits; nil: none live
 	base  uint64
 	// dropped marks, in a slot, a series dropped by relabeling, so that
@@ -146,8 +150,9 @@ func (l seriesLimits) check(ls labels.Labels) (o refusal, over bool) {
 // newSeriesTable returns an empty table that merges external (external
 // labels do not override a series' own labels, as in Prometheus) and then
 // applies relabel.
-func newSeriesTable(external labels.Labels, rcfgs []*relabel.Config) *seriesTable {
+func newSeriesTable(pt *pairTable, external labels.Labels, rcfgs []*relabel.Config) *seriesTable {
 	t := &seriesTable{
+		pairs:    pt,
 		dropped:  &series{},
 		external: external,
 		relabel:  rcfgs,
@@ -197,18 +202,18 @@ func (t *seriesTable) store(rs []record.RefSeries) (dropped int) {
 	return dropped
 }
 
-// intern returns a new series of ls, its pairs interned in pairs.
+// intern returns a new series of ls, its pairs interned in t.pairs.
 func (t *seriesTable) intern(ls labels.Labels) *series {
 	t.ids = t.ids[:0]
 	size := 0
-	pairs.mu.Lock()
+	t.pairs.mu.Lock()
 	ls.Range(func(l labels.Label) {
 		t.buf = appendEncodedLabel(t.buf[:0], l.Name, l.Value)
-		id, _ := pairs.internLocked(t.buf)
+		id, _ := t.pairs.internLocked(t.buf)
 		t.ids = protowire.AppendVarint(t.ids, uint64(id))
 		size += len(t.buf)
 	})
-	pairs.mu.Unlock()
+	t.pairs.mu.Unlock()
 	t.buf = protowire.AppendVarint(t.buf[:0], uint64(size))
 	t.buf = append(t.buf, t.ids...)
 	return &series{ids: string(t.buf)}
@@ -283,13 +288,13 @@ func (t *seriesTable) release(oldest uint64) {
 	if n == 0 {
 		return
 	}
-	pairs.mu.Lock()
+	t.pairs.mu.Lock()
 	for _, r := range t.retired[:n] {
 		for _, s := range r.series {
-			releaseIDs(s.ids)
+			t.releaseIDs(s.ids)
 		}
 	}
-	pairs.mu.Unlock()
+	t.pairs.mu.Unlock()
 	clear(t.retired[:n])
 	t.retired = t.retired[n:]
 	if len(t.retired) == 0 {
@@ -305,35 +310,35 @@ func (t *seriesTable) close() {
 		return
 	}
 	t.closed = true
-	pairs.mu.Lock()
+	t.pairs.mu.Lock()
 	for _, p := range t.pages {
 		if p == nil {
 			continue
 		}
 		for _, s := range p.slots {
 			if s != nil {
-				releaseIDs(s.ids)
+				t.releaseIDs(s.ids)
 			}
 		}
 	}
 	for _, r := range t.retired {
 		for _, s := range r.series {
-			releaseIDs(s.ids)
+			t.releaseIDs(s.ids)
 		}
 	}
-	pairs.mu.Unlock()
+	t.pairs.mu.Unlock()
 	t.retired = nil
 }
 
-// releaseIDs drops a reference to each pair of ids; pairs.mu must be held.
-func releaseIDs(ids string) {
+// releaseIDs drops a reference to each pair of ids; t.pairs.mu must be held.
+func (t *seriesTable) releaseIDs(ids string) {
 	if ids == "" {
 		return
 	}
 	_, ids, _ = cutUvarint(ids) // the size
 	for ids != "" {
 		id, rest, _ := cutUvarint(ids)
-		pairs.releaseLocked(uint32(id))
+		t.pairs.releaseLocked(uint32(id))
 		ids = rest
 	}
 }

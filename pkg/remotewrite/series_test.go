@@ -13,7 +13,7 @@ import (
 )
 
 func TestSeriesTable(t *testing.T) {
-	st := newSeriesTable(labels.FromStrings("cluster", "c1", "job", "ext"), []*relabel.Config{
+	st := newSeriesTable(testPairs, labels.FromStrings("cluster", "c1", "job", "ext"), []*relabel.Config{
 		{
 			SourceLabels: model.LabelNames{"__name__"}, Regex: relabel.MustNewRegexp("go_.*"),
 			Action: relabel.Drop, NameValidationScheme: model.UTF8Validation,
@@ -58,6 +58,10 @@ func TestSeriesTable(t *testing.T) {
 	}
 }
 
+// testPairs is the pair table of the tables and encoders tests make, so
+// that series of one test table can be encoded or stored in another.
+var testPairs = newPairTable()
+
 // put stores s for ref as store would, for tests that build series by hand.
 func (t *seriesTable) put(ref chunks.HeadSeriesRef, s *series) {
 	slot := t.slot(ref, true)
@@ -71,7 +75,7 @@ func (t *seriesTable) put(ref chunks.HeadSeriesRef, s *series) {
 func protoLabels(t testing.TB, s *series) []prompb.Label {
 	t.Helper()
 	var ls []prompb.Label
-	it := s.labels()
+	it := s.labels(testPairs)
 	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
 		ls = append(ls, prompb.Label{Name: name, Value: value})
 	}
@@ -85,7 +89,7 @@ func protoLabels(t testing.TB, s *series) []prompb.Label {
 // order (refs of an earlier process may come after newer ones); forgotten
 // refs are unknown again, and a page whose refs are all forgotten is freed.
 func TestSeriesTablePages(t *testing.T) {
-	st := newSeriesTable(labels.EmptyLabels(), nil)
+	st := newSeriesTable(testPairs, labels.EmptyLabels(), nil)
 	page := chunks.HeadSeriesRef(1 << pageBits)
 	refs := []chunks.HeadSeriesRef{5*page + 3, 5*page + 4, 7 * page, 2*page + 1, 1, page - 1}
 	for _, ref := range refs {

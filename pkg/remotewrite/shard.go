@@ -80,6 +80,8 @@ func newShard(q *Queue, capacity int) *shard {
 		ready: make(chan struct{}, 1),
 		space: make(chan struct{}, 1),
 		batch: make([]sample, 0, q.maxPerSend),
+		enc:   encoder{pairs: q.series.pairs},
+		enc2:  encoderV2{pairs: q.series.pairs},
 	}
 }
 

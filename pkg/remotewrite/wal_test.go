@@ -228,8 +228,8 @@ func TestQueue_ForgetsReleasedSeries(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// A second queue on another receiver runs alongside: the pair table is
-	// shared, and neither may free what the other still sends.
+	// A second queue on another receiver runs alongside, on the same
+	// series, each with its own pair table.
 	rc2 := newReceiver(t, nil)
 	q, err := New(t.Context(), Options{Config: testConfig(t, rc.srv.URL, nil), Log: WALLog(w)})
 	if err != nil {
@@ -270,7 +270,9 @@ func TestQueue_ForgetsReleasedSeries(t *testing.T) {
 			}
 		}
 	}
-	if n := pairsHeld(`gen`); n != 0 {
-		t.Errorf("the pair table holds %d pairs of the queue's series after Run", n)
+	for i, q := range []*Queue{q, q2} {
+		if n := pairsHeld(q.series.pairs, `gen`); n != 0 {
+			t.Errorf("queue %d: the pair table holds %d pairs of the queue's series after Run", i, n)
+		}
 	}
 }
