@@ -18,7 +18,7 @@ import (
 // earlier ones allocates nothing. It is not safe for concurrent use; each
 // shard owns one. Its zero value is ready to use.
 type encoderV2 struct {
-	symbols writev2.SymbolsTable
+	symbols symbolTable
 	req     writev2.Request
 	owner   []*series // owner[i] is the series of req.Timeseries[i]
 	hists   []*histScratchV2
@@ -45,11 +45,9 @@ type v2Result struct {
 // latest TimeSeries of its series in the batch. Each TimeSeries carries its
 // series' family metadata, if it has any (series.meta), and each sample
 // and histogram its start timestamp (created timestamp), if the WAL had one.
+// The symbols table is ordered by use (symbolTable.finish).
 func (e *encoderV2) encode(batch []sample) (v2Result, error) {
-	if e.symbols.Symbols() == nil {
-		e.symbols = writev2.NewSymbolTable()
-	}
-	e.symbols.Reset()
+	e.symbols.reset()
 	ts := e.req.Timeseries[:0]
 	e.owner = e.owner[:0]
 	res := v2Result{highest: math.MinInt64}
@@ -96,8 +94,8 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 			if f := s.series.meta.Load(); f != nil {
 				t.Metadata = writev2.Metadata{
 					Type:    f.v2Type,
-					HelpRef: e.symbols.Symbolize(f.help),
-					UnitRef: e.symbols.Symbolize(f.unit),
+					HelpRef: e.symbols.symbolize(f.help),
+					UnitRef: e.symbols.symbolize(f.unit),
 				}
 			}
 			e.owner = append(e.owner, s.series)
@@ -122,7 +120,7 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 		}
 	}
 	e.req.Timeseries = ts
-	e.req.Symbols = e.symbols.Symbols()
+	e.req.Symbols = e.symbols.finish(ts)
 
 	pb, err := appendRequestV2(e.pb[:0], &e.req)
 	e.pb = pb
@@ -140,7 +138,7 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 // symbolize appends the symbol refs of ls, name then value, to dst.
 func (e *encoderV2) symbolize(dst []uint32, ls []prompb.Label) []uint32 {
 	for _, l := range ls {
-		dst = append(dst, e.symbols.Symbolize(l.Name), e.symbols.Symbolize(l.Value))
+		dst = append(dst, e.symbols.symbolize(l.Name), e.symbols.symbolize(l.Value))
 	}
 	return dst
 }
@@ -150,7 +148,7 @@ func (e *encoderV2) symbolize(dst []uint32, ls []prompb.Label) []uint32 {
 func (e *encoderV2) symbolizeSeries(dst []uint32, s *series) []uint32 {
 	it := s.labels()
 	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
-		dst = append(dst, e.symbols.Symbolize(name), e.symbols.Symbolize(value))
+		dst = append(dst, e.symbols.symbolize(name), e.symbols.symbolize(value))
 	}
 	return dst
 }

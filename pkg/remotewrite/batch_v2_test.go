@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -99,6 +100,69 @@ func TestEncodeV2(t *testing.T) {
 			t.Errorf("float histogram = %v, want %v", got, fh)
 		}
 	}
+}
+
+// TestEncodeV2SymbolOrder checks the symbols table is ordered by use: a
+// symbol referred to more often never comes after one referred to less,
+// except that symbols used once keep their first-seen order at the end,
+// and every reference (labels, exemplar labels, metadata) still decodes to
+// its string.
+func TestEncodeV2SymbolOrder(t *testing.T) {
+	batch := withMetadata(benchBatch(500))
+	for i := 0; i < len(batch); i += 50 {
+		batch = append(batch, sample{series: batch[i].series, t: batch[i].t, v: 1, x: &exemplar{labels: []prompb.Label{{Name: "trace_id", Value: fmt.Sprint("t", i)}}}})
+	}
+	var e encoderV2
+	r, err := e.encode(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := decodeV2(t, r.body)
+	uses := make([]int, len(req.Symbols))
+	count := func(refs ...uint32) {
+		for _, ref := range refs {
+			if int(ref) >= len(uses) {
+				t.Fatalf("ref %d beyond the %d symbols", ref, len(uses))
+			}
+			uses[ref]++
+		}
+	}
+	var sb labels.ScratchBuilder
+	for i, ts := range req.Timeseries {
+		count(ts.LabelsRefs...)
+		count(ts.Metadata.HelpRef, ts.Metadata.UnitRef)
+		for _, x := range ts.Exemplars {
+			count(x.LabelsRefs...)
+		}
+		ls, err := ts.ToLabels(&sb, req.Symbols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := labelsOf(batch[i].series); ls.String() != want.String() {
+			t.Fatalf("series %d labels = %s, want %s", i, ls, want)
+		}
+		if m, _ := ts.ToMetadata(req.Symbols); m.Help != "Seconds the CPUs spent in each mode." || m.Unit != "seconds" {
+			t.Fatalf("series %d metadata = %+v", i, m)
+		}
+	}
+	for ref := 2; ref < len(uses); ref++ {
+		if uses[ref] > 1 && uses[ref] > uses[ref-1] {
+			t.Errorf("symbol %d %q used %d times, after symbol %d %q used %d times", ref, req.Symbols[ref], uses[ref], ref-1, req.Symbols[ref-1], uses[ref-1])
+		}
+	}
+	if uses[1] < 500 {
+		t.Errorf("symbol 1 %q used %d times, want the most used", req.Symbols[1], uses[1])
+	}
+}
+
+// labelsOf returns s's labels.
+func labelsOf(s *series) labels.Labels {
+	var b labels.ScratchBuilder
+	it := s.labels()
+	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
+		b.Add(name, value)
+	}
+	return b.Labels()
 }
 
 // TestEncodeV2Allocs locks in that steady-state 2.0 encoding allocates
