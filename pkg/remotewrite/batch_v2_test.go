@@ -1,17 +1,23 @@
 package remotewrite
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/record"
 )
 
@@ -163,6 +169,47 @@ func labelsOf(s *series) labels.Labels {
 		b.Add(name, value)
 	}
 	return b.Labels()
+}
+
+// TestEncodeV2Receivers sends a request larger than snappy's 64 KiB
+// blocks, so the compressor's matches reach across them, to Prometheus'
+// write handler: every sample and every series' metadata must arrive. It
+// also decodes the body with golang/snappy, as other receivers do.
+func TestEncodeV2Receivers(t *testing.T) {
+	batch := withMetadata(benchBatch(4000))
+	var e encoderV2
+	r, err := e.encode(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.pb) <= 64<<10 {
+		t.Fatalf("request is %d bytes before snappy, want more than 64 KiB", len(e.pb))
+	}
+	raw, err := snappy.Decode(nil, r.body)
+	if err != nil || !bytes.Equal(raw, e.pb) {
+		t.Fatalf("golang/snappy does not give back the request: %v", err)
+	}
+	st := newTestStore()
+	h := remote.NewWriteHandler(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), st,
+		remoteapi.MessageTypes{remoteapi.WriteV2MessageType}, false, true)
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(r.body))
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Content-Type", contentTypeV2)
+	req.Header.Set("X-Prometheus-Remote-Write-Version", versionV2)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusNoContent {
+		t.Fatalf("handler answered %d: %s", w.Code, w.Body)
+	}
+	if got := st.count(); got != len(batch) {
+		t.Errorf("handler stored %d samples, want %d", got, len(batch))
+	}
+	for i := range batch {
+		ls := labelsOf(batch[i].series).String()
+		if m, ok := st.getMetadata(ls); !ok || m.Help != "Seconds the CPUs spent in each mode." || m.Unit != "seconds" || m.Type != model.MetricTypeCounter {
+			t.Fatalf("%s: metadata %+v (%v)", ls, m, ok)
+		}
+	}
 }
 
 // TestEncodeV2Allocs locks in that steady-state 2.0 encoding allocates
