@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/record"
 
 	"github.com/rwagent/rwagent/bench/loadgen"
+	rwconfig "github.com/rwagent/rwagent/pkg/config"
 )
 
 // wireWorkload is what the shards of one queue get to send from the large
@@ -256,7 +257,8 @@ type refSample struct {
 }
 
 // BenchmarkWire encodes the large workload as 1.0 and 2.0, each in
-// batches of its default max_samples_per_send, as the shards do (the
+// batches of its default max_samples_per_send (2.0 also in Prometheus'
+// 2,000), as the shards do (the
 // encoder a shard owns: protobuf, then snappy), and reports the request
 // bodies' bytes per sample as sent (wire-B/sample: the mean over the batch
 // phases, and the best and worst phase), before snappy (raw-B/sample), and
@@ -284,7 +286,11 @@ func BenchmarkWire(b *testing.B) {
 					body, _, err := e1.encode(batch)
 					return body, e1.pb, err
 				}},
-				{"2.0", config.DefaultQueueConfig.MaxSamplesPerSend, func(batch []sample) ([]byte, []byte, error) {
+				{"2.0", rwconfig.DefaultMaxSamplesPerSendV2, func(batch []sample) ([]byte, []byte, error) {
+					r, err := e2.encode(batch)
+					return r.body, e2.pb, err
+				}},
+				{"2.0-batch2000", config.DefaultQueueConfig.MaxSamplesPerSend, func(batch []sample) ([]byte, []byte, error) {
 					r, err := e2.encode(batch)
 					return r.body, e2.pb, err
 				}},
