@@ -20,7 +20,8 @@ import (
 type encoderV2 struct {
 	symbols symbolTable
 	req     writev2.Request
-	owner   []*series // owner[i] is the series of req.Timeseries[i]
+	owner   []*series   // owner[i] is the series of req.Timeseries[i]
+	prev    []prevLabel // see symbolizeSeries; emptied per request
 	hists   []*histScratchV2
 	pb      []byte
 	out     []byte
@@ -48,6 +49,7 @@ type v2Result struct {
 // The symbols table is ordered by use (symbolTable.finish).
 func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 	e.symbols.reset()
+	clear(e.prev)
 	ts := e.req.Timeseries[:0]
 	e.owner = e.owner[:0]
 	res := v2Result{highest: math.MinInt64}
@@ -149,13 +151,38 @@ func (e *encoderV2) symbolize(dst []uint32, ls []prompb.Label) []uint32 {
 }
 
 // symbolizeSeries appends the symbol refs of s's labels, name then value,
-// to dst.
+// to dst. Series come mostly in exposition order, a metric family's
+// together, so a label is often the previous series' label at the same
+// position: comparing with it is cheaper than looking the string up.
 func (e *encoderV2) symbolizeSeries(dst []uint32, s *series) []uint32 {
 	it := s.labels()
+	k := 0
 	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
-		dst = append(dst, e.symbols.symbolize(name), e.symbols.symbolize(value))
+		if k == len(e.prev) {
+			e.prev = append(e.prev, prevLabel{})
+		}
+		p := &e.prev[k]
+		if p.name == name {
+			e.symbols.use(p.nameRef)
+		} else {
+			p.name, p.nameRef = name, e.symbols.symbolize(name)
+		}
+		if p.value == value {
+			e.symbols.use(p.valueRef)
+		} else {
+			p.value, p.valueRef = value, e.symbols.symbolize(value)
+		}
+		dst = append(dst, p.nameRef, p.valueRef)
+		k++
 	}
 	return dst
+}
+
+// prevLabel is a label of the previous series symbolizeSeries saw in the
+// request, and its provisional refs.
+type prevLabel struct {
+	name, value       string
+	nameRef, valueRef uint32
 }
 
 func (e *encoderV2) scratch(i int) *histScratchV2 {

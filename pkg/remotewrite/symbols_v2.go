@@ -55,6 +55,12 @@ func (t *symbolTable) symbolize(s string) uint32 {
 	return ref
 }
 
+// use counts one more use of ref, a provisional ref symbolize returned
+// since the last reset.
+func (t *symbolTable) use(ref uint32) {
+	t.uses[ref]++
+}
+
 // finish orders the symbols by uses, most used first (first seen first
 // among equals; strings used once keep their first-seen order after the
 // others), rewrites every provisional ref in ts (labels, exemplar labels,
