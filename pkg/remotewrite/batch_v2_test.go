@@ -212,6 +212,80 @@ func TestEncodeV2Receivers(t *testing.T) {
 	}
 }
 
+// FuzzEncodeV2 encodes batches of float samples of series built from the
+// input (label names and values from small alphabets, so that series share
+// some labels and not others, in any order) and checks that every
+// TimeSeries decodes to its series' labels, samples and metadata: the
+// symbols table's renumbering and the reuse of the previous series' refs
+// must never change what a reference means.
+func FuzzEncodeV2(f *testing.F) {
+	f.Add([]byte("abcabcabc"), []byte{0, 1, 2, 0, 0, 1})
+	f.Add([]byte("\x00\x01\x02\x03\xff\xfe"), []byte{3, 3, 2, 1, 0, 1, 2, 3})
+	f.Add([]byte("zzzzzzzzzzzzzzzz"), []byte{})
+	f.Fuzz(func(t *testing.T, shape, order []byte) {
+		if len(shape) == 0 || len(shape) > 64 {
+			return
+		}
+		st := newSeriesTable(labels.EmptyLabels(), nil)
+		fams := newFamilies()
+		var all []*series
+		for i := 0; i < len(shape); i += 4 {
+			b := labels.NewScratchBuilder(5)
+			b.Add("__name__", fmt.Sprint("m", shape[i]%3))
+			for j, name := range []string{"a", "bb", "c"} {
+				if i+j+1 < len(shape) && shape[i+j+1]%4 != 0 {
+					b.Add(name, fmt.Sprint(shape[i+j+1]%7, "v"))
+				}
+			}
+			b.Sort()
+			ref := refOf(len(all))
+			st.store([]record.RefSeries{{Ref: ref, Labels: b.Labels()}})
+			fams.update(st, []record.RefMetadata{{Ref: ref, Type: uint8(record.Gauge), Help: fmt.Sprint("help ", shape[i]%2)}})
+			s, _ := st.get(ref)
+			all = append(all, s)
+		}
+		if len(order) == 0 {
+			order = []byte{0}
+		}
+		batch := make([]sample, len(order))
+		for i, o := range order {
+			batch[i] = sample{series: all[int(o)%len(all)], t: int64(i + 1), v: float64(o)}
+		}
+		var e encoderV2
+		for range 2 { // the second time with every buffer reused
+			r, err := e.encode(batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := decodeV2(t, r.body)
+			var sb labels.ScratchBuilder
+			i := 0
+			for k, ts := range req.Timeseries {
+				ls, err := ts.ToLabels(&sb, req.Symbols)
+				if err != nil {
+					t.Fatalf("series %d: %v", k, err)
+				}
+				if want := labelsOf(batch[i].series); !labels.Equal(ls, want) {
+					t.Fatalf("series %d labels %s, want %s", k, ls, want)
+				}
+				m, err := ts.ToMetadata(req.Symbols)
+				if want := batch[i].series.meta.Load(); err != nil || m.Help != want.help || m.Type != model.MetricTypeGauge {
+					t.Fatalf("series %d metadata %+v (%v), want help %q", k, m, err, want.help)
+				}
+				for _, smp := range ts.Samples {
+					if i >= len(batch) || smp.Value != batch[i].v || smp.Timestamp != batch[i].t || labelsOf(batch[i].series).String() != ls.String() {
+						t.Fatalf("series %d: sample %+v does not match batch[%d]", k, smp, i)
+					}
+					i++
+				}
+			}
+			if i != len(batch) {
+				t.Fatalf("%d samples decoded, want %d", i, len(batch))
+			}
+		}
+	})
+}
+
 // TestEncodeV2Allocs locks in that steady-state 2.0 encoding allocates
 // nothing for float samples and float histograms (the symbols table, time
 // series and ref slices are reused). Integer histograms cost one allocation
