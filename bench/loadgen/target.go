@@ -207,6 +207,15 @@ func NewTarget(series int, seed uint64) *Target { return &Target{t: newTarget(se
 // the next Scrape) and its sample count.
 func (t *Target) Scrape() ([]byte, int) { return t.t.scrape(0) }
 
-// ScrapeProto is Scrape in the delimited protobuf format
-// (ProtobufContentType).
+// NewProtoTarget returns a target of about series series plus natives
+// native histograms, as Generator serves a scraper asking for protobuf.
+// The Generator's i-th target (counting from 0) has seed
+// Options.Seed*(i+1)*0x9e3779b97f4a7c15.
+func NewProtoTarget(series, natives int, seed uint64) *Target {
+	return &Target{t: newTarget(series, natives, seed)}
+}
+
+// ScrapeProto advances the values and returns the protobuf exposition
+// (ProtobufContentType; valid until the next scrape), native histograms
+// included, and its sample count.
 func (t *Target) ScrapeProto() ([]byte, int, error) { return t.t.scrapeProto(0) }

@@ -202,3 +202,35 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestV2QueueDefaults checks max_samples_per_send: a 2.0 remote_write that
+// does not set it gets DefaultMaxSamplesPerSendV2, one that sets it keeps
+// its value (Prometheus' 2,000 included), and 1.0 keeps Prometheus'
+// default.
+func TestV2QueueDefaults(t *testing.T) {
+	c, err := Load([]byte(`
+remote_write:
+  - url: http://a/write
+    protobuf_message: io.prometheus.write.v2.Request
+  - url: http://b/write
+    protobuf_message: io.prometheus.write.v2.Request
+    queue_config:
+      max_samples_per_send: 2000
+  - url: http://c/write
+    protobuf_message: io.prometheus.write.v2.Request
+    queue_config:
+      max_shards: 3
+  - url: http://d/write
+`), lookup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{DefaultMaxSamplesPerSendV2, 2000, DefaultMaxSamplesPerSendV2, 2000} {
+		if got := c.Prometheus.RemoteWriteConfigs[i].QueueConfig.MaxSamplesPerSend; got != want {
+			t.Errorf("remote_write[%d] max_samples_per_send = %d, want %d", i, got, want)
+		}
+	}
+	if got := c.Prometheus.RemoteWriteConfigs[2].QueueConfig.MaxShards; got != 3 {
+		t.Errorf("remote_write[2] max_shards = %d, want 3", got)
+	}
+}

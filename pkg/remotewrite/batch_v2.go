@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/golang/snappy"
+	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
@@ -18,9 +18,10 @@ import (
 // earlier ones allocates nothing. It is not safe for concurrent use; each
 // shard owns one. Its zero value is ready to use.
 type encoderV2 struct {
-	symbols writev2.SymbolsTable
+	symbols symbolTable
 	req     writev2.Request
-	owner   []*series // owner[i] is the series of req.Timeseries[i]
+	owner   []*series   // owner[i] is the series of req.Timeseries[i]
+	prev    []prevLabel // see symbolizeSeries; emptied per request
 	hists   []*histScratchV2
 	pb      []byte
 	out     []byte
@@ -46,11 +47,10 @@ type v2Result struct {
 // latest TimeSeries of its series in the batch. Each TimeSeries carries its
 // series' family metadata, if it has any (series.meta), and each sample
 // and histogram its start timestamp (created timestamp), if the WAL had one.
+// The symbols table is ordered by use (symbolTable.finish).
 func (e *encoderV2) encode(batch []sample) (v2Result, error) {
-	if e.symbols.Symbols() == nil {
-		e.symbols = writev2.NewSymbolTable()
-	}
-	e.symbols.Reset()
+	e.symbols.reset()
+	clear(e.prev)
 	ts := e.req.Timeseries[:0]
 	e.owner = e.owner[:0]
 	res := v2Result{highest: math.MinInt64}
@@ -97,8 +97,8 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 			if f := s.series.meta.Load(); f != nil {
 				t.Metadata = writev2.Metadata{
 					Type:    f.v2Type,
-					HelpRef: e.symbols.Symbolize(f.help),
-					UnitRef: e.symbols.Symbolize(f.unit),
+					HelpRef: e.symbols.symbolize(f.help),
+					UnitRef: e.symbols.symbolize(f.unit),
 				}
 			}
 			e.owner = append(e.owner, s.series)
@@ -123,17 +123,22 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 		}
 	}
 	e.req.Timeseries = ts
-	e.req.Symbols = e.symbols.Symbols()
+	e.req.Symbols = e.symbols.finish(ts)
 
 	pb, err := appendRequestV2(e.pb[:0], &e.req)
 	e.pb = pb
 	if err != nil {
 		return v2Result{}, fmt.Errorf("marshal write v2 request: %w", err)
 	}
-	if m := snappy.MaxEncodedLen(len(pb)); cap(e.out) < m {
+	// Snappy's block format, as the spec requires, written by s2's
+	// snappy-compatible "better" encoder: it matches across the whole
+	// request rather than within 64 KiB blocks, and looks harder, so a
+	// request shrinks by 3-5 % (BenchmarkWire) for twice the compression
+	// CPU. Any snappy decoder reads it.
+	if m := s2.MaxEncodedLen(len(pb)); cap(e.out) < m {
 		e.out = make([]byte, m)
 	}
-	e.out = snappy.Encode(e.out[:cap(e.out)], pb)
+	e.out = s2.EncodeSnappyBetter(e.out[:cap(e.out)], pb)
 	res.body = e.out
 	return res, nil
 }
@@ -141,19 +146,44 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 // symbolize appends the symbol refs of ls, name then value, to dst.
 func (e *encoderV2) symbolize(dst []uint32, ls []prompb.Label) []uint32 {
 	for _, l := range ls {
-		dst = append(dst, e.symbols.Symbolize(l.Name), e.symbols.Symbolize(l.Value))
+		dst = append(dst, e.symbols.symbolize(l.Name), e.symbols.symbolize(l.Value))
 	}
 	return dst
 }
 
 // symbolizeSeries appends the symbol refs of s's labels, name then value,
-// to dst.
+// to dst. Series come mostly in exposition order, a metric family's
+// together, so a label is often the previous series' label at the same
+// position: comparing with it is cheaper than looking the string up.
 func (e *encoderV2) symbolizeSeries(dst []uint32, s *series) []uint32 {
 	it := s.labels(e.pairs)
+	k := 0
 	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
-		dst = append(dst, e.symbols.Symbolize(name), e.symbols.Symbolize(value))
+		if k == len(e.prev) {
+			e.prev = append(e.prev, prevLabel{})
+		}
+		p := &e.prev[k]
+		if p.name == name {
+			e.symbols.use(p.nameRef)
+		} else {
+			p.name, p.nameRef = name, e.symbols.symbolize(name)
+		}
+		if p.value == value {
+			e.symbols.use(p.valueRef)
+		} else {
+			p.value, p.valueRef = value, e.symbols.symbolize(value)
+		}
+		dst = append(dst, p.nameRef, p.valueRef)
+		k++
 	}
 	return dst
+}
+
+// prevLabel is a label of the previous series symbolizeSeries saw in the
+// request, and its provisional refs.
+type prevLabel struct {
+	name, value       string
+	nameRef, valueRef uint32
 }
 
 func (e *encoderV2) scratch(i int) *histScratchV2 {

@@ -1,16 +1,23 @@
 package remotewrite
 
 import (
+	"bytes"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/golang/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/record"
 )
 
@@ -99,6 +106,184 @@ func TestEncodeV2(t *testing.T) {
 			t.Errorf("float histogram = %v, want %v", got, fh)
 		}
 	}
+}
+
+// TestEncodeV2SymbolOrder checks the symbols table is ordered by use: a
+// symbol referred to more often never comes after one referred to less,
+// except that symbols used once keep their first-seen order at the end,
+// and every reference (labels, exemplar labels, metadata) still decodes to
+// its string.
+func TestEncodeV2SymbolOrder(t *testing.T) {
+	batch := withMetadata(benchBatch(500))
+	for i := 0; i < len(batch); i += 50 {
+		batch = append(batch, sample{series: batch[i].series, t: batch[i].t, v: 1, x: &exemplar{labels: []prompb.Label{{Name: "trace_id", Value: fmt.Sprint("t", i)}}}})
+	}
+	e := encoderV2{pairs: testPairs}
+	r, err := e.encode(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := decodeV2(t, r.body)
+	uses := make([]int, len(req.Symbols))
+	count := func(refs ...uint32) {
+		for _, ref := range refs {
+			if int(ref) >= len(uses) {
+				t.Fatalf("ref %d beyond the %d symbols", ref, len(uses))
+			}
+			uses[ref]++
+		}
+	}
+	var sb labels.ScratchBuilder
+	for i, ts := range req.Timeseries {
+		count(ts.LabelsRefs...)
+		count(ts.Metadata.HelpRef, ts.Metadata.UnitRef)
+		for _, x := range ts.Exemplars {
+			count(x.LabelsRefs...)
+		}
+		ls, err := ts.ToLabels(&sb, req.Symbols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := labelsOf(batch[i].series); ls.String() != want.String() {
+			t.Fatalf("series %d labels = %s, want %s", i, ls, want)
+		}
+		if m, _ := ts.ToMetadata(req.Symbols); m.Help != "Seconds the CPUs spent in each mode." || m.Unit != "seconds" {
+			t.Fatalf("series %d metadata = %+v", i, m)
+		}
+	}
+	for ref := 2; ref < len(uses); ref++ {
+		if uses[ref] > 1 && uses[ref] > uses[ref-1] {
+			t.Errorf("symbol %d %q used %d times, after symbol %d %q used %d times", ref, req.Symbols[ref], uses[ref], ref-1, req.Symbols[ref-1], uses[ref-1])
+		}
+	}
+	if uses[1] < 500 {
+		t.Errorf("symbol 1 %q used %d times, want the most used", req.Symbols[1], uses[1])
+	}
+}
+
+// labelsOf returns s's labels.
+func labelsOf(s *series) labels.Labels {
+	var b labels.ScratchBuilder
+	it := s.labels(testPairs)
+	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
+		b.Add(name, value)
+	}
+	return b.Labels()
+}
+
+// TestEncodeV2Receivers sends a request larger than snappy's 64 KiB
+// blocks, so the compressor's matches reach across them, to Prometheus'
+// write handler: every sample and every series' metadata must arrive. It
+// also decodes the body with golang/snappy, as other receivers do.
+func TestEncodeV2Receivers(t *testing.T) {
+	batch := withMetadata(benchBatch(4000))
+	e := encoderV2{pairs: testPairs}
+	r, err := e.encode(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.pb) <= 64<<10 {
+		t.Fatalf("request is %d bytes before snappy, want more than 64 KiB", len(e.pb))
+	}
+	raw, err := snappy.Decode(nil, r.body)
+	if err != nil || !bytes.Equal(raw, e.pb) {
+		t.Fatalf("golang/snappy does not give back the request: %v", err)
+	}
+	st := newTestStore()
+	h := remote.NewWriteHandler(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), st,
+		remoteapi.MessageTypes{remoteapi.WriteV2MessageType}, false, true)
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(r.body))
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Content-Type", contentTypeV2)
+	req.Header.Set("X-Prometheus-Remote-Write-Version", versionV2)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusNoContent {
+		t.Fatalf("handler answered %d: %s", w.Code, w.Body)
+	}
+	if got := st.count(); got != len(batch) {
+		t.Errorf("handler stored %d samples, want %d", got, len(batch))
+	}
+	for i := range batch {
+		ls := labelsOf(batch[i].series).String()
+		if m, ok := st.getMetadata(ls); !ok || m.Help != "Seconds the CPUs spent in each mode." || m.Unit != "seconds" || m.Type != model.MetricTypeCounter {
+			t.Fatalf("%s: metadata %+v (%v)", ls, m, ok)
+		}
+	}
+}
+
+// FuzzEncodeV2 encodes batches of float samples of series built from the
+// input (label names and values from small alphabets, so that series share
+// some labels and not others, in any order) and checks that every
+// TimeSeries decodes to its series' labels, samples and metadata: the
+// symbols table's renumbering and the reuse of the previous series' refs
+// must never change what a reference means.
+func FuzzEncodeV2(f *testing.F) {
+	f.Add([]byte("abcabcabc"), []byte{0, 1, 2, 0, 0, 1})
+	f.Add([]byte("\x00\x01\x02\x03\xff\xfe"), []byte{3, 3, 2, 1, 0, 1, 2, 3})
+	f.Add([]byte("zzzzzzzzzzzzzzzz"), []byte{})
+	f.Fuzz(func(t *testing.T, shape, order []byte) {
+		if len(shape) == 0 || len(shape) > 64 {
+			return
+		}
+		st := newSeriesTable(testPairs, labels.EmptyLabels(), nil)
+		fams := newFamilies()
+		var all []*series
+		for i := 0; i < len(shape); i += 4 {
+			b := labels.NewScratchBuilder(5)
+			b.Add("__name__", fmt.Sprint("m", shape[i]%3))
+			for j, name := range []string{"a", "bb", "c"} {
+				if i+j+1 < len(shape) && shape[i+j+1]%4 != 0 {
+					b.Add(name, fmt.Sprint(shape[i+j+1]%7, "v"))
+				}
+			}
+			b.Sort()
+			ref := refOf(len(all))
+			st.store([]record.RefSeries{{Ref: ref, Labels: b.Labels()}})
+			fams.update(st, []record.RefMetadata{{Ref: ref, Type: uint8(record.Gauge), Help: fmt.Sprint("help ", shape[i]%2)}})
+			s, _ := st.get(ref)
+			all = append(all, s)
+		}
+		if len(order) == 0 {
+			order = []byte{0}
+		}
+		batch := make([]sample, len(order))
+		for i, o := range order {
+			batch[i] = sample{series: all[int(o)%len(all)], t: int64(i + 1), v: float64(o)}
+		}
+		e := encoderV2{pairs: testPairs}
+		for range 2 { // the second time with every buffer reused
+			r, err := e.encode(batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := decodeV2(t, r.body)
+			var sb labels.ScratchBuilder
+			i := 0
+			for k, ts := range req.Timeseries {
+				ls, err := ts.ToLabels(&sb, req.Symbols)
+				if err != nil {
+					t.Fatalf("series %d: %v", k, err)
+				}
+				if want := labelsOf(batch[i].series); !labels.Equal(ls, want) {
+					t.Fatalf("series %d labels %s, want %s", k, ls, want)
+				}
+				m, err := ts.ToMetadata(req.Symbols)
+				if want := batch[i].series.meta.Load(); err != nil || m.Help != want.help || m.Type != model.MetricTypeGauge {
+					t.Fatalf("series %d metadata %+v (%v), want help %q", k, m, err, want.help)
+				}
+				for _, smp := range ts.Samples {
+					if i >= len(batch) || smp.Value != batch[i].v || smp.Timestamp != batch[i].t || labelsOf(batch[i].series).String() != ls.String() {
+						t.Fatalf("series %d: sample %+v does not match batch[%d]", k, smp, i)
+					}
+					i++
+				}
+			}
+			if i != len(batch) {
+				t.Fatalf("%d samples decoded, want %d", i, len(batch))
+			}
+		}
+	})
 }
 
 // TestEncodeV2Allocs locks in that steady-state 2.0 encoding allocates
