@@ -2,7 +2,6 @@ package remotewrite
 
 import (
 	"hash/maphash"
-	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/common/model"
@@ -126,18 +125,19 @@ type pairPage struct {
 	// locking.
 	enc [1 << pairBits]string
 	// refs counts the series (and retired series) holding each id; hash
-	// is the hash of enc, for the index. Guarded by pairTable.mu.
+	// is the hash of enc, for the index. Only the table's writer uses them.
 	refs [1 << pairBits]uint32
 	hash [1 << pairBits]uint32
 }
 
-// pairTable interns label pairs. intern and release are safe for
-// concurrent use; pages may be read by any goroutine, and the entries of ids
-// held by a series are stable while the series is.
+// pairTable interns label pairs. It has one writer, the goroutine that owns
+// its seriesTable (the Queue's reader, then Run once the shards have
+// stopped), which alone calls intern, release and len; pages may be read by
+// any goroutine, and the entries of ids held by a series are stable while
+// the series is.
 type pairTable struct {
 	dir atomic.Pointer[[]*pairPage] // a new slice header each time a page is added
 
-	mu    sync.Mutex
 	seed  maphash.Seed
 	next  uint32   // ids below it have been handed out
 	free  []uint32 // ids handed out and released, for reuse
@@ -154,9 +154,9 @@ func newPairTable() *pairTable {
 // pages returns the pages, indexed by id >> pairBits.
 func (t *pairTable) pages() []*pairPage { return *t.dir.Load() }
 
-// internLocked returns the id of the pair encoded as enc, adding a
-// reference to it, and the pair's encoding as stored. t.mu must be held.
-func (t *pairTable) internLocked(enc []byte) (uint32, string) {
+// intern returns the id of the pair encoded as enc, adding a reference to
+// it, and the pair's encoding as stored.
+func (t *pairTable) intern(enc []byte) (uint32, string) {
 	h := uint32(maphash.Bytes(t.seed, enc))
 	pages := t.pages()
 	mask := uint32(len(t.index) - 1)
@@ -193,9 +193,8 @@ func (t *pairTable) internLocked(enc []byte) (uint32, string) {
 	return id, p.enc[k]
 }
 
-// releaseLocked drops one reference to id; the last one frees it. t.mu must
-// be held.
-func (t *pairTable) releaseLocked(id uint32) {
+// release drops one reference to id; the last one frees it.
+func (t *pairTable) release(id uint32) {
 	pages := t.pages()
 	p, k := pages[id>>pairBits], id&(1<<pairBits-1)
 	if p.refs[k]--; p.refs[k] > 0 {
@@ -246,8 +245,6 @@ func (t *pairTable) rehash(size int) {
 
 // len returns the number of pairs held.
 func (t *pairTable) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	return t.live
 }
 

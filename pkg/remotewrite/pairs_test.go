@@ -25,18 +25,14 @@ func TestPairTable(t *testing.T) {
 	model := map[string]*held{}
 	var keys []string
 	intern := func(enc []byte) uint32 {
-		pt.mu.Lock()
-		defer pt.mu.Unlock()
-		id, stored := pt.internLocked(enc)
+		id, stored := pt.intern(enc)
 		if stored != string(enc) {
 			t.Fatalf("interned %q, stored %q", enc, stored)
 		}
 		return id
 	}
 	release := func(id uint32) {
-		pt.mu.Lock()
-		defer pt.mu.Unlock()
-		pt.releaseLocked(id)
+		pt.release(id)
 	}
 	maxID := uint32(0)
 	for step := range 200_000 {
@@ -97,8 +93,6 @@ func TestPairTable(t *testing.T) {
 
 // pairsHeld counts the pairs of pt whose encoding contains substr.
 func pairsHeld(pt *pairTable, substr string) int {
-	pt.mu.Lock()
-	defer pt.mu.Unlock()
 	n := 0
 	for _, p := range pt.pages() {
 		for k := range p.enc {

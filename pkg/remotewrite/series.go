@@ -206,14 +206,12 @@ func (t *seriesTable) store(rs []record.RefSeries) (dropped int) {
 func (t *seriesTable) intern(ls labels.Labels) *series {
 	t.ids = t.ids[:0]
 	size := 0
-	t.pairs.mu.Lock()
 	ls.Range(func(l labels.Label) {
 		t.buf = appendEncodedLabel(t.buf[:0], l.Name, l.Value)
-		id, _ := t.pairs.internLocked(t.buf)
+		id, _ := t.pairs.intern(t.buf)
 		t.ids = protowire.AppendVarint(t.ids, uint64(id))
 		size += len(t.buf)
 	})
-	t.pairs.mu.Unlock()
 	t.buf = protowire.AppendVarint(t.buf[:0], uint64(size))
 	t.buf = append(t.buf, t.ids...)
 	return &series{ids: string(t.buf)}
@@ -288,13 +286,11 @@ func (t *seriesTable) release(oldest uint64) {
 	if n == 0 {
 		return
 	}
-	t.pairs.mu.Lock()
 	for _, r := range t.retired[:n] {
 		for _, s := range r.series {
 			t.releaseIDs(s.ids)
 		}
 	}
-	t.pairs.mu.Unlock()
 	clear(t.retired[:n])
 	t.retired = t.retired[n:]
 	if len(t.retired) == 0 {
@@ -310,7 +306,6 @@ func (t *seriesTable) close() {
 		return
 	}
 	t.closed = true
-	t.pairs.mu.Lock()
 	for _, p := range t.pages {
 		if p == nil {
 			continue
@@ -326,11 +321,10 @@ func (t *seriesTable) close() {
 			t.releaseIDs(s.ids)
 		}
 	}
-	t.pairs.mu.Unlock()
 	t.retired = nil
 }
 
-// releaseIDs drops a reference to each pair of ids; t.pairs.mu must be held.
+// releaseIDs drops a reference to each pair of ids.
 func (t *seriesTable) releaseIDs(ids string) {
 	if ids == "" {
 		return
@@ -338,7 +332,7 @@ func (t *seriesTable) releaseIDs(ids string) {
 	_, ids, _ = cutUvarint(ids) // the size
 	for ids != "" {
 		id, rest, _ := cutUvarint(ids)
-		t.pairs.releaseLocked(uint32(id))
+		t.pairs.release(uint32(id))
 		ids = rest
 	}
 }
