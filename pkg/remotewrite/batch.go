@@ -15,11 +15,10 @@ import (
 // request. It writes the protobuf bytes itself: each series' labels are
 // copied already encoded from the pair table (labels.go) and float samples
 // written directly, the same bytes gogo's WriteRequest.Marshal writes for
-// the same request;
-// only histograms and exemplars, rare, go through prompb and gogo. It keeps
-// every buffer between calls, so encoding a batch no larger than earlier
-// ones allocates nothing. It is not safe for concurrent use; each shard
-// owns one.
+// the same request; only histograms and exemplars, rare, go through prompb
+// and gogo. It keeps every buffer between calls, so encoding a batch no
+// larger than earlier ones allocates nothing. It is not safe for concurrent
+// use; each shard owns one, with pairs set to its queue's pair table.
 type encoder struct {
 	hists []*histScratch // one per histogram of a run, reused
 	hpb   []prompb.Histogram

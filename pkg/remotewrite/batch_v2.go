@@ -16,7 +16,7 @@ import (
 // their label-ref, sample, histogram and exemplar slices, histogram scratch,
 // and the protobuf and snappy buffers, so encoding a batch no larger than
 // earlier ones allocates nothing. It is not safe for concurrent use; each
-// shard owns one. Its zero value is ready to use.
+// shard owns one, with pairs set to its queue's pair table.
 type encoderV2 struct {
 	symbols symbolTable
 	req     writev2.Request
