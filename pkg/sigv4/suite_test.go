@@ -87,25 +87,15 @@ func (c suiteCase) file(t testing.TB, name string) string {
 	return s
 }
 
-// suiteDir finds shared/testdata/sigv4-suite by walking up from the working
-// directory. It fails the test when the suite is missing.
+// suiteDir is AWS's SigV4 test suite, kept in testdata with its LICENSE and
+// NOTICE so that a clone of this repository alone runs it.
 func suiteDir(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
+	p := filepath.Join("testdata", "sigv4-suite")
+	if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+		t.Fatalf("AWS SigV4 test suite not found at %s: %v", p, err)
 	}
-	for {
-		p := filepath.Join(dir, "shared", "testdata", "sigv4-suite")
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("AWS SigV4 test suite not found: no shared/testdata/sigv4-suite above the working directory")
-		}
-		dir = parent
-	}
+	return p
 }
 
 // loadSuite reads every case directory of the suite.
