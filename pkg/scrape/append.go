@@ -28,6 +28,7 @@ var (
 	ErrBucketLimit    = errors.New("scrape: native_histogram_bucket_limit exceeded")
 	ErrLabelLimit     = errors.New("scrape: label limit exceeded")
 	ErrBodySizeLimit  = errors.New("scrape: body_size_limit exceeded")
+	ErrTargetLimit    = errors.New("scrape: target_limit exceeded")
 	errNameMandatory  = errors.New("missing metric name (__name__ label)")
 	errInvalidLabels  = errors.New("invalid metric name or label names")
 	errParseMediaType = errors.New("unusable Content-Type")

@@ -1,6 +1,7 @@
 package scrape
 
 import (
+	"cmp"
 	"fmt"
 	"hash/fnv"
 	"net/http"
@@ -142,7 +143,7 @@ func (m *Manager) syncJob(j *job, jc *jobConfig, groups []*targetgroup.Group) {
 
 	var forced error
 	if limit := jc.cfg.TargetLimit; limit > 0 && uint(len(j.loops)) > limit {
-		forced = fmt.Errorf("target_limit exceeded (number of targets: %d, limit: %d)", len(j.loops), limit)
+		forced = fmt.Errorf("%w (number of targets: %d, limit: %d)", ErrTargetLimit, len(j.loops), limit)
 		m.metrics.targetLimit.Inc()
 	}
 	for _, l := range j.loops {
@@ -195,7 +196,7 @@ func (m *Manager) newLoop(jc *jobConfig, t *scrape.Target, hash, key uint64, cac
 		compression:   cfg.EnableCompression,
 		userAgent:     m.opts.UserAgent,
 		timeout:       timeout,
-		bodySizeLimit: int64(cfg.BodySizeLimit),
+		bodySizeLimit: cmp.Or(int64(cfg.BodySizeLimit), m.opts.BodySizeLimit),
 		pool:          &m.pool,
 	})
 	if err != nil {
@@ -228,6 +229,7 @@ func (m *Manager) newLoop(jc *jobConfig, t *scrape.Target, hash, key uint64, cac
 		target:         t,
 		hash:           hash,
 		key:            key,
+		job:            cfg.JobName,
 		url:            redacted,
 		interval:       interval,
 		timeout:        timeout,

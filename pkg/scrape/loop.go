@@ -24,6 +24,7 @@ type loop struct {
 	target   *scrape.Target
 	hash     uint64 // identity of the target (all labels and URL)
 	key      uint64 // identity of the target's series (public labels and URL)
+	job      string
 	url      string // redacted, for logs
 	interval time.Duration
 	timeout  time.Duration
@@ -156,14 +157,14 @@ func (l *loop) scrapeOnce(ctx context.Context, ts time.Time) bool {
 	} else {
 		body, contentType, ferr := l.scraper.fetch(ctx)
 		if ctx.Err() != nil {
-			l.pool.putBuffer(body)
+			l.pool.putBody(body)
 			return false
 		}
 		err = ferr
 		if err == nil {
-			bodySize = float64(body.Len())
-			res, err = a.append(body.Bytes(), contentType, t, l.now().UnixMilli())
-			l.pool.putBuffer(body)
+			bodySize = float64(len(*body))
+			res, err = a.append(*body, contentType, t, l.now().UnixMilli())
+			l.pool.putBody(body)
 		} else if errors.Is(err, ErrBodySizeLimit) {
 			bodySize = -1
 			l.metrics.bodySizeLimit.Inc()
@@ -194,6 +195,7 @@ func (l *loop) scrapeOnce(ctx context.Context, ts time.Time) bool {
 		l.scrapesOK.Inc()
 	} else {
 		l.scrapesFailed.Inc()
+		l.metrics.failures.WithLabelValues(l.job, failureReason(err)).Inc()
 	}
 	l.metrics.countAppend(&res)
 	l.target.Report(start, dur, err)

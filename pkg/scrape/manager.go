@@ -63,6 +63,10 @@ type ManagerOptions struct {
 	// WrapTransport, when set, wraps the HTTP transport of each job's
 	// client (rwagent signs scrapes with SigV4 this way). Nil: no wrapping.
 	WrapTransport WrapTransport
+	// BodySizeLimit is the largest uncompressed body read from a target
+	// whose scrape config sets no body_size_limit. Zero:
+	// DefaultBodySizeLimit. There is no way to read without a limit.
+	BodySizeLimit int64
 	// StartTimestamps parses each sample's start (created) timestamp, from
 	// protobuf CreatedTimestamp or OpenMetrics _created lines, into the
 	// WAL (as Prometheus' ParseST does), where remote write 2.0 sends it.
@@ -132,8 +136,8 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 // (config.ScrapeConfig.Validate, as config.Load does). Jobs whose config
 // changed restart their loops: series that keep their labels keep their
 // refs, the others get stale markers. Removed jobs stop and their series get
-// stale markers. On error nothing changes. ApplyConfig returns once stopped
-// loops have stopped.
+// stale markers. On error nothing
+// changes. ApplyConfig returns once stopped loops have stopped.
 func (m *Manager) ApplyConfig(cfgs []*config.ScrapeConfig) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -289,6 +293,34 @@ func (m *Manager) syncLocked() {
 // failed.
 const reasonWALError = "wal_error"
 
+// The reason labels of rwagent_scrape_failures_total: what failed a whole
+// scrape (up=0, nothing of it logged).
+const (
+	failBodySizeLimit = "body_size_limit"
+	failSampleLimit   = "sample_limit"
+	failBucketLimit   = "native_histogram_bucket_limit"
+	failLabelLimit    = "label_limit"
+	failTargetLimit   = "target_limit"
+	failOther         = "other" // unreachable, timeout, HTTP status, parse error, ...
+)
+
+// failureReason classifies the error of a failed scrape.
+func failureReason(err error) string {
+	switch {
+	case errors.Is(err, ErrBodySizeLimit):
+		return failBodySizeLimit
+	case errors.Is(err, ErrSampleLimit):
+		return failSampleLimit
+	case errors.Is(err, ErrBucketLimit):
+		return failBucketLimit
+	case errors.Is(err, ErrLabelLimit):
+		return failLabelLimit
+	case errors.Is(err, ErrTargetLimit):
+		return failTargetLimit
+	}
+	return failOther
+}
+
 // walErrorLogInterval rate-limits the logging of Storage.Log failures.
 const walErrorLogInterval = 10 * time.Second
 
@@ -312,6 +344,7 @@ type scrapeMetrics struct {
 	outOfBounds    prometheus.Counter
 	intervalLength *prometheus.SummaryVec
 	scrapes        *prometheus.CounterVec
+	failures       *prometheus.CounterVec
 	dropped        *prometheus.CounterVec
 
 	lastWALLog atomic.Int64 // unix nanos of the last Storage.Log failure logged
@@ -378,6 +411,10 @@ func newScrapeMetrics(reg prometheus.Registerer) *scrapeMetrics {
 		Name: "rwagent_scrapes_total",
 		Help: "Scrapes by job and result (success or failure).",
 	}, []string{"scrape_job", "result"})
+	m.failures = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "rwagent_scrape_failures_total",
+		Help: "Failed scrapes (up=0, none of their samples logged) by job and reason.",
+	}, []string{"scrape_job", "reason"})
 	m.dropped = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "rwagent_scrape_samples_dropped_total",
 		Help: "Scraped samples (and stale markers) that did not reach the WAL, by reason.",
@@ -385,7 +422,7 @@ func newScrapeMetrics(reg prometheus.Registerer) *scrapeMetrics {
 	m.collectors = []prometheus.Collector{
 		m.poolTargets, m.syncFailed, m.reloads, m.reloadsFailed, m.targetLimit,
 		m.sampleLimit, m.bucketLimit, m.bodySizeLimit, m.labelLimits,
-		m.duplicates, m.outOfOrder, m.outOfBounds, m.intervalLength, m.scrapes, m.dropped,
+		m.duplicates, m.outOfOrder, m.outOfBounds, m.intervalLength, m.scrapes, m.failures, m.dropped,
 	}
 	return m
 }
@@ -404,6 +441,7 @@ func (m *scrapeMetrics) deleteJob(job string) {
 	m.poolTargets.DeleteLabelValues(job)
 	m.syncFailed.DeleteLabelValues(job)
 	m.scrapes.DeletePartialMatch(prometheus.Labels{"scrape_job": job})
+	m.failures.DeletePartialMatch(prometheus.Labels{"scrape_job": job})
 }
 
 // countAppend adds one scrape's rejected samples.

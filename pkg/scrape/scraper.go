@@ -1,11 +1,11 @@
 package scrape
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,13 +20,31 @@ import (
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
+// DefaultBodySizeLimit is the largest uncompressed scrape body read when a
+// scrape config sets no body_size_limit (Prometheus reads any size). 64 MiB
+// is four times vmagent's default (-promscrape.maxScrapeSize, 16 MiB): at
+// about 150 bytes per series of text it holds some 400k series, enough for
+// kube-state-metrics on a cluster of a few thousand nodes, while a scrape
+// never costs more than about twice the limit while it is read (see
+// readBody). Set body_size_limit to raise or lower it for a job.
+const DefaultBodySizeLimit = 64 << 20
+
+// maxPooledBody is the capacity above which a body buffer is not kept for
+// the next scrape: an outsized body (a big target, or a hostile one cut at
+// the limit) is left to the garbage collector instead of being held by the
+// pool and handed to targets that need a fraction of it.
+const maxPooledBody = 8 << 20
+
+// minBodyRead is the least a body buffer grows by, and its first size.
+const minBodyRead = 32 << 10
+
 // bufferPool shares scrape body buffers, gzip readers and WAL batches between
 // the loops of a Manager, so that memory follows the scrapes in flight rather
 // than the number of targets. Safe for concurrent use.
 type bufferPool struct {
-	bufs sync.Pool // *bytes.Buffer
-	gzip sync.Pool // *gzip.Reader
-	recs sync.Pool // *wal.Records
+	bodies sync.Pool // *[]byte, at most maxPooledBody
+	gzip   sync.Pool // *gzip.Reader
+	recs   sync.Pool // *wal.Records
 }
 
 func (p *bufferPool) getRecords() *wal.Records {
@@ -41,19 +59,21 @@ func (p *bufferPool) putRecords(r *wal.Records) {
 	p.recs.Put(r)
 }
 
-func (p *bufferPool) getBuffer() *bytes.Buffer {
-	if b, ok := p.bufs.Get().(*bytes.Buffer); ok {
+func (p *bufferPool) getBody() *[]byte {
+	if b, ok := p.bodies.Get().(*[]byte); ok {
 		return b
 	}
-	return new(bytes.Buffer)
+	return new([]byte)
 }
 
-func (p *bufferPool) putBuffer(b *bytes.Buffer) {
-	if b == nil {
+// putBody returns a body buffer to the pool, unless it is larger than
+// maxPooledBody. b may be nil.
+func (p *bufferPool) putBody(b *[]byte) {
+	if b == nil || cap(*b) > maxPooledBody {
 		return
 	}
-	b.Reset()
-	p.bufs.Put(b)
+	*b = (*b)[:0]
+	p.bodies.Put(b)
 }
 
 // scraper fetches the exposition of one target. It is used by one loop and
@@ -62,8 +82,9 @@ type scraper struct {
 	client        *http.Client
 	req           *http.Request
 	timeout       time.Duration
-	bodySizeLimit int64 // 0: no limit
+	bodySizeLimit int64 // positive
 	pool          *bufferPool
+	lastSize      int // uncompressed size of the last body read whole
 }
 
 type scraperOptions struct {
@@ -73,7 +94,7 @@ type scraperOptions struct {
 	compression   bool
 	userAgent     string
 	timeout       time.Duration
-	bodySizeLimit int64
+	bodySizeLimit int64 // zero or negative: DefaultBodySizeLimit
 	pool          *bufferPool
 }
 
@@ -92,20 +113,27 @@ func newScraper(o scraperOptions) (*scraper, error) {
 		req.Header.Set("User-Agent", o.userAgent)
 	}
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(o.timeout.Seconds(), 'f', -1, 64))
+	limit := o.bodySizeLimit
+	if limit <= 0 {
+		limit = DefaultBodySizeLimit
+	}
+	limit = min(limit, math.MaxInt64-1) // limit+1 must not overflow
 	return &scraper{
 		client:        o.client,
 		req:           req,
 		timeout:       o.timeout,
-		bodySizeLimit: o.bodySizeLimit,
+		bodySizeLimit: limit,
 		pool:          o.pool,
 	}, nil
 }
 
 // fetch GETs the exposition within the scrape timeout and returns the
-// uncompressed body (owned by the caller, who returns it with
-// pool.putBuffer) and its Content-Type. Errors do not contain the target URL:
-// callers log it, redacted, beside them.
-func (s *scraper) fetch(ctx context.Context) (*bytes.Buffer, string, error) {
+// uncompressed body (owned by the caller, who returns it with pool.putBody)
+// and its Content-Type. It reads at most bodySizeLimit uncompressed bytes:
+// a larger body (by its Content-Length, or once that many bytes came out of
+// the decompressor) stops the read and fails with ErrBodySizeLimit. Errors
+// do not contain the target URL: callers log it, redacted, beside them.
+func (s *scraper) fetch(ctx context.Context) (*[]byte, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	resp, err := s.client.Do(s.req.WithContext(ctx))
@@ -113,6 +141,8 @@ func (s *scraper) fetch(ctx context.Context) (*bytes.Buffer, string, error) {
 		return nil, "", s.wrap(ctx, "get metrics", err)
 	}
 	defer func() {
+		// Read a little of what is left so that a short tail keeps the
+		// connection reusable; anything longer is cut by Close.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		_ = resp.Body.Close()
 	}()
@@ -121,6 +151,7 @@ func (s *scraper) fetch(ctx context.Context) (*bytes.Buffer, string, error) {
 	}
 
 	var r io.Reader = resp.Body
+	hint := s.lastSize + s.lastSize/8 + 1
 	if strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
 		zr, _ := s.pool.gzip.Get().(*gzip.Reader)
 		if zr == nil {
@@ -131,25 +162,62 @@ func (s *scraper) fetch(ctx context.Context) (*bytes.Buffer, string, error) {
 			return nil, "", s.wrap(ctx, "read gzip header", err)
 		}
 		r = zr
+	} else if resp.ContentLength >= 0 {
+		if resp.ContentLength > s.bodySizeLimit {
+			return nil, "", s.tooLarge(fmt.Sprintf("Content-Length %d", resp.ContentLength))
+		}
+		hint = int(resp.ContentLength) + 1 // room to see EOF without growing
 	}
-	limit := s.bodySizeLimit
-	if limit <= 0 {
-		limit = 1<<63 - 2
-	}
-	buf := s.pool.getBuffer()
-	if resp.ContentLength > 0 && resp.ContentLength <= limit && r == resp.Body {
-		buf.Grow(int(resp.ContentLength))
-	}
-	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	buf := s.pool.getBody()
+	*buf, err = readBody((*buf)[:0], r, s.bodySizeLimit, hint)
 	if err != nil {
-		s.pool.putBuffer(buf)
+		s.pool.putBody(buf)
+		if errors.Is(err, ErrBodySizeLimit) {
+			return nil, "", s.tooLarge("body")
+		}
 		return nil, "", s.wrap(ctx, "read body", err)
 	}
-	if n > limit {
-		s.pool.putBuffer(buf)
-		return nil, "", fmt.Errorf("%w: response body is larger than %d bytes", ErrBodySizeLimit, limit)
-	}
+	s.lastSize = len(*buf)
 	return buf, resp.Header.Get("Content-Type"), nil
+}
+
+func (s *scraper) tooLarge(what string) error {
+	return fmt.Errorf("%w: uncompressed %s larger than %d bytes (raise body_size_limit to scrape it)", ErrBodySizeLimit, what, s.bodySizeLimit)
+}
+
+// readBody appends what r yields to dst[:0] until EOF and returns it. It
+// fails with ErrBodySizeLimit as soon as more than limit bytes came, having
+// read at most one Read more. It grows the buffer itself, to hint first and
+// then by doubling, never past limit+1 bytes (bytes.Buffer.ReadFrom doubles
+// without bound and can leave the buffer twice the body): while a body is
+// read it holds at most the body, its previous buffer and one doubling's
+// slack, and never more than twice the limit.
+func readBody(dst []byte, r io.Reader, limit int64, hint int) ([]byte, error) {
+	dst = dst[:0]
+	if want := min(int64(max(hint, minBodyRead)), limit+1); int64(cap(dst)) < want {
+		dst = make([]byte, 0, want)
+	}
+	for {
+		if len(dst) == cap(dst) {
+			if int64(len(dst)) > limit {
+				return dst, ErrBodySizeLimit
+			}
+			grown := make([]byte, len(dst), min(int64(2*cap(dst)), limit+1))
+			copy(grown, dst)
+			dst = grown
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if int64(len(dst)) > limit {
+			return dst, ErrBodySizeLimit
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			return dst, nil
+		case err != nil:
+			return dst, err
+		}
+	}
 }
 
 // wrap names the failed step, replaces a bare deadline error by the scrape

@@ -1,7 +1,9 @@
 package scrape
 
 import (
+	"cmp"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 )
@@ -27,26 +30,29 @@ func TestManager_FailedScrapes(t *testing.T) {
 	closed.Close()
 
 	cases := []struct {
-		name    string
-		extra   string
-		handler http.Handler
-		addr    string // instead of a server
-		wantErr string
-		wantIs  error
+		name       string
+		extra      string
+		handler    http.Handler
+		addr       string // instead of a server
+		wantErr    string
+		wantIs     error
+		wantReason string // of rwagent_scrape_failures_total; empty: other
 	}{
 		{
-			name:    "sample_limit",
-			extra:   "    sample_limit: 5",
-			handler: good,
-			wantErr: "sample_limit exceeded",
-			wantIs:  ErrSampleLimit,
+			name:       "sample_limit",
+			extra:      "    sample_limit: 5",
+			handler:    good,
+			wantErr:    "sample_limit exceeded",
+			wantIs:     ErrSampleLimit,
+			wantReason: failSampleLimit,
 		},
 		{
-			name:    "body_size_limit",
-			extra:   "    body_size_limit: 100B\n    enable_compression: false",
-			handler: good,
-			wantErr: "body_size_limit",
-			wantIs:  ErrBodySizeLimit,
+			name:       "body_size_limit",
+			extra:      "    body_size_limit: 100B\n    enable_compression: false",
+			handler:    good,
+			wantErr:    "body_size_limit",
+			wantIs:     ErrBodySizeLimit,
+			wantReason: failBodySizeLimit,
 		},
 		{
 			name: "malformed exposition",
@@ -80,7 +86,13 @@ func TestManager_FailedScrapes(t *testing.T) {
 			if tc.handler != nil {
 				addr = hostOf(newTestServer(t, tc.handler).URL)
 			}
-			h := startManager(t, loadScrapeConfigs(t, jobYAML("100ms", tc.extra)))
+			var logs lockedBuffer
+			s := newMemStorage()
+			h := startManagerOpts(t, loadScrapeConfigs(t, jobYAML("100ms", tc.extra)), ManagerOptions{
+				Storage: s,
+				Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
+			})
+			h.s = s
 			h.setTargets("test", addr)
 			h.waitUp(addr, 0)
 			err := h.target("test").LastError()
@@ -96,6 +108,13 @@ func TestManager_FailedScrapes(t *testing.T) {
 			if refs := h.s.find("__name__", "test_temperature_celsius"); len(refs) != 0 {
 				t.Errorf("samples of a failed scrape logged: %v", refs)
 			}
+			reason := cmp.Or(tc.wantReason, failOther)
+			failures := h.m.metrics.failures.WithLabelValues("test", reason)
+			waitFor(t, "failure counted with reason "+reason, func() bool { return testutil.ToFloat64(failures) > 0 })
+			waitFor(t, "failure logged with the target", func() bool {
+				l := logs.String()
+				return strings.Contains(l, "Scrape failed") && strings.Contains(l, addr)
+			})
 		})
 	}
 }
