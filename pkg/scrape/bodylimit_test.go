@@ -49,11 +49,14 @@ func TestReadBody(t *testing.T) {
 		{name: "hint of the size: one allocation", r: shortReads{bytes.NewReader(body[:5000])}, hint: 5001, wantLen: 5000, wantCap: 32 << 10},
 		{name: "hint over the limit is clipped", r: shortReads{bytes.NewReader(body)}, hint: 10 * limit, wantLen: limit, wantCap: limit + 1},
 		{name: "pooled buffer big enough is reused", r: bytes.NewReader(body[:50_000]), pooled: 60_000, wantLen: 50_000, wantCap: 60_000},
+		{name: "longer than the hint: one buffer of the exact size", r: shortReads{bytes.NewReader(body)}, hint: 5000, wantLen: limit, wantCap: limit},
+		{name: "longer than the hint, over the limit", r: shortReads{io.MultiReader(bytes.NewReader(body), strings.NewReader("x"))}, hint: 5000, wantErr: ErrBodySizeLimit},
 		{name: "empty", r: strings.NewReader(""), wantLen: 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := readBody(make([]byte, 7, max(tc.pooled, 7)), tc.r, limit, tc.hint)
+			var p bufferPool
+			got, err := p.readBody(make([]byte, 7, max(tc.pooled, 7)), tc.r, limit, tc.hint)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("error = %v, want %v", err, tc.wantErr)
 			}
@@ -63,8 +66,8 @@ func TestReadBody(t *testing.T) {
 			if tc.wantCap != 0 && cap(got) != tc.wantCap {
 				t.Errorf("cap = %d, want %d", cap(got), tc.wantCap)
 			}
-			if e, ok := tc.r.(*endless); ok && e.n > limit+1 {
-				t.Errorf("read %d bytes of an endless body, want at most limit+1 = %d", e.n, limit+1)
+			if e, ok := tc.r.(*endless); ok && e.n > limit+bodyChunk {
+				t.Errorf("read %d bytes of an endless body, want at most the limit and a chunk, %d", e.n, limit+bodyChunk)
 			}
 			if tc.wantErr != nil {
 				return

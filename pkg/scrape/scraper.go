@@ -24,9 +24,9 @@ import (
 // scrape config sets no body_size_limit (Prometheus reads any size). 64 MiB
 // is four times vmagent's default (-promscrape.maxScrapeSize, 16 MiB): at
 // about 150 bytes per series of text it holds some 400k series, enough for
-// kube-state-metrics on a cluster of a few thousand nodes, while a scrape
-// never costs more than about twice the limit while it is read (see
-// readBody). Set body_size_limit to raise or lower it for a job.
+// kube-state-metrics on a cluster of a few thousand nodes, while a body
+// cut at the limit costs the limit once (see readBody). Set
+// body_size_limit to raise or lower it for a job.
 const DefaultBodySizeLimit = 64 << 20
 
 // maxPooledBody is the capacity above which a body buffer is not kept for
@@ -35,14 +35,19 @@ const DefaultBodySizeLimit = 64 << 20
 // pool and handed to targets that need a fraction of it.
 const maxPooledBody = 8 << 20
 
-// minBodyRead is the least a body buffer grows by, and its first size.
+// minBodyRead is the least a body buffer starts with.
 const minBodyRead = 32 << 10
+
+// bodyChunk is the size of the chunks a body longer than expected is read
+// into (see readBody).
+const bodyChunk = 1 << 20
 
 // bufferPool shares scrape body buffers, gzip readers and WAL batches between
 // the loops of a Manager, so that memory follows the scrapes in flight rather
 // than the number of targets. Safe for concurrent use.
 type bufferPool struct {
 	bodies sync.Pool // *[]byte, at most maxPooledBody
+	chunks sync.Pool // *[bodyChunk]byte
 	gzip   sync.Pool // *gzip.Reader
 	recs   sync.Pool // *wal.Records
 }
@@ -169,7 +174,7 @@ func (s *scraper) fetch(ctx context.Context) (*[]byte, string, error) {
 		hint = int(resp.ContentLength) + 1 // room to see EOF without growing
 	}
 	buf := s.pool.getBody()
-	*buf, err = readBody((*buf)[:0], r, s.bodySizeLimit, hint)
+	*buf, err = s.pool.readBody(*buf, r, s.bodySizeLimit, hint)
 	if err != nil {
 		s.pool.putBody(buf)
 		if errors.Is(err, ErrBodySizeLimit) {
@@ -185,39 +190,72 @@ func (s *scraper) tooLarge(what string) error {
 	return fmt.Errorf("%w: uncompressed %s larger than %d bytes (raise body_size_limit to scrape it)", ErrBodySizeLimit, what, s.bodySizeLimit)
 }
 
-// readBody appends what r yields to dst[:0] until EOF and returns it. It
-// fails with ErrBodySizeLimit as soon as more than limit bytes came, having
-// read at most one Read more. It grows the buffer itself, to hint first and
-// then by doubling, never past limit+1 bytes (bytes.Buffer.ReadFrom doubles
-// without bound and can leave the buffer twice the body): while a body is
-// read it holds at most the body, its previous buffer and one doubling's
-// slack, and never more than twice the limit.
-func readBody(dst []byte, r io.Reader, limit int64, hint int) ([]byte, error) {
+// readBody reads r to EOF into dst[:0] and returns the body. It fails with
+// ErrBodySizeLimit as soon as more than limit bytes came. The body is read
+// into dst, grown once to hint (the size the caller expects) if smaller,
+// never past limit+1. What does not fit goes into bodyChunk-sized chunks
+// from the pool and, at EOF, into one buffer of the body's exact size. So
+// a body costs its size when the hint is right and twice its size for the
+// copy when it is not (bytes.Buffer.ReadFrom doubles without bound, up to
+// three times the body), and a body cut at the limit costs the limit once,
+// in chunks the next cut body reuses.
+func (p *bufferPool) readBody(dst []byte, r io.Reader, limit int64, hint int) ([]byte, error) {
 	dst = dst[:0]
 	if want := min(int64(max(hint, minBodyRead)), limit+1); int64(cap(dst)) < want {
 		dst = make([]byte, 0, want)
 	}
-	for {
-		if len(dst) == cap(dst) {
-			if int64(len(dst)) > limit {
-				return dst, ErrBodySizeLimit
-			}
-			grown := make([]byte, len(dst), min(int64(2*cap(dst)), limit+1))
-			copy(grown, dst)
-			dst = grown
-		}
+	for len(dst) < cap(dst) {
 		n, err := r.Read(dst[len(dst):cap(dst)])
 		dst = dst[:len(dst)+n]
-		if int64(len(dst)) > limit {
-			return dst, ErrBodySizeLimit
-		}
 		switch {
+		case int64(len(dst)) > limit:
+			return dst, ErrBodySizeLimit
 		case errors.Is(err, io.EOF):
 			return dst, nil
 		case err != nil:
 			return dst, err
 		}
 	}
+
+	// Longer than expected: go on in chunks.
+	var chunks []*[bodyChunk]byte
+	defer func() {
+		for _, c := range chunks {
+			p.chunks.Put(c)
+		}
+	}()
+	total, last := int64(len(dst)), bodyChunk // last: bytes in the last chunk
+	for {
+		if last == bodyChunk {
+			c, _ := p.chunks.Get().(*[bodyChunk]byte)
+			if c == nil {
+				c = new([bodyChunk]byte)
+			}
+			chunks, last = append(chunks, c), 0
+		}
+		n, err := r.Read(chunks[len(chunks)-1][last:])
+		last += n
+		total += int64(n)
+		if total > limit {
+			return dst, ErrBodySizeLimit
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+	body := make([]byte, total)
+	k := copy(body, dst)
+	for i, c := range chunks {
+		if i == len(chunks)-1 {
+			copy(body[k:], c[:last])
+			break
+		}
+		k += copy(body[k:], c[:])
+	}
+	return body, nil
 }
 
 // wrap names the failed step, replaces a bare deadline error by the scrape
