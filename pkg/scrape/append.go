@@ -34,6 +34,12 @@ var (
 	errParseMediaType = errors.New("unusable Content-Type")
 )
 
+// ErrDuplicateLabelNames fails a scrape with a series that has a label name
+// twice, after target labels and metric relabelling: Prometheus' storage
+// refuses such a series ("label name is not unique"), failing the scrape,
+// and remote write would send the label twice.
+var ErrDuplicateLabelNames = errors.New("scrape: duplicate label name")
+
 // maxAheadTime is how far in the future a sample timestamp may be; later
 // samples are dropped as out of bounds, as in Prometheus.
 const maxAheadTime = 10 * time.Minute
@@ -290,6 +296,9 @@ func (a *appender) resolve(p textparse.Parser, met []byte, slot int32) (ei int32
 	}
 	if !lset.IsValid(a.opts.validation) {
 		return -1, false, fmt.Errorf("%w: %s", errInvalidLabels, lset.String())
+	}
+	if name, dup := lset.HasDuplicateLabelNames(); dup {
+		return -1, false, fmt.Errorf("%w: label name %.50q is not unique in metric %.50s", ErrDuplicateLabelNames, name, lset.Get(model.MetricNameLabel))
 	}
 	if err := a.checkLimits(lset); err != nil {
 		a.metrics.labelLimits.Inc()

@@ -1,6 +1,7 @@
 package scrape
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -9,9 +10,12 @@ import (
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
+	"google.golang.org/protobuf/proto"
 )
 
 const (
@@ -311,6 +315,64 @@ func TestAppend_Malformed(t *testing.T) {
 				if !strings.HasPrefix(ls.Get("__name__"), "scrape_") && ls.Get("__name__") != "up" {
 					t.Errorf("series %v (ref %d) of a failed scrape logged", ls, ref)
 				}
+			}
+		})
+	}
+}
+
+// TestAppend_DuplicateLabelNames: a series with a label name twice fails
+// the scrape, as Prometheus' storage refuses it ("label name is not
+// unique"), rather than going out with the label twice.
+func TestAppend_DuplicateLabelNames(t *testing.T) {
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var pb bytes.Buffer
+	enc := expfmt.NewEncoder(&pb, expfmt.NewFormat(expfmt.TypeProtoDelim))
+	for _, mf := range []*dto.MetricFamily{
+		{Name: proto.String("test"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{
+			Label: []*dto.LabelPair{{Name: proto.String("a"), Value: proto.String("1")}, {Name: proto.String("a"), Value: proto.String("1")}},
+			Gauge: &dto.Gauge{Value: proto.Float64(1)},
+		}}},
+		{Name: proto.String("ok"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(1)}}}},
+	} {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name, contentType string
+		body              []byte
+	}{
+		{"text", ctText, read("dup_label_names.prom")},
+		{"OpenMetrics", ctOM, read("dup_label_names.om")},
+		{"protobuf", ctProto, pb.Bytes()},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newMemStorage()
+			a := newTestAppender(testOptions(), s)
+			for i := range 2 { // not cached: the second scrape fails too
+				_, err := step(a, s, string(tc.body), tc.contentType, int64(1000*(i+1)))
+				if !errors.Is(err, ErrDuplicateLabelNames) || !strings.Contains(err.Error(), `"a"`) {
+					t.Fatalf("scrape %d: error = %v, want ErrDuplicateLabelNames naming label a", i, err)
+				}
+				if failureReason(err) != failDuplicateNames {
+					t.Errorf("failure reason = %q, want %q", failureReason(err), failDuplicateNames)
+				}
+			}
+			if refs := s.find("__name__", "test"); len(refs) != 0 {
+				t.Errorf("series with a duplicate label name logged: %v", s.series[refs[0]])
+			}
+			if refs := s.find("__name__", "ok"); len(refs) != 0 {
+				t.Error("other series of the failed scrape logged")
+			}
+			if v, _ := s.last("__name__", "up"); v != 0 {
+				t.Errorf("up = %v, want 0", v)
 			}
 		})
 	}

@@ -296,12 +296,13 @@ const reasonWALError = "wal_error"
 // The reason labels of rwagent_scrape_failures_total: what failed a whole
 // scrape (up=0, nothing of it logged).
 const (
-	failBodySizeLimit = "body_size_limit"
-	failSampleLimit   = "sample_limit"
-	failBucketLimit   = "native_histogram_bucket_limit"
-	failLabelLimit    = "label_limit"
-	failTargetLimit   = "target_limit"
-	failOther         = "other" // unreachable, timeout, HTTP status, parse error, ...
+	failBodySizeLimit  = "body_size_limit"
+	failSampleLimit    = "sample_limit"
+	failBucketLimit    = "native_histogram_bucket_limit"
+	failLabelLimit     = "label_limit"
+	failDuplicateNames = "duplicate_label_names"
+	failTargetLimit    = "target_limit"
+	failOther          = "other" // unreachable, timeout, HTTP status, parse error, ...
 )
 
 // failureReason classifies the error of a failed scrape.
@@ -315,6 +316,8 @@ func failureReason(err error) string {
 		return failBucketLimit
 	case errors.Is(err, ErrLabelLimit):
 		return failLabelLimit
+	case errors.Is(err, ErrDuplicateLabelNames):
+		return failDuplicateNames
 	case errors.Is(err, ErrTargetLimit):
 		return failTargetLimit
 	}

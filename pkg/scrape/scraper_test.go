@@ -22,6 +22,10 @@ func TestManager_FailedScrapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dupNames, err := os.ReadFile(filepath.Join("testdata", "dup_label_names.prom"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +57,16 @@ func TestManager_FailedScrapes(t *testing.T) {
 			wantErr:    "body_size_limit",
 			wantIs:     ErrBodySizeLimit,
 			wantReason: failBodySizeLimit,
+		},
+		{
+			name: "duplicate label names",
+			handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+				_, _ = w.Write(dupNames)
+			}),
+			wantErr:    `label name "a" is not unique`,
+			wantIs:     ErrDuplicateLabelNames,
+			wantReason: failDuplicateNames,
 		},
 		{
 			name: "malformed exposition",
