@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/scrape"
 
+	"github.com/rwagent/rwagent/pkg/lograte"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -247,6 +249,7 @@ func (m *Manager) newLoop(jc *jobConfig, t *scrape.Target, hash, key uint64, cac
 		intervalLength: m.metrics.intervalLength.WithLabelValues(interval.String()),
 		stopc:          make(chan struct{}),
 		done:           make(chan struct{}),
+		badSamples:     lograte.Limiter{Interval: badSampleLogInterval, Level: slog.LevelWarn},
 	}, nil
 }
 

@@ -10,7 +10,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/tsdb/chunks"
+
+	"github.com/rwagent/rwagent/pkg/lograte"
 )
+
+// badSampleLogInterval is how often a target's dropped samples (duplicate,
+// out of order, out of bounds) are logged at most.
+const badSampleLogInterval = time.Minute
 
 // alignTolerance is how far a scrape may start after its slot and still be
 // stamped with the slot's time (at most 1% of the interval), as Prometheus
@@ -51,6 +57,8 @@ type loop struct {
 	// Owned by run.
 	lastTime int64  // timestamp of the last scrape (ms)
 	lastErr  string // last error logged, to log once per change
+
+	badSamples lograte.Limiter // logs dropped samples at most every badSampleLogInterval
 }
 
 // signalStop makes run return; wait on done. With handover the cache is
@@ -198,6 +206,10 @@ func (l *loop) scrapeOnce(ctx context.Context, ts time.Time) bool {
 		l.metrics.failures.WithLabelValues(l.job, failureReason(err)).Inc()
 	}
 	l.metrics.countAppend(&res)
+	if res.duplicates+res.outOfOrder+res.outOfBounds > 0 {
+		l.badSamples.Log(l.logger, "Samples dropped", "target", l.url,
+			"duplicate", res.duplicates, "out_of_order", res.outOfOrder, "out_of_bounds", res.outOfBounds)
+	}
 	l.target.Report(start, dur, err)
 	l.logOutcome(err)
 	return true

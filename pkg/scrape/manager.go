@@ -289,9 +289,13 @@ func (m *Manager) syncLocked() {
 	m.active.Store(&active)
 }
 
-// reasonWALError is the reason label of samples dropped because Storage.Log
-// failed.
-const reasonWALError = "wal_error"
+// The reason labels of rwagent_scrape_samples_dropped_total.
+const (
+	reasonWALError    = "wal_error"        // Storage.Log failed
+	reasonDuplicate   = "duplicate_sample" // the series came twice in one exposition
+	reasonOutOfOrder  = "out_of_order"     // a timestamp older than the series' last
+	reasonOutOfBounds = "out_of_bounds"    // a timestamp more than maxAheadTime ahead
+)
 
 // The reason labels of rwagent_scrape_failures_total: what failed a whole
 // scrape (up=0, nothing of it logged).
@@ -451,12 +455,15 @@ func (m *scrapeMetrics) deleteJob(job string) {
 func (m *scrapeMetrics) countAppend(r *appendResult) {
 	if r.duplicates > 0 {
 		m.duplicates.Add(float64(r.duplicates))
+		m.dropped.WithLabelValues(reasonDuplicate).Add(float64(r.duplicates))
 	}
 	if r.outOfOrder > 0 {
 		m.outOfOrder.Add(float64(r.outOfOrder))
+		m.dropped.WithLabelValues(reasonOutOfOrder).Add(float64(r.outOfOrder))
 	}
 	if r.outOfBounds > 0 {
 		m.outOfBounds.Add(float64(r.outOfBounds))
+		m.dropped.WithLabelValues(reasonOutOfBounds).Add(float64(r.outOfBounds))
 	}
 }
 

@@ -3,6 +3,7 @@ package scrape
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -10,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
@@ -160,5 +163,55 @@ func TestAcceptHeader(t *testing.T) {
 		if got := acceptHeader(tc.protocols, tc.escaping); got != tc.want {
 			t.Errorf("acceptHeader(%v) =\n%s\nwant\n%s", tc.protocols, got, tc.want)
 		}
+	}
+}
+
+// TestManager_DroppedSamplesLogged: samples dropped as duplicates or out of
+// bounds are counted and logged with the target, once per
+// badSampleLogInterval however often the target is scraped.
+func TestManager_DroppedSamplesLogged(t *testing.T) {
+	addr := hostOf(newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		future := time.Now().Add(time.Hour).UnixMilli()
+		fmt.Fprintf(w, "dup 1\ndup 2\nfuture 1 %d\nfine 1\n", future)
+	})).URL)
+	var logs lockedBuffer
+	s := newMemStorage()
+	h := startManagerOpts(t, loadScrapeConfigs(t, jobYAML("50ms", "")), ManagerOptions{
+		Storage: s,
+		Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	h.s = s
+	h.setTargets("test", addr)
+	ok := h.m.metrics.scrapes.WithLabelValues("test", "success")
+	waitFor(t, "five scrapes", func() bool { return testutil.ToFloat64(ok) >= 5 })
+	h.stop()
+
+	for reason, c := range map[string]prometheus.Collector{
+		reasonDuplicate:   h.m.metrics.dropped.WithLabelValues(reasonDuplicate),
+		reasonOutOfBounds: h.m.metrics.dropped.WithLabelValues(reasonOutOfBounds),
+		"prometheus_target_scrapes_sample_duplicate_timestamp_total": h.m.metrics.duplicates,
+		"prometheus_target_scrapes_sample_out_of_bounds_total":       h.m.metrics.outOfBounds,
+	} {
+		if v := testutil.ToFloat64(c); v < 5 {
+			t.Errorf("%s = %v, want one per scrape (>= 5)", reason, v)
+		}
+	}
+	var lines []string
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, "Samples dropped") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 {
+		t.Fatalf("logged %d lines of dropped samples, want 1 (rate-limited):\n%s", len(lines), logs.String())
+	}
+	for _, want := range []string{"target=http://" + addr, "duplicate=1", "out_of_bounds=1", "scrape_job=test"} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("log line %q lacks %q", lines[0], want)
+		}
+	}
+	if _, ok := s.last("__name__", "fine"); !ok {
+		t.Error("the good sample of the scrape was not logged")
 	}
 }
