@@ -250,6 +250,8 @@ func (m *Manager) newLoop(jc *jobConfig, t *scrape.Target, hash, key uint64, cac
 		stopc:          make(chan struct{}),
 		done:           make(chan struct{}),
 		badSamples:     lograte.Limiter{Interval: badSampleLogInterval, Level: slog.LevelWarn},
+		failureLog:     cfg.ScrapeFailureLogFile,
+		fails:          &m.fails,
 	}, nil
 }
 

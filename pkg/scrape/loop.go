@@ -59,6 +59,8 @@ type loop struct {
 	lastErr  string // last error logged, to log once per change
 
 	badSamples lograte.Limiter // logs dropped samples at most every badSampleLogInterval
+	failureLog string          // scrape_failure_log_file; empty: none
+	fails      *failureLogs
 }
 
 // signalStop makes run return; wait on done. With handover the cache is
@@ -204,6 +206,7 @@ func (l *loop) scrapeOnce(ctx context.Context, ts time.Time) bool {
 	} else {
 		l.scrapesFailed.Inc()
 		l.metrics.failures.WithLabelValues(l.job, failureReason(err)).Inc()
+		l.fails.log(l.failureLog, l.job, l.url, err)
 	}
 	l.metrics.countAppend(&res)
 	if res.duplicates+res.outOfOrder+res.outOfBounds > 0 {

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 
+	"github.com/rwagent/rwagent/pkg/lograte"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -92,6 +93,7 @@ type Manager struct {
 	metrics *scrapeMetrics
 	parsers *parserPool // shared by the loops' appenders
 	pool    bufferPool
+	fails   failureLogs
 	ready   atomic.Bool
 	active  atomic.Pointer[map[string][]*scrape.Target]
 
@@ -129,6 +131,8 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 		configs: map[string]*jobConfig{},
 		jobs:    map[string]*job{},
 	}
+	m.fails.logger = opts.Logger
+	m.fails.limit = lograte.Limiter{Interval: walErrorLogInterval, Level: slog.LevelWarn}
 	return m, nil
 }
 
@@ -136,16 +140,27 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 // (config.ScrapeConfig.Validate, as config.Load does). Jobs whose config
 // changed restart their loops: series that keep their labels keep their
 // refs, the others get stale markers. Removed jobs stop and their series get
-// stale markers. On error nothing
-// changes. ApplyConfig returns once stopped loops have stopped.
+// stale markers. Every scrape_failure_log_file is (re)opened. On error
+// nothing changes. ApplyConfig returns once stopped loops have stopped.
 func (m *Manager) ApplyConfig(cfgs []*config.ScrapeConfig) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.metrics.reloads.Inc()
-	next, err := m.buildConfigs(cfgs)
+	files, err := openFailureLogs(cfgs)
 	if err != nil {
 		m.metrics.reloadsFailed.Inc()
 		return err
+	}
+	next, err := m.buildConfigs(cfgs)
+	if err != nil {
+		closeFailureLogs(files)
+		m.metrics.reloadsFailed.Inc()
+		return err
+	}
+	if m.closed {
+		closeFailureLogs(files)
+	} else {
+		m.fails.swap(files)
 	}
 	old := m.configs
 	m.configs = next
@@ -257,6 +272,7 @@ func (m *Manager) Close() {
 	for _, jc := range m.configs {
 		jc.client.CloseIdleConnections()
 	}
+	m.fails.swap(nil)
 	m.metrics.unregister()
 }
 

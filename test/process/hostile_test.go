@@ -5,6 +5,7 @@ package process
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -86,10 +87,12 @@ func runHostile(t *testing.T, rwagent string, hostile http.Handler) {
 	recvAddr := serve(t, recv)
 	agentAddr := freePort(t)
 
-	cfg := strings.NewReplacer("HOSTILE", hostileAddr, "NORMAL", normalAddr, "RECV", recvAddr).Replace(`
+	failureLog := filepath.Join(dir, "failures.log")
+	cfg := strings.NewReplacer("HOSTILE", hostileAddr, "NORMAL", normalAddr, "RECV", recvAddr, "FAILURES", failureLog).Replace(`
 global:
   scrape_interval: 2s
   scrape_timeout: 2s
+  scrape_failure_log_file: FAILURES
 scrape_configs:
   - job_name: hostile
     static_configs:
@@ -155,6 +158,30 @@ wal:
 	}
 	if !found {
 		t.Errorf("no log line says the scrape of %s failed at body_size_limit:\n%s", hostileAddr, tail(string(log), 4000))
+	}
+
+	// scrape_failure_log_file: one JSON line per failed scrape.
+	b, err := os.ReadFile(failureLog)
+	if err != nil {
+		t.Fatalf("scrape_failure_log_file: %v", err)
+	}
+	n := 0
+	for line := range strings.Lines(string(b)) {
+		var l struct {
+			Msg    string `json:"msg"`
+			Target string `json:"target"`
+			Job    string `json:"scrape_job"`
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("line %q of the scrape_failure_log_file: %v", line, err)
+		}
+		if l.Job != "hostile" || l.Target != "http://"+hostileAddr+"/metrics" || !strings.Contains(l.Msg, "body_size_limit") {
+			t.Errorf("failure line %q: want job hostile, target %s, body_size_limit", line, hostileAddr)
+		}
+		n++
+	}
+	if n < 3 {
+		t.Errorf("scrape_failure_log_file has %d lines, want one per failed scrape (>= 3)", n)
 	}
 }
 
