@@ -27,9 +27,7 @@ func (e *endless) Read(p []byte) (int, error) {
 }
 
 // shortReads yields r in reads of at most 1000 bytes, as a network does.
-type shortReads struct{ r io.Reader }
-
-func (s shortReads) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), 1000)]) }
+func shortReads(r io.Reader) io.Reader { return &stepReader{r: r, step: 1000} }
 
 func TestReadBody(t *testing.T) {
 	const limit = 100_000
@@ -43,14 +41,14 @@ func TestReadBody(t *testing.T) {
 		wantErr error
 		wantCap int // 0: anything up to limit+1
 	}{
-		{name: "at the limit", r: shortReads{bytes.NewReader(body)}, wantLen: limit},
-		{name: "one byte over", r: shortReads{io.MultiReader(bytes.NewReader(body), strings.NewReader("x"))}, wantErr: ErrBodySizeLimit},
+		{name: "at the limit", r: shortReads(bytes.NewReader(body)), wantLen: limit},
+		{name: "one byte over", r: shortReads(io.MultiReader(bytes.NewReader(body), strings.NewReader("x"))), wantErr: ErrBodySizeLimit},
 		{name: "endless", r: &endless{}, wantErr: ErrBodySizeLimit},
-		{name: "hint of the size: one allocation", r: shortReads{bytes.NewReader(body[:5000])}, hint: 5001, wantLen: 5000, wantCap: 32 << 10},
-		{name: "hint over the limit is clipped", r: shortReads{bytes.NewReader(body)}, hint: 10 * limit, wantLen: limit, wantCap: limit + 1},
+		{name: "hint of the size: one allocation", r: shortReads(bytes.NewReader(body[:5000])), hint: 5001, wantLen: 5000, wantCap: 32 << 10},
+		{name: "hint over the limit is clipped", r: shortReads(bytes.NewReader(body)), hint: 10 * limit, wantLen: limit, wantCap: limit + 1},
 		{name: "pooled buffer big enough is reused", r: bytes.NewReader(body[:50_000]), pooled: 60_000, wantLen: 50_000, wantCap: 60_000},
-		{name: "longer than the hint: one buffer of the exact size", r: shortReads{bytes.NewReader(body)}, hint: 5000, wantLen: limit, wantCap: limit},
-		{name: "longer than the hint, over the limit", r: shortReads{io.MultiReader(bytes.NewReader(body), strings.NewReader("x"))}, hint: 5000, wantErr: ErrBodySizeLimit},
+		{name: "longer than the hint: one buffer of the exact size", r: shortReads(bytes.NewReader(body)), hint: 5000, wantLen: limit, wantCap: limit},
+		{name: "longer than the hint, over the limit", r: shortReads(io.MultiReader(bytes.NewReader(body), strings.NewReader("x"))), hint: 5000, wantErr: ErrBodySizeLimit},
 		{name: "empty", r: strings.NewReader(""), wantLen: 0},
 	}
 	for _, tc := range cases {
@@ -247,3 +245,48 @@ func TestManager_DefaultBodySizeLimit(t *testing.T) {
 		})
 	}
 }
+
+// FuzzReadBody: readBody returns the body exactly when it is within the
+// limit and ErrBodySizeLimit when it is not, whatever the read sizes, the
+// hint and the buffer handed in; the buffer never grows past limit+1.
+func FuzzReadBody(f *testing.F) {
+	f.Add([]byte("m 1\n"), uint16(1), uint16(100), uint16(0), uint16(7), uint32(0))
+	f.Add([]byte("m 1\n"), uint16(30000), uint16(1000), uint16(200), uint16(4096), uint32(1<<20))
+	f.Add(bytes.Repeat([]byte("abcdefgh"), 512), uint16(400), uint16(0), uint16(10), uint16(1000), uint32(2<<20))
+	f.Add([]byte{}, uint16(0), uint16(0), uint16(0), uint16(0), uint32(0))
+	f.Fuzz(func(t *testing.T, data []byte, rep, hint, pooled, step uint16, limit uint32) {
+		if len(data)*int(rep) > 8<<20 {
+			return // big enough to need chunks; no bigger, to keep runs fast
+		}
+		body := bytes.Repeat(data, int(rep))
+		var r io.Reader = bytes.NewReader(body)
+		if step > 0 {
+			r = &stepReader{r: r, step: int(step)}
+		}
+		var p bufferPool
+		got, err := p.readBody(make([]byte, 0, pooled), r, int64(limit), int(hint))
+		if int64(len(body)) > int64(limit) {
+			if !errors.Is(err, ErrBodySizeLimit) {
+				t.Fatalf("%d bytes with limit %d: error %v, want ErrBodySizeLimit", len(body), limit, err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("%d bytes with limit %d: %v", len(body), limit, err)
+		}
+		if !bytes.Equal(got, body) {
+			t.Fatalf("read %d bytes, want the %d of the body", len(got), len(body))
+		}
+		if int64(cap(got)) > max(int64(limit)+1, int64(pooled)) {
+			t.Fatalf("buffer of %d bytes for a limit of %d", cap(got), limit)
+		}
+	})
+}
+
+// stepReader yields r in reads of at most step bytes.
+type stepReader struct {
+	r    io.Reader
+	step int
+}
+
+func (s *stepReader) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), s.step)]) }
