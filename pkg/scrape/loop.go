@@ -54,13 +54,13 @@ type loop struct {
 	done     chan struct{} // closed when run returns
 	handover bool          // written before stopc is closed: keep the cache, write no stale markers
 
+	badSamples lograte.Limiter // logs dropped samples at most every badSampleLogInterval
+	failureLog string          // scrape_failure_log_file; empty: none
+	fails      *failureLogs    // the Manager's, shared by its loops
+
 	// Owned by run.
 	lastTime int64  // timestamp of the last scrape (ms)
 	lastErr  string // last error logged, to log once per change
-
-	badSamples lograte.Limiter // logs dropped samples at most every badSampleLogInterval
-	failureLog string          // scrape_failure_log_file; empty: none
-	fails      *failureLogs
 }
 
 // signalStop makes run return; wait on done. With handover the cache is
