@@ -6,7 +6,9 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/rwagent ./cmd/rwagent \
+# GOTAGS=all_sd builds in every service discovery Prometheus has (README).
+ARG GOTAGS=
+RUN CGO_ENABLED=0 go build -trimpath -tags "${GOTAGS}" -ldflags "-s -w -X main.version=${VERSION}" -o /out/rwagent ./cmd/rwagent \
  && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ampemu ./cmd/ampemu
 
 FROM gcr.io/distroless/static-debian12:nonroot

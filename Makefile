@@ -2,6 +2,7 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
+GOTAGS    ?=
 BIN       := bin
 DEMO_DIR  ?= $(CURDIR)/.demo
 
@@ -10,7 +11,7 @@ DEMO_DIR  ?= $(CURDIR)/.demo
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/rwagent ./cmd/rwagent
+	$(GO) build -trimpath -tags '$(GOTAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/rwagent ./cmd/rwagent
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ampemu ./cmd/ampemu
 
 # The test command of the README: vet, every package's tests (race detector

@@ -19,9 +19,6 @@ import (
 
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
-	// Every service discovery Prometheus has, registered by the package's
-	// init, so that any prometheus.yml parses unchanged.
-	_ "github.com/prometheus/prometheus/discovery/install"
 	"gopkg.in/yaml.v3"
 )
 

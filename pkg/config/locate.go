@@ -73,6 +73,16 @@ func isSDKey(key string) bool {
 	return key == "static_configs" || strings.HasSuffix(key, "_sd_configs")
 }
 
+// sdBuiltIn reports whether the service discovery of key (such as
+// "azure_sd_configs") is registered in this binary: cmd/rwagent chooses
+// which ones by build tags. It asks Prometheus' own decoder, which knows
+// only the registered ones.
+func sdBuiltIn(key string) bool {
+	var sc promconfig.ScrapeConfig
+	err := yamlv2.UnmarshalStrict([]byte("job_name: probe\n"+key+": []\n"), &sc)
+	return err == nil || !strings.Contains(err.Error(), "field "+key+" not found")
+}
+
 // checkFields reports the first key that t does not have, with its line.
 // yaml.v2's strict mode reports the same, but with lines of the document
 // we hand it, not of the user's file.
@@ -99,6 +109,9 @@ func checkFields(n *yaml.Node, t reflect.Type, path string) error {
 			ft, found := fields[k.Value]
 			if !found {
 				if hasSD && isSDKey(k.Value) {
+					if !sdBuiltIn(k.Value) {
+						return &Error{Line: k.Line, Field: join(path, k.Value), Msg: "this service discovery is not built into this rwagent binary; build it with `make build GOTAGS=all_sd` (see README, Service discovery)"}
+					}
 					continue
 				}
 				return &Error{Line: k.Line, Field: path, Msg: fmt.Sprintf("unknown field %q", k.Value)}

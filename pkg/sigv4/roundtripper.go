@@ -57,8 +57,9 @@ type Options struct {
 // Credentials come from config.LoadDefaultConfig: the static keys of cfg when
 // set, else the environment, the shared files (cfg.Profile), web identity,
 // the container endpoint or EC2 instance metadata; sts:AssumeRole of
-// cfg.RoleARN on top when set; all cached and refreshed a minute before they
-// expire. The region is cfg.Region, else the SDK's. Credentials are retrieved
+// cfg.RoleARN on top when set; all cached and refreshed in the background
+// halfway through their life, at most maxRefreshAhead before they expire
+// (cache.go). The region is cfg.Region, else the SDK's. Credentials are retrieved
 // once here, bounded by ctx, so that missing credentials fail now with the
 // chain's error (which never holds a secret). NewRoundTripper starts no
 // goroutine.
