@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 )
 
@@ -299,4 +300,36 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no gauge %s registered", name)
 	return 0
+}
+
+// TestRepairKeepsRefsOfCutSeries: when the series record of the highest
+// ref is cut, its samples in later records still hold the ref: Open must
+// not hand it out again, or they would be sent under a new series' labels.
+func TestRepairKeepsRefsOfCutSeries(t *testing.T) {
+	dir := t.TempDir()
+	w := openWAL(t, Options{Dir: dir}, nil, nil)
+	mustLog(t, w, batch([]chunks.HeadSeriesRef{1}, true, 1, 0))
+	mustLog(t, w, &Records{Series: batch([]chunks.HeadSeriesRef{7}, true, 0, 0).Series})
+	rotate(t, w)
+	mustLog(t, w, batch([]chunks.HeadSeriesRef{7}, false, 5, 100))
+	must(w.Close())
+	got := readToEnd(t, w, Position{})
+	if len(got.positions) < 3 || got.types[2] != record.Series {
+		t.Fatalf("records %v, want the series of ref 7 third", got.types)
+	}
+	seriesEnd := got.positions[2] // the series record of ref 7 ends here
+	f, err := os.OpenFile(wlog.SegmentName(dir, seriesEnd.Segment), os.O_RDWR, 0)
+	must(err)
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, seriesEnd.Offset-3)
+	must(err)
+	b[0] ^= 0x01
+	_, err = f.WriteAt(b, seriesEnd.Offset-3)
+	must(err)
+	must(f.Close())
+
+	w2 := openWAL(t, Options{Dir: dir}, nil, nil)
+	if ref := w2.NewRef(); ref <= 7 {
+		t.Fatalf("new ref %d after the series record of ref 7 was cut; its samples still use 7", ref)
+	}
 }
