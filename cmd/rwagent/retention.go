@@ -125,8 +125,18 @@ func resumePositions(store *sendpos.Store, w *wal.WAL, rws []*config.RemoteWrite
 			st.Sent = w.Started()
 		}
 		start, err := w.Resume(st.Acked)
+		if errors.Is(err, wal.ErrPositionPastEnd) {
+			// Not a position of this WAL: the file is as good as corrupt,
+			// and so is its sent mark.
+			lg.Warn("send position corrupt: it points past the end of the WAL; sending again from the oldest data in the WAL, all of it counted as resent",
+				"saved", st.Acked.String(), "err", err, "bytes", w.Bytes(wal.Position{}, w.Started()))
+			out = append(out, resume{key: key, resendUntil: w.Started()})
+			continue
+		}
 		lost, _ := errors.AsType[*wal.GapError](err)
 		switch {
+		case lost != nil && lost.Full == (wal.Counts{}) && lost.TooOld == (wal.Counts{}):
+			lg.Warn("repairs cut the WAL past the saved send position: what this endpoint had not sent there is counted as dropped (wal_corrupt, an upper bound); sending from the oldest data left", "saved", st.Acked.String(), "err", err)
 		case lost != nil:
 			lg.Warn("the WAL was trimmed past the saved send position (wal.max_size or wal.max_age): what this endpoint had not sent there is counted as dropped; sending from the oldest data left", "saved", st.Acked.String(), "err", err)
 		case err != nil:

@@ -78,6 +78,7 @@ const (
 	reasonRejected      = "rejected"                       // the receiver answered a non-retryable status
 	reasonEncode        = "encode_error"                   // the request could not be marshalled
 	reasonWALFull       = "wal_full"                       // trimmed unsent by wal.max_size
+	reasonWALCorrupt    = "wal_corrupt"                    // cut unsent by a repair of the WAL (an upper bound)
 )
 
 // staging collects one record's samples for one shard, so each shard's lock
@@ -351,13 +352,15 @@ func (q *Queue) flushStage(ctx context.Context, i int) error {
 	return err
 }
 
-// lost counts what the WAL trimmed before this queue read it, and says so:
-// this endpoint held the WAL back past wal.max_size or wal.max_age.
+// lost counts what the WAL trimmed before this queue read it, or what a
+// repair cut from it, and says so: for a trim, this endpoint held the WAL
+// back past wal.max_size or wal.max_age; for a repair, the count is an
+// upper bound (wal.GapError.Corrupt).
 func (q *Queue) lost(gap *wal.GapError) {
 	for _, d := range [...]struct {
 		reason string
 		c      wal.Counts
-	}{{reasonWALFull, gap.Full}, {reasonTooOld, gap.TooOld}} {
+	}{{reasonWALFull, gap.Full}, {reasonTooOld, gap.TooOld}, {reasonWALCorrupt, gap.Corrupt}} {
 		c := counts{samples: d.c.Samples}
 		if q.sendHistograms {
 			c.histograms = d.c.Histograms
@@ -367,8 +370,13 @@ func (q *Queue) lost(gap *wal.GapError) {
 		}
 		q.metrics.dropped(d.reason, c)
 	}
-	q.logger.Warn("the WAL removed segments this endpoint had not sent (wal.max_size or wal.max_age): this endpoint held it back, their samples are dropped",
-		"from", gap.From.String(), "to", gap.To.String(),
-		"samples_wal_full", gap.Full.Samples, "samples_too_old", gap.TooOld.Samples,
-		"histograms", gap.Full.Histograms+gap.TooOld.Histograms)
+	if gap.Full != (wal.Counts{}) || gap.TooOld != (wal.Counts{}) {
+		q.logger.Warn("the WAL removed segments this endpoint had not sent (wal.max_size or wal.max_age): this endpoint held it back, their samples are dropped",
+			"from", gap.From.String(), "to", gap.To.String(),
+			"samples_wal_full", gap.Full.Samples, "samples_too_old", gap.TooOld.Samples,
+			"histograms", gap.Full.Histograms+gap.TooOld.Histograms, "samples_wal_corrupt", gap.Corrupt.Samples)
+		return
+	}
+	q.logger.Warn("the WAL was damaged where this endpoint had not sent: what the repair cut is counted as dropped (wal_corrupt), an upper bound",
+		"from", gap.From.String(), "to", gap.To.String(), "samples_at_most", gap.Corrupt.Samples)
 }

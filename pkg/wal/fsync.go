@@ -20,7 +20,8 @@ func (w *WAL) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(w.opts.FsyncInterval)
 	defer t.Stop()
-	failing := false // log the first failure and the recovery, not each tick; the metric counts them all
+	failing := false    // log the first failure and the recovery, not each tick; the metric counts them all
+	fillFailed := false // likewise for replacing a missing segment
 	for {
 		select {
 		case <-ctx.Done():
@@ -29,7 +30,21 @@ func (w *WAL) Run(ctx context.Context) error {
 			if w.closed.Load() {
 				continue
 			}
-			err := w.syncSegments()
+			holes, err := w.syncSegments()
+			if holes {
+				// A segment deleted while running: fill it, log it, and
+				// have Readers count it, before anything else trips on it.
+				w.truncMu.Lock()
+				var ferr error
+				if !w.closed.Load() {
+					ferr = w.fillHoles()
+				}
+				w.truncMu.Unlock()
+				if ferr != nil && !fillFailed {
+					w.logger.Error("replace a missing WAL segment, retrying every interval", "err", ferr)
+				}
+				fillFailed = ferr != nil
+			}
 			switch {
 			case err != nil && !failing:
 				w.logger.Error("sync WAL, retrying every interval", "err", err)
@@ -44,24 +59,26 @@ func (w *WAL) Run(ctx context.Context) error {
 // syncSegments fsyncs every segment that may hold data not yet on disk:
 // the active one and any finished since the last call (wlog syncs those
 // itself, but asynchronously). It opens its own handle on each file, so it
-// does not block Log.
-func (w *WAL) syncSegments() error {
+// does not block Log. A segment missing between others (deleted by hand)
+// does not stop it: it syncs the rest and reports holes.
+func (w *WAL) syncSegments() (holes bool, err error) {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
-	first, last, err := wlog.Segments(w.dir)
+	first, last, holes, err := segmentRange(w.dir)
 	if err != nil {
-		return fmt.Errorf("list segments in %s: %w", w.dir, err)
+		w.metrics.fsyncFailures.Inc()
+		return false, err
 	}
 	start := time.Now()
 	for i := max(w.syncFrom, first); i <= last; i++ {
 		if err := syncFile(wlog.SegmentName(w.dir, i)); err != nil {
 			w.metrics.fsyncFailures.Inc()
-			return err
+			return holes, err
 		}
 	}
 	w.metrics.fsyncDuration.Observe(time.Since(start).Seconds())
 	w.syncFrom = last
-	return nil
+	return holes, nil
 }
 
 // syncFile fsyncs the file at path. A file removed by a truncation needs no

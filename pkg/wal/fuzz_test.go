@@ -7,6 +7,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
@@ -32,27 +34,37 @@ func validSegment(f *testing.F) []byte {
 }
 
 // readClosed reads a closed WAL to its end, tolerating damage and decode
-// errors, and fails if the Reader does not get there.
-func readClosed(t *testing.T, w *WAL) {
+// errors, and fails if the Reader does not get there. It returns the
+// samples read from each segment, and whether it met damage (a
+// *wlog.CorruptionErr) rather than only gaps and undecodable records.
+func readClosed(t *testing.T, w *WAL) (perSegment map[int]int, damaged bool) {
+	perSegment = map[int]int{}
 	r, err := w.NewReader(Position{})
 	if err != nil {
-		return // e.g. an unreadable checkpoint; an error is fine
+		return perSegment, false // e.g. an unreadable checkpoint; an error is fine
 	}
 	defer r.Close()
 	for range 1_000_000 {
 		err := r.Next(context.Background())
 		if errors.Is(err, ErrClosed) {
-			return
+			return perSegment, damaged
+		}
+		if _, ok := errors.AsType[*wlog.CorruptionErr](err); ok {
+			damaged = true
 		}
 		if err == nil {
-			_ = r.Position()
+			perSegment[r.Position().Segment] += len(r.Samples())
 		}
 	}
 	t.Fatal("reader did not reach the end of a closed WAL")
+	return nil, false
 }
 
 // FuzzReader feeds arbitrary bytes as a segment to the Reader and to Open's
-// repair, which must not panic or hang; errors are fine.
+// repair, which must not panic or hang; errors are fine. The input is the
+// middle one of three segments, between two intact ones: the repair must
+// keep both of those whole, leave nothing a Reader takes for damage, and
+// find nothing to repair at the next Open.
 func FuzzReader(f *testing.F) {
 	seg := validSegment(f)
 	f.Add(seg)
@@ -65,24 +77,46 @@ func FuzzReader(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0x01}, 100))
 	f.Add([]byte{0x02, 0x00, 0x03, 0, 0, 0, 0, 1, 2, 3})
 
-	f.Fuzz(func(t *testing.T, data []byte) {
-		dir := t.TempDir()
-		w, err := Open(Options{Dir: dir, Fsync: FsyncNever}, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		must(w.Close())
-		// Segment 0 is the empty one Open created: replace it with the input.
-		if err := os.WriteFile(wlog.SegmentName(dir, 0), data, 0o666); err != nil {
-			t.Fatal(err)
-		}
-		readClosed(t, w)
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzReaderBody(t, seg, data) })
+}
 
-		w2, err := Open(Options{Dir: dir, Fsync: FsyncNever}, nil, nil)
-		if err != nil {
-			return // beyond repair is fine
+// fuzzReaderBody is FuzzReader's target: data is the middle segment.
+func fuzzReaderBody(t *testing.T, seg, data []byte) {
+	dir := t.TempDir()
+	w, err := Open(Options{Dir: dir, Fsync: FsyncNever}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(w.Close())
+	for i, b := range [][]byte{seg, data, seg} {
+		if err := os.WriteFile(wlog.SegmentName(dir, i), b, 0o666); err != nil {
+			t.Fatal(err)
 		}
-		must(w2.Close())
-		readClosed(t, w2)
-	})
+	}
+	intact, _ := readClosed(t, w)
+
+	w2, err := Open(Options{Dir: dir, Fsync: FsyncNever}, nil, nil)
+	if err != nil {
+		t.Fatalf("open after damage to a middle segment: %v", err)
+	}
+	must(w2.Close())
+	got, damaged := readClosed(t, w2)
+	if damaged {
+		t.Error("a Reader met damage after Open repaired the WAL")
+	}
+	for _, i := range []int{0, 2} {
+		if got[i] != intact[i] || got[i] == 0 {
+			t.Errorf("segment %d: %d samples after the repair, %d before", i, got[i], intact[i])
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	w3, err := Open(Options{Dir: dir, Fsync: FsyncNever}, nil, reg)
+	if err != nil {
+		t.Fatalf("open a repaired WAL: %v", err)
+	}
+	if n := testutil.ToFloat64(w3.metrics.repairs); n != 0 {
+		t.Errorf("a second Open repaired %v times", n)
+	}
+	must(w3.Close())
 }

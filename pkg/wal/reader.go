@@ -71,6 +71,7 @@ type Reader struct {
 	closedSeen bool // the WAL was closed at the last end of data: the next end is final
 	skip       bool // the rest of the source is damaged and is not read
 	closed     bool
+	listed     time.Time // when nextExists last listed the segments
 
 	dec             record.Decoder
 	typ             record.Type
@@ -132,9 +133,9 @@ func (r *Reader) tryStart() error {
 	case err != nil:
 		return fmt.Errorf("find checkpoint in %s: %w", dir, err)
 	}
-	first, last, err := wlog.Segments(dir)
+	first, last, _, err := segmentRange(dir) // a hole is filled when the Reader reaches it
 	if err != nil {
-		return fmt.Errorf("list segments in %s: %w", dir, err)
+		return err
 	}
 	low := max(cpIdx+1, first) // segments up to the checkpoint are in it
 	from := r.want
@@ -166,7 +167,8 @@ func (r *Reader) tryStart() error {
 // more is logged. It returns ctx.Err() when ctx is done while it waits,
 // ErrClosed when the WAL is closed and everything has been read, or after
 // Close. It returns a *GapError when WAL.Trim removed segments the Reader
-// had not read; the next call goes on after them. A damaged stretch of a segment or a record that does not decode
+// had not read, or when it opens a segment a repair cut after where it
+// started (Corrupt counts; damage.go); the next call goes on after them. A damaged stretch of a segment or a record that does not decode
 // returns an error naming where; the next call goes on after it (after
 // damage, with the next segment).
 func (r *Reader) Next(ctx context.Context) error {
@@ -326,23 +328,33 @@ func (r *Reader) damaged(err error) error {
 // openSegment opens segment r.segIdx. It reports wait when that segment is
 // not written yet. If a truncation removed it, reading starts over: from
 // the new checkpoint during the replay before r.from, else (the caller
-// truncated past this Reader) from the first segment left, logged.
+// truncated past this Reader) from the first segment left, logged. A
+// segment missing between others (deleted by hand: a truncation removes
+// the oldest first) is replaced by an empty one and reported as cut
+// (WAL.fillHoles). Once the segment is open, what repairs cut from it after
+// r.from is returned as a *GapError; reading goes on in the segment.
 func (r *Reader) openSegment() (wait bool, err error) {
 	seg, err := wlog.OpenReadSegment(wlog.SegmentName(r.w.dir, r.segIdx))
 	if err == nil {
 		r.seg = seg
 		r.lr = wlog.NewLiveReader(r.w.logger, r.w.lrm, seg)
-		return false, nil
+		return false, r.cutGap()
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("open segment %d in %s: %w", r.segIdx, r.w.dir, err)
 	}
-	_, last, err := wlog.Segments(r.w.dir)
+	first, last, _, err := segmentRange(r.w.dir)
 	if err != nil {
-		return false, fmt.Errorf("list segments in %s: %w", r.w.dir, err)
+		return false, err
 	}
 	if last < r.segIdx {
 		return true, nil
+	}
+	if first < r.segIdx {
+		r.w.truncMu.Lock()
+		err := r.w.fillHoles()
+		r.w.truncMu.Unlock()
+		return false, err // the next call opens the empty segment
 	}
 	passed := r.segIdx >= r.from.Segment // the truncation passed this Reader
 	if passed {
@@ -356,22 +368,47 @@ func (r *Reader) openSegment() (wait bool, err error) {
 	if !passed {
 		return false, nil
 	}
-	full, tooOld, trimmed := r.w.trimmed.gap(gapFrom.Segment, r.from.Segment)
+	full, tooOld, corrupt, trimmed := r.w.trimmed.gap(gapFrom.Segment, r.from.Segment)
 	if !trimmed {
 		return false, nil
 	}
-	return false, &GapError{From: gapFrom, To: r.from, Full: full, TooOld: tooOld}
+	return false, &GapError{From: gapFrom, To: r.from, Full: full, TooOld: tooOld, Corrupt: corrupt}
+}
+
+// cutGap returns a *GapError for what repairs cut from segment r.segIdx
+// after r.from, or nil if nothing was.
+func (r *Reader) cutGap() error {
+	if r.segIdx < r.from.Segment {
+		return nil // before where the Reader was asked to start: not its loss
+	}
+	var from int64
+	if r.segIdx == r.from.Segment {
+		from = r.from.Offset
+	}
+	c, start, end, ok := r.w.trimmed.cutAfter(r.segIdx, from)
+	if !ok {
+		return nil
+	}
+	return &GapError{From: Position{Segment: r.segIdx, Offset: start}, To: Position{Segment: r.segIdx, Offset: end}, Corrupt: c}
 }
 
 // nextExists reports whether the writer has moved past segment r.segIdx:
 // the next segment exists, or this one was truncated away (opening the
-// next then finds out what is left).
+// next then finds out what is left), or (looked for at most every
+// pollInterval) a later one exists, the next having been deleted.
 func (r *Reader) nextExists() bool {
 	if _, err := os.Stat(wlog.SegmentName(r.w.dir, r.segIdx+1)); err == nil {
 		return true
 	}
-	_, err := os.Stat(wlog.SegmentName(r.w.dir, r.segIdx))
-	return errors.Is(err, fs.ErrNotExist)
+	if _, err := os.Stat(wlog.SegmentName(r.w.dir, r.segIdx)); errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	if time.Since(r.listed) < pollInterval {
+		return false
+	}
+	r.listed = time.Now()
+	_, last, _, err := segmentRange(r.w.dir)
+	return err == nil && last > r.segIdx+1
 }
 
 // finishSegment closes the segment read to its end and moves to the next.

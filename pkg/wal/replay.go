@@ -56,52 +56,65 @@ func (w *WAL) finishTruncation() error {
 // wlog.Reader's buffer, as large as the largest record), so its memory does
 // not grow with the WAL. It logs its progress: the percentage of segments
 // read, at every tenth and at least every replayLogInterval, with the count
-// of series records' entries read so far. Damage in a
-// segment is returned as a *wlog.CorruptionErr naming it, for repair, with
-// good, the offset in that segment just after its last good record; damage
-// in the checkpoint cannot be repaired and is returned wrapped.
-func (w *WAL) replay() (maxRef chunks.HeadSeriesRef, good int64, err error) {
+// of series records' entries read so far. Damage in a segment is repaired
+// in place as it goes (scanSegment): only what is damaged is cut. Once
+// anything was cut or found missing (lossy), refs in sample records count
+// too, since the series record of a ref still in use may be what was cut,
+// and a new series must not get its ref. Damage in the checkpoint cannot
+// be repaired and is returned wrapped.
+func (w *WAL) replay(lossy bool) (maxRef chunks.HeadSeriesRef, err error) {
 	startSeg, series := 0, 0
 	cpDir, cpIdx, err := wlog.LastCheckpoint(w.dir)
 	switch {
 	case errors.Is(err, record.ErrNotFound):
 		cpDir = ""
 	case err != nil:
-		return 0, 0, fmt.Errorf("find checkpoint in %s: %w", w.dir, err)
+		return 0, fmt.Errorf("find checkpoint in %s: %w", w.dir, err)
 	default:
 		sr, err := wlog.NewSegmentsReader(cpDir)
 		if err != nil {
-			return 0, 0, fmt.Errorf("open checkpoint %s: %w", cpDir, err)
+			return 0, fmt.Errorf("open checkpoint %s: %w", cpDir, err)
 		}
 		var n int
 		maxRef, n, _, err = scanSeriesRefs(wlog.NewReader(sr), maxRef)
 		sr.Close()
 		if err != nil {
-			return 0, 0, fmt.Errorf("replay checkpoint %s: %w", cpDir, err)
+			return 0, fmt.Errorf("replay checkpoint %s: %w", cpDir, err)
 		}
 		series += n
 		startSeg = cpIdx + 1
 	}
 	first, last, err := wlog.Segments(w.dir)
 	if err != nil {
-		return 0, 0, fmt.Errorf("list segments in %s: %w", w.dir, err)
+		return 0, fmt.Errorf("list segments in %s: %w", w.dir, err)
 	}
 	startSeg = max(startSeg, first)
 	total := last - startSeg + 1
 	w.logger.Info("replaying WAL", "checkpoint", cpDir, "checkpoint_series", series, "segments", total)
 	lastTenth, lastLog := 0, time.Now()
+	var (
+		dec  = record.NewDecoder(nil, w.logger)
+		refs refScratch
+		cut  bool
+	)
 	for i := startSeg; i <= last; i++ {
-		seg, err := wlog.OpenReadSegment(wlog.SegmentName(w.dir, i))
-		if err != nil {
-			return maxRef, 0, fmt.Errorf("open segment %d in %s: %w", i, w.dir, err)
+		cuts, err := w.scanSegment(i, i == last, func(rec []byte, afterCut bool) {
+			if len(rec) == 0 {
+				return
+			}
+			if record.Type(rec[0]) == record.Series {
+				m, n := maxSeriesRef(rec)
+				maxRef = max(maxRef, m)
+				series += n
+			} else if lossy || afterCut {
+				maxRef = max(maxRef, refs.max(&dec, rec))
+			}
+		})
+		if len(cuts) > 0 {
+			lossy, cut = true, true
 		}
-		sr := wlog.NewSegmentBufReader(seg)
-		var n int
-		maxRef, n, good, err = scanSeriesRefs(wlog.NewReader(sr), maxRef)
-		sr.Close()
-		series += n
 		if err != nil {
-			return maxRef, good, err // a *wlog.CorruptionErr naming segment i
+			return maxRef, err
 		}
 		done := i - startSeg + 1
 		tenth := done * 10 / total
@@ -111,7 +124,12 @@ func (w *WAL) replay() (maxRef chunks.HeadSeriesRef, good int64, err error) {
 			lastTenth, lastLog = tenth, time.Now()
 		}
 	}
-	return maxRef, 0, nil
+	if cut {
+		if err := w.trimmed.save(w.dir); err != nil {
+			w.logger.Warn("remember what repairs cut; an endpoint resuming before the damage after a restart will not count its loss", "err", err)
+		}
+	}
+	return maxRef, nil
 }
 
 // replayLogInterval is the longest replay goes without logging progress.
@@ -159,62 +177,37 @@ func maxSeriesRef(rec []byte) (chunks.HeadSeriesRef, int) {
 	return chunks.HeadSeriesRef(m), count
 }
 
-// repair cuts the WAL at the damage cerr reports: the records before it in
-// its segment (good bytes) are kept, the rest of the segment and every later
-// segment go. What is cut is logged and counted.
-//
-// wlog's Repair rewrites the damaged segment record by record, which keeps
-// their offsets, and then writes the segment after it. Left there, the
-// writer would reuse the indices of the segments cut, and a Reader resuming
-// at a Position saved in one of them would skip new records as if already
-// read. So the writer moves on to the index Open would have written
-// without damage, leaving empty segments in between.
-func (w *WAL) repair(cerr *wlog.CorruptionErr, good int64) error {
-	name := wlog.SegmentName(w.dir, cerr.Segment)
-	cut, later := w.damage(cerr.Segment, good)
-	_, active, err := wlog.Segments(w.dir) // the segment wlog opened for writing
-	if err != nil {
-		return fmt.Errorf("list segments in %s: %w", w.dir, err)
-	}
-	w.logger.Warn("WAL is damaged, cutting it after the last good record",
-		"segment", name, "offset", good, "err", cerr.Err)
-	if err := w.wl.Repair(cerr); err != nil {
-		return fmt.Errorf("repair segment %s: %w", name, err)
-	}
-	for seg := cerr.Segment + 1; seg < active; {
-		next, err := w.wl.NextSegmentSync()
-		if err != nil {
-			return fmt.Errorf("skip segment %d after repair in %s: %w", seg, w.dir, err)
-		}
-		seg = next
-	}
-	w.metrics.repairs.Inc()
-	w.metrics.repairCutBytes.Add(float64(cut))
-	w.logger.Warn("repaired WAL", "segment", name, "kept_bytes", good,
-		"cut_bytes", cut, "later_segments_removed", later)
-	return nil
+// refScratch holds the decoding buffers of refScratch.max.
+type refScratch struct {
+	samples    []record.RefSample
+	hists      []record.RefHistogramSample
+	floatHists []record.RefFloatHistogramSample
 }
 
-// damage returns the bytes a repair of segment seg cuts (those after its
-// first good bytes, and every later segment's) and the count of later
-// segments holding data.
-func (w *WAL) damage(seg int, good int64) (cut int64, later int) {
-	_, last, err := wlog.Segments(w.dir)
+// max returns the highest series ref a sample or histogram record refers
+// to; zero for any other record, or one that does not decode.
+func (s *refScratch) max(dec *record.Decoder, rec []byte) chunks.HeadSeriesRef {
+	var m chunks.HeadSeriesRef
+	var err error
+	switch dec.Type(rec) {
+	case record.Samples, record.SamplesV2:
+		s.samples, err = dec.Samples(rec, s.samples[:0])
+		for _, x := range s.samples {
+			m = max(m, x.Ref)
+		}
+	case record.HistogramSamples, record.CustomBucketsHistogramSamples, record.HistogramSamplesV2:
+		s.hists, err = dec.HistogramSamples(rec, s.hists[:0])
+		for _, x := range s.hists {
+			m = max(m, x.Ref)
+		}
+	case record.FloatHistogramSamples, record.CustomBucketsFloatHistogramSamples, record.FloatHistogramSamplesV2:
+		s.floatHists, err = dec.FloatHistogramSamples(rec, s.floatHists[:0])
+		for _, x := range s.floatHists {
+			m = max(m, x.Ref)
+		}
+	}
 	if err != nil {
-		return 0, 0
+		return 0
 	}
-	for i := seg; i <= last; i++ {
-		fi, err := os.Stat(wlog.SegmentName(w.dir, i))
-		if err != nil {
-			continue
-		}
-		switch {
-		case i == seg:
-			cut += max(fi.Size()-good, 0)
-		case fi.Size() > 0:
-			cut += fi.Size()
-			later++
-		}
-	}
-	return cut, later
+	return m
 }

@@ -1,8 +1,10 @@
 package wal
 
 import (
+	"cmp"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,25 +26,80 @@ func (c *Counts) add(d Counts) {
 }
 
 // GapError is returned by Reader.Next when Trim removed segments the Reader
-// had not read yet: what they held is lost to it, by reason. The next call
-// to Next goes on after the gap, with the first segment left.
+// had not read yet, or when it reaches a stretch a repair cut (damage.go):
+// what they held is lost to it, by reason. The next call to Next goes on
+// after the gap, with the first segment left or the rest of the segment.
 type GapError struct {
 	From, To Position // the Reader jumped from From to To
 	Full     Counts   // removed because the WAL was over its size limit
 	TooOld   Counts   // removed because they were older than the age limit
+	// Corrupt is an upper bound of what repairs cut from the segments
+	// between From and To (damaged or missing): bytes cut over the fewest
+	// bytes a sample takes, histograms counted among the samples.
+	Corrupt Counts
 }
 
 func (e *GapError) Error() string {
-	return fmt.Sprintf("wal: segments from %s to %s were trimmed before they were read: %d samples, %d histograms, %d exemplars lost (size limit), %d samples, %d histograms, %d exemplars lost (age limit)",
-		e.From, e.To, e.Full.Samples, e.Full.Histograms, e.Full.Exemplars, e.TooOld.Samples, e.TooOld.Histograms, e.TooOld.Exemplars)
+	if e.Full == (Counts{}) && e.TooOld == (Counts{}) {
+		return fmt.Sprintf("wal: damage cut from %s to %s before it was read: at most %d samples lost", e.From, e.To, e.Corrupt.Samples)
+	}
+	return fmt.Sprintf("wal: segments from %s to %s were trimmed before they were read: %d samples, %d histograms, %d exemplars lost (size limit), %d samples, %d histograms, %d exemplars lost (age limit), at most %d samples cut by repairs",
+		e.From, e.To, e.Full.Samples, e.Full.Histograms, e.Full.Exemplars, e.TooOld.Samples, e.TooOld.Histograms, e.TooOld.Exemplars, e.Corrupt.Samples)
 }
 
 // trimmed remembers what each segment removed by Trim held, for Readers
-// that find it gone. Entries below a normal truncation are forgotten: every
+// that find it gone, and what repairs cut from each segment, for Readers
+// that reach it. Entries below a normal truncation are forgotten: every
 // Reader that matters has passed them.
 type trimmed struct {
 	mu   sync.Mutex
 	segs map[int]trimmedSegment // mu
+	cuts map[int][]cutStretch   // by segment, ordered by From; mu
+}
+
+// cut remembers stretches a repair cut from segment seg.
+func (t *trimmed) cut(seg int, cs []cutStretch) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cuts == nil {
+		t.cuts = map[int][]cutStretch{}
+	}
+	all := append(t.cuts[seg], cs...)
+	slices.SortFunc(all, func(a, b cutStretch) int { return cmp.Compare(a.From, b.From) })
+	t.cuts[seg] = all
+}
+
+// cutBefore says whether a repair cut segment seg from an offset at or
+// before off.
+func (t *trimmed) cutBefore(seg int, off int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.cuts[seg] {
+		if s.From <= off {
+			return true
+		}
+	}
+	return false
+}
+
+// cutAfter returns what repairs cut from segment seg after offset from: the
+// stretches ending after it, the first's start, the last's end, and whether
+// there is one.
+func (t *trimmed) cutAfter(seg int, from int64) (c Counts, start, end int64, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.cuts[seg] {
+		if s.To <= from {
+			continue
+		}
+		if !ok {
+			start = s.From
+		}
+		ok = true
+		c.Samples += s.Samples
+		end = s.To
+	}
+	return c, start, end, ok
 }
 
 type trimmedSegment struct {
@@ -51,11 +108,15 @@ type trimmedSegment struct {
 }
 
 // gap returns what the segments from to to (exclusive) held, if Trim
-// removed any of them.
-func (t *trimmed) gap(from, to int) (full, tooOld Counts, ok bool) {
+// removed any of them, and what repairs had cut from them.
+func (t *trimmed) gap(from, to int) (full, tooOld, corrupt Counts, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for seg := from; seg < to; seg++ {
+		for _, c := range t.cuts[seg] {
+			ok = true
+			corrupt.Samples += c.Samples
+		}
 		s, found := t.segs[seg]
 		if !found {
 			continue
@@ -67,7 +128,7 @@ func (t *trimmed) gap(from, to int) (full, tooOld Counts, ok bool) {
 			full.add(s.c)
 		}
 	}
-	return full, tooOld, ok
+	return full, tooOld, corrupt, ok
 }
 
 // forget drops the segments up to to, and says whether there were any.
@@ -76,6 +137,12 @@ func (t *trimmed) forget(to int) (changed bool) {
 	for seg := range t.segs {
 		if seg <= to {
 			delete(t.segs, seg)
+			changed = true
+		}
+	}
+	for seg := range t.cuts {
+		if seg <= to {
+			delete(t.cuts, seg)
 			changed = true
 		}
 	}
@@ -131,6 +198,9 @@ func (w *WAL) Trim(maxSize int64, maxAge time.Duration, now time.Time) (TrimResu
 
 // trimOnce computes the cut once and trims up to it; w.truncMu is held.
 func (w *WAL) trimOnce(maxSize int64, maxAge time.Duration, now time.Time) (TrimResult, error) {
+	if err := w.fillHoles(); err != nil { // wlog's checkpoint refuses holes
+		return TrimResult{}, err
+	}
 	first, last, err := wlog.Segments(w.dir)
 	if err != nil {
 		return TrimResult{}, fmt.Errorf("list segments in %s: %w", w.dir, err)
@@ -138,9 +208,9 @@ func (w *WAL) trimOnce(maxSize int64, maxAge time.Duration, now time.Time) (Trim
 	if first < 0 {
 		return TrimResult{}, nil
 	}
-	total, err := fileutil.DirSize(w.dir)
+	total, err := dirSize(w.dir)
 	if err != nil {
-		return TrimResult{}, fmt.Errorf("size wal dir %s: %w", w.dir, err)
+		return TrimResult{}, err
 	}
 	// A truncation writes the new checkpoint before it removes the
 	// segments and the old one: leave room for it, so the directory stays

@@ -3,8 +3,10 @@ package wal
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -151,9 +153,9 @@ func TestTrimNoLimitsNoop(t *testing.T) {
 	}
 }
 
-// TestRepairDamagedMiddle flips bytes inside a record in the middle of a
-// segment: Open keeps the records before it, cuts and counts the rest, and
-// logging and reading carry on.
+// TestRepairDamagedMiddle: a record damaged in the middle of a segment is
+// cut alone; the records after it in its page are kept, and a Reader
+// reports the cut, bounding what it held.
 func TestRepairDamagedMiddle(t *testing.T) {
 	dir := t.TempDir()
 	w := openWAL(t, Options{Dir: dir}, nil, nil)
@@ -182,22 +184,26 @@ func TestRepairDamagedMiddle(t *testing.T) {
 	if n := testutil.ToFloat64(w2.metrics.repairs); n != 1 {
 		t.Errorf("repairs counted: got %v, want 1", n)
 	}
-	if n := testutil.ToFloat64(w2.metrics.repairCutBytes); n <= 0 {
-		t.Errorf("cut bytes counted: got %v", n)
+	if n := testutil.ToFloat64(w2.metrics.repairCutBytes); n <= 0 || n >= 200 {
+		t.Errorf("cut bytes counted: got %v, want the damaged record's, under 200", n)
 	}
 	mustLog(t, w2, batch([]chunks.HeadSeriesRef{99}, true, 1, 1e6))
 	must(w2.Close())
 	after := readToEnd(t, w2, Position{})
-	if want := 2*10 + 1; len(after.Samples) != want {
-		t.Fatalf("samples after repair: got %d, want %d (batches 0 and 1, then the new one)", len(after.Samples), want)
+	want := slices.Concat(got.Samples[:20], got.Samples[30:])
+	if len(after.Samples) != len(want)+1 {
+		t.Fatalf("samples after repair: got %d, want %d (all but batch 2's, then the new one)", len(after.Samples), len(want)+1)
 	}
-	for i, s := range after.Samples[:20] {
-		if s != got.Samples[i] {
-			t.Fatalf("sample %d after repair: got %v, want %v", i, s, got.Samples[i])
+	for i, s := range want {
+		if after.Samples[i] != s {
+			t.Fatalf("sample %d after repair: got %v, want %v", i, after.Samples[i], s)
 		}
 	}
-	if last := after.Samples[20]; last.Ref != 99 {
+	if last := after.Samples[len(want)]; last.Ref != 99 {
 		t.Fatalf("new sample after repair: got %v", last)
+	}
+	if len(after.gaps) != 1 || after.gaps[0].Corrupt.Samples < 10 {
+		t.Errorf("gaps: %v, want one bounding batch 2's 10 samples", after.gaps)
 	}
 }
 
@@ -248,29 +254,61 @@ func TestTrimRemembered(t *testing.T) {
 }
 
 func TestParseTrimLog(t *testing.T) {
-	good := trimLogHeader + "3 wal_full 10 2 1\n4 too_old 7 0 0\n"
-	segs, err := parseTrimLog([]byte(good))
+	good := trimLogHeader + "3 wal_full 10 2 1\n4 too_old 7 0 0\n5 wal_corrupt 9 0 0 100 32768\n5 wal_corrupt 3 0 0 0 30\n"
+	segs, cuts, err := parseTrimLog([]byte(good))
 	if err != nil || len(segs) != 2 || segs[3].c.Samples != 10 || segs[3].tooOld || !segs[4].tooOld || segs[4].c.Samples != 7 {
 		t.Fatalf("parse %q: %v, %v", good, segs, err)
 	}
-	for _, bad := range []string{"", "3 wal_full 1 1 1\n", trimLogHeader + "3 lost 1 1 1\n", trimLogHeader + "3 wal_full -1 0 0\n", trimLogHeader + "x wal_full 1 0 0\n", trimLogHeader + "3 wal_full 1 0\n"} {
-		if _, err := parseTrimLog([]byte(bad)); err == nil {
+	if want := []cutStretch{{From: 0, To: 30, Samples: 3}, {From: 100, To: 32768, Samples: 9}}; !slices.Equal(cuts[5], want) {
+		t.Fatalf("cuts of segment 5: %v, want %v (ordered by offset)", cuts[5], want)
+	}
+	for _, bad := range []string{"", "3 wal_full 1 1 1\n", trimLogHeader + "3 lost 1 1 1\n", trimLogHeader + "3 wal_full -1 0 0\n",
+		trimLogHeader + "x wal_full 1 0 0\n", trimLogHeader + "3 wal_full 1 0\n", trimLogHeader + "3 wal_corrupt 1 0 0\n",
+		trimLogHeader + "3 wal_corrupt 1 0 0 50 10\n", trimLogHeader + "3 wal_full 1 0 0 0 10\n"} {
+		if _, _, err := parseTrimLog([]byte(bad)); err == nil {
 			t.Errorf("parse %q succeeded", bad)
 		}
 	}
 }
 
+// TestTrimLogRoundTrip: what save writes, load reads back, trims and cuts.
+func TestTrimLogRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	var tr trimmed
+	tr.segs = map[int]trimmedSegment{2: {tooOld: true, c: Counts{Samples: 5, Histograms: 1, Exemplars: 2}}}
+	tr.cut(2, []cutStretch{{From: 10, To: 20, Samples: 1}})
+	tr.cut(7, []cutStretch{{From: 0, To: 65536, Samples: 6553}})
+	if err := tr.save(dir); err != nil {
+		t.Fatal(err)
+	}
+	var got trimmed
+	if err := got.load(dir); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got.segs, tr.segs) || !maps.EqualFunc(got.cuts, tr.cuts, slices.Equal) {
+		t.Fatalf("loaded %v %v, saved %v %v", got.segs, got.cuts, tr.segs, tr.cuts)
+	}
+}
+
 func FuzzParseTrimLog(f *testing.F) {
 	f.Add([]byte(trimLogHeader + "3 wal_full 10 2 1\n"))
+	f.Add([]byte(trimLogHeader + "3 wal_corrupt 10 0 0 5 100\n"))
 	f.Add([]byte(trimLogHeader))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		segs, err := parseTrimLog(b)
+		segs, cuts, err := parseTrimLog(b)
 		if err != nil {
 			return
 		}
 		for seg, s := range segs {
 			if seg < 0 || s.c.Samples < 0 || s.c.Histograms < 0 || s.c.Exemplars < 0 {
 				t.Errorf("parsed a negative count: %d %+v", seg, s)
+			}
+		}
+		for seg, cs := range cuts {
+			for _, c := range cs {
+				if seg < 0 || c.Samples < 0 || c.From < 0 || c.To < c.From {
+					t.Errorf("parsed an impossible cut: %d %+v", seg, c)
+				}
 			}
 		}
 	})

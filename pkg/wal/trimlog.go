@@ -3,6 +3,7 @@ package wal
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,10 +17,16 @@ import (
 )
 
 // trimLogName is the file in the WAL directory that remembers what each
-// segment Trim removed held, so that a process started after the trim can
-// still count what an endpoint that had not sent those segments lost
-// (Resume). wlog ignores it: its name is not a segment number.
+// segment Trim removed held, and what repairs cut from segments, so that a
+// process started later can still count what an endpoint that had not
+// sent them lost (Resume, Reader). wlog ignores it: its name is not a
+// segment number. A trim line is "segment reason samples histograms
+// exemplars"; a cut line is "segment wal_corrupt samples 0 0 from to", one
+// per stretch cut.
 const trimLogName = "trimmed"
+
+// reasonCorrupt marks a stretch a repair cut in the trim log.
+const reasonCorrupt = "wal_corrupt"
 
 // trimLogHeader starts the file; the number is the format version.
 const trimLogHeader = "rwagent-wal-trimmed 1\n"
@@ -29,20 +36,29 @@ const trimLogHeader = "rwagent-wal-trimmed 1\n"
 // t.mu must not be held.
 func (t *trimmed) save(dir string) error {
 	t.mu.Lock()
-	segs := make([]int, 0, len(t.segs))
+	segs := make([]int, 0, len(t.segs)+len(t.cuts))
 	for seg := range t.segs {
 		segs = append(segs, seg)
+	}
+	for seg := range t.cuts {
+		if _, ok := t.segs[seg]; !ok {
+			segs = append(segs, seg)
+		}
 	}
 	slices.Sort(segs)
 	var b bytes.Buffer
 	b.WriteString(trimLogHeader)
 	for _, seg := range segs {
-		s := t.segs[seg]
-		reason := reasonFull
-		if s.tooOld {
-			reason = reasonTooOld
+		if s, ok := t.segs[seg]; ok {
+			reason := reasonFull
+			if s.tooOld {
+				reason = reasonTooOld
+			}
+			fmt.Fprintf(&b, "%d %s %d %d %d\n", seg, reason, s.c.Samples, s.c.Histograms, s.c.Exemplars)
 		}
-		fmt.Fprintf(&b, "%d %s %d %d %d\n", seg, reason, s.c.Samples, s.c.Histograms, s.c.Exemplars)
+		for _, c := range t.cuts[seg] {
+			fmt.Fprintf(&b, "%d %s %d 0 0 %d %d\n", seg, reasonCorrupt, c.Samples, c.From, c.To)
+		}
 	}
 	t.mu.Unlock()
 
@@ -87,41 +103,60 @@ func (t *trimmed) load(dir string) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
-	segs, err := parseTrimLog(b)
+	segs, cuts, err := parseTrimLog(b)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	t.mu.Lock()
-	t.segs = segs
+	t.segs, t.cuts = segs, cuts
 	t.mu.Unlock()
 	return nil
 }
 
 // parseTrimLog parses what save writes.
-func parseTrimLog(b []byte) (map[int]trimmedSegment, error) {
+func parseTrimLog(b []byte) (map[int]trimmedSegment, map[int][]cutStretch, error) {
 	rest, ok := bytes.CutPrefix(b, []byte(trimLogHeader))
 	if !ok {
-		return nil, errors.New("no trim log header")
+		return nil, nil, errors.New("no trim log header")
 	}
 	segs := map[int]trimmedSegment{}
+	cuts := map[int][]cutStretch{}
 	sc := bufio.NewScanner(bytes.NewReader(rest))
 	for n := 2; sc.Scan(); n++ {
 		f := strings.Fields(sc.Text())
-		if len(f) != 5 || (f[1] != reasonFull && f[1] != reasonTooOld) {
-			return nil, fmt.Errorf("line %d: want segment, reason, samples, histograms, exemplars", n)
+		want := 5
+		if len(f) > 1 && f[1] == reasonCorrupt {
+			want = 7
 		}
-		var v [4]int
-		for i, s := range []string{f[0], f[2], f[3], f[4]} {
-			x, err := strconv.Atoi(s)
-			if err != nil || x < 0 {
-				return nil, fmt.Errorf("line %d: field %q is not a count", n, s)
+		if len(f) != want || (f[1] != reasonFull && f[1] != reasonTooOld && f[1] != reasonCorrupt) {
+			return nil, nil, fmt.Errorf("line %d: want segment, reason, samples, histograms, exemplars (and from, to for %s)", n, reasonCorrupt)
+		}
+		v := make([]int64, 0, 6)
+		for i, s := range f {
+			if i == 1 {
+				continue
 			}
-			v[i] = x
+			x, err := strconv.ParseInt(s, 10, 0)
+			if err != nil || x < 0 {
+				return nil, nil, fmt.Errorf("line %d: field %q is not a count", n, s)
+			}
+			v = append(v, x)
 		}
-		segs[v[0]] = trimmedSegment{tooOld: f[1] == reasonTooOld, c: Counts{Samples: v[1], Histograms: v[2], Exemplars: v[3]}}
+		seg := int(v[0])
+		if f[1] == reasonCorrupt {
+			if v[5] < v[4] {
+				return nil, nil, fmt.Errorf("line %d: cut ends at %d before it starts at %d", n, v[5], v[4])
+			}
+			cuts[seg] = append(cuts[seg], cutStretch{From: v[4], To: v[5], Samples: int(v[1])})
+			continue
+		}
+		segs[seg] = trimmedSegment{tooOld: f[1] == reasonTooOld, c: Counts{Samples: int(v[1]), Histograms: int(v[2]), Exemplars: int(v[3])}}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return segs, nil
+	for _, cs := range cuts {
+		slices.SortFunc(cs, func(a, b cutStretch) int { return cmp.Compare(a.From, b.From) })
+	}
+	return segs, cuts, nil
 }

@@ -44,7 +44,7 @@ func (w *WAL) Release(refs []chunks.HeadSeriesRef) {
 		w.logger.Warn("log the end of released series; readers keep them until a restart", "series", len(refs), "err", err)
 	}
 	seg := -1 // stamped by the next Truncate if the directory cannot be read now
-	if _, last, err := wlog.Segments(w.dir); err == nil {
+	if _, last, _, err := segmentRange(w.dir); err == nil {
 		seg = last
 	} else {
 		w.logger.Warn("list segments to release series", "err", err)
@@ -157,6 +157,10 @@ func (w *WAL) truncateBelow(before Position, lazy int64) (bool, error) {
 	defer w.truncMu.Unlock()
 	if w.closed.Load() {
 		return false, ErrClosed
+	}
+	if err := w.fillHoles(); err != nil { // wlog's checkpoint refuses holes
+		w.metrics.truncateFails.Inc()
+		return false, err
 	}
 	first, last, err := wlog.Segments(w.dir)
 	if err != nil {

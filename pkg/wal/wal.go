@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/tsdb/chunks"
-	"github.com/prometheus/prometheus/tsdb/fileutil"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"github.com/prometheus/prometheus/util/compression"
 )
@@ -156,9 +155,12 @@ type WAL struct {
 }
 
 // Open opens the WAL in opts.Dir, creating it if needed. It finishes an
-// interrupted truncation, repairs a torn or corrupt tail (records before
-// the damage are kept, the rest is cut and counted), and replays the
-// checkpoint and segments to continue refs above the highest one logged.
+// interrupted truncation, repairs damage, cutting only what is damaged (a
+// missing segment is replaced by an empty one, a damaged stretch is zeroed
+// up to the next page, a segment that ends inside a record is cut after
+// its last whole one; see damage.go), and replays the checkpoint and
+// segments to continue refs above the highest one logged. What repairs
+// cut is logged, counted, and reported by the Readers that reach it.
 // Series logged before Open count as released (see Release): only this
 // process hands out refs that get new samples.
 //
@@ -199,11 +201,28 @@ func (w *WAL) open() error {
 	if err := wlog.DeleteTempCheckpoints(w.logger, w.dir); err != nil {
 		return fmt.Errorf("clean wal dir %s: %w", w.dir, err)
 	}
+	if err := w.trimmed.load(w.dir); err != nil {
+		w.logger.Warn("what trimmed or cut segments held is unknown: an endpoint resuming before them will not count its loss", "err", err)
+	}
+	// Holes first: wlog refuses a WAL with one.
+	_, _, holes, err := segmentRange(w.dir)
+	if err != nil {
+		return err
+	}
+	if holes {
+		if err := w.fillHoles(); err != nil {
+			return err
+		}
+	}
 	if err := w.finishTruncation(); err != nil {
 		return err
 	}
-	if err := w.trimmed.load(w.dir); err != nil {
-		w.logger.Warn("what trimmed segments held is unknown: an endpoint resuming in them will not count its loss", "err", err)
+	// Replay and repair before the writer starts, so that every segment
+	// they read is finished.
+	start := time.Now()
+	maxRef, err := w.replay(holes)
+	if err != nil {
+		return err
 	}
 	// A nil registerer: the segment writer's own metrics would collide
 	// with a second WAL on reg; ours cover what it counts.
@@ -212,14 +231,6 @@ func (w *WAL) open() error {
 		return fmt.Errorf("open wal segments in %s: %w", w.dir, err)
 	}
 	w.wl = wl
-	start := time.Now()
-	maxRef, good, err := w.replay()
-	if cerr, ok := errors.AsType[*wlog.CorruptionErr](err); ok && cerr.Dir == w.dir {
-		err = w.repair(cerr, good)
-	}
-	if err != nil {
-		return err
-	}
 	w.metrics.replayDuration.Set(time.Since(start).Seconds())
 	w.nextRef.Store(uint64(maxRef))
 
@@ -279,7 +290,8 @@ func (w *WAL) Log(r *Records) error {
 	w.metrics.count(r)
 	w.seriesBytes.Add(int64(r.seriesBytes()))
 	if w.opts.Fsync == FsyncAlways {
-		return w.syncSegments()
+		_, err := w.syncSegments() // a hole is filled by a Reader or a truncation
+		return err
 	}
 	return nil
 }
@@ -358,17 +370,18 @@ type walMetrics struct {
 	reg        prometheus.Registerer
 	collectors []prometheus.Collector
 
-	records        [numKinds]prometheus.Counter // WAL records written, by kind
-	entries        [numKinds]prometheus.Counter // series, samples, ... written, by kind
-	bytes          prometheus.Counter
-	writeFailures  prometheus.Counter
-	fsyncDuration  prometheus.Histogram
-	fsyncFailures  prometheus.Counter
-	repairs        prometheus.Counter
-	repairCutBytes prometheus.Counter
-	truncations    prometheus.Counter
-	truncateFails  prometheus.Counter
-	replayDuration prometheus.Gauge
+	records          [numKinds]prometheus.Counter // WAL records written, by kind
+	entries          [numKinds]prometheus.Counter // series, samples, ... written, by kind
+	bytes            prometheus.Counter
+	writeFailures    prometheus.Counter
+	fsyncDuration    prometheus.Histogram
+	fsyncFailures    prometheus.Counter
+	repairs          prometheus.Counter
+	repairCutBytes   prometheus.Counter
+	repairCutSamples prometheus.Counter
+	truncations      prometheus.Counter
+	truncateFails    prometheus.Counter
+	replayDuration   prometheus.Gauge
 
 	trimmedSegments prometheus.Counter
 	trimmedSamples  *prometheus.CounterVec
@@ -410,11 +423,15 @@ func newWALMetrics(reg prometheus.Registerer, w *WAL) *walMetrics {
 	})
 	m.repairs = f.NewCounter(prometheus.CounterOpts{
 		Name: "rwagent_wal_corruptions_repaired_total",
-		Help: "Corrupt or torn WAL tails cut off by Open.",
+		Help: "Damaged WAL segments repaired (damaged stretches cut) and missing segments replaced by empty ones.",
 	})
 	m.repairCutBytes = f.NewCounter(prometheus.CounterOpts{
 		Name: "rwagent_wal_repair_cut_bytes_total",
-		Help: "Bytes of WAL segments cut off by repairs, from the damage to the end.",
+		Help: "Bytes of WAL segments cut by repairs, from the damage to the next intact page or the end of the segment.",
+	})
+	m.repairCutSamples = f.NewCounter(prometheus.CounterOpts{
+		Name: "rwagent_wal_repair_cut_samples_total",
+		Help: "Upper bound of the samples and histograms in what repairs cut or found missing (a missing segment counts as a full one); each remote_write that had not sent them counts them in prometheus_remote_storage_samples_dropped_total{reason=\"wal_corrupt\"}.",
 	})
 	m.truncations = f.NewCounter(prometheus.CounterOpts{
 		Name: "rwagent_wal_truncations_total",
@@ -442,7 +459,7 @@ func newWALMetrics(reg prometheus.Registerer, w *WAL) *walMetrics {
 		Name: "rwagent_wal_segment_current",
 		Help: "Index of the WAL segment being written.",
 	}, func() float64 {
-		_, last, err := wlog.Segments(w.dir)
+		_, last, _, err := segmentRange(w.dir)
 		if err != nil {
 			return -1
 		}
@@ -452,7 +469,7 @@ func newWALMetrics(reg prometheus.Registerer, w *WAL) *walMetrics {
 		Name: "rwagent_wal_storage_size_bytes",
 		Help: "Size of the WAL directory.",
 	}, func() float64 {
-		n, err := fileutil.DirSize(w.dir)
+		n, err := dirSize(w.dir)
 		if err != nil {
 			return -1
 		}
@@ -460,7 +477,7 @@ func newWALMetrics(reg prometheus.Registerer, w *WAL) *walMetrics {
 	})
 	m.collectors = []prometheus.Collector{
 		records, entries, m.bytes, m.writeFailures, m.fsyncDuration, m.fsyncFailures,
-		m.repairs, m.repairCutBytes, m.truncations, m.truncateFails, m.replayDuration, segment, size,
+		m.repairs, m.repairCutBytes, m.repairCutSamples, m.truncations, m.truncateFails, m.replayDuration, segment, size,
 		m.trimmedSegments, m.trimmedSamples,
 	}
 	if reg != nil {

@@ -106,6 +106,7 @@ func seriesLabels(ref chunks.HeadSeriesRef) labels.Labels {
 type collected struct {
 	types     []record.Type
 	positions []Position
+	gaps      []*GapError // trimmed or cut stretches the Reader reported
 	Records
 }
 
@@ -138,6 +139,10 @@ func readToEnd(t testing.TB, w *WAL, from Position) *collected {
 		err := r.Next(ctx)
 		if errors.Is(err, ErrClosed) {
 			return c
+		}
+		if gap, ok := errors.AsType[*GapError](err); ok {
+			c.gaps = append(c.gaps, gap)
+			continue
 		}
 		if err != nil {
 			t.Fatalf("next: %v", err)
