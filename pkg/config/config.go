@@ -250,7 +250,9 @@ func load(b []byte, getenv func(string) (string, bool), logger *slog.Logger, dir
 	if err := checkAWS(prom, c, sigv4Cut); err != nil {
 		return nil, err
 	}
-	c.GoGC = gogc(prom, pc)
+	if c.GoGC, err = gogc(prom); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -121,6 +121,7 @@ func TestBadConfigs(t *testing.T) {
 		"storage-exemplars.bad.yml":         `storage-exemplars.bad.yml:3: storage.exemplars.max_exemplars: not supported: rwagent keeps no TSDB, so there is nothing for it to apply to; remove it (the WAL is bounded by wal.max_size and wal.max_age)`,
 		"tracing.bad.yml":                   `tracing.bad.yml:1: tracing: not supported: rwagent exports no traces of its own; remove the section`,
 		"runtime-log-level.bad.yml":         `runtime-log-level.bad.yml:3: runtime.log_level: not supported: rwagent takes its log level from the command line; remove it and run with --log.level=debug`,
+		"runtime-gogc-zero.bad.yml":         `runtime-gogc-zero.bad.yml:2: runtime.gogc: 0 would collect garbage continuously; remove it for the default (GOGC, else 50) or set a percentage`,
 		// AWS regions and AMP URLs.
 		"region-invalid.bad.yml":         `region-invalid.bad.yml:4: remote_write[0].sigv4.region: "us-east-1a" is not an AWS region name (like us-east-1, eu-central-2 or us-gov-west-1)`,
 		"region-contradicts-url.bad.yml": `region-contradicts-url.bad.yml:5: remote_write[0].sigv4.region: eu-west-1 contradicts the region us-east-1 of the URL's host: requests signed for eu-west-1 are refused there; set region: us-east-1 or remove it`,
@@ -281,5 +282,15 @@ func TestAccepted(t *testing.T) {
 	}
 	if c.GoGC != nil {
 		t.Errorf("GoGC = %d without runtime.gogc, want nil", *c.GoGC)
+	}
+
+	// A negative gogc turns the collector off, as GOGC=off does; the
+	// value written is kept, not Prometheus' default for it.
+	c, err = Load([]byte("runtime:\n  gogc: -1\n"), lookup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GoGC == nil || *c.GoGC != -1 {
+		t.Errorf("GoGC = %v, want -1", c.GoGC)
 	}
 }

@@ -140,13 +140,25 @@ func otlpSet(pc *promconfig.Config) bool {
 }
 
 // gogc returns runtime.gogc when the file sets it, else nil: then the
-// environment's GOGC or rwagent's default stands.
-func gogc(root *yaml.Node, pc *promconfig.Config) *int {
-	if child(deref(child(root, "runtime")), "gogc") == nil {
-		return nil
+// environment's GOGC or rwagent's default stands. It is the value written,
+// not Prometheus' (which, for a runtime section holding only gogc: 0,
+// is GOGC or 75); 0 is refused, since it would collect garbage
+// continuously, and a negative value turns the collector off, as GOGC=off.
+func gogc(root *yaml.Node) (*int, error) {
+	runtime := child(root, "runtime")
+	n := child(runtime, "gogc")
+	if n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		return nil, nil
 	}
-	v := pc.Runtime.GoGC
-	return &v
+	var v int
+	if err := n.Decode(&v); err != nil {
+		return nil, &Error{Line: n.Line, Field: "runtime.gogc", Msg: err.Error()}
+	}
+	if v == 0 {
+		return nil, &Error{Line: keyLine(runtime, "gogc"), Field: "runtime.gogc",
+			Msg: "0 would collect garbage continuously; remove it for the default (GOGC, else 50) or set a percentage"}
+	}
+	return &v, nil
 }
 
 // checkAWS checks the AWS side of every remote_write and signed scrape:
