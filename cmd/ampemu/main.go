@@ -3,7 +3,7 @@
 // given), stored in a local TSDB, and AMP's Prometheus-compatible query API.
 // Its own metrics are served at /metrics.
 //
-//	ampemu --access-key AKIDEXAMPLE --secret-key ... --workspace-id ws-local
+//	AMPEMU_SECRET_KEY=... ampemu --access-key AKIDEXAMPLE --workspace-id ws-local
 //
 // Remote write then goes to
 // http://127.0.0.1:9095/workspaces/ws-local/api/v1/remote_write with
@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -48,6 +49,9 @@ type flags struct {
 	accessKey, secretKey, sessionToken       string
 	clockOffset                              time.Duration
 	logLevel                                 slog.Level
+	// secretsInArgs names the flags that carried a secret on the command
+	// line, where any user of the host sees it (ps, /proc/PID/cmdline).
+	secretsInArgs []string
 }
 
 func parseFlags(args []string, getenv func(string) string, out io.Writer) (flags, error) {
@@ -59,8 +63,10 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (flags
 	fs.StringVar(&f.storagePath, "storage.path", "", "TSDB directory (default: a temporary directory removed on exit)")
 	fs.StringVar(&f.region, "region", "us-east-1", "SigV4 region requests must be signed for")
 	fs.StringVar(&f.accessKey, "access-key", getenv("AMPEMU_ACCESS_KEY"), "accepted access key id (env AMPEMU_ACCESS_KEY); none: unsigned requests are accepted")
-	fs.StringVar(&f.secretKey, "secret-key", getenv("AMPEMU_SECRET_KEY"), "its secret key (env AMPEMU_SECRET_KEY)")
-	fs.StringVar(&f.sessionToken, "session-token", getenv("AMPEMU_SESSION_TOKEN"), "its session token, if any (env AMPEMU_SESSION_TOKEN)")
+	secretKeyFile := fs.String("secret-key-file", "", "file holding the secret key (preferred: a key given with --secret-key shows in ps); env AMPEMU_SECRET_KEY works too")
+	fs.StringVar(&f.secretKey, "secret-key", getenv("AMPEMU_SECRET_KEY"), "its secret key; visible to every user in ps, prefer --secret-key-file or env AMPEMU_SECRET_KEY")
+	sessionTokenFile := fs.String("session-token-file", "", "file holding the session token, if any (preferred over --session-token); env AMPEMU_SESSION_TOKEN works too")
+	fs.StringVar(&f.sessionToken, "session-token", getenv("AMPEMU_SESSION_TOKEN"), "its session token, if any; visible in ps, prefer --session-token-file or env AMPEMU_SESSION_TOKEN")
 	fs.DurationVar(&f.clockOffset, "clock-offset", 0, "added to the emulator's clock, to test clock skew")
 	fs.TextVar(&f.logLevel, "log.level", slog.LevelInfo, "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -69,8 +75,36 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (flags
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	for _, sf := range []struct {
+		flag, file string
+		dst        *string
+	}{
+		{"secret-key", *secretKeyFile, &f.secretKey},
+		{"session-token", *sessionTokenFile, &f.sessionToken},
+	} {
+		if set[sf.flag] {
+			f.secretsInArgs = append(f.secretsInArgs, "--"+sf.flag)
+		}
+		if sf.file == "" {
+			continue
+		}
+		if set[sf.flag] {
+			return f, fmt.Errorf("give either --%s or --%s-file, not both", sf.flag, sf.flag)
+		}
+		b, err := os.ReadFile(sf.file)
+		if err != nil {
+			return f, fmt.Errorf("--%s-file: %w", sf.flag, err)
+		}
+		// Without surrounding white space: editors end files with a newline.
+		*sf.dst = strings.TrimSpace(string(b))
+		if *sf.dst == "" {
+			return f, fmt.Errorf("--%s-file: %s is empty", sf.flag, sf.file)
+		}
+	}
 	if (f.accessKey == "") != (f.secretKey == "") {
-		return f, errors.New("--access-key and --secret-key must be given together")
+		return f, errors.New("--access-key and --secret-key (or --secret-key-file) must be given together")
 	}
 	if f.sessionToken != "" && f.accessKey == "" {
 		return f, errors.New("--session-token needs --access-key and --secret-key")
@@ -86,6 +120,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: f.logLevel}))
+	for _, name := range f.secretsInArgs {
+		logger.Warn("A secret given on the command line is visible to every user of this host (ps); use the -file flag or the environment variable instead", "flag", name)
+	}
 	now := func() time.Time { return time.Now().Add(f.clockOffset) }
 
 	dir := f.storagePath

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -193,6 +196,15 @@ func TestUnsignedWorkspace(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte("from-the-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	emptyFile := filepath.Join(dir, "empty")
+	if err := os.WriteFile(emptyFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name string
 		args []string
@@ -208,6 +220,13 @@ func TestParseFlags(t *testing.T) {
 		{"bad level", []string{"--log.level=loud"}, nil, "log.level", ""},
 		{"bad offset", []string{"--clock-offset=soon"}, nil, "clock-offset", ""},
 		{"stray argument", []string{"extra"}, nil, "unexpected arguments", ""},
+		{"secret key file", []string{"--access-key=a", "--secret-key-file=" + secretFile}, nil, "", "a"},
+		{"secret key file beats env", []string{"--secret-key-file=" + secretFile},
+			map[string]string{"AMPEMU_ACCESS_KEY": "a", "AMPEMU_SECRET_KEY": "from-env"}, "", "a"},
+		{"secret key file and flag", []string{"--access-key=a", "--secret-key=s", "--secret-key-file=" + secretFile}, nil, "either --secret-key or --secret-key-file", ""},
+		{"secret key file missing", []string{"--access-key=a", "--secret-key-file=" + filepath.Join(dir, "nope")}, nil, "--secret-key-file: open", ""},
+		{"secret key file empty", []string{"--access-key=a", "--secret-key-file=" + emptyFile}, nil, "is empty", ""},
+		{"session token file", []string{"--access-key=a", "--secret-key-file=" + secretFile, "--session-token-file=" + secretFile}, nil, "", "a"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f, err := parseFlags(c.args, func(k string) string { return c.env[k] }, io.Discard)
@@ -220,6 +239,17 @@ func TestParseFlags(t *testing.T) {
 				}
 				if f.accessKey != c.key {
 					t.Errorf("access key = %q, want %q", f.accessKey, c.key)
+				}
+				if slices.Contains(c.args, "--secret-key-file="+secretFile) && f.secretKey != "from-the-file" {
+					t.Errorf("secret key = %q, want the file's, without its newline", f.secretKey)
+				}
+				if slices.Contains(c.args, "--session-token-file="+secretFile) && f.sessionToken != "from-the-file" {
+					t.Errorf("session token = %q, want the file's", f.sessionToken)
+				}
+				if got, want := f.secretsInArgs, slices.DeleteFunc(slices.Clone(c.args), func(a string) bool {
+					return !strings.HasPrefix(a, "--secret-key=") && !strings.HasPrefix(a, "--session-token=")
+				}); len(got) != len(want) {
+					t.Errorf("secrets on the command line = %q, want one for each of %q", got, want)
 				}
 				return
 			}

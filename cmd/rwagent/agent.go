@@ -57,6 +57,9 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	for _, s := range cfg.Ignored {
 		logger.Warn("configuration section ignored: rwagent is an agent", "section", s)
 	}
+	if previous, ok := applyGoGC(cfg.GoGC); ok {
+		logger.Info("runtime.gogc of the configuration applied", "gogc", *cfg.GoGC, "previous", previous)
+	}
 	dir := cfg.WAL.Dir
 	if o.StoragePath != "" {
 		dir = o.StoragePath

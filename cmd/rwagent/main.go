@@ -10,13 +10,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/rwagent/rwagent/pkg/config"
+	"github.com/rwagent/rwagent/pkg/sigv4"
 )
 
 // version is set at link time: -ldflags '-X main.version=v1.2.3'.
@@ -63,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
 	)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  rwagent --config.file=FILE [flags]\n  rwagent check-config FILE...\n  rwagent --version\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage:\n  rwagent --config.file=FILE [flags]\n  rwagent check-config [--check-credentials] FILE...\n  rwagent sign [flags] URL\n  rwagent --version\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -102,15 +105,36 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// checkConfig validates each file and says what is wrong, exit 0 or 1.
-func checkConfig(files []string, stdout, stderr io.Writer) int {
+// checkConfig is `rwagent check-config [--check-credentials] FILE...`: it
+// validates each file and says what is wrong, exit 0 or 1 (2 for a bad
+// command line). With --check-credentials it also resolves the credentials
+// of every sigv4 block as the agent does at start.
+func checkConfig(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("rwagent check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	checkCreds := fs.Bool("check-credentials", false, "Also resolve the AWS credentials and region of every sigv4 block (remote_write and scrape) "+
+		"as the agent does at start, and fail naming the endpoint and the places looked when there are none.")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: rwagent check-config [--check-credentials] FILE...\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	files := fs.Args()
 	if len(files) == 0 {
-		fmt.Fprintln(stderr, "usage: rwagent check-config FILE...")
+		fs.Usage()
 		return 2
 	}
 	code := 0
 	for _, f := range files {
 		c, err := config.LoadFile(f, nil, nil)
+		if err == nil && *checkCreds {
+			err = checkCredentials(context.Background(), c, stdout)
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "FAILED: %v\n", err)
 			code = 1
@@ -123,6 +147,63 @@ func checkConfig(files []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
+}
+
+// credentialTimeout bounds the resolution of one sigv4 block's credentials
+// by check-config: long enough for the SDK's retries against instance
+// metadata or STS, short enough for a systemd ExecStartPre.
+const credentialTimeout = 30 * time.Second
+
+// checkCredentials resolves the credentials and region of every sigv4
+// block of c with sigv4.NewRoundTripper, the call the agent makes at start,
+// and writes a line per block to w (the source, the first characters of
+// the access key id, the region; never a secret). The first block without
+// credentials fails it, naming the endpoint; the error lists the places
+// the AWS SDK looked.
+func checkCredentials(ctx context.Context, c *config.Config, w io.Writer) error {
+	type block struct {
+		name, url string
+		cfg       *config.SigV4Config
+	}
+	var blocks []block
+	for i, rw := range c.Prometheus.RemoteWriteConfigs {
+		if s := c.RemoteWriteSigV4[i]; s != nil {
+			blocks = append(blocks, block{fmt.Sprintf("remote_write[%d] %s", i, rw.URL.Redacted()), rw.URL.String(), s})
+		}
+	}
+	for i, sc := range c.Prometheus.ScrapeConfigs {
+		if s := c.ScrapeSigV4[sc.JobName]; s != nil {
+			blocks = append(blocks, block{fmt.Sprintf("scrape_configs[%d] job %q", i, sc.JobName), "", s})
+		}
+	}
+	for _, b := range blocks {
+		logger := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("endpoint", b.name)
+		bctx, cancel := context.WithTimeout(ctx, credentialTimeout)
+		_, err := sigv4.NewRoundTripper(bctx, *sigv4Config(b.cfg, b.url), sendNothing{}, sigv4.Options{Logger: logger})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", c.File, b.name, err)
+		}
+	}
+	return nil
+}
+
+// sendNothing is the transport under a signer built only to resolve its
+// credentials: it is never meant to be called.
+type sendNothing struct{}
+
+func (sendNothing) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("check-config sends no request")
+}
+
+// applyGoGC applies runtime.gogc of the configuration, when set, over GOGC
+// and defaultGCPercent (as Prometheus does), and returns the previous
+// setting and whether it changed anything.
+func applyGoGC(gogc *int) (previous int, applied bool) {
+	if gogc == nil {
+		return 0, false
+	}
+	return debug.SetGCPercent(*gogc), true
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -32,7 +32,7 @@ func TestCommandLine(t *testing.T) {
 		{"check notes ignored", []string{"check-config", good}, 0, "rule_files is ignored", ""},
 		{"check bad", []string{"check-config", good, bad}, 1, "SUCCESS", "FAILED: " + bad + `:3: remote_write[0].remote_timeout: unknown unit "q" in duration "3q"`},
 		{"check missing", []string{"check-config", filepath.Join(dir, "nope.yml")}, 1, "", "FAILED: read config: open "},
-		{"check no file", []string{"check-config"}, 2, "", "usage: rwagent check-config FILE"},
+		{"check no file", []string{"check-config"}, 2, "", "usage: rwagent check-config [--check-credentials] FILE..."},
 		{"unknown flag", []string{"--nope"}, 2, "", "flag provided but not defined: -nope"},
 		{"stray argument", []string{"run"}, 2, "", `unexpected argument "run"`},
 		{"bad log level", []string{"--log.level=loud"}, 2, "", `--log.level: "loud" is not one of`},

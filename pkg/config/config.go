@@ -32,9 +32,15 @@ type Config struct {
 	WAL WALConfig
 	// File is the path the configuration was read from.
 	File string
-	// Ignored lists top-level Prometheus sections present in the file that an
-	// agent does not use (rule_files, alerting, remote_read, storage.tsdb).
+	// Ignored lists top-level Prometheus sections present in the file that
+	// configure what an agent does not have (rule_files, alerting,
+	// remote_read, otlp): accepted, with no effect. Settings an agent would
+	// be expected to honour and cannot are refused by Load instead.
 	Ignored []string
+	// GoGC is runtime.gogc when the file sets it: the agent applies it with
+	// debug.SetGCPercent, over GOGC and rwagent's default, as Prometheus
+	// does. Nil: the file does not set it.
+	GoGC *int
 	// RemoteWriteSigV4 is the complete sigv4 block of each remote_write
 	// (Prometheus' fields and rwagent's), by the index of
 	// Prometheus.RemoteWriteConfigs; nil where a remote_write has none.
@@ -235,6 +241,15 @@ func load(b []byte, getenv func(string) (string, bool), logger *slog.Logger, dir
 	if err := applySigV4(c, sigv4Cut, dir); err != nil {
 		return nil, err
 	}
+	if err := refuseUnhonoured(prom, pc); err != nil {
+		return nil, err
+	}
+	if err := checkAWS(prom, c, sigv4Cut); err != nil {
+		return nil, err
+	}
+	if c.GoGC, err = gogc(prom); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -250,6 +265,11 @@ func ignoredSections(pc *promconfig.Config) []string {
 	}
 	if len(pc.RemoteReadConfigs) > 0 {
 		out = append(out, "remote_read")
+	}
+	// The translation of an OTLP receiver rwagent does not have (Prometheus
+	// needs a flag to have one too).
+	if otlpSet(pc) {
+		out = append(out, "otlp")
 	}
 	return out
 }

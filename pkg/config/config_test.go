@@ -109,6 +109,25 @@ func TestBadConfigs(t *testing.T) {
 		"sigv4-secret-file-missing.bad.yml": `sigv4-secret-file-missing.bad.yml:5: remote_write[0].sigv4.secret_key_file: read secret key: open testdata/no-such-secret: no such file or directory`,
 		"sigv4-scrape-unknown.bad.yml":      `sigv4-scrape-unknown.bad.yml:7: scrape_configs[0].sigv4: unknown field "regoin"`,
 		"sigv4-scrape-sts-endpoint.bad.yml": `sigv4-scrape-sts-endpoint.bad.yml:7: scrape_configs[0].sigv4.sts_endpoint: "sts.example:443" is not an http(s) URL`,
+		// Settings Prometheus accepts and rwagent cannot honour (refuse.go).
+		"rw-azuread.bad.yml":                `rw-azuread.bad.yml:3: remote_write[0].azuread: not supported: rwagent cannot authenticate with Azure AD, and will not send unauthenticated where authentication was asked for; use authorization, oauth2 or basic_auth, or remove it`,
+		"rw-google-iam.bad.yml":             `rw-google-iam.bad.yml:3: remote_write[0].google_iam: not supported: rwagent cannot authenticate with Google IAM, and will not send unauthenticated where authentication was asked for; use authorization or oauth2, or remove it`,
+		"rw-round-robin-dns.bad.yml":        `rw-round-robin-dns.bad.yml:6: remote_write[1].round_robin_dns: not supported: rwagent dials the host as Go's HTTP client does (the resolver's first working address, connections reused); remove it`,
+		"rw-convert-nhcb.bad.yml":           `rw-convert-nhcb.bad.yml:3: remote_write[0].convert_nhcb_to_classic: not supported: rwagent does not convert native histograms with custom buckets to classic ones; remove it, or do not set convert_classic_histograms_to_nhcb on the scrape configs`,
+		"rw-failed-request-logging.bad.yml": `rw-failed-request-logging.bad.yml:4: remote_write[0].failed_request_logging: not supported: rwagent does not dump failed requests; it logs the status and the receiver's message of every refused batch. Remove it`,
+		"sigv4-fips-sts.bad.yml":            `sigv4-fips-sts.bad.yml:5: remote_write[0].sigv4.use_fips_sts_endpoint: not supported: rwagent does not choose the FIPS STS endpoint itself; set sts_endpoint: https://sts-fips.<region>.amazonaws.com instead`,
+		"sigv4-tags.bad.yml":                `sigv4-tags.bad.yml:5: remote_write[0].sigv4.tags: not supported: rwagent does not pass session tags to sts:AssumeRole; remove tags and grant what they would through the role's policy`,
+		"storage-retention.bad.yml":         `storage-retention.bad.yml:4: storage.tsdb.retention.size: not supported: rwagent keeps no TSDB, so there is nothing for it to apply to; remove it (the WAL is bounded by wal.max_size and wal.max_age)`,
+		"storage-exemplars.bad.yml":         `storage-exemplars.bad.yml:3: storage.exemplars.max_exemplars: not supported: rwagent keeps no TSDB, so there is nothing for it to apply to; remove it (the WAL is bounded by wal.max_size and wal.max_age)`,
+		"tracing.bad.yml":                   `tracing.bad.yml:1: tracing: not supported: rwagent exports no traces of its own; remove the section`,
+		"runtime-log-level.bad.yml":         `runtime-log-level.bad.yml:3: runtime.log_level: not supported: rwagent takes its log level from the command line; remove it and run with --log.level=debug`,
+		"runtime-gogc-zero.bad.yml":         `runtime-gogc-zero.bad.yml:2: runtime.gogc: 0 would collect garbage continuously; remove it for the default (GOGC, else 50) or set a percentage`,
+		// AWS regions and AMP URLs.
+		"region-invalid.bad.yml":         `region-invalid.bad.yml:4: remote_write[0].sigv4.region: "us-east-1a" is not an AWS region name (like us-east-1, eu-central-2 or us-gov-west-1)`,
+		"region-contradicts-url.bad.yml": `region-contradicts-url.bad.yml:5: remote_write[0].sigv4.region: eu-west-1 contradicts the region us-east-1 of the URL's host: requests signed for eu-west-1 are refused there; set region: us-east-1 or remove it`,
+		"amp-no-sigv4.bad.yml":           `amp-no-sigv4.bad.yml:4: remote_write[1].url: an Amazon Managed Service for Prometheus workspace refuses unsigned requests (403): add a sigv4: block (sigv4: {} takes the region from the URL and credentials from the AWS default chain)`,
+		"sigv4-scrape-region.bad.yml":    `sigv4-scrape-region.bad.yml:6: scrape_configs[0].sigv4.region: "eu-west" is not an AWS region name (like us-east-1, eu-central-2 or us-gov-west-1)`,
+		"sigv4-sts-region.bad.yml":       `sigv4-sts-region.bad.yml:5: remote_write[0].sigv4.sts_region: "east" is not an AWS region name (like us-east-1, eu-central-2 or us-gov-west-1)`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
@@ -232,5 +251,46 @@ remote_write:
 	}
 	if got := c.Prometheus.RemoteWriteConfigs[2].QueueConfig.MaxShards; got != 3 {
 		t.Errorf("remote_write[2] max_shards = %d, want 3", got)
+	}
+}
+
+// TestAccepted loads settings Prometheus has that rwagent accepts because
+// they ask for nothing it does not do (defaults written out,
+// keep_dropped_targets), the otlp section it ignores with a note, and
+// runtime.gogc, which it honours.
+func TestAccepted(t *testing.T) {
+	c, err := LoadFile("testdata/accepted.yml", lookup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Ignored) != 0 {
+		t.Errorf("ignored = %v, want none: every section there is at its default", c.Ignored)
+	}
+	if c.GoGC == nil || *c.GoGC != 80 {
+		t.Errorf("GoGC = %v, want 80 from runtime.gogc", c.GoGC)
+	}
+	if got := c.Prometheus.ScrapeConfigs[0].KeepDroppedTargets; got != 10 {
+		t.Errorf("keep_dropped_targets = %d, want 10", got)
+	}
+
+	c, err = LoadFile("testdata/otlp.yml", lookup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Ignored) != 1 || c.Ignored[0] != "otlp" {
+		t.Errorf("ignored = %v, want [otlp]", c.Ignored)
+	}
+	if c.GoGC != nil {
+		t.Errorf("GoGC = %d without runtime.gogc, want nil", *c.GoGC)
+	}
+
+	// A negative gogc turns the collector off, as GOGC=off does; the
+	// value written is kept, not Prometheus' default for it.
+	c, err = Load([]byte("runtime:\n  gogc: -1\n"), lookup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GoGC == nil || *c.GoGC != -1 {
+		t.Errorf("GoGC = %v, want -1", c.GoGC)
 	}
 }

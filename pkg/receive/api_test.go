@@ -195,6 +195,9 @@ func TestQueryAPI_Errors(t *testing.T) {
 			if resp.StatusCode != c.wantCode {
 				t.Fatalf("status = %s %q, want %d", resp.Status, body, c.wantCode)
 			}
+			if got := resp.Header.Get("x-amzn-ErrorType"); c.wantCode == http.StatusBadRequest && got != "ValidationException" {
+				t.Errorf("x-amzn-ErrorType = %q, want ValidationException", got)
+			}
 			a := decodeAPI(t, body, nil)
 			if a.Status != "error" || a.ErrorType != c.wantType || a.Error == "" {
 				t.Errorf("answer = %+v, want error of type %s", a, c.wantType)

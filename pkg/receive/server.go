@@ -254,9 +254,16 @@ type statusWriter struct {
 	code int
 }
 
+// WriteHeader records code. A 400 that Prometheus' handlers answer (a body
+// that does not decode, a sample out of bounds, a bad query) gets the
+// x-amzn-ErrorType AMP sends with its 400s, ValidationException, as ampemu's
+// own errors carry theirs.
 func (w *statusWriter) WriteHeader(code int) {
 	if w.code == 0 {
 		w.code = code
+	}
+	if h := w.Header(); code == http.StatusBadRequest && h.Get("x-amzn-ErrorType") == "" {
+		h.Set("x-amzn-ErrorType", codeValidation)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

@@ -287,6 +287,9 @@ func TestRemoteWrite_BadRequests(t *testing.T) {
 			if resp.StatusCode != c.want {
 				t.Fatalf("status = %s %q, want %d", resp.Status, b, c.want)
 			}
+			if got := resp.Header.Get("x-amzn-ErrorType"); c.want == http.StatusBadRequest && got != "ValidationException" {
+				t.Errorf("x-amzn-ErrorType = %q, want ValidationException", got)
+			}
 			checkDate(t, resp)
 		})
 	}
@@ -309,6 +312,9 @@ func TestRemoteWrite_OutOfBoundsRejected(t *testing.T) {
 	resp, body := ts.post(t, ts.url("/api/v1/remote_write"), rw1Type, bodyOf(encode(t, req)))
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("status = %s %q, want 400", resp.Status, body)
+	}
+	if got := resp.Header.Get("x-amzn-ErrorType"); got != "ValidationException" {
+		t.Errorf("x-amzn-ErrorType = %q, want ValidationException", got)
 	}
 	if got := testutil.ToFloat64(ts.metrics.samples.WithLabelValues(sampleFloat, resultRejected)); got != 1 {
 		t.Errorf("rejected floats = %v, want 1", got)

@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/logging"
+
+	"github.com/rwagent/rwagent/pkg/awsregion"
 )
 
 // Config is the `sigv4:` block of a remote_write section (Prometheus' fields
@@ -102,7 +104,7 @@ func loadCredentials(ctx context.Context, cfg Config, logger *slog.Logger) (*cre
 	}
 	region, regionFrom := cfg.Region, "region of the sigv4 config"
 	if region == "" {
-		if region = RegionFromURL(cfg.URL); region != "" {
+		if region = awsregion.FromURL(cfg.URL); region != "" {
 			regionFrom = "host of " + redactURL(cfg.URL)
 		}
 	}

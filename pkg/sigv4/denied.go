@@ -149,19 +149,83 @@ func drainClose(resp *http.Response) {
 // was signed, so a user can tell a wrong region or service from missing IAM
 // permissions or the wrong credentials. Secrets are never logged: the access
 // key id is shortened and the secret key, session token and signature are
-// left out (and cut out of the receiver's message should it echo them).
+// left out, and the receiver's message goes through redactDenied.
 func (rt *roundTripper) reportDenied(req *http.Request, resp *http.Response, msg string, creds aws.Credentials) {
 	if rt.logger == nil || rt.denied == nil {
 		return
 	}
-	for _, secret := range append([]string{creds.SecretAccessKey, creds.SessionToken}, rt.secrets...) {
-		if len(secret) >= 4 {
-			msg = strings.ReplaceAll(msg, secret, "<redacted>")
-		}
-	}
+	msg = redactDenied(msg, req, append([]string{creds.SecretAccessKey, creds.SessionToken}, rt.secrets...))
 	rt.denied.Log(rt.logger, "sigv4: the receiver refused a signed request (403)",
 		"url", req.URL.Redacted(), "error_type", resp.Header.Get("x-amzn-ErrorType"), "message", msg,
 		"signed_service", rt.params.service, "signed_region", rt.params.region,
 		"access_key_id", keyIDPrefix(creds.AccessKeyID), "credential_source", creds.Source,
 		"temporary_credentials", creds.SessionToken != "")
+}
+
+// redacted replaces what a log line must not show.
+const redacted = "<redacted>"
+
+// shownHeaders are the headers whose values the log of a refused request
+// shows in the receiver's canonical request: those SigV4 itself sets or a
+// user needs to compare with what was signed. Any other value (the session
+// token, remote_write `headers:`, a proxy's credentials) is redacted.
+var shownHeaders = map[string]bool{
+	"host": true, "x-amz-date": true, "x-amz-content-sha256": true,
+	"content-type": true, "content-encoding": true, "content-length": true,
+}
+
+// canonicalMarker precedes, in AWS's signature mismatch message, the
+// canonical request the receiver computed, in single quotes.
+const canonicalMarker = "Canonical String for this request should have been"
+
+// redactDenied returns a receiver's 403 message fit for a log line: in the
+// canonical request it quotes, every header value not in shownHeaders is
+// replaced by <redacted> (the string to sign stays whole, so it can still be
+// compared with `rwagent sign --dry-run`); any value of such a header of
+// req, and every secret of at least 4 bytes, is replaced wherever else it
+// appears, for receivers that word their message otherwise.
+func redactDenied(msg string, req *http.Request, secrets []string) string {
+	msg = redactCanonicalHeaders(msg)
+	for name, values := range req.Header {
+		if shownHeaders[strings.ToLower(name)] {
+			continue
+		}
+		secrets = append(secrets, values...)
+	}
+	for _, s := range secrets {
+		if s = strings.TrimSpace(s); len(s) >= 4 {
+			msg = strings.ReplaceAll(msg, s, redacted)
+		}
+	}
+	return msg
+}
+
+// redactCanonicalHeaders redacts the values of the header lines of the
+// canonical request quoted after canonicalMarker: its lines are the method,
+// the path, the query, then "name:value" lines up to an empty line.
+func redactCanonicalHeaders(msg string) string {
+	i := strings.Index(msg, canonicalMarker)
+	if i < 0 {
+		return msg
+	}
+	q := strings.IndexByte(msg[i:], '\'')
+	if q < 0 {
+		return msg
+	}
+	start := i + q + 1
+	lines := strings.SplitAfter(msg[start:], "\n")
+	for k := 3; k < len(lines); k++ {
+		line, nl := strings.CutSuffix(lines[k], "\n")
+		name, _, ok := strings.Cut(line, ":")
+		if line == "" || !ok {
+			break
+		}
+		if !shownHeaders[name] {
+			lines[k] = name + ":" + redacted
+			if nl {
+				lines[k] += "\n"
+			}
+		}
+	}
+	return msg[:start] + strings.Join(lines, "")
 }

@@ -62,6 +62,8 @@ func run(bin, dir, cfg string, dur time.Duration) error {
 	env := append(os.Environ(),
 		"AWS_ACCESS_KEY_ID="+accessKey,
 		"AWS_SECRET_ACCESS_KEY="+secretKey,
+		// ampemu's key from the environment, not a flag that ps shows.
+		"AMPEMU_SECRET_KEY="+secretKey,
 		"AWS_REGION=us-east-1",
 		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE="+filepath.Join(dir, "no-aws-config"),
@@ -71,7 +73,7 @@ func run(bin, dir, cfg string, dur time.Duration) error {
 	amp, err := start(filepath.Join(bin, "ampemu"), filepath.Join(dir, "ampemu.log"), env,
 		"--web.listen-address="+ampemuAddr, "--workspace-id="+workspace,
 		"--storage.path="+filepath.Join(dir, "ampemu"),
-		"--access-key="+accessKey, "--secret-key="+secretKey)
+		"--access-key="+accessKey)
 	if err != nil {
 		return err
 	}
