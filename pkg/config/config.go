@@ -237,7 +237,7 @@ func load(b []byte, getenv func(string) (string, bool), logger *slog.Logger, dir
 	}
 	c.Prometheus = pc
 	c.Ignored = ignoredSections(pc)
-	applyV2QueueDefaults(pc, mappingValue(prom, "remote_write"))
+	applyQueueDefaults(pc, mappingValue(prom, "remote_write"))
 	if err := applySigV4(c, sigv4Cut, dir); err != nil {
 		return nil, err
 	}

@@ -27,17 +27,32 @@ import (
 // targets x 1,000 series @ 5 s: p50 6 ms -> 2.1 s, p99 2.1 s -> 4.8 s).
 const DefaultMaxSamplesPerSendV2 = 10_000
 
-// applyV2QueueDefaults sets DefaultMaxSamplesPerSendV2 on every 2.0
+// DefaultRetryOnHTTP429 is queue_config.retry_on_http_429 when a
+// remote_write does not set it. Prometheus (3.16 too) defaults to false and
+// drops a batch answered with 429; rwagent retries it, as vmagent does: a
+// 429 is AMP throttling (its ingestion rate and burst quotas), the data is
+// fine and goes through once the rate falls. Retries wait with backoff, and
+// the receiver's Retry-After, at most max_backoff. Writing
+// retry_on_http_429: false keeps Prometheus' behaviour.
+const DefaultRetryOnHTTP429 = true
+
+// applyQueueDefaults sets the queue_config defaults that depend on whether
+// a field is written, which Prometheus' structs cannot tell, for each
 // remote_write whose queue_config in doc (the remote_write section's
-// sequence node, in pc's order) does not name max_samples_per_send.
-func applyV2QueueDefaults(pc *promconfig.Config, doc *yaml.Node) {
+// sequence node, in pc's order) does not name it:
+//   - max_samples_per_send: DefaultMaxSamplesPerSendV2 for 2.0;
+//   - retry_on_http_429: true (DefaultRetryOnHTTP429).
+func applyQueueDefaults(pc *promconfig.Config, doc *yaml.Node) {
 	for i, rw := range pc.RemoteWriteConfigs {
-		if rw.ProtobufMessage != remoteapi.WriteV2MessageType {
-			continue
+		var qc *yaml.Node
+		if doc != nil && i < len(doc.Content) {
+			qc = mappingValue(doc.Content[i], "queue_config")
 		}
-		if doc != nil && i < len(doc.Content) && mappingValue(mappingValue(doc.Content[i], "queue_config"), "max_samples_per_send") != nil {
-			continue
+		if rw.ProtobufMessage == remoteapi.WriteV2MessageType && mappingValue(qc, "max_samples_per_send") == nil {
+			rw.QueueConfig.MaxSamplesPerSend = DefaultMaxSamplesPerSendV2
 		}
-		rw.QueueConfig.MaxSamplesPerSend = DefaultMaxSamplesPerSendV2
+		if mappingValue(qc, "retry_on_http_429") == nil {
+			rw.QueueConfig.RetryOnRateLimit = DefaultRetryOnHTTP429
+		}
 	}
 }

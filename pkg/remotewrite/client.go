@@ -28,9 +28,13 @@ const (
 	// maxDrain is how much of a successful response's body is read so the
 	// connection can be reused; the rest is discarded by closing it.
 	maxDrain = 64 << 10
-	// maxRetryAfter caps a receiver's Retry-After so a garbage or hostile
-	// header cannot park a shard for days; a real throttle asks for seconds.
+	// maxRetryAfter bounds what parseRetryAfter returns, so a garbage
+	// header cannot overflow a duration. The wait a shard actually takes
+	// is further capped by max_backoff (Queue.retryWait).
 	maxRetryAfter = 10 * time.Minute
+	// maxRedirects is how many same-host 307/308 redirects one attempt
+	// follows, as net/http's default policy.
+	maxRedirects = 10
 )
 
 // client posts encoded remote-write requests to one endpoint. It is safe for
@@ -43,7 +47,12 @@ type client struct {
 	userAgent  string
 	timeout    time.Duration
 	retryOn429 bool
-	now        func() time.Time
+	// signed is set when requests are signed with SigV4: then 401, 403
+	// and 404 mean credentials, a role or a workspace not ready yet, and
+	// are retried (see store).
+	signed bool
+	follow bool // follow_redirects; even then only checkRedirect's
+	now    func() time.Time
 }
 
 // newClient builds the client for cfg. rt is the base transport; nil means
@@ -97,10 +106,13 @@ func newClient(ctx context.Context, cfg *config.RemoteWriteConfig, rt http.Round
 			return nil, fmt.Errorf("set up sigv4 for %s: %w", redacted, err)
 		}
 	}
-	hc := &http.Client{Transport: rt}
-	if !cfg.HTTPClientConfig.FollowRedirects {
-		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	}
+	follow := cfg.HTTPClientConfig.FollowRedirects
+	hc := &http.Client{Transport: rt, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if !follow {
+			return http.ErrUseLastResponse // store turns the 3xx into a *redirectError
+		}
+		return checkRedirect(req, via)
+	}}
 	return &client{
 		url:        cfg.URL.String(),
 		redacted:   redacted,
@@ -109,6 +121,8 @@ func newClient(ctx context.Context, cfg *config.RemoteWriteConfig, rt http.Round
 		userAgent:  userAgent,
 		timeout:    time.Duration(cfg.RemoteTimeout),
 		retryOn429: cfg.QueueConfig.RetryOnRateLimit,
+		signed:     sv != nil,
+		follow:     follow,
 		now:        time.Now,
 	}, nil
 }
@@ -125,12 +139,60 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("server returned HTTP status %s: %s", e.status, e.body)
 }
 
+// redirectError is a redirect remote write refuses to follow: to another
+// host or scheme (the request would carry the configured headers, and a
+// SigV4 signature and session token made for a host the config did not
+// name), one that turns the POST into a GET (301, 302, 303), any redirect
+// when follow_redirects is false, or too many of them. location is
+// redacted.
+type redirectError struct {
+	code     int
+	location string
+	why      string
+}
+
+func (e *redirectError) Error() string {
+	return fmt.Sprintf("receiver redirected with HTTP status %d to %s, not followed: %s; configure that URL if it is right",
+		e.code, e.location, e.why)
+}
+
+// checkRedirect is the http.Client's CheckRedirect when follow_redirects is
+// true. It runs before the redirected request is sent, so before the SigV4
+// round tripper can sign it: only a 307 or 308 to the same scheme and host
+// is followed, which resends the POST with its body.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	first := via[0]
+	code := 0
+	if req.Response != nil {
+		code = req.Response.StatusCode
+	}
+	e := &redirectError{code: code, location: req.URL.Redacted()}
+	switch {
+	case req.Method != first.Method:
+		e.why = "it would turn the POST into a " + req.Method + " without the body"
+	case req.URL.Scheme != first.URL.Scheme || req.URL.Host != first.URL.Host:
+		e.why = "remote write does not follow a redirect to another host or scheme"
+	case len(via) >= maxRedirects:
+		e.why = fmt.Sprintf("stopped after %d redirects", len(via))
+	default:
+		return nil
+	}
+	return e
+}
+
 // recoverableError is a failure worth retrying: a connection error, a
-// timeout, a 5xx, or a 429 when retry_on_http_429 is set. retryAfter is the
-// receiver's Retry-After, zero if none.
+// timeout, a 5xx, a 429 when retry_on_http_429 is set, or a misconfig.
+// retryAfter is the receiver's Retry-After, zero if none.
 type recoverableError struct {
 	err        error
 	retryAfter time.Duration
+	// misconfig is set for answers that mean the configuration or the
+	// receiver's setup is wrong, not the data: a redirect not followed,
+	// or 401, 403 and 404 from a SigV4-signed endpoint (a role not yet
+	// allowed aps:RemoteWrite, a workspace not yet created). The data
+	// stays in the WAL (within wal.max_size and max_age) and is retried
+	// with backoff, logged as an error.
+	misconfig bool
 }
 
 func (e *recoverableError) Error() string { return e.err.Error() }
@@ -157,7 +219,10 @@ type written struct {
 // store makes one attempt to post body within remote_timeout: a
 // snappy-compressed prompb.WriteRequest, or an io.prometheus.write.v2.Request
 // when v2 is set. It returns nil on a 2xx, a *recoverableError when the
-// attempt may be retried, and another error when the batch must be dropped.
+// attempt may be retried (a network error, 5xx, 429 with retry_on_http_429,
+// a redirect it does not follow, and on a signed endpoint 401, 403, 404),
+// and another error, wrapping a *statusError, when the batch must be
+// dropped.
 // attempt counts earlier tries of the same body. On a 2xx, w holds the
 // receiver's written counts (2.0 only; w.confirmed is false otherwise).
 func (c *client) store(ctx context.Context, body []byte, attempt int, v2 bool) (w written, _ error) {
@@ -194,7 +259,8 @@ func (c *client) store(ctx context.Context, body []byte, attempt int, v2 bool) (
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return w, &recoverableError{err: fmt.Errorf("post to %s: %w", c.redacted, err)}
+		_, redirect := errors.AsType[*redirectError](err)
+		return w, &recoverableError{err: fmt.Errorf("post to %s: %w", c.redacted, err), misconfig: redirect}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 == 2 {
@@ -206,15 +272,31 @@ func (c *client) store(ctx context.Context, body []byte, attempt int, v2 bool) (
 		}
 		return w, nil
 	}
+	if resp.StatusCode/100 == 3 {
+		// follow_redirects is false, or a 3xx net/http does not
+		// follow (no Location, 300, 304): never dropped for it, the
+		// data is not at fault.
+		loc := "nowhere (no Location)"
+		if u, err := resp.Location(); err == nil {
+			loc = u.Redacted()
+		}
+		why := "not a redirect remote write can follow"
+		if !c.follow {
+			why = "follow_redirects is false"
+		}
+		rerr := &redirectError{code: resp.StatusCode, location: loc, why: why}
+		return w, &recoverableError{err: fmt.Errorf("post to %s: %w", c.redacted, rerr), misconfig: true}
+	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrBody))
 	serr := &statusError{code: resp.StatusCode, status: resp.Status, body: strings.ToValidUTF8(strings.TrimSpace(string(msg)), "?")}
-	if resp.StatusCode/100 == 5 || (c.retryOn429 && resp.StatusCode == http.StatusTooManyRequests) {
-		return w, &recoverableError{
-			err:        fmt.Errorf("post to %s: %w", c.redacted, serr),
-			retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.now()),
-		}
+	err = fmt.Errorf("post to %s: %w", c.redacted, serr)
+	switch code := resp.StatusCode; {
+	case code/100 == 5, code == http.StatusTooManyRequests && c.retryOn429:
+		return w, &recoverableError{err: err, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.now())}
+	case c.signed && (code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusNotFound):
+		return w, &recoverableError{err: err, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.now()), misconfig: true}
 	}
-	return w, fmt.Errorf("post to %s: %w", c.redacted, serr)
+	return w, err
 }
 
 // parseWritten reads a 2.0 receiver's written counts. A header that is not

@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/prometheus/prometheus/config"
 
@@ -36,6 +37,33 @@ const (
 	ampMaxValueBytes = 2048
 )
 
+// AMP's time window. AMP refuses a sample older than an hour with 400 for
+// the whole request: "Metric samples older than 1 hour are refused from
+// being ingested" (AMP_quotas.html,
+// https://docs.aws.amazon.com/prometheus/latest/userguide/AMP_quotas.html,
+// as quoted in aws/amazon-managed-service-for-prometheus-roadmap#27). Its
+// out-of-order window (60 seconds by default, at most 10 minutes:
+// AMP-workspace-configuration.html) is relative to each series' newest
+// sample, which per-series order already respects. AMP documents no future
+// limit; Cortex, which AMP runs, refuses samples more than its
+// creation_grace_period (10 minutes by default) ahead, as Prometheus'
+// scraper does.
+const (
+	// ampMaxAge is sample_age_limit for an AMP endpoint whose config
+	// leaves it zero. A longer sample_age_limit is honoured.
+	ampMaxAge = time.Hour
+	// ampMaxFuture is how far ahead of the clock a sample sent to AMP
+	// may be.
+	ampMaxFuture = 10 * time.Minute
+)
+
+// split413Floor is the body size under which a 413 is not answered by
+// splitting: no receiver we know limits requests below 64 KiB (AMP's limit
+// is 1 MB, Prometheus' 32 MiB decoded), so one that refuses such a body
+// refuses everything, and halving down to single samples would cost 2N-1
+// requests for N samples.
+const split413Floor = 64 << 10
+
 // ampLimits are the per-series limits enforced before sending to AMP.
 var ampLimits = seriesLimits{maxLabels: ampMaxLabels, maxNameBytes: ampMaxNameBytes, maxValueBytes: ampMaxValueBytes}
 
@@ -56,6 +84,9 @@ const (
 	// reasonOrphanExemplar: an exemplar whose series has no sample in the
 	// same 2.0 request (Prometheus' receiver refuses the request).
 	reasonOrphanExemplar = "exemplar_without_sample"
+	// reasonTooNew: a timestamp further ahead than the receiver accepts
+	// (ampMaxFuture), dropped before sending.
+	reasonTooNew = "too_far_in_future"
 )
 
 // rejectTexts maps what Prometheus' (storage.Err*) and AMP's (Cortex's
@@ -81,11 +112,12 @@ func rejectReason(msg string) string {
 	return reasonRejected
 }
 
-// rejectReasons lists every reason sendPart can drop a batch for, so each
-// gets its own log limiter.
+// rejectReasons lists every reason sendPart can drop a batch or part of
+// one for, so each gets its own log limiter.
 var rejectReasons = [...]string{
 	reasonRejected, reasonOutOfOrder, reasonOutOfBounds, reasonDuplicate,
 	reasonTooManyLabels, reasonLabelTooLong, reasonTooLarge, reasonPartial, reasonOrphanExemplar,
+	reasonTooOld, reasonTooNew,
 }
 
 // isAMP reports whether cfg sends to AMP: an aps-workspaces host, or SigV4

@@ -217,12 +217,7 @@ func (ms *metadataSender) send(ctx context.Context, body []byte, n int) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: %w", errGaveUp, err)
 		}
-		sleep := backoff
-		if re.retryAfter > 0 {
-			sleep = re.retryAfter
-		}
-		q.retryLog.Log(q.logger, "remote write metadata failed, retrying", "retry_in", sleep, "err", err)
-		t := time.NewTimer(sleep)
+		t := time.NewTimer(q.retryWait(backoff, re, "remote write metadata", err))
 		select {
 		case <-t.C:
 		case <-ctx.Done():

@@ -68,6 +68,13 @@ func newQueueMetrics(reg prometheus.Registerer, name, url string, lagBytes func(
 	m.samplesDropped = dropped("samples_dropped_total", "Total number of samples which were dropped after being read from the WAL before being sent via remote write, by reason.")
 	m.histogramsDropped = dropped("histograms_dropped_total", "Total number of histogram samples which were dropped after being read from the WAL before being sent via remote write, by reason.")
 	m.exemplarsDropped = dropped("exemplars_dropped_total", "Total number of exemplars which were dropped after being read from the WAL before being sent via remote write, by reason.")
+	// Every known reason exists at zero from the start, so a dashboard
+	// or an alert on increase() sees the first drop.
+	for _, r := range allDropReasons() {
+		for _, c := range []*prometheus.CounterVec{m.samplesDropped, m.histogramsDropped, m.exemplarsDropped} {
+			c.WithLabelValues(r)
+		}
+	}
 	m.metadataTotal = counter("metadata_total", "Total number of metadata entries sent to remote storage (remote write 1.0 only).")
 	m.metadataFailed = counter("metadata_failed_total", "Total number of metadata entries which failed on send to remote storage, non-recoverable errors or still failing at the next send_interval (remote write 1.0 only).")
 	m.metadataRetried = counter("metadata_retried_total", "Total number of metadata entries which failed on send to remote storage but were retried because the send error was recoverable (remote write 1.0 only).")
@@ -144,6 +151,15 @@ func (m *queueMetrics) unregister() {
 	for _, c := range m.collectors {
 		m.reg.Unregister(c)
 	}
+}
+
+// allDropReasons returns every reason samples_dropped_total (and the
+// histograms_ and exemplars_ counters) can count.
+func allDropReasons() []string {
+	rs := []string{
+		reasonDroppedSeries, reasonUnknownSeries, reasonNHCB, reasonEncode, reasonWALFull, reasonWALCorrupt,
+	}
+	return append(rs, rejectReasons[:]...) // rejected, too_old, ... : what sending drops
 }
 
 // dropped counts c as dropped for reason.

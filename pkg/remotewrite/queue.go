@@ -8,7 +8,9 @@
 // lets each shard batch, encode (protobuf, snappy) and POST with retries.
 // The number of shards follows the measured input and send rates between
 // min_shards and max_shards (reshard.go); a batch over the request size
-// limit, or refused with 413, is sent in halves (limits.go).
+// limit, or refused with 413, is sent in halves (limits.go), and one refused
+// with 400 for the data of some series is split until those series are
+// isolated and dropped (shard.go).
 // Acked reports the WAL position before which everything was delivered or
 // dropped, for WAL truncation.
 package remotewrite
@@ -60,8 +62,12 @@ type Options struct {
 	// use_fips_sts_endpoint are not supported.
 	// metadata_config is honoured: with send (the default) the latest
 	// metadata of each metric family is sent as 1.0 metadata every
-	// send_interval, and with each 2.0 series. Config must not change
-	// while the Queue exists.
+	// send_interval, and with each 2.0 series.
+	// queue_config.retry_on_http_429 is honoured as it is (pkg/config
+	// defaults it to true). A zero sample_age_limit means no limit, but
+	// for an AMP endpoint AMP's hour (ampMaxAge); AMP endpoints also drop
+	// samples more than ampMaxFuture ahead. Config must not change while
+	// the Queue exists.
 	Config *config.RemoteWriteConfig
 	// ExternalLabels are added to every series that lacks them, before
 	// write relabeling. They must be sorted (labels.Labels always are).
@@ -120,7 +126,8 @@ type Queue struct {
 	batchDeadline  time.Duration
 	minBackoff     time.Duration
 	maxBackoff     time.Duration
-	ageLimit       time.Duration
+	ageLimit       time.Duration // sample_age_limit; for AMP, zero means ampMaxAge
+	futureLimit    time.Duration // how far ahead a timestamp may be; AMP only, else zero (no limit)
 	sendExemplars  bool
 	sendHistograms bool
 
@@ -159,6 +166,9 @@ type Queue struct {
 
 	// maxBytes is the request size limit.
 	maxBytes int
+	// split413Floor: a half of a part split for a 413 that is refused
+	// again while under this size stops the splitting (shard.refused).
+	split413Floor int
 
 	// v2 is set while the queue sends remote-write 2.0: from New when
 	// protobuf_message asks for it, until the receiver shows it only
@@ -167,7 +177,7 @@ type Queue struct {
 
 	rejectLog                                  map[string]*lograte.Limiter // by reason; fixed in New
 	retryLog, unknownLog, readErrLog, limitLog lograte.Limiter
-	lengthLog, metadataLog                     lograte.Limiter
+	lengthLog, metadataLog, misconfigLog       lograte.Limiter
 
 	ran atomic.Bool
 }
@@ -232,6 +242,8 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		metadataLog:    lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
 		families:       newFamilies(),
 		maxBytes:       DefaultMaxRequestBytes,
+		split413Floor:  split413Floor,
+		misconfigLog:   lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
 		retryLog:       lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
 		unknownLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelWarn},
 		readErrLog:     lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError},
@@ -245,6 +257,10 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 	}
 	if isAMP(cfg.URL.URL, cfg, opts.SigV4) {
 		q.series.limits = ampLimits
+		if q.ageLimit <= 0 {
+			q.ageLimit = ampMaxAge
+		}
+		q.futureLimit = ampMaxFuture
 	}
 	if q.flushDeadline <= 0 {
 		q.flushDeadline = DefaultFlushDeadline

@@ -60,9 +60,19 @@ type running struct {
 
 func startQueue(t *testing.T, opts Options) *running {
 	t.Helper()
+	return startQueueWith(t, opts, nil)
+}
+
+// startQueueWith is startQueue with tune, if not nil, called on the Queue
+// before it runs, to change what Options cannot.
+func startQueueWith(t *testing.T, opts Options, tune func(*Queue)) *running {
+	t.Helper()
 	q, err := New(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if tune != nil {
+		tune(q)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{q: q, cancel: cancel, done: make(chan error, 1)}

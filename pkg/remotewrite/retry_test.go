@@ -28,6 +28,7 @@ func TestQueue_Faults(t *testing.T) {
 	cases := []struct {
 		name  string
 		mod   func(*config.RemoteWriteConfig)
+		tune  func(*Queue)
 		fault func(n int, w http.ResponseWriter, r *http.Request) bool
 		// check runs after the queue acked everything and stopped;
 		// logs is what it logged.
@@ -112,6 +113,10 @@ func TestQueue_Faults(t *testing.T) {
 		},
 		{
 			name: "413 splits the batch, nothing lost",
+			// Halves refused again stop the splitting only under
+			// the floor; this receiver's limit is far below the
+			// real one.
+			tune: func(q *Queue) { q.split413Floor = 100 },
 			fault: func(n int, w http.ResponseWriter, r *http.Request) bool {
 				// Refuse every request whose compressed body is over
 				// 300 bytes: only small parts get through.
@@ -151,34 +156,35 @@ func TestQueue_Faults(t *testing.T) {
 			},
 		},
 	}
-	// A 400 drops the batch without retry, counted by the reason its
-	// message names (Prometheus' and AMP's texts).
-	for _, bad := range []struct{ msg, reason string }{
-		{"out of order sample", reasonOutOfOrder},
-		{"duplicate sample for timestamp", reasonDuplicate},
-		{"too old sample", reasonOutOfBounds},
-		{"series has too many labels (actual: 75, limit: 70) series: 'up{a=\"1\"}'", reasonTooManyLabels},
-		{"label value too long", reasonLabelTooLong},
-		{"something else", reasonRejected},
+	// A 400 is not retried. Here the receiver refuses every request
+	// holding series i="3". When its message names a problem of the data,
+	// the batch is split until that series is alone, and only its samples
+	// are dropped, counted by the reason the message names (Prometheus'
+	// and AMP's texts); otherwise the batches holding it are dropped.
+	for _, bad := range []struct {
+		msg, reason string
+		isolated    bool
+	}{
+		{"out of order sample", reasonOutOfOrder, true},
+		{"duplicate sample for timestamp", reasonDuplicate, true},
+		{"too old sample", reasonOutOfBounds, true},
+		{"series has too many labels (actual: 75, limit: 70) series: 'up{a=\"1\"}'", reasonTooManyLabels, true},
+		{"label value too long", reasonLabelTooLong, true},
+		{"something else", reasonRejected, false},
 	} {
 		cases = append(cases, struct {
 			name  string
 			mod   func(*config.RemoteWriteConfig)
+			tune  func(*Queue)
 			fault func(n int, w http.ResponseWriter, r *http.Request) bool
 			check func(t *testing.T, q *Queue, rc *receiver, logs string)
 		}{
-			name: "400 " + bad.msg,
-			fault: func(n int, w http.ResponseWriter, _ *http.Request) bool {
-				if n == 1 {
-					http.Error(w, bad.msg, http.StatusBadRequest)
-					return true
-				}
-				return false
-			},
+			name:  "400 " + bad.msg,
+			fault: refuseSeries("3", http.StatusBadRequest, bad.msg),
 			check: func(t *testing.T, q *Queue, rc *receiver, logs string) {
 				failed := testutil.ToFloat64(q.metrics.samplesFailed)
 				if failed == 0 {
-					t.Fatal("samples_failed_total = 0, want the rejected batch counted")
+					t.Fatal("samples_failed_total = 0, want the rejected samples counted")
 				}
 				if got := testutil.ToFloat64(q.metrics.samplesDropped.WithLabelValues(bad.reason)); got != failed {
 					t.Errorf("samples_dropped_total{reason=%q} = %v, want %v", bad.reason, got, failed)
@@ -192,6 +198,20 @@ func TestQueue_Faults(t *testing.T) {
 				if !strings.Contains(logs, "reason="+bad.reason) || !strings.Contains(logs, strings.Split(bad.msg, " (")[0]) {
 					t.Errorf("the reason and the receiver's message are not logged: %s", logs)
 				}
+				if !bad.isolated {
+					return
+				}
+				if failed != nRecs {
+					t.Errorf("%v samples dropped, want only the %d of the refused series", failed, nRecs)
+				}
+				for s := range nSeries {
+					if got := len(rc.store.get(key("__name__", "m", "i", strconv.Itoa(s)))); s != 3 && got != nRecs {
+						t.Errorf("series %d: %d samples arrived, want %d", s, got, nRecs)
+					}
+				}
+				if !strings.Contains(logs, `i=\"3\"`) {
+					t.Errorf("the refused series is not logged: %s", logs)
+				}
 			},
 		})
 	}
@@ -200,11 +220,11 @@ func TestQueue_Faults(t *testing.T) {
 			rc := newReceiver(t, tc.fault)
 			log, end := floatLog(nSeries, nRecs)
 			var logs syncBuffer
-			r := startQueue(t, Options{
+			r := startQueueWith(t, Options{
 				Config: testConfig(t, rc.srv.URL, tc.mod),
 				Log:    log,
 				Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-			})
+			}, tc.tune)
 			waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
 			if err := r.stop(t); err != nil {
 				t.Fatalf("Run: %v", err)
@@ -228,6 +248,7 @@ func TestQueue_RetryAfter429(t *testing.T) {
 		Config: testConfig(t, rc.srv.URL, func(c *config.RemoteWriteConfig) {
 			c.QueueConfig.RetryOnRateLimit = true
 			c.QueueConfig.MaxSamplesPerSend = 5 // one full batch
+			c.QueueConfig.MaxBackoff = model.Duration(5 * time.Second)
 		}),
 		Log: log,
 	})

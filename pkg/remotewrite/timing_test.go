@@ -54,7 +54,8 @@ func (s *scriptedTransport) gaps() []time.Duration {
 }
 
 // TestQueue_BackoffTiming checks the exact retry schedule: doubling from
-// min_backoff, capped at max_backoff, and Retry-After taking precedence.
+// min_backoff, capped at max_backoff, and Retry-After taking precedence but
+// capped at max_backoff too.
 func TestQueue_BackoffTiming(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tr := &scriptedTransport{answer: func(n int) (int, string) {
@@ -63,6 +64,8 @@ func TestQueue_BackoffTiming(t *testing.T) {
 				return http.StatusServiceUnavailable, ""
 			case n == 3:
 				return http.StatusTooManyRequests, "2"
+			case n == 4:
+				return http.StatusTooManyRequests, "1"
 			}
 			return http.StatusOK, ""
 		}}
@@ -70,7 +73,7 @@ func TestQueue_BackoffTiming(t *testing.T) {
 		q, err := New(t.Context(), Options{
 			Config: testConfig(t, "http://127.0.0.1:1/write", func(c *config.RemoteWriteConfig) {
 				c.QueueConfig.MinBackoff = model.Duration(10 * time.Millisecond)
-				c.QueueConfig.MaxBackoff = model.Duration(25 * time.Millisecond)
+				c.QueueConfig.MaxBackoff = model.Duration(1500 * time.Millisecond)
 				c.QueueConfig.RetryOnRateLimit = true
 				c.QueueConfig.MaxSamplesPerSend = 5
 			}),
@@ -92,7 +95,7 @@ func TestQueue_BackoffTiming(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 25 * time.Millisecond, 2 * time.Second}
+		want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 1500 * time.Millisecond, time.Second}
 		got := tr.gaps()
 		if len(got) != len(want) {
 			t.Fatalf("gaps between attempts = %v, want %v", got, want)
@@ -149,18 +152,24 @@ func TestQueue_FlushDeadlineExact(t *testing.T) {
 // wait exactly what Retry-After asks, in seconds or as an HTTP-date, and
 // that a 429 without retry_on_http_429 drops the batch.
 func TestQueue_RetryAfter(t *testing.T) {
+	day := func(time.Time) (string, time.Duration) { return "86400", 5 * time.Second }
 	cases := []struct {
-		name    string
-		status  int
-		retry   bool
-		header  func(now time.Time) (value string, wait time.Duration)
-		dropped bool
+		name       string
+		status     int
+		retry      bool
+		maxBackoff time.Duration // zero: a minute, above every Retry-After below
+		header     func(now time.Time) (value string, wait time.Duration)
+		dropped    bool
 	}{
 		{name: "503 seconds", status: http.StatusServiceUnavailable, header: func(time.Time) (string, time.Duration) { return "3", 3 * time.Second }},
 		{name: "503 http-date", status: http.StatusServiceUnavailable, header: httpDate(4 * time.Second)},
 		{name: "429 seconds", status: http.StatusTooManyRequests, retry: true, header: func(time.Time) (string, time.Duration) { return "2", 2 * time.Second }},
 		{name: "429 http-date", status: http.StatusTooManyRequests, retry: true, header: httpDate(5 * time.Second)},
 		{name: "503 date in the past means min_backoff", status: http.StatusServiceUnavailable, header: httpDate(-time.Hour)},
+		// A day is capped at max_backoff (Prometheus' 5s here): the
+		// shard is back within max_backoff of the receiver's recovery.
+		{name: "429 a day waits max_backoff", status: http.StatusTooManyRequests, retry: true, maxBackoff: 5 * time.Second, header: day},
+		{name: "503 a day waits max_backoff", status: http.StatusServiceUnavailable, maxBackoff: 5 * time.Second, header: day},
 		{name: "429 without retry_on_http_429 drops", status: http.StatusTooManyRequests, header: func(time.Time) (string, time.Duration) { return "2", 0 }, dropped: true},
 	}
 	for _, tc := range cases {
@@ -179,6 +188,10 @@ func TestQueue_RetryAfter(t *testing.T) {
 				q, err := New(t.Context(), Options{
 					Config: testConfig(t, "http://127.0.0.1:1/write", func(c *config.RemoteWriteConfig) {
 						c.QueueConfig.MinBackoff = model.Duration(10 * time.Millisecond)
+						c.QueueConfig.MaxBackoff = model.Duration(time.Minute)
+						if tc.maxBackoff > 0 {
+							c.QueueConfig.MaxBackoff = model.Duration(tc.maxBackoff)
+						}
 						c.QueueConfig.RetryOnRateLimit = tc.retry
 					}),
 					Log:       log,
