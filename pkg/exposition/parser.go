@@ -35,13 +35,19 @@ func New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.Pa
 // until the next call of New. Parsers is not safe for concurrent use; the
 // zero value is ready to use.
 type Parsers struct {
-	proto *protobufParser
+	proto   *protobufParser
+	created createdLookahead
 }
 
 // New is the package's New with buffers reused.
 func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.ParserOptions) (textparse.Parser, error) {
 	if !fastProtobuf(contentType, opts) {
-		return textparse.New(b, contentType, st, opts)
+		p, err := textparse.New(b, contentType, st, opts)
+		if om, ok := p.(*textparse.OpenMetricsParser); ok {
+			ps.created.reset(om, b)
+			return &ps.created, err
+		}
+		return p, err
 	}
 	if ps.proto == nil {
 		ps.proto = newProtobufParser(nil, st, opts)
