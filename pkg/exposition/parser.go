@@ -18,7 +18,10 @@ import (
 	"github.com/prometheus/prometheus/model/textparse"
 )
 
-const protobufMediaType = "application/vnd.google.protobuf"
+const (
+	protobufMediaType = "application/vnd.google.protobuf"
+	textMediaType     = "text/plain"
+)
 
 // New returns a parser for the exposition b of media type contentType, as
 // textparse.New does. The series keys of a protobuf exposition differ from
@@ -36,15 +39,23 @@ func New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.Pa
 // zero value is ready to use.
 type Parsers struct {
 	proto   *protobufParser
+	text    *textParser
 	created createdLookahead
 }
 
 // New is the package's New with buffers reused.
 func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.ParserOptions) (textparse.Parser, error) {
+	if fastText(contentType, opts) {
+		if ps.text == nil {
+			ps.text = newTextParser(st)
+		}
+		ps.text.reset(b, st)
+		return ps.text, nil
+	}
 	if !fastProtobuf(contentType, opts) {
 		p, err := textparse.New(b, contentType, st, opts)
 		if om, ok := p.(*textparse.OpenMetricsParser); ok {
-			ps.created.reset(om, b)
+			ps.created.reset(om, b, st)
 			return &ps.created, err
 		}
 		return p, err
@@ -54,6 +65,21 @@ func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opt
 	}
 	ps.proto.reset(b, st, opts)
 	return ps.proto, nil
+}
+
+// fastText says whether the fast text parser serves contentType with opts:
+// a well-formed text/plain media type (the Prometheus text format, which
+// textparse reads whatever its version parameter says), and no option
+// that changes the series.
+func fastText(contentType string, opts textparse.ParserOptions) bool {
+	if opts.ConvertClassicHistogramsToNHCB || opts.EnableTypeAndUnitLabels {
+		return false
+	}
+	if len(contentType) < len(textMediaType) || contentType[:len(textMediaType)] != textMediaType {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == textMediaType
 }
 
 // fastProtobuf says whether the fast protobuf parser serves contentType with
