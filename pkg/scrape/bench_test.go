@@ -159,10 +159,9 @@ func BenchmarkScrapeAppendStartTimestamps(b *testing.B) {
 }
 
 // maxAllocsPerScrape bounds the allocations of one steady-state scrape (all
-// cache hits) after the fetch: for text, textparse.New, the media type and
-// the lexer; for protobuf, the media type (the parser's buffers are reused).
-// They do not grow with the number of series.
-var maxAllocsPerScrape = map[expositionFormat]float64{formatText: 10, formatProto: 4}
+// cache hits) after the fetch: the media type (the parsers' buffers are
+// reused). They do not grow with the number of series.
+var maxAllocsPerScrape = map[expositionFormat]float64{formatText: 4, formatProto: 4}
 
 func TestAppendAllocs(t *testing.T) {
 	cases := []struct {
