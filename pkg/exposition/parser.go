@@ -1,14 +1,16 @@
 // Package exposition parses scraped expositions for the scrape loop.
 //
-// It is Prometheus' textparse with one addition: a parser of the protobuf
-// exposition format whose series keys (what Series and Histogram return)
-// are the raw bytes of the exposition rather than a label set built and
-// sorted for every sample, so that a scrape whose series are all known
-// costs a hash and a map lookup per sample and no label work. Labels are
-// built only when asked for, which the scrape cache does once per new
-// series. Families the fast path does not handle (native histograms, and
-// anything unusual or malformed) are parsed by Prometheus' parser, so the
-// output, errors included, is Prometheus'.
+// It is Prometheus' textparse with parsers of our own for the protobuf
+// format and the Prometheus text format. Their series keys (what Series
+// and Histogram return) are raw bytes of the exposition rather than a
+// label set built and sorted for every sample, so that a scrape whose
+// series are all known costs a hash and a map lookup per sample and no
+// label work. Labels are built only when asked for, which the scrape cache
+// does once per new series. What the fast paths do not handle (native
+// histograms, comments, and anything unusual or malformed) is parsed by
+// Prometheus' parsers, so the output, errors included, is Prometheus'.
+// OpenMetrics is Prometheus' parser, spared start-timestamp look-aheads
+// that cannot succeed (createdLookahead).
 package exposition
 
 import (
