@@ -52,6 +52,7 @@ fuzz-short:
 	$(GO) test -run XXX -fuzz '^FuzzParseRetryAfter$$' -fuzztime 30000x ./pkg/remotewrite/
 	$(GO) test -run XXX -fuzz '^FuzzVerifyAuthorization$$' -fuzztime 30000x ./pkg/sigv4/
 	$(GO) test -run XXX -fuzz '^FuzzProtobufParser$$' -fuzztime 30000x ./pkg/exposition/
+	$(GO) test -run XXX -fuzz '^FuzzTextParser$$' -fuzztime 30000x ./pkg/exposition/
 	$(GO) test -run XXX -fuzz '^FuzzReadBody$$' -fuzztime 2000x ./pkg/scrape/
 
 # Short runs of every fuzz target (seed corpora also run in `make test`).

@@ -3,6 +3,8 @@ package exposition
 import (
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -65,5 +67,63 @@ func BenchmarkProtobufParser(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
 		})
+	}
+}
+
+// BenchmarkTextParser parses text expositions as the scrape loop does on
+// cache hits (Next and Series for every sample, no Labels): the load
+// generator's (node_exporter and kube-state-metrics shapes, classic
+// histograms) and node_exporter's own. "prometheus" is textparse's
+// PromParser, "rwagent" ours.
+func BenchmarkTextParser(b *testing.B) {
+	loadgenBody, _ := loadgen.NewTarget(10_000, 1).Scrape()
+	nodeExporter, err := os.ReadFile(filepath.Join("testdata", "node_exporter.txt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, body := range []struct {
+		name string
+		b    []byte
+	}{{"loadgen", loadgenBody}, {"node_exporter", nodeExporter}} {
+		for _, tc := range []struct {
+			name string
+			new  func([]byte, *labels.SymbolTable) textparse.Parser
+		}{
+			{"prometheus", func(b []byte, st *labels.SymbolTable) textparse.Parser {
+				return textparse.NewPromParser(b, st, false)
+			}},
+			{"rwagent", func() func([]byte, *labels.SymbolTable) textparse.Parser {
+				var ps Parsers
+				return func(b []byte, st *labels.SymbolTable) textparse.Parser {
+					p, _ := ps.New(b, "text/plain; version=0.0.4; charset=utf-8", st, textparse.ParserOptions{})
+					return p
+				}
+			}()},
+		} {
+			b.Run(body.name+"/"+tc.name, func(b *testing.B) {
+				st := labels.NewSymbolTable()
+				n := 0
+				b.SetBytes(int64(len(body.b)))
+				b.ReportAllocs()
+				for b.Loop() {
+					p := tc.new(body.b, st)
+					n = 0
+					for {
+						e, err := p.Next()
+						if errors.Is(err, io.EOF) {
+							break
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+						if e == textparse.EntrySeries {
+							p.Series()
+							n++
+						}
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+			})
+		}
 	}
 }

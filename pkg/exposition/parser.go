@@ -1,14 +1,16 @@
 // Package exposition parses scraped expositions for the scrape loop.
 //
-// It is Prometheus' textparse with one addition: a parser of the protobuf
-// exposition format whose series keys (what Series and Histogram return)
-// are the raw bytes of the exposition rather than a label set built and
-// sorted for every sample, so that a scrape whose series are all known
-// costs a hash and a map lookup per sample and no label work. Labels are
-// built only when asked for, which the scrape cache does once per new
-// series. Families the fast path does not handle (native histograms, and
-// anything unusual or malformed) are parsed by Prometheus' parser, so the
-// output, errors included, is Prometheus'.
+// It is Prometheus' textparse with parsers of our own for the protobuf
+// format and the Prometheus text format. Their series keys (what Series
+// and Histogram return) are raw bytes of the exposition rather than a
+// label set built and sorted for every sample, so that a scrape whose
+// series are all known costs a hash and a map lookup per sample and no
+// label work. Labels are built only when asked for, which the scrape cache
+// does once per new series. What the fast paths do not handle (native
+// histograms, comments, and anything unusual or malformed) is parsed by
+// Prometheus' parsers, so the output, errors included, is Prometheus'.
+// OpenMetrics is Prometheus' parser, spared start-timestamp look-aheads
+// that cannot succeed (createdLookahead).
 package exposition
 
 import (
@@ -18,7 +20,10 @@ import (
 	"github.com/prometheus/prometheus/model/textparse"
 )
 
-const protobufMediaType = "application/vnd.google.protobuf"
+const (
+	protobufMediaType = "application/vnd.google.protobuf"
+	textMediaType     = "text/plain"
+)
 
 // New returns a parser for the exposition b of media type contentType, as
 // textparse.New does. The series keys of a protobuf exposition differ from
@@ -35,19 +40,48 @@ func New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.Pa
 // until the next call of New. Parsers is not safe for concurrent use; the
 // zero value is ready to use.
 type Parsers struct {
-	proto *protobufParser
+	proto   *protobufParser
+	text    *textParser
+	created createdLookahead
 }
 
 // New is the package's New with buffers reused.
 func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.ParserOptions) (textparse.Parser, error) {
+	if fastText(contentType, opts) {
+		if ps.text == nil {
+			ps.text = newTextParser(st)
+		}
+		ps.text.reset(b, st)
+		return ps.text, nil
+	}
 	if !fastProtobuf(contentType, opts) {
-		return textparse.New(b, contentType, st, opts)
+		p, err := textparse.New(b, contentType, st, opts)
+		if om, ok := p.(*textparse.OpenMetricsParser); ok {
+			ps.created.reset(om, b, st)
+			return &ps.created, err
+		}
+		return p, err
 	}
 	if ps.proto == nil {
 		ps.proto = newProtobufParser(nil, st, opts)
 	}
 	ps.proto.reset(b, st, opts)
 	return ps.proto, nil
+}
+
+// fastText says whether the fast text parser serves contentType with opts:
+// a well-formed text/plain media type (the Prometheus text format, which
+// textparse reads whatever its version parameter says), and no option
+// that changes the series.
+func fastText(contentType string, opts textparse.ParserOptions) bool {
+	if opts.ConvertClassicHistogramsToNHCB || opts.EnableTypeAndUnitLabels {
+		return false
+	}
+	if len(contentType) < len(textMediaType) || contentType[:len(textMediaType)] != textMediaType {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == textMediaType
 }
 
 // fastProtobuf says whether the fast protobuf parser serves contentType with
