@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/golang/snappy"
+	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/prompb"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -73,10 +73,10 @@ func (e *encoder) encode(batch []sample) (body []byte, highest int64, err error)
 		i = j
 	}
 	e.pb = pb
-	if m := snappy.MaxEncodedLen(len(pb)); cap(e.out) < m {
+	if m := s2.MaxEncodedLen(len(pb)); cap(e.out) < m {
 		e.out = make([]byte, m)
 	}
-	e.out = snappy.Encode(e.out[:cap(e.out)], pb)
+	e.out = s2.EncodeSnappy(e.out[:cap(e.out)], pb)
 	return e.out, highest, nil
 }
 

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/golang/snappy"
+	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/prompb"
@@ -180,7 +180,7 @@ func (ms *metadataSender) round(ctx context.Context) {
 			ms.q.logger.Error("encode remote write metadata request", "err", err)
 			continue
 		}
-		body = snappy.Encode(body[:cap(body)], pb)
+		body = s2.EncodeSnappy(body[:cap(body)], pb)
 		if err := ms.send(ctx, body, n); err != nil {
 			if errors.Is(err, errGaveUp) {
 				n += len(all) // the rest of the round would only fail too
