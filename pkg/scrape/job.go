@@ -99,7 +99,7 @@ func (m *Manager) syncJob(j *job, jc *jobConfig, groups []*targetgroup.Group) {
 			if t.Labels(lb).IsEmpty() {
 				continue // dropped by relabel_configs
 			}
-			if !shard.Keeps(ShardHash(t, lb)) {
+			if shard.Enabled() && !shard.Keeps(ShardHash(t, lb)) {
 				dropped[targetHash(t, lb)] = true // another shard's
 				continue
 			}
