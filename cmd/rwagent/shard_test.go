@@ -74,3 +74,27 @@ func TestCommandLine_BadShard(t *testing.T) {
 		}
 	}
 }
+
+// FuzzResolveShard: any flags and environment give a valid shard or an
+// error naming a flag, never a panic.
+func FuzzResolveShard(f *testing.F) {
+	f.Add("3", "", "", "rwagent-2", "")
+	f.Add("", "", "", "", "")
+	f.Add("4", "3", "2", "", "agents-1")
+	f.Add("3", "", "", "rwagent-", "")
+	f.Add("3", "", "", "rwagent-+1", "")
+	f.Add("-1", "x", "", "-", "-9")
+	f.Fuzz(func(t *testing.T, count, index, replication, hostname, podName string) {
+		env := map[string]string{"HOSTNAME": hostname, "POD_NAME": podName}
+		s, _, err := resolveShard(shardArgs{count: count, index: index, replication: replication}, func(k string) string { return env[k] })
+		if err != nil {
+			if !strings.Contains(err.Error(), "--shard.") && !strings.Contains(err.Error(), "RWAGENT_SHARD_") {
+				t.Errorf("error %q names no flag or variable", err)
+			}
+			return
+		}
+		if verr := s.Validate(); verr != nil {
+			t.Errorf("resolved %+v, which is invalid: %v", s, verr)
+		}
+	})
+}
