@@ -33,6 +33,8 @@ type agentOptions struct {
 	StoragePath string // overrides wal.dir when set
 	ListenAddr  string
 	Logger      *slog.Logger
+	// Shard is this agent's share of the targets; zero scrapes them all.
+	Shard scrape.Shard
 	// Registry receives every metric; nil means a new one.
 	Registry *prometheus.Registry
 	// Listening, when set, is told the bound web address (tests use :0).
@@ -213,6 +215,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		// Start timestamps only reach remote-write 2.0, and parsing them
 		// skips the _created series: only when every endpoint speaks 2.0.
 		StartTimestamps: allV2(p.cfg.Prometheus.RemoteWriteConfigs),
+		Shard:           p.opts.Shard,
 		WrapTransport: func(job string, next http.RoundTripper) (http.RoundTripper, error) {
 			c := p.cfg.ScrapeSigV4[job]
 			if c == nil {

@@ -64,7 +64,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logLevel    = fs.String("log.level", "info", "Log level: debug, info, warn, error.")
 		logFormat   = fs.String("log.format", "logfmt", "Log format: logfmt or json.")
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
+		shardFlags  shardArgs
 	)
+	fs.StringVar(&shardFlags.count, "shard.count", "", "Number of agents sharing the targets (env "+envShardCount+"); 0 or 1: scrape every target.")
+	fs.StringVar(&shardFlags.index, "shard.index", "", "This agent's shard, 0..count-1 (env "+envShardIndex+"); default: the ordinal ending $POD_NAME or $HOSTNAME, as in rwagent-2.")
+	fs.StringVar(&shardFlags.replication, "shard.replication", "", "Number of agents scraping each target, 1..count (env "+envShardReplication+"); default 1.")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage:\n  rwagent --config.file=FILE [flags]\n  rwagent check-config [--check-credentials] FILE...\n  rwagent sign [flags] URL\n  rwagent --version\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -89,6 +93,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rwagent: %v\n", err)
 		return 2
 	}
+	shard, shardFrom, err := resolveShard(shardFlags, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "rwagent: %v\n", err)
+		return 2
+	}
+	if shard.Count > 1 {
+		logger.Info("sharding targets", "shard", shard.String(), "index_from", shardFrom)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -97,6 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		StoragePath: *storagePath,
 		ListenAddr:  *listenAddr,
 		Logger:      logger,
+		Shard:       shard,
 	})
 	if err != nil {
 		logger.Error("rwagent stopped", "err", err)

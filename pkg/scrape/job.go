@@ -33,6 +33,8 @@ type jobConfig struct {
 type job struct {
 	jc    *jobConfig
 	loops map[uint64]*loop
+	// shardKept and shardDropped are the split last logged.
+	shardKept, shardDropped int
 }
 
 func newJobConfig(c *config.ScrapeConfig, userAgent string, wrap WrapTransport) (*jobConfig, error) {
@@ -81,6 +83,8 @@ func (m *Manager) syncJob(j *job, jc *jobConfig, groups []*targetgroup.Group) {
 	targets := map[uint64]*scrape.Target{}
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	var buf []*scrape.Target
+	shard := m.opts.Shard
+	dropped := map[uint64]bool{} // by target hash, as targets
 	for _, g := range groups {
 		if g == nil {
 			continue
@@ -95,8 +99,17 @@ func (m *Manager) syncJob(j *job, jc *jobConfig, groups []*targetgroup.Group) {
 			if t.Labels(lb).IsEmpty() {
 				continue // dropped by relabel_configs
 			}
+			if shard.Enabled() && !shard.Keeps(ShardHash(t, lb)) {
+				dropped[targetHash(t, lb)] = true // another shard's
+				continue
+			}
 			targets[targetHash(t, lb)] = t
 		}
+	}
+	m.shard.set(name, len(targets), len(dropped))
+	if shard.Enabled() && (len(targets) != j.shardKept || len(dropped) != j.shardDropped) {
+		m.logger.Info("Shard split the targets", "scrape_job", name, "shard", shard.String(), "kept", len(targets), "dropped", len(dropped))
+		j.shardKept, j.shardDropped = len(targets), len(dropped)
 	}
 
 	changed := j.jc != jc

@@ -76,6 +76,10 @@ type ManagerOptions struct {
 	// Prometheus with ParseST). Zero: not parsed, _created series are
 	// scraped as samples, and the WAL keeps V1 sample records.
 	StartTimestamps bool
+	// Shard, when its Count is above 1, keeps only this agent's share of
+	// the targets (after relabeling) and counts the others in
+	// rwagent_shard_targets{state="dropped"}. Zero: every target.
+	Shard Shard
 }
 
 // WrapTransport returns the transport a job's scrapes go through, built
@@ -91,6 +95,7 @@ type Manager struct {
 	opts    ManagerOptions
 	logger  *slog.Logger
 	metrics *scrapeMetrics
+	shard   *shardMetrics
 	parsers *parserPool // shared by the loops' appenders
 	pool    bufferPool
 	fails   failureLogs
@@ -114,6 +119,9 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 	if opts.Storage == nil {
 		return nil, errors.New("scrape: ManagerOptions.Storage is nil")
 	}
+	if err := opts.Shard.Validate(); err != nil {
+		return nil, fmt.Errorf("scrape: %w", err)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -127,6 +135,7 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 		opts:    opts,
 		logger:  opts.Logger,
 		metrics: newScrapeMetrics(opts.Registerer),
+		shard:   newShardMetrics(opts.Registerer, opts.Shard),
 		parsers: newParserPool(2 * runtime.GOMAXPROCS(0)),
 		configs: map[string]*jobConfig{},
 		jobs:    map[string]*job{},
@@ -274,6 +283,7 @@ func (m *Manager) Close() {
 	}
 	m.fails.swap(nil)
 	m.metrics.unregister()
+	m.shard.unregister()
 }
 
 // syncLocked brings the loops in line with m.configs and m.groups. m.mu must
@@ -284,6 +294,7 @@ func (m *Manager) syncLocked() {
 			stopLoops(slices.Collect(maps.Values(j.loops)), nil)
 			delete(m.jobs, name)
 			m.metrics.deleteJob(name)
+			m.shard.deleteJob(name)
 		}
 	}
 	for name, jc := range m.configs {
