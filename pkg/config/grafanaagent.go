@@ -242,6 +242,9 @@ func loadMetrics(m *yaml.Node, key string, logger *slog.Logger, dir string, note
 		// No instance: still check the global section.
 		if s.global != nil || s.globalRW != nil {
 			doc := s.instanceDoc(nil)
+			if rw := cloneNode(s.globalRW); !isEmpty(rw) && grafanaAgentRemoteWrite(rw) == nil {
+				doc.Content = append(doc.Content, scalar("remote_write"), rw)
+			}
 			if _, err := loadPrometheus(doc, logger, dir); err != nil {
 				return nil, s.rename(err, key, -1, true)
 			}
@@ -376,13 +379,6 @@ func (s *metricsSection) instanceDoc(scrapes *yaml.Node) *yaml.Node {
 	}
 	if scrapes != nil {
 		doc.Content = append(doc.Content, scalar("scrape_configs"), scrapes)
-	}
-	if s.globalRW != nil && scrapes == nil {
-		// Only to check the global section when there are no instances.
-		rw := cloneNode(s.globalRW)
-		if grafanaAgentRemoteWrite(rw) == nil {
-			doc.Content = append(doc.Content, scalar("remote_write"), rw)
-		}
 	}
 	return doc
 }
@@ -593,6 +589,9 @@ func decodeRelabels(n *yaml.Node, path string) ([]*relabel.Config, error) {
 			}
 			return nil, &Error{Line: line, Field: fmt.Sprintf("%s[%d]", path, i), Msg: err.Error()}
 		}
+		// As Prometheus' loader sets it (the global default); relabeling
+		// panics without one.
+		rc.NameValidationScheme = model.UTF8Validation
 	}
 	return out, nil
 }
