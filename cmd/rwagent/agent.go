@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/rwagent/rwagent/pkg/config"
 	"github.com/rwagent/rwagent/pkg/remotewrite"
@@ -49,7 +51,10 @@ type agentOptions struct {
 
 // runAgent runs the whole agent until ctx is done, then stops it in
 // data-flow order: scraping first, then the queues flush what they hold,
-// then the WAL is synced and closed, then the web server stops.
+// then the WAL is synced and closed, then the web server stops. A Grafana
+// Agent file runs one pipeline (scrape, WAL, queues) per instance, each in
+// its own directory and with its metrics labelled instance_name; a
+// pipeline that fails stops them all.
 func runAgent(ctx context.Context, o agentOptions) error {
 	logger := o.Logger
 	cfg, err := config.LoadFile(o.ConfigFile, nil, logger)
@@ -59,12 +64,16 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	for _, s := range cfg.Ignored {
 		logger.Warn("configuration section ignored: rwagent is an agent", "section", s)
 	}
+	for _, n := range cfg.Notes {
+		logger.Warn("configuration setting has no effect", "setting", n)
+	}
 	if previous, ok := applyGoGC(cfg.GoGC); ok {
 		logger.Info("runtime.gogc of the configuration applied", "gogc", *cfg.GoGC, "previous", previous)
 	}
-	dir := cfg.WAL.Dir
-	if o.StoragePath != "" {
-		dir = o.StoragePath
+	pipes := cfg.Pipelines()
+	dirs := make([]string, len(pipes))
+	for i, pc := range pipes {
+		dirs[i] = stateDir(pc, o.StoragePath)
 	}
 	reg := o.Registry
 	if reg == nil {
@@ -76,8 +85,16 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		newBuildInfo(),
 	)
 
-	var ready atomic.Bool
-	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, Ready: ready.Load, Logger: logger})
+	readies := make([]atomic.Bool, len(pipes))
+	ready := func() bool {
+		for i := range readies {
+			if !readies[i].Load() {
+				return false
+			}
+		}
+		return true
+	}
+	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, Ready: ready, Logger: logger})
 	addr, err := srv.Listen()
 	if err != nil {
 		return err
@@ -85,7 +102,10 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if o.Listening != nil {
 		o.Listening(addr)
 	}
-	logger.Info("rwagent starting", "version", versionString(), "config", o.ConfigFile, "storage", dir, "web", addr.String())
+	logger.Info("rwagent starting", "version", versionString(), "config", o.ConfigFile, "storage", strings.Join(dirs, ","), "web", addr.String())
+	if len(pipes) == 0 {
+		logger.Warn("no metrics instance configured (metrics.configs is empty): nothing is scraped")
+	}
 
 	var wg sync.WaitGroup
 	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
@@ -97,6 +117,45 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	})
 	defer wg.Wait()
 
+	pctx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
+	errs := make([]error, len(pipes))
+	var running sync.WaitGroup
+	for i, pc := range pipes {
+		running.Go(func() {
+			if errs[i] = runPipeline(pctx, pc, dirs[i], o, reg, &readies[i]); errs[i] != nil {
+				stopAll()
+			}
+		})
+	}
+	running.Wait()
+	stopSrv()
+	return errors.Join(errs...)
+}
+
+// stateDir is the directory of a pipeline's WAL and send positions:
+// wal.dir, or an instance's wal_directory/<name>; --storage.path replaces
+// wal.dir or wal_directory.
+func stateDir(c *config.Config, storagePath string) string {
+	switch {
+	case storagePath == "":
+		return c.WAL.Dir
+	case c.Instance.Name != "":
+		return filepath.Join(storagePath, c.Instance.Name)
+	}
+	return storagePath
+}
+
+// runPipeline opens the WAL in dir and runs one pipeline of cfg until ctx
+// is done, then closes the WAL. The metrics of a Grafana Agent instance
+// carry its name as instance_name, as Grafana Agent's did in distinct
+// mode, so that two instances' series never collide.
+func runPipeline(ctx context.Context, cfg *config.Config, dir string, o agentOptions, root prometheus.Registerer, ready *atomic.Bool) error {
+	logger, reg := o.Logger, root
+	if name := cfg.Instance.Name; name != "" {
+		logger = logger.With("instance", name)
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"instance_name": name}, root)
+	}
 	w, err := wal.Open(wal.Options{
 		Dir:           filepath.Join(dir, "wal"),
 		SegmentSize:   cfg.WAL.SegmentSize,
@@ -105,15 +164,16 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		MinAge:        time.Duration(cfg.WAL.MinAge),
 	}, logger, reg)
 	if err != nil {
-		stopSrv()
+		if cfg.Instance.Name != "" {
+			return fmt.Errorf("instance %s: open WAL: %w", cfg.Instance.Name, err)
+		}
 		return fmt.Errorf("open WAL: %w", err)
 	}
 	p := &pipeline{cfg: cfg, wal: w, logger: logger, reg: reg, opts: o, stateDir: dir}
-	err = p.run(ctx, &ready)
+	err = p.run(ctx, ready)
 	if cerr := w.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close WAL: %w", cerr))
 	}
-	stopSrv()
 	return err
 }
 
@@ -158,7 +218,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 			Positions:      e,
 			SigV4:          sigv4Config(p.cfg.RemoteWriteSigV4[i], rw.URL.String()),
 			UserAgent:      "rwagent/" + versionString(),
-			FlushDeadline:  p.opts.FlushDeadline,
+			FlushDeadline:  p.flushDeadline(),
 			Logger:         p.logger.With("component", "remote_write"),
 			Registerer:     p.reg,
 		})
@@ -234,8 +294,10 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	}
 
 	// Each stage gets its own context so they stop in data-flow order:
-	// scraping, then the queues (they flush), then the WAL.
-	scrapeCtx, stopScrape := context.WithCancel(ctx)
+	// scraping, then the queues (they flush), then the WAL. Scraping too
+	// stops only when told, so that write_stale_on_shutdown can still
+	// stop its jobs one by one (which writes stale markers) after ctx ends.
+	scrapeCtx, stopScrape := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopScrape()
 	queueCtx, stopQueues := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopQueues()
@@ -253,7 +315,19 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	for _, q := range queues {
 		sending.Go(func() { errs <- q.Run(queueCtx) })
 	}
-	scraping.Go(func() { errs <- sm.Run(scrapeCtx, dm.SyncCh()) })
+	tsets := dm.SyncCh()
+	if ic := p.cfg.Instance; ic.HostFilter {
+		host, err := hostName()
+		if err != nil {
+			return err
+		}
+		p.logger.Info("host_filter: scraping only this host's targets", "host", host)
+		filtered := make(chan map[string][]*targetgroup.Group)
+		hf := &hostFilter{host: host, relabels: ic.HostFilterRelabelConfigs}
+		scraping.Go(func() { hf.run(scrapeCtx, dm.SyncCh(), filtered) })
+		tsets = filtered
+	}
+	scraping.Go(func() { errs <- sm.Run(scrapeCtx, tsets) })
 	scraping.Go(func() { ret.run(scrapeCtx) })
 	scraping.Go(func() {
 		// Ready once the WAL is replayed (it was, to get here) and
@@ -275,6 +349,15 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	select {
 	case <-ctx.Done():
 		p.logger.Info("stopping: scraping ends, queues flush what they hold")
+		if p.cfg.Instance.WriteStaleOnShutdown {
+			// Stopping every job writes a stale marker for each of its
+			// series, which the queues then flush with the rest.
+			if err := sm.ApplyConfig(nil); err != nil {
+				p.logger.Error("write_stale_on_shutdown: stale markers not written", "err", err)
+			} else {
+				p.logger.Info("write_stale_on_shutdown: stale markers written for every series")
+			}
+		}
 	case first = <-errs:
 		p.logger.Error("a stage failed; stopping", "err", first)
 	}
@@ -295,6 +378,15 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		}
 	}
 	return errors.Join(all...)
+}
+
+// flushDeadline is the command line's flush deadline, else the
+// instance's remote_flush_deadline, else zero (the remotewrite default).
+func (p *pipeline) flushDeadline() time.Duration {
+	if p.opts.FlushDeadline > 0 {
+		return p.opts.FlushDeadline
+	}
+	return p.cfg.Instance.FlushDeadline
 }
 
 // sigv4Config maps a sigv4 block of the configuration to the signer's

@@ -53,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return checkConfig(args[1:], stdout, stderr)
 		case "sign":
 			return signCommand(context.Background(), args[1:], stdout, stderr)
+		case "convert":
+			return convertCommand(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("rwagent", flag.ContinueOnError)
@@ -65,12 +67,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logFormat   = fs.String("log.format", "logfmt", "Log format: logfmt or json.")
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
 		shardFlags  shardArgs
+		// Grafana Agent's flag, so its command line runs unchanged:
+		// rwagent always expands ${VAR} and ${VAR:-default}.
+		expandEnv = fs.Bool("config.expand-env", true, "Accepted for Grafana Agent's command line: ${VAR} is always expanded; false is refused.")
 	)
 	fs.StringVar(&shardFlags.count, "shard.count", "", "Number of agents sharing the targets (env "+envShardCount+"); 0 or 1: scrape every target.")
 	fs.StringVar(&shardFlags.index, "shard.index", "", "This agent's shard, 0..count-1 (env "+envShardIndex+"); default: the ordinal ending $POD_NAME or $HOSTNAME, as in rwagent-2.")
 	fs.StringVar(&shardFlags.replication, "shard.replication", "", "Number of agents scraping each target, 1..count (env "+envShardReplication+"); default 1.")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  rwagent --config.file=FILE [flags]\n  rwagent check-config [--check-credentials] FILE...\n  rwagent sign [flags] URL\n  rwagent --version\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage:\n  rwagent --config.file=FILE [flags]\n  rwagent check-config [--check-credentials] FILE...\n  rwagent sign [flags] URL\n  rwagent convert grafana-agent FILE\n  rwagent --version\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -88,6 +93,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "rwagent %s\n", versionString())
 		return 0
 	}
+	if !*expandEnv {
+		fmt.Fprintln(stderr, "rwagent: --config.expand-env=false is not supported: rwagent always expands ${VAR} in the configuration (write $${VAR} for a literal)")
+		return 2
+	}
+	// A Grafana Agent file's server: block stands in for the flags the
+	// command line does not give.
+	applyServerBlock(fs, *configFile)
 	logger, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "rwagent: %v\n", err)
@@ -153,6 +165,10 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 			code = 1
 			continue
 		}
+		if c.Shape == config.ShapeGrafanaAgent {
+			printGrafanaAgent(stdout, f, c)
+			continue
+		}
 		fmt.Fprintf(stdout, "SUCCESS: %s is valid: %d scrape config(s), %d remote_write endpoint(s), WAL in %s\n",
 			f, len(c.Prometheus.ScrapeConfigs), len(c.Prometheus.RemoteWriteConfigs), c.WAL.Dir)
 		for _, s := range c.Ignored {
@@ -179,14 +195,20 @@ func checkCredentials(ctx context.Context, c *config.Config, w io.Writer) error 
 		cfg       *config.SigV4Config
 	}
 	var blocks []block
-	for i, rw := range c.Prometheus.RemoteWriteConfigs {
-		if s := c.RemoteWriteSigV4[i]; s != nil {
-			blocks = append(blocks, block{fmt.Sprintf("remote_write[%d] %s", i, rw.URL.Redacted()), rw.URL.String(), s})
+	for _, p := range c.Pipelines() {
+		prefix := ""
+		if p.Instance.Name != "" {
+			prefix = "instance " + p.Instance.Name + " "
 		}
-	}
-	for i, sc := range c.Prometheus.ScrapeConfigs {
-		if s := c.ScrapeSigV4[sc.JobName]; s != nil {
-			blocks = append(blocks, block{fmt.Sprintf("scrape_configs[%d] job %q", i, sc.JobName), "", s})
+		for i, rw := range p.Prometheus.RemoteWriteConfigs {
+			if s := p.RemoteWriteSigV4[i]; s != nil {
+				blocks = append(blocks, block{fmt.Sprintf("%sremote_write[%d] %s", prefix, i, rw.URL.Redacted()), rw.URL.String(), s})
+			}
+		}
+		for i, sc := range p.Prometheus.ScrapeConfigs {
+			if s := p.ScrapeSigV4[sc.JobName]; s != nil {
+				blocks = append(blocks, block{fmt.Sprintf("%sscrape_configs[%d] job %q", prefix, i, sc.JobName), "", s})
+			}
 		}
 	}
 	for _, b := range blocks {

@@ -48,6 +48,47 @@ type Config struct {
 	// ScrapeSigV4 is the sigv4 block of each scrape config that has one
 	// (an rwagent extension), by job name.
 	ScrapeSigV4 map[string]*SigV4Config
+
+	// Shape is the format the file was written in.
+	Shape Shape
+	// Instances are the pipelines of a Grafana Agent file, one per
+	// metrics.configs[] entry, in the file's order: each is a complete
+	// Prometheus-shaped Config (Prometheus, WAL, sigv4 blocks) with its
+	// Instance settings, and the fields above are zero. Nil for
+	// Prometheus' shape. Use Pipelines to range over either.
+	Instances []*Config
+	// Instance holds what a Grafana Agent instance adds to a pipeline;
+	// zero for Prometheus' shape.
+	Instance InstanceConfig
+	// Notes are settings of a Grafana Agent file that rwagent accepts and
+	// does not apply, each a sentence naming the field and why: the agent
+	// logs them as warnings, check-config prints them.
+	Notes []string
+	// Server is what a Grafana Agent file's `server:` block asks of the
+	// command line; zero for Prometheus' shape.
+	Server ServerConfig
+}
+
+// Shape is the format of a configuration file.
+type Shape int
+
+// The shapes LoadFile reads.
+const (
+	// ShapePrometheus is Prometheus' configuration file plus `wal:`.
+	ShapePrometheus Shape = iota
+	// ShapeGrafanaAgent is a Grafana Agent static-mode file (top-level
+	// metrics:, server:, integrations:, logs: or traces:).
+	ShapeGrafanaAgent
+)
+
+// Pipelines returns the configurations the agent runs, one pipeline
+// (scrape, WAL, queues) each: the instances of a Grafana Agent file, or c
+// itself for Prometheus' shape. The slice must not be modified.
+func (c *Config) Pipelines() []*Config {
+	if c.Shape == ShapeGrafanaAgent {
+		return c.Instances
+	}
+	return []*Config{c}
 }
 
 // FsyncPolicy says when the WAL is flushed to stable storage.
@@ -168,7 +209,10 @@ func LoadFile(path string, getenv func(string) (string, bool), logger *slog.Logg
 		return nil, fmt.Errorf("%s:%w", path, err)
 	}
 	c.File = path
-	c.Prometheus.SetDirectory(filepath.Dir(path))
+	for _, p := range c.Pipelines() {
+		p.File = path
+		p.Prometheus.SetDirectory(filepath.Dir(path))
+	}
 	return c, nil
 }
 
@@ -202,7 +246,15 @@ func load(b []byte, getenv func(string) (string, bool), logger *slog.Logger, dir
 	if err := expandEnv(root, getenv, ""); err != nil {
 		return nil, err
 	}
+	if isGrafanaAgent(root) {
+		return loadGrafanaAgent(root, logger, dir)
+	}
+	return loadPrometheus(root, logger, dir)
+}
 
+// loadPrometheus loads a document of Prometheus' shape (plus `wal:`) whose
+// environment references are already expanded.
+func loadPrometheus(root *yaml.Node, logger *slog.Logger, dir string) (*Config, error) {
 	c := &Config{WAL: DefaultWALConfig}
 	prom := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	for i := 0; i+1 < len(root.Content); i += 2 {

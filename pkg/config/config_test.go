@@ -191,6 +191,15 @@ func TestExpand(t *testing.T) {
 	f("${A", "${A", "")
 	f("${}", "${}", "")
 	f("${NOPE}", "", "environment variable NOPE is not set")
+	// Defaults, as Grafana Agent's -config.expand-env reads them.
+	f("${NOPE:-d}", "d", "")
+	f("${NOPE-d}", "d", "")
+	f("${EMPTY:-d}", "d", "")
+	f("${EMPTY-d}", "", "")
+	f("${A:-d}", "x", "")
+	f("${NOPE:-http://h:9/w}/x", "http://h:9/w/x", "")
+	f("${NOPE:-}", "", "")
+	f("${1:-d}", "${1:-d}", "")
 }
 
 // A value that expands to YAML syntax stays one string.
@@ -207,7 +216,8 @@ func TestExpandCannotInject(t *testing.T) {
 
 func FuzzLoad(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.yml")
-	for _, p := range files {
+	ga, _ := filepath.Glob("testdata/grafana-agent/*.yml")
+	for _, p := range append(files, ga...) {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)
@@ -216,8 +226,13 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Load(b, lookup, nil)
-		if err == nil && c.Prometheus == nil {
-			t.Fatal("nil Prometheus config without error")
+		if err != nil {
+			return
+		}
+		for _, p := range c.Pipelines() {
+			if p.Prometheus == nil {
+				t.Fatal("nil Prometheus config without error")
+			}
 		}
 	})
 }

@@ -11,7 +11,8 @@ import (
 var numberOrBool = regexp.MustCompile(`^(-?[0-9]+(\.[0-9]+)?|true|false)$`)
 
 // expandEnv replaces ${NAME} in every scalar value below n with the
-// variable's value. NAME starts with a letter or underscore, so relabel
+// variable's value, ${NAME:-default} with default when NAME is unset or
+// empty, and ${NAME-default} with default when it is unset. NAME starts with a letter or underscore, so relabel
 // references such as $1 and ${1} are left alone; $${NAME} stands for a
 // literal ${NAME}. An unset variable is an error naming it (never its
 // value, which may be a secret). Keys are not expanded.
@@ -68,13 +69,30 @@ func expand(s string, getenv func(string) (string, bool)) (string, error) {
 		if end > 0 {
 			name = s[i+2 : i+end]
 		}
+		// ${NAME:-default}: default when NAME is unset or empty;
+		// ${NAME-default}: when it is unset (Grafana Agent's
+		// -config.expand-env and the shell's syntax). The default is
+		// taken as written, up to the first }.
+		def, hasDef, emptyToo := "", false, false
+		if j := strings.IndexByte(name, '-'); j > 0 {
+			emptyToo = name[j-1] == ':'
+			def, hasDef = name[j+1:], true
+			if emptyToo {
+				name = name[:j-1]
+			} else {
+				name = name[:j]
+			}
+		}
 		if !isEnvName(name) {
 			sb.WriteString(s[:i+2])
 			s = s[i+2:]
 			continue
 		}
 		v, ok := getenv(name)
-		if !ok {
+		switch {
+		case hasDef && (!ok || (emptyToo && v == "")):
+			v = def
+		case !ok:
 			return "", fmt.Errorf("environment variable %s is not set", name)
 		}
 		sb.WriteString(s[:i])
