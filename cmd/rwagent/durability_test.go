@@ -434,8 +434,12 @@ func TestDiskCap(t *testing.T) {
 	perScrape := len(s.series) // every series gets one sample per scrape
 	s.mu.Unlock()
 	dropped := a.metric(t, "prometheus_remote_storage_samples_dropped_total", map[string]string{"remote_name": "sink", "reason": "wal_full"})
-	if want := float64(missing * perScrape); dropped != want {
-		t.Errorf("dropped (wal_full) = %v, want %d scrapes × %d samples = %v", dropped, missing, perScrape, want)
+	// A scrape the agent failed (on a loaded machine the 50ms timeout can
+	// cut one the target served) is a gap that no trim caused: each such
+	// failure may take one scrape off what the trims must account for.
+	failed := max(a.metric(t, "rwagent_scrape_failures_total", map[string]string{"scrape_job": "seq", "reason": "other"}), 0)
+	if hi, lo := float64(missing*perScrape), (float64(missing)-failed)*float64(perScrape); dropped > hi || dropped < lo {
+		t.Errorf("dropped (wal_full) = %v, want %d scrapes × %d samples = %v (%v with the %v failed scrapes)", dropped, missing, perScrape, hi, lo, failed)
 	}
 	a.stop(t)
 	s.checkOrder(t)
