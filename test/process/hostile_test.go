@@ -17,9 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
 	"github.com/klauspost/compress/gzip"
-	"github.com/prometheus/prometheus/prompb"
 )
 
 // peakRSSBound is what rwagent may reach, at its peak, while it scrapes one
@@ -225,18 +223,8 @@ type upReceiver struct {
 }
 
 func (u *upReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	compressed, err := io.ReadAll(r.Body)
+	req, err := decodeWriteRequest(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	raw, err := snappy.Decode(nil, compressed)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	var req prompb.WriteRequest
-	if err := req.Unmarshal(raw); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}

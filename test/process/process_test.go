@@ -22,6 +22,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
 )
 
 func freePort(t *testing.T) string {
@@ -225,4 +228,22 @@ wal:
 	agent.stop(t, "rwagent", 30*time.Second, true)
 	node.stop(t, "node_exporter", 10*time.Second, false)
 	prom.stop(t, "prometheus", 30*time.Second, false)
+}
+
+// decodeWriteRequest reads a remote-write 1.0 request: a snappy-compressed
+// prompb.WriteRequest.
+func decodeWriteRequest(r *http.Request) (*prompb.WriteRequest, error) {
+	compressed, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := snappy.Decode(nil, compressed)
+	if err != nil {
+		return nil, err
+	}
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(raw); err != nil {
+		return nil, err
+	}
+	return &req, nil
 }

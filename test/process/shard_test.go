@@ -4,7 +4,6 @@ package process
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,9 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/golang/snappy"
-	"github.com/prometheus/prometheus/prompb"
 )
 
 // labelReceiver is a remote-write 1.0 receiver that counts, for each value
@@ -34,18 +30,8 @@ func newLabelReceiver(key, by string) *labelReceiver {
 }
 
 func (u *labelReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	compressed, err := io.ReadAll(r.Body)
+	req, err := decodeWriteRequest(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	raw, err := snappy.Decode(nil, compressed)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	var req prompb.WriteRequest
-	if err := req.Unmarshal(raw); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
