@@ -48,6 +48,8 @@ type Config struct {
 	// ScrapeSigV4 is the sigv4 block of each scrape config that has one
 	// (an rwagent extension), by job name.
 	ScrapeSigV4 map[string]*SigV4Config
+	// Receive is the `receive:` section (receive.go); nil: no gateway.
+	Receive *ReceiveConfig
 }
 
 // FsyncPolicy says when the WAL is flushed to stable storage.
@@ -219,6 +221,14 @@ func load(b []byte, getenv func(string) (string, bool), logger *slog.Logger, dir
 				}
 				return nil, &Error{Line: v.Line, Msg: err.Error()}
 			}
+			continue
+		}
+		if k.Value == "receive" {
+			r, err := loadReceive(v, dir)
+			if err != nil {
+				return nil, err
+			}
+			c.Receive = r
 			continue
 		}
 		prom.Content = append(prom.Content, k, v)
