@@ -7,6 +7,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -138,9 +139,18 @@ func New(opts Options) (*Gateway, error) {
 		}
 	}
 	g.recs.New = func() any { return new(wal.Records) }
+	var tlsConfig *tls.Config
+	if opts.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(opts.TLSCertFile, opts.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load the gateway's TLS certificate %s and key %s: %w", opts.TLSCertFile, opts.TLSKeyFile, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	g.metrics = newMetrics(opts.Registerer)
 	g.srv = &http.Server{
 		Handler:           g.Handler(),
+		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		// A body of MaxRequestBytes over a slow link still arrives; a
 		// sender that stalls does not hold a connection for ever.
@@ -181,8 +191,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() {
 		var err error
-		if g.opts.TLSCertFile != "" {
-			err = g.srv.ServeTLS(g.ln, g.opts.TLSCertFile, g.opts.TLSKeyFile)
+		if g.srv.TLSConfig != nil {
+			err = g.srv.ServeTLS(g.ln, "", "") // the certificate loaded by New
 		} else {
 			err = g.srv.Serve(g.ln)
 		}
