@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"net/http"
 	"regexp"
 	"testing"
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/tsdb/record"
+
+	"github.com/rwagent/rwagent/pkg/wal"
 )
 
 // gatewayAddr waits for the agent's "gateway listening" log line and
@@ -105,5 +110,34 @@ receive:
 	a.stop(t)
 	if logs := a.logs.String(); bytes.Contains([]byte(logs), []byte("gateway-key-team")) {
 		t.Error("a gateway key is in the log")
+	}
+}
+
+// walFull flips once the segments come within one segment of max_size.
+func TestWALFull(t *testing.T) {
+	w, err := wal.Open(wal.Options{Dir: t.TempDir(), SegmentSize: 32 << 10}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if walFull(w, 0, 32<<10) != nil {
+		t.Error("no max_size: want no check")
+	}
+	if walFull(w, 64<<10, 32<<10)() {
+		t.Fatal("an empty WAL is full")
+	}
+	ref := w.NewRef()
+	recs := &wal.Records{Series: []record.RefSeries{{Ref: ref, Labels: labels.FromStrings("__name__", "x")}}}
+	for i := range 5000 {
+		recs.Samples = append(recs.Samples, record.RefSample{Ref: ref, T: int64(i) * 1000, V: rand.Float64()})
+	}
+	if err := w.Log(recs); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := w.BytesAfter(wal.Position{}); n < 32<<10 {
+		t.Fatalf("only %d bytes logged; the test needs a segment's worth", n)
+	}
+	if !walFull(w, 64<<10, 32<<10)() {
+		t.Error("a WAL within one segment of max_size is not full")
 	}
 }
