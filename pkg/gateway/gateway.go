@@ -42,6 +42,12 @@ const (
 	// a truncation (every minute by default) or the queues catching up
 	// make room on that scale.
 	DefaultFullRetryAfter = 30 * time.Second
+	// DefaultMaxInFlight lets a few requests wait on the WAL's fsync
+	// while others decode, on the 2-4 cores an agent usually has, and
+	// bounds memory to 16 requests' worth (under 1.5 GiB at the default
+	// 10 MiB bodies and their 80 MiB decoded bound; ordinary requests
+	// cost a fraction of that).
+	DefaultMaxInFlight = 16
 	// shutdownTimeout bounds the wait for requests in flight at stop.
 	shutdownTimeout = 10 * time.Second
 )
@@ -59,6 +65,12 @@ type Options struct {
 	// MaxDecodedBytes bounds the decompressed body. Zero: 8 times
 	// MaxRequestBytes, at least 32 MiB.
 	MaxDecodedBytes int64
+	// MaxInFlight bounds the requests read, decoded and written at once;
+	// others wait for a turn (as long as their sender does). With the size
+	// bounds it caps the gateway's memory at about MaxInFlight times
+	// (MaxRequestBytes + MaxDecodedBytes + the decoded request). Zero:
+	// DefaultMaxInFlight.
+	MaxInFlight int
 	// SeriesIdle releases series not received for this long. Zero:
 	// DefaultSeriesIdle.
 	SeriesIdle time.Duration
@@ -91,7 +103,8 @@ type Gateway struct {
 	srv     *http.Server
 	ln      net.Listener
 	refused lograte.Limiter
-	recs    sync.Pool // *wal.Records, keeping their encode buffers
+	turns   chan struct{} // a slot per request in flight (MaxInFlight)
+	recs    sync.Pool     // *wal.Records, keeping their encode buffers
 }
 
 // New validates opts and builds a Gateway. It starts nothing.
@@ -110,6 +123,9 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.MaxDecodedBytes <= 0 {
 		opts.MaxDecodedBytes = max(minMaxDecodedBytes, 8*opts.MaxRequestBytes)
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
 	}
 	if opts.SeriesIdle <= 0 {
 		opts.SeriesIdle = DefaultSeriesIdle
@@ -132,6 +148,7 @@ func New(opts Options) (*Gateway, error) {
 		series:  newSeriesCache(opts.Storage, opts.SeriesIdle),
 		buckets: map[*Tenant]*bucket{},
 		refused: lograte.Limiter{Interval: time.Minute},
+		turns:   make(chan struct{}, opts.MaxInFlight),
 	}
 	for _, k := range opts.Keys {
 		if t := k.Tenant; t.SamplesPerSecond > 0 && g.buckets[t] == nil {
@@ -280,6 +297,13 @@ func (g *Gateway) serveWrite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	select {
+	case g.turns <- struct{}{}:
+		defer func() { <-g.turns }()
+	case <-r.Context().Done():
+		code = 499 // the sender gave up waiting; nothing read
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.opts.MaxRequestBytes))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {

@@ -514,3 +514,57 @@ type nopStorage struct{}
 func (nopStorage) NewRef() chunks.HeadSeriesRef        { return 1 }
 func (nopStorage) Log(*wal.Records) error              { return nil }
 func (nopStorage) Release(refs []chunks.HeadSeriesRef) {}
+
+// blockingStorage holds every Log until release is closed.
+type blockingStorage struct {
+	nopStorage
+	logging chan struct{}
+	release chan struct{}
+}
+
+func (s *blockingStorage) Log(*wal.Records) error {
+	s.logging <- struct{}{}
+	<-s.release
+	return nil
+}
+
+// With MaxInFlight 1 a second request waits for the first to finish
+// before its body is read: requests in flight, and their memory, are
+// bounded.
+func TestMaxInFlight(t *testing.T) {
+	st := &blockingStorage{logging: make(chan struct{}, 2), release: make(chan struct{})}
+	g, err := New(Options{Keys: []Key{{Digest: sha256.Sum256([]byte(keyA)), Tenant: &Tenant{Name: "a"}}}, Storage: st, MaxInFlight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	srv := httptest.NewServer(g.Handler())
+	defer srv.Close()
+	codes := make(chan int, 2)
+	send := func() {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/write", bytes.NewReader(v1(ts([]string{"__name__", "up"}, 1, 1))))
+		req.Header.Set("Authorization", "Bearer "+keyA)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			codes <- 0
+			return
+		}
+		resp.Body.Close()
+		codes <- resp.StatusCode
+	}
+	go send()
+	<-st.logging // the first holds the only turn
+	go send()
+	select {
+	case <-st.logging:
+		t.Fatal("a second request reached the WAL while the first held the only turn")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(st.release)
+	<-st.logging // the second gets its turn once the first is done
+	for range 2 {
+		if c := <-codes; c != http.StatusNoContent {
+			t.Errorf("status %d", c)
+		}
+	}
+}
