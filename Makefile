@@ -24,7 +24,7 @@ test-unit:
 	$(GO) test -count=1 -race -timeout 15m ./pkg/wal/... ./pkg/remotewrite/... ./pkg/scrape/...
 
 test-process: build
-	RWAGENT_BIN=$(CURDIR)/$(BIN)/rwagent $(GO) test -count=1 -tags process -timeout 10m -run Process ./test/process/...
+	RWAGENT_BIN=$(CURDIR)/$(BIN)/rwagent AMPEMU_BIN=$(CURDIR)/$(BIN)/ampemu $(GO) test -count=1 -tags process -timeout 10m -run Process ./test/process/...
 
 # Crash tests: rwagent killed with SIGKILL and restarted on its data dir.
 test-durability: build
@@ -54,6 +54,7 @@ fuzz-short:
 	$(GO) test -run XXX -fuzz '^FuzzProtobufParser$$' -fuzztime 30000x ./pkg/exposition/
 	$(GO) test -run XXX -fuzz '^FuzzTextParser$$' -fuzztime 30000x ./pkg/exposition/
 	$(GO) test -run XXX -fuzz '^FuzzReadBody$$' -fuzztime 2000x ./pkg/scrape/
+	$(GO) test -run XXX -fuzz '^FuzzDecode$$' -fuzztime 30000x ./pkg/gateway/
 
 # Short runs of every fuzz target (seed corpora also run in `make test`).
 FUZZTIME ?= 15s

@@ -292,6 +292,11 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	if err := sm.ApplyConfig(scrapeCfgs); err != nil {
 		return err
 	}
+	gw, err := p.startGateway()
+	if err != nil {
+		return err
+	}
+	defer gw.close()
 
 	// Each stage gets its own context so they stop in data-flow order:
 	// scraping, then the queues (they flush), then the WAL. Scraping too
@@ -305,7 +310,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	defer stopWAL()
 
 	var scraping, sending, rest sync.WaitGroup
-	errs := make(chan error, 4+len(queues))
+	errs := make(chan error, 5+len(queues))
 	rest.Go(func() { errs <- p.wal.Run(walCtx) })
 	rest.Go(func() {
 		if err := dm.Run(); err != nil && !errors.Is(err, context.Canceled) {
@@ -328,6 +333,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		tsets = filtered
 	}
 	scraping.Go(func() { errs <- sm.Run(scrapeCtx, tsets) })
+	scraping.Go(func() { errs <- gw.run(scrapeCtx) })
 	scraping.Go(func() { ret.run(scrapeCtx) })
 	scraping.Go(func() {
 		// Ready once the WAL is replayed (it was, to get here) and

@@ -67,6 +67,8 @@ type Config struct {
 	// Server is what a Grafana Agent file's `server:` block asks of the
 	// command line; zero for Prometheus' shape.
 	Server ServerConfig
+	// Receive is the `receive:` section (receive.go); nil: no gateway.
+	Receive *ReceiveConfig
 }
 
 // Shape is the format of a configuration file.
@@ -271,6 +273,14 @@ func loadPrometheus(root *yaml.Node, logger *slog.Logger, dir string) (*Config, 
 				}
 				return nil, &Error{Line: v.Line, Msg: err.Error()}
 			}
+			continue
+		}
+		if k.Value == "receive" {
+			r, err := loadReceive(v, dir)
+			if err != nil {
+				return nil, err
+			}
+			c.Receive = r
 			continue
 		}
 		prom.Content = append(prom.Content, k, v)

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rwagent/rwagent/pkg/gateway"
+	"github.com/rwagent/rwagent/pkg/wal"
+)
+
+// gatewayRun is the receive: section's gateway, or nothing when the
+// configuration has none.
+type gatewayRun struct {
+	g *gateway.Gateway // nil: no receive: section
+}
+
+// startGateway builds the gateway of the receive: section and binds its
+// listener, on the open WAL; the caller runs it with run, as an input
+// stage (stopped with the scrapes, before the queues flush and the WAL
+// closes), and closes it after.
+func (p *pipeline) startGateway() (*gatewayRun, error) {
+	rc := p.cfg.Receive
+	if rc == nil {
+		return &gatewayRun{}, nil
+	}
+	tenants := map[string]*gateway.Tenant{}
+	keys := make([]gateway.Key, 0, len(rc.APIKeys))
+	for _, k := range rc.APIKeys {
+		t := tenants[k.Tenant]
+		if t == nil { // config.Validate: keys of one tenant agree on its limits
+			t = &gateway.Tenant{Name: k.Tenant, SamplesPerSecond: k.SamplesPerSecond, Burst: k.Burst, MaxSeriesPerRequest: k.MaxSeriesPerRequest}
+			tenants[k.Tenant] = t
+		}
+		keys = append(keys, gateway.Key{Digest: k.Digest, Tenant: t})
+	}
+	opts := gateway.Options{
+		Addr:            rc.ListenAddress,
+		Keys:            keys,
+		TenantLabel:     rc.TenantLabel,
+		MaxRequestBytes: int64(rc.MaxRequestBytes),
+		Storage:         p.wal,
+		Full:            walFull(p.wal, p.cfg.WAL.MaxSize, int64(p.cfg.WAL.SegmentSize)),
+		Logger:          p.logger,
+		Registerer:      p.reg,
+	}
+	if t := rc.TLSConfig; t != nil {
+		opts.TLSCertFile, opts.TLSKeyFile = t.CertFile, t.KeyFile
+	}
+	g, err := gateway.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	addr, err := g.Listen()
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	p.logger.Info("gateway listening", "addr", addr.String(), "tls", opts.TLSCertFile != "", "tenants", len(tenants))
+	return &gatewayRun{g: g}, nil
+}
+
+// run serves until ctx is done. Without a gateway it waits for ctx all
+// the same: a stage that returns early stops the agent.
+func (r *gatewayRun) run(ctx context.Context) error {
+	if r.g == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return r.g.Run(ctx)
+}
+
+// close unregisters the gateway's metrics, after run has returned.
+func (r *gatewayRun) close() {
+	if r.g != nil {
+		r.g.Close()
+	}
+}
+
+// walFull reports whether the WAL's segments are within one segment of
+// wal.max_size, where the next trim would remove unsent data to make
+// room: the gateway then answers 429 rather than take samples that would
+// push out others already acknowledged. The size is measured at most once
+// a second. Zero maxSize: never full.
+func walFull(w *wal.WAL, maxSize, segmentSize int64) func() bool {
+	if maxSize <= 0 {
+		return nil
+	}
+	var (
+		mu      sync.Mutex
+		checked time.Time
+		full    atomic.Bool
+	)
+	return func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(checked) >= time.Second {
+			checked = time.Now()
+			n, err := w.BytesAfter(wal.Position{})
+			full.Store(err == nil && n+segmentSize >= maxSize)
+		}
+		return full.Load()
+	}
+}

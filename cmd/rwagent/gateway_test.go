@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"net/http"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/tsdb/record"
+
+	"github.com/rwagent/rwagent/pkg/wal"
+)
+
+// gatewayAddr waits for the agent's "gateway listening" log line and
+// returns the address it bound.
+func (a *agentUnderTest) gatewayAddr(t *testing.T) string {
+	t.Helper()
+	re := regexp.MustCompile(`msg="gateway listening" addr=(\S+)`)
+	var addr string
+	eventually(t, "gateway listening", func() (bool, string) {
+		m := re.FindStringSubmatch(a.logs.String())
+		if m == nil {
+			return false, "no log line"
+		}
+		addr = m[1]
+		return true, ""
+	})
+	return addr
+}
+
+// pushV1 sends a hand-built remote-write 1.0 request, as Prometheus'
+// remote_write with `authorization: {credentials: key}` does, and returns
+// the status.
+func pushV1(t *testing.T, url, key string, req *prompb.WriteRequest) int {
+	t.Helper()
+	raw, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(snappy.Encode(nil, raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Set("Content-Encoding", "snappy")
+	hr.Header.Set("Content-Type", "application/x-protobuf")
+	hr.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	if key != "" {
+		hr.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// A sender without AWS credentials pushes through rwagent's gateway: the
+// samples arrive at the (emulated) AMP signed by rwagent, with the
+// tenant label of the sender's key, and a sender without a key gets 401
+// and writes nothing.
+func TestGatewayForwardsWithTenantLabel(t *testing.T) {
+	setAWSEnv(t)
+	a := startAgent(t, `
+global:
+  scrape_interval: 1h
+remote_write:
+  - url: RECEIVER
+    sigv4: {region: us-east-1}
+    queue_config: {batch_send_deadline: 100ms}
+receive:
+  listen_address: 127.0.0.1:0
+  api_keys:
+    - {tenant: team-a, key: gateway-key-team-a}
+    - {tenant: team-b, key: gateway-key-team-b}
+`)
+	url := "http://" + a.gatewayAddr(t) + "/api/v1/write"
+	now := time.Now().UnixMilli()
+	series := func(v float64) *prompb.WriteRequest {
+		return &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+			Labels:  []prompb.Label{{Name: "__name__", Value: "pushed_value"}, {Name: "instance", Value: "sender-1"}},
+			Samples: []prompb.Sample{{Value: v, Timestamp: now}},
+		}}}
+	}
+	if code := pushV1(t, url, "gateway-key-team-a", series(42)); code != http.StatusNoContent {
+		t.Fatalf("team-a push: %d", code)
+	}
+	if code := pushV1(t, url, "gateway-key-team-b", series(7)); code != http.StatusNoContent {
+		t.Fatalf("team-b push: %d", code)
+	}
+	if code := pushV1(t, url, "", series(1)); code != http.StatusUnauthorized {
+		t.Fatalf("push without a key: %d, want 401", code)
+	}
+	eventually(t, "team-a's sample at the receiver", a.scalarIs(t, `pushed_value{tenant="team-a",instance="sender-1"}`, 42))
+	eventually(t, "team-b's sample at the receiver", a.scalarIs(t, `pushed_value{tenant="team-b",instance="sender-1"}`, 7))
+	if v := a.query(t, `count(pushed_value)`); len(v) != 1 || v[0].F != 2 {
+		t.Errorf("count(pushed_value) = %v, want 2: the unauthenticated push wrote nothing", v)
+	}
+	if v := a.metric(t, "rwagent_receive_requests_total", map[string]string{"tenant": "team-a", "code": "204"}); v != 1 {
+		t.Errorf("rwagent_receive_requests_total{tenant=team-a,code=204} = %v, want 1", v)
+	}
+	if v := a.metric(t, "rwagent_receive_rejected_requests_total", map[string]string{"reason": "unauthorized"}); v != 1 {
+		t.Errorf("rejected unauthorized = %v, want 1", v)
+	}
+	a.stop(t)
+	if logs := a.logs.String(); bytes.Contains([]byte(logs), []byte("gateway-key-team")) {
+		t.Error("a gateway key is in the log")
+	}
+}
+
+// walFull flips once the segments come within one segment of max_size.
+func TestWALFull(t *testing.T) {
+	w, err := wal.Open(wal.Options{Dir: t.TempDir(), SegmentSize: 32 << 10}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if walFull(w, 0, 32<<10) != nil {
+		t.Error("no max_size: want no check")
+	}
+	if walFull(w, 64<<10, 32<<10)() {
+		t.Fatal("an empty WAL is full")
+	}
+	ref := w.NewRef()
+	recs := &wal.Records{Series: []record.RefSeries{{Ref: ref, Labels: labels.FromStrings("__name__", "x")}}}
+	for i := range 5000 {
+		recs.Samples = append(recs.Samples, record.RefSample{Ref: ref, T: int64(i) * 1000, V: rand.Float64()})
+	}
+	if err := w.Log(recs); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := w.BytesAfter(wal.Position{}); n < 32<<10 {
+		t.Fatalf("only %d bytes logged; the test needs a segment's worth", n)
+	}
+	if !walFull(w, 64<<10, 32<<10)() {
+		t.Error("a WAL within one segment of max_size is not full")
+	}
+}

@@ -1,0 +1,267 @@
+package config
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/alecthomas/units"
+	"github.com/prometheus/common/model"
+	"gopkg.in/yaml.v3"
+)
+
+// ReceiveConfig is the `receive:` section: rwagent as a gateway that takes
+// remote write from other senders, authenticated by API keys, into the
+// same WAL, queues and signing as its scrapes. Nil in Config when the file
+// has no such section: no gateway listens.
+type ReceiveConfig struct {
+	// ListenAddress is host:port of the gateway's own listener, separate
+	// from the admin server. Required.
+	ListenAddress string `yaml:"listen_address"`
+	// TLSConfig serves HTTPS when set. Nil: plain HTTP.
+	TLSConfig *ReceiveTLSConfig `yaml:"tls_config"`
+	// APIKeys are the keys accepted, each naming its tenant. At least one:
+	// the gateway never takes unauthenticated writes.
+	APIKeys []APIKeyConfig `yaml:"api_keys"`
+	// TenantLabel is the label set to the key's tenant on every series
+	// received with it, replacing a label of that name the sender set.
+	// Zero ("") adds none; a file without the field gets "tenant".
+	TenantLabel string `yaml:"tenant_label"`
+	// MaxRequestBytes bounds a request's (compressed) body. Zero means
+	// DefaultReceiveConfig.MaxRequestBytes.
+	MaxRequestBytes ByteSize `yaml:"max_request_bytes"`
+}
+
+// ReceiveTLSConfig is the gateway's server certificate.
+type ReceiveTLSConfig struct {
+	CertFile string `yaml:"cert_file"` // PEM certificate (chain); required
+	KeyFile  string `yaml:"key_file"`  // PEM private key; required
+}
+
+// APIKeyConfig is one accepted API key and what its tenant may do. Exactly
+// one of Key, KeyFile and SHA256 is set in the file; once loaded only
+// Digest is: the key itself is never kept, logged or put in an error.
+type APIKeyConfig struct {
+	Tenant string `yaml:"tenant"` // required; several keys may share one tenant (rotation)
+	// Key is the key itself (usually ${ENV}); cleared once hashed.
+	Key string `yaml:"key"`
+	// KeyFile holds the key; surrounding white space is trimmed. It is
+	// read when the configuration is loaded, relative to the file's
+	// directory.
+	KeyFile string `yaml:"key_file"`
+	// SHA256 is the hex SHA-256 of the key, so the key is not at rest here.
+	SHA256 string `yaml:"sha256"`
+	// Digest is the SHA-256 of the key, set by Load.
+	Digest [sha256.Size]byte `yaml:"-"`
+
+	// SamplesPerSecond limits the tenant's samples and histograms; over
+	// it a request is answered 429. Zero: no limit. Keys of one tenant
+	// share one limit and must agree on it.
+	SamplesPerSecond float64 `yaml:"samples_per_second"`
+	// Burst is how many samples the tenant may send at once above the
+	// rate; a request with more is answered 413. Zero: one second's worth
+	// (SamplesPerSecond, at least 1).
+	Burst int `yaml:"burst"`
+	// MaxSeriesPerRequest refuses larger requests with 413. Zero: no limit
+	// beyond the size bounds.
+	MaxSeriesPerRequest int `yaml:"max_series_per_request"`
+	// RemoteWriteNames would route the tenant to named remote_write
+	// endpoints: not supported yet, refused when set.
+	RemoteWriteNames []string `yaml:"remote_write_names"`
+}
+
+// DefaultReceiveConfig is what a `receive:` section starts from.
+var DefaultReceiveConfig = ReceiveConfig{
+	TenantLabel: "tenant",
+	// 10 MiB of snappy is some 100k samples: ten times what Prometheus
+	// sends at most per request (2,000 samples, 50-100 KiB) and what the
+	// OTel Collector's default batches make, while a request in flight
+	// costs at most that, plus its decoded form.
+	MaxRequestBytes: 10 << 20,
+}
+
+// ByteSize is a size in bytes, written as an integer or with a unit
+// (10MiB, 512KB), as Prometheus' body_size_limit.
+type ByteSize int64
+
+// UnmarshalYAML reads an integer or a size with a unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	if i, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
+		*b = ByteSize(i)
+		return nil
+	}
+	v, err := units.ParseBase2Bytes(n.Value)
+	if err != nil {
+		return fmt.Errorf("%q is not a size in bytes (like 10MiB)", n.Value)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// UnmarshalYAML applies defaults, then the document, then Validate.
+func (c *ReceiveConfig) UnmarshalYAML(n *yaml.Node) error {
+	*c = DefaultReceiveConfig
+	type plain ReceiveConfig // no methods, so no recursion
+	if err := n.Decode((*plain)(c)); err != nil {
+		return err
+	}
+	return c.Validate()
+}
+
+// Validate reports the first invalid field as an *Error naming its YAML
+// path. It reads no file: Load reads the key files after it.
+func (c *ReceiveConfig) Validate() error {
+	bad := func(field, format string, a ...any) error {
+		return &Error{Field: "receive" + field, Msg: fmt.Sprintf(format, a...)}
+	}
+	if c.ListenAddress == "" {
+		return bad(".listen_address", "required: the host:port the gateway listens on (its own, not --web.listen-address)")
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {
+		return bad(".listen_address", "%q is not host:port", c.ListenAddress)
+	}
+	if t := c.TLSConfig; t != nil && (t.CertFile == "" || t.KeyFile == "") {
+		return bad(".tls_config", "set both cert_file and key_file")
+	}
+	if c.TenantLabel != "" && !model.LegacyValidation.IsValidLabelName(c.TenantLabel) {
+		return bad(".tenant_label", "%q is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)", c.TenantLabel)
+	}
+	if c.MaxRequestBytes <= 0 {
+		return bad(".max_request_bytes", "must be positive, got %d", c.MaxRequestBytes)
+	}
+	if len(c.APIKeys) == 0 {
+		return bad(".api_keys", "at least one key: the gateway does not take unauthenticated writes")
+	}
+	first := map[string]int{} // tenant → index of its first key
+	for i := range c.APIKeys {
+		k := &c.APIKeys[i]
+		field := fmt.Sprintf(".api_keys[%d]", i)
+		if k.Tenant == "" {
+			return bad(field+".tenant", "required")
+		}
+		set := 0
+		for _, s := range []string{k.Key, k.KeyFile, k.SHA256} {
+			if s != "" {
+				set++
+			}
+		}
+		if set != 1 {
+			return bad(field, "set exactly one of key, key_file and sha256")
+		}
+		if k.SHA256 != "" {
+			if b, err := hex.DecodeString(k.SHA256); err != nil || len(b) != sha256.Size {
+				return bad(field+".sha256", "must be the 64 hex digits of the key's SHA-256 (sha256sum)")
+			}
+		}
+		if len(k.RemoteWriteNames) > 0 {
+			return bad(field+".remote_write_names", "not supported yet: every tenant's samples go to every remote_write; remove it")
+		}
+		if k.SamplesPerSecond < 0 {
+			return bad(field+".samples_per_second", "must not be negative")
+		}
+		if k.Burst < 0 {
+			return bad(field+".burst", "must not be negative")
+		}
+		if k.Burst > 0 && k.SamplesPerSecond == 0 {
+			return bad(field+".burst", "needs samples_per_second")
+		}
+		if k.MaxSeriesPerRequest < 0 {
+			return bad(field+".max_series_per_request", "must not be negative")
+		}
+		if j, ok := first[k.Tenant]; ok {
+			o := c.APIKeys[j]
+			if o.SamplesPerSecond != k.SamplesPerSecond || o.Burst != k.Burst || o.MaxSeriesPerRequest != k.MaxSeriesPerRequest {
+				return bad(field, "tenant %q has other limits in api_keys[%d]: keys of one tenant share its limits, give them the same", k.Tenant, j)
+			}
+		} else {
+			first[k.Tenant] = i
+		}
+	}
+	return nil
+}
+
+var receiveType = reflect.TypeFor[ReceiveConfig]()
+
+// loadReceive decodes and validates the `receive:` section v, reads the
+// key files (relative to dir) and hashes every key. Errors name the line
+// and field, never a key.
+func loadReceive(v *yaml.Node, dir string) (*ReceiveConfig, error) {
+	if err := checkFields(v, receiveType, "receive"); err != nil {
+		return nil, err
+	}
+	c := new(ReceiveConfig)
+	if err := v.Decode(c); err != nil {
+		if e, ok := errors.AsType[*Error](err); ok {
+			e.Line = lineOf(v, e.Field)
+			return nil, e
+		}
+		if e := locateIn(v, receiveType, "receive"); e != nil && e.Field != "receive" {
+			if _, ok := errors.AsType[*yaml.TypeError](err); !ok {
+				e.Msg = err.Error() // ours (ByteSize), clearer than yaml.v2's
+			}
+			return nil, e
+		}
+		return nil, &Error{Line: v.Line, Field: "receive", Msg: err.Error()}
+	}
+	for i := range c.APIKeys {
+		k := &c.APIKeys[i]
+		field := fmt.Sprintf("receive.api_keys[%d]", i)
+		switch {
+		case k.Key != "":
+			k.Digest = sha256.Sum256([]byte(k.Key))
+			k.Key = ""
+		case k.KeyFile != "":
+			path := k.KeyFile
+			if dir != "" && !filepath.IsAbs(path) {
+				path = filepath.Join(dir, path)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil, &Error{Line: lineOf(v, field+".key_file"), Field: field + ".key_file", Msg: fmt.Sprintf("read key: %v", err)}
+			}
+			key := strings.TrimSpace(string(b))
+			if key == "" {
+				return nil, &Error{Line: lineOf(v, field+".key_file"), Field: field + ".key_file", Msg: fmt.Sprintf("%s holds no key", path)}
+			}
+			k.Digest = sha256.Sum256([]byte(key))
+		default:
+			hex.Decode(k.Digest[:], []byte(k.SHA256)) // checked by Validate
+		}
+		for j := range i {
+			if subtle.ConstantTimeCompare(c.APIKeys[j].Digest[:], k.Digest[:]) == 1 {
+				return nil, &Error{Line: lineOf(v, field), Field: field, Msg: fmt.Sprintf("the same key as api_keys[%d]: each key names one tenant", j)}
+			}
+		}
+	}
+	return c, nil
+}
+
+// lineOf returns the line of the node at field ("receive.api_keys[1].key")
+// under the section v, or of the deepest node found on the way.
+func lineOf(v *yaml.Node, field string) int {
+	n := v
+	for _, part := range strings.Split(field, ".")[1:] {
+		name, idx, indexed := strings.Cut(part, "[")
+		c := mappingValue(n, name)
+		if c == nil {
+			break
+		}
+		n = c
+		if indexed {
+			i, err := strconv.Atoi(strings.TrimSuffix(idx, "]"))
+			if err != nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+				break
+			}
+			n = n.Content[i]
+		}
+	}
+	return n.Line
+}

@@ -1,0 +1,354 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/golang/snappy"
+	"github.com/klauspost/compress/s2"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/record"
+)
+
+// Series limits, AMP's: the same numbers the sender drops series over in
+// pkg/remotewrite/limits.go (ampMaxLabels, ampMaxNameBytes,
+// ampMaxValueBytes), which explains where they come from. A series the
+// gateway accepts is one AMP takes, so it is refused here, where the
+// sender can hear about it, not dropped later.
+const (
+	maxLabels     = 70
+	maxNameBytes  = 1024
+	maxValueBytes = 2048
+)
+
+// protocol is the message a request carries, as the metric label says it.
+type protocol string
+
+const (
+	protoV1 protocol = "prometheus.WriteRequest"        // remote write 1.0
+	protoV2 protocol = "io.prometheus.write.v2.Request" // remote write 2.0
+)
+
+// limits bound what decode accepts.
+type limits struct {
+	maxDecodedBytes int    // snappy-decoded body
+	maxSeries       int    // series per request; zero: no limit
+	tenantLabel     string // set on every series; "" none
+	tenant          string // its value
+}
+
+// decodeError is a request decode refuses: the status to answer and the
+// reason label it is counted under. Its message names the limit or the
+// problem, and is sent to the client.
+type decodeError struct {
+	status int
+	reason string
+	msg    string
+}
+
+func (e *decodeError) Error() string { return e.msg }
+
+func badRequest(reason, format string, a ...any) *decodeError {
+	return &decodeError{status: 400, reason: reason, msg: fmt.Sprintf(format, a...)}
+}
+
+// Reasons a request is refused, the reason label of rejected requests.
+const (
+	reasonUnauthorized   = "unauthorized"   // no key
+	reasonForbidden      = "forbidden"      // unknown key
+	reasonBodyTooLarge   = "body_too_large" // max_request_bytes
+	reasonDecodedTooBig  = "decoded_too_large"
+	reasonTooManySeries  = "too_many_series"
+	reasonTooManyLabels  = "too_many_labels"
+	reasonLabelTooLong   = "label_too_long"
+	reasonInvalidLabels  = "invalid_labels" // UTF-8, empty, unsorted, duplicate, no name
+	reasonInvalidSample  = "invalid_sample" // histogram, exemplar
+	reasonMalformed      = "malformed"      // snappy, protobuf
+	reasonUnsupported    = "unsupported_media_type"
+	reasonRateLimited    = "rate_limited"
+	reasonBurstExceeded  = "burst_exceeded"
+	reasonWALFull        = "wal_full"
+	reasonWALError       = "wal_error"
+	reasonMethodNotAllow = "method_not_allowed"
+)
+
+// batch is a decoded request: its series and what they carry. The Ref of
+// each sample, histogram, exemplar and metadata entry is the index of its
+// series in series until resolve replaces it with the series' WAL ref.
+type batch struct {
+	series          []labels.Labels
+	samples         []record.RefSample
+	histograms      []record.RefHistogramSample
+	floatHistograms []record.RefFloatHistogramSample
+	exemplars       []record.RefExemplar
+	metadata        []record.RefMetadata
+}
+
+// samplesCount is what the rate limit and the metrics count: float
+// samples and histograms.
+func (b *batch) samplesCount() int {
+	return len(b.samples) + len(b.histograms) + len(b.floatHistograms)
+}
+
+// decompress checks the decoded length of the snappy body against the
+// bound before allocating, then decodes it (s2 reads snappy's block
+// format).
+func decompress(body []byte, maxDecoded int) ([]byte, error) {
+	n, err := snappy.DecodedLen(body)
+	if err != nil {
+		return nil, badRequest(reasonMalformed, "body is not snappy-compressed: %v", err)
+	}
+	if n > maxDecoded {
+		return nil, &decodeError{status: 413, reason: reasonDecodedTooBig, msg: fmt.Sprintf("decompressed body of %d bytes is over the limit of %d bytes", n, maxDecoded)}
+	}
+	out, err := s2.Decode(make([]byte, n), body)
+	if err != nil {
+		return nil, badRequest(reasonMalformed, "body is not snappy-compressed: %v", err)
+	}
+	return out, nil
+}
+
+// decodeV1 decodes a remote write 1.0 WriteRequest (uncompressed) into a
+// batch, checking every bound. Its metadata (per metric family, not per
+// series) is not kept.
+func decodeV1(raw []byte, l limits) (*batch, error) {
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(raw); err != nil {
+		return nil, badRequest(reasonMalformed, "decode prometheus.WriteRequest: %v", err)
+	}
+	if l.maxSeries > 0 && len(req.Timeseries) > l.maxSeries {
+		return nil, tooManySeries(len(req.Timeseries), l.maxSeries)
+	}
+	b := &batch{series: make([]labels.Labels, 0, len(req.Timeseries))}
+	var sb labels.ScratchBuilder
+	for i := range req.Timeseries {
+		ts := &req.Timeseries[i]
+		if len(ts.Samples) > 0 && len(ts.Histograms) > 0 {
+			return nil, badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
+		}
+		sb.Reset()
+		for _, lp := range ts.Labels {
+			sb.Add(lp.Name, lp.Value)
+		}
+		ls, err := checkLabels(&sb, l)
+		if err != nil {
+			return nil, err
+		}
+		ref := chunks.HeadSeriesRef(len(b.series))
+		b.series = append(b.series, ls)
+		for _, s := range ts.Samples {
+			b.samples = append(b.samples, record.RefSample{Ref: ref, T: s.Timestamp, V: s.Value})
+		}
+		for _, h := range ts.Histograms {
+			if h.IsFloatHistogram() {
+				fh := h.ToFloatHistogram()
+				if err := fh.Validate(); err != nil {
+					return nil, badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
+				}
+				b.floatHistograms = append(b.floatHistograms, record.RefFloatHistogramSample{Ref: ref, T: h.Timestamp, FH: fh})
+				continue
+			}
+			ih := h.ToIntHistogram()
+			if err := ih.Validate(); err != nil {
+				return nil, badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
+			}
+			b.histograms = append(b.histograms, record.RefHistogramSample{Ref: ref, T: h.Timestamp, H: ih})
+		}
+		for _, e := range ts.Exemplars {
+			sb.Reset()
+			for _, lp := range e.Labels {
+				sb.Add(lp.Name, lp.Value)
+			}
+			el, err := checkExemplarLabels(&sb)
+			if err != nil {
+				return nil, err
+			}
+			b.exemplars = append(b.exemplars, record.RefExemplar{Ref: ref, T: e.Timestamp, V: e.Value, Labels: el})
+		}
+	}
+	return b, nil
+}
+
+// decodeV2 decodes a remote write 2.0 Request (uncompressed) into a batch,
+// checking every bound. Each series' metadata is kept.
+func decodeV2(raw []byte, l limits) (*batch, error) {
+	var req writev2.Request
+	if err := req.Unmarshal(raw); err != nil {
+		return nil, badRequest(reasonMalformed, "decode io.prometheus.write.v2.Request: %v", err)
+	}
+	if l.maxSeries > 0 && len(req.Timeseries) > l.maxSeries {
+		return nil, tooManySeries(len(req.Timeseries), l.maxSeries)
+	}
+	syms := req.Symbols
+	symbol := func(i uint32) (string, bool) {
+		if int(i) >= len(syms) {
+			return "", false
+		}
+		return syms[i], true
+	}
+	b := &batch{series: make([]labels.Labels, 0, len(req.Timeseries))}
+	var sb labels.ScratchBuilder
+	for i := range req.Timeseries {
+		ts := &req.Timeseries[i]
+		if len(ts.Samples) > 0 && len(ts.Histograms) > 0 {
+			return nil, badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
+		}
+		refs := ts.LabelsRefs
+		if len(refs)%2 != 0 {
+			return nil, badRequest(reasonMalformed, "series %d has an odd number of label refs", i)
+		}
+		sb.Reset()
+		for j := 0; j < len(refs); j += 2 {
+			n, ok1 := symbol(refs[j])
+			v, ok2 := symbol(refs[j+1])
+			if !ok1 || !ok2 {
+				return nil, badRequest(reasonMalformed, "series %d: label ref outside the %d symbols", i, len(syms))
+			}
+			sb.Add(n, v)
+		}
+		ls, err := checkLabels(&sb, l)
+		if err != nil {
+			return nil, err
+		}
+		ref := chunks.HeadSeriesRef(len(b.series))
+		b.series = append(b.series, ls)
+		for _, s := range ts.Samples {
+			b.samples = append(b.samples, record.RefSample{Ref: ref, ST: s.StartTimestamp, T: s.Timestamp, V: s.Value})
+		}
+		for _, h := range ts.Histograms {
+			if h.IsFloatHistogram() {
+				fh := h.ToFloatHistogram()
+				if err := fh.Validate(); err != nil {
+					return nil, badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
+				}
+				b.floatHistograms = append(b.floatHistograms, record.RefFloatHistogramSample{Ref: ref, ST: h.StartTimestamp, T: h.Timestamp, FH: fh})
+				continue
+			}
+			ih := h.ToIntHistogram()
+			if err := ih.Validate(); err != nil {
+				return nil, badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
+			}
+			b.histograms = append(b.histograms, record.RefHistogramSample{Ref: ref, ST: h.StartTimestamp, T: h.Timestamp, H: ih})
+		}
+		for _, e := range ts.Exemplars {
+			if len(e.LabelsRefs)%2 != 0 {
+				return nil, badRequest(reasonMalformed, "series %d: exemplar with an odd number of label refs", i)
+			}
+			sb.Reset()
+			for j := 0; j < len(e.LabelsRefs); j += 2 {
+				n, ok1 := symbol(e.LabelsRefs[j])
+				v, ok2 := symbol(e.LabelsRefs[j+1])
+				if !ok1 || !ok2 {
+					return nil, badRequest(reasonMalformed, "series %d: exemplar label ref outside the %d symbols", i, len(syms))
+				}
+				sb.Add(n, v)
+			}
+			el, err := checkExemplarLabels(&sb)
+			if err != nil {
+				return nil, err
+			}
+			b.exemplars = append(b.exemplars, record.RefExemplar{Ref: ref, T: e.Timestamp, V: e.Value, Labels: el})
+		}
+		if md := ts.Metadata; md.Type != writev2.Metadata_METRIC_TYPE_UNSPECIFIED || md.HelpRef != 0 || md.UnitRef != 0 {
+			m, err := ts.ToMetadata(syms)
+			if err != nil {
+				return nil, badRequest(reasonMalformed, "series %d: %v", i, err)
+			}
+			if !utf8.ValidString(m.Help) || !utf8.ValidString(m.Unit) {
+				return nil, badRequest(reasonInvalidLabels, "series %s: metadata is not valid UTF-8", name(ls))
+			}
+			b.metadata = append(b.metadata, record.RefMetadata{Ref: ref, Type: record.GetMetricType(m.Type), Unit: m.Unit, Help: m.Help})
+		}
+	}
+	return b, nil
+}
+
+func tooManySeries(n, limit int) *decodeError {
+	return &decodeError{status: 413, reason: reasonTooManySeries, msg: fmt.Sprintf("%d series in the request, over max_series_per_request %d: send fewer per request", n, limit)}
+}
+
+// checkLabels validates the labels in sb in the order the sender gave
+// them (sorted by name, no name twice, valid UTF-8, AMP's lengths, a
+// metric name), sets the tenant label, checks AMP's label count, and
+// returns the labels.
+func checkLabels(sb *labels.ScratchBuilder, l limits) (labels.Labels, error) {
+	ls := sb.Labels()
+	var prev string
+	var err error
+	i := 0
+	ls.Range(func(lb labels.Label) {
+		if err != nil {
+			return
+		}
+		switch {
+		case lb.Name == "":
+			err = badRequest(reasonInvalidLabels, "empty label name in series %s", name(ls))
+		case !utf8.ValidString(lb.Name) || !utf8.ValidString(lb.Value):
+			err = badRequest(reasonInvalidLabels, "label %q of series %s is not valid UTF-8", lb.Name, name(ls))
+		case i > 0 && lb.Name == prev:
+			err = badRequest(reasonInvalidLabels, "label %q twice in series %s", lb.Name, name(ls))
+		case i > 0 && lb.Name < prev:
+			err = badRequest(reasonInvalidLabels, "labels of series %s are not sorted by name (%q after %q)", name(ls), lb.Name, prev)
+		case len(lb.Name) > maxNameBytes:
+			err = badRequest(reasonLabelTooLong, "label name %.64q... of series %s is %d bytes, over the limit of %d", lb.Name, name(ls), len(lb.Name), maxNameBytes)
+		case len(lb.Value) > maxValueBytes:
+			err = badRequest(reasonLabelTooLong, "value of label %q of series %s is %d bytes, over the limit of %d", lb.Name, name(ls), len(lb.Value), maxValueBytes)
+		}
+		prev = lb.Name
+		i++
+	})
+	if err != nil {
+		return labels.EmptyLabels(), err
+	}
+	if ls.Get(model.MetricNameLabel) == "" {
+		return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "series %.200s has no metric name", ls.String())
+	}
+	if l.tenantLabel != "" {
+		lb := labels.NewBuilder(ls)
+		lb.Set(l.tenantLabel, l.tenant)
+		ls = lb.Labels()
+	}
+	if n := ls.Len(); n > maxLabels {
+		return labels.EmptyLabels(), badRequest(reasonTooManyLabels, "series %s has %d labels, over the limit of %d", name(ls), n, maxLabels)
+	}
+	return ls, nil
+}
+
+// checkExemplarLabels validates an exemplar's labels as Prometheus does:
+// valid UTF-8 and at most 128 runes in all.
+func checkExemplarLabels(sb *labels.ScratchBuilder) (labels.Labels, error) {
+	sb.Sort()
+	ls := sb.Labels()
+	runes := 0
+	var err error
+	ls.Range(func(lb labels.Label) {
+		if !utf8.ValidString(lb.Name) || !utf8.ValidString(lb.Value) {
+			err = errors.New("exemplar labels are not valid UTF-8")
+		}
+		runes += utf8.RuneCountInString(lb.Name) + utf8.RuneCountInString(lb.Value)
+	})
+	if err == nil && runes > maxExemplarRunes {
+		err = fmt.Errorf("exemplar labels have %d runes, over the limit of %d", runes, maxExemplarRunes)
+	}
+	if err != nil {
+		return labels.EmptyLabels(), badRequest(reasonInvalidSample, "%v", err)
+	}
+	return ls, nil
+}
+
+// maxExemplarRunes is Prometheus' exemplar.ExemplarMaxLabelSetLength.
+const maxExemplarRunes = 128
+
+// name is a series' metric name for messages, bounded and quoted.
+func name(ls labels.Labels) string {
+	n := ls.Get(model.MetricNameLabel)
+	if len(n) > 64 {
+		n = n[:64] + "..."
+	}
+	return fmt.Sprintf("%q", n)
+}

@@ -1,0 +1,168 @@
+package gateway
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/record"
+
+	"github.com/rwagent/rwagent/pkg/wal"
+)
+
+// Storage is where received samples go; *wal.WAL implements it. Its
+// methods must be safe for concurrent use.
+type Storage interface {
+	// NewRef returns a series ref unique in the storage, shared with
+	// every other writer (the scrapes) so refs never collide.
+	NewRef() chunks.HeadSeriesRef
+	// Log writes the batch, series records first. It returns once the
+	// records are as durable as the storage's fsync policy makes them.
+	// It does not retain r.
+	Log(r *wal.Records) error
+	// Release says the series get no more samples. It does not retain refs.
+	Release(refs []chunks.HeadSeriesRef)
+}
+
+// seriesCache gives received series their WAL refs, so that a series
+// seen again reuses its ref and its series record is logged once. A
+// series not seen for idle is released (Storage.Release) and forgotten,
+// which bounds the memory to the series received within idle. It is safe
+// for concurrent use.
+type seriesCache struct {
+	storage Storage
+	idle    time.Duration
+
+	// gate is held shared by each request from resolve until its Log has
+	// returned, and exclusively by gc: no ref is released while a request
+	// may still log samples for it. Take gate before mu.
+	gate   sync.RWMutex
+	mu     sync.Mutex
+	byHash map[uint64]*cachedSeries // by labels.Hash; mu
+}
+
+type cachedSeries struct {
+	ref    chunks.HeadSeriesRef
+	labels labels.Labels
+	seen   time.Time // last request that used it; mu
+	// logged is set once a Log holding its series record succeeded;
+	// until then every request using it logs the record too (the same
+	// ref and labels again), so that no sample is logged before its
+	// series whatever order concurrent requests finish in. mu.
+	logged bool
+}
+
+func newSeriesCache(s Storage, idle time.Duration) *seriesCache {
+	return &seriesCache{storage: s, idle: idle, byHash: map[uint64]*cachedSeries{}}
+}
+
+// resolved is what resolve did for one request, for done.
+type resolved struct {
+	used     []*cachedSeries        // entries whose series record the request logs
+	collided []chunks.HeadSeriesRef // one-off refs of hash collisions, released after the Log
+}
+
+// resolve replaces the series indexes in b's entries with WAL refs and
+// fills recs with b: the series records of series new to the cache (or
+// not yet logged), their metadata, and the samples. The caller must hold
+// c.gate shared until done.
+func (c *seriesCache) resolve(b *batch, recs *wal.Records, now time.Time) resolved {
+	var res resolved
+	refs := make([]chunks.HeadSeriesRef, len(b.series))
+	fresh := make([]bool, len(b.series)) // series record in this batch
+	c.mu.Lock()
+	for i, ls := range b.series {
+		h := ls.Hash()
+		e := c.byHash[h]
+		switch {
+		case e == nil:
+			e = &cachedSeries{ref: c.storage.NewRef(), labels: ls}
+			c.byHash[h] = e
+		case !labels.Equal(e.labels, ls):
+			// Another series has the hash: a ref for this request only.
+			ref := c.storage.NewRef()
+			res.collided = append(res.collided, ref)
+			refs[i], fresh[i] = ref, true
+			recs.Series = append(recs.Series, record.RefSeries{Ref: ref, Labels: ls})
+			continue
+		}
+		e.seen = now
+		refs[i] = e.ref
+		if !e.logged && !seen(res.used, e) {
+			res.used = append(res.used, e)
+			fresh[i] = true
+			recs.Series = append(recs.Series, record.RefSeries{Ref: e.ref, Labels: ls})
+		}
+	}
+	c.mu.Unlock()
+
+	for i := range b.samples {
+		b.samples[i].Ref = refs[b.samples[i].Ref]
+	}
+	for i := range b.histograms {
+		b.histograms[i].Ref = refs[b.histograms[i].Ref]
+	}
+	for i := range b.floatHistograms {
+		b.floatHistograms[i].Ref = refs[b.floatHistograms[i].Ref]
+	}
+	for i := range b.exemplars {
+		b.exemplars[i].Ref = refs[b.exemplars[i].Ref]
+	}
+	md := b.metadata[:0]
+	for _, m := range b.metadata {
+		if fresh[m.Ref] { // metadata goes with the series record
+			m.Ref = refs[m.Ref]
+			md = append(md, m)
+		}
+	}
+	recs.Samples = b.samples
+	recs.Histograms = b.histograms
+	recs.FloatHistograms = b.floatHistograms
+	recs.Exemplars = b.exemplars
+	recs.Metadata = md
+	return res
+}
+
+// seen says whether e is in used; a request repeats a series rarely, and
+// then it is short.
+func seen(used []*cachedSeries, e *cachedSeries) bool {
+	for _, u := range used {
+		if u == e {
+			return true
+		}
+	}
+	return false
+}
+
+// done records the outcome of the Log of a resolved request. The caller
+// still holds c.gate shared.
+func (c *seriesCache) done(res resolved, logged bool) {
+	if logged {
+		c.mu.Lock()
+		for _, e := range res.used {
+			e.logged = true
+		}
+		c.mu.Unlock()
+	}
+	c.storage.Release(res.collided)
+}
+
+// gc releases and forgets the series not seen since now-idle, and returns
+// how many are left.
+func (c *seriesCache) gc(now time.Time) int {
+	c.gate.Lock()
+	defer c.gate.Unlock()
+	c.mu.Lock()
+	var gone []chunks.HeadSeriesRef
+	for h, e := range c.byHash {
+		if now.Sub(e.seen) > c.idle {
+			gone = append(gone, e.ref)
+			delete(c.byHash, h)
+		}
+	}
+	n := len(c.byHash)
+	c.mu.Unlock()
+	c.storage.Release(gone)
+	return n
+}
