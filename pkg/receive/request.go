@@ -1,6 +1,7 @@
 package receive
 
 import (
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -24,8 +25,18 @@ type writeRequest struct {
 	labels []labels.Labels
 }
 
+// maxSnappyRatio bounds how much a valid snappy stream can expand: its
+// densest element, a 3-byte copy, yields 64 bytes.
+const maxSnappyRatio = 22
+
+// errDecodedTooLarge is returned by decodeWriteRequest for a body whose
+// snappy header claims more than any valid body of its size can hold: a
+// header may claim up to 4 GiB, which snappy.Decode would allocate at once.
+var errDecodedTooLarge = errors.New("snappy-decoded length larger than the body can hold")
+
 // decodeWriteRequest decodes a remote-write body the way Prometheus' handler
-// reads it (Content-Type proto parameter, snappy). It returns an error for a
+// reads it (Content-Type proto parameter, snappy). It returns
+// errDecodedTooLarge for a lying snappy header, and another error for a
 // request that handler would refuse itself (unknown message, other encoding,
 // corrupt body, a label reference out of the symbols table); the caller then
 // leaves the request to it, so the sender gets Prometheus' own answer.
@@ -46,6 +57,9 @@ func decodeWriteRequest(r *http.Request, body []byte) (*writeRequest, error) {
 	}
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
 		return nil, fmt.Errorf("content encoding %q", enc)
+	}
+	if n, err := snappy.DecodedLen(body); err == nil && n > maxSnappyRatio*len(body)+64 {
+		return nil, fmt.Errorf("%w: %d bytes from a body of %d", errDecodedTooLarge, n, len(body))
 	}
 	raw, err := snappy.Decode(nil, body)
 	if err != nil {

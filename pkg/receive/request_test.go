@@ -2,6 +2,7 @@ package receive
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/golang/snappy"
@@ -86,5 +87,33 @@ func TestDecodeWriteRequest_LeavesOthersToPrometheus(t *testing.T) {
 		if _, err := decodeWriteRequest(r, body); err == nil {
 			t.Errorf("%s %s: decoded, want it left to Prometheus' handler", c.ct, c.enc)
 		}
+	}
+}
+
+// TestRemoteWrite_SnappyHeaderLies sends a tiny body whose snappy header
+// claims 4 GiB: it is refused without allocating that (Prometheus' handler
+// would snappy.Decode it whole).
+func TestRemoteWrite_SnappyHeaderLies(t *testing.T) {
+	ts := newTestServer(t, Options{Limits: Limits{MaxLabelValueLength: -1}}) // for the padding below
+	body := []byte{0xff, 0xff, 0xff, 0xff, 0x0f, 0x00}                       // varint 2^32-1, then a literal tag
+	resp, b := ts.post(t, ts.url("/api/v1/remote_write"), rw1Type, bodyOf(body))
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "snappy-decoded length larger than the body can hold") {
+		t.Fatalf("answer %s %q, want 400 naming the snappy length", resp.Status, b)
+	}
+	// A real body that compresses well still passes.
+	zeros := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels:  []prompb.Label{{Name: "__name__", Value: "z"}, {Name: "pad", Value: strings.Repeat("0", 100_000)}},
+		Samples: []prompb.Sample{{Value: 0, Timestamp: base()}},
+	}}}
+	raw, err := zeros.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := snappy.Encode(nil, raw)
+	if len(raw) < 10*len(enc) {
+		t.Fatalf("test body compresses only %d → %d", len(raw), len(enc))
+	}
+	if resp, b := ts.post(t, ts.url("/api/v1/remote_write"), rw1Type, bodyOf(enc)); resp.StatusCode != http.StatusOK {
+		t.Errorf("well-compressed body: %s %q, want 200", resp.Status, b)
 	}
 }

@@ -51,6 +51,10 @@ func newWriteHandler(s *Server, reg prometheus.Registerer) http.Handler {
 func (s *Server) serveRemoteWrite(w http.ResponseWriter, r *http.Request, body []byte) {
 	s.metrics.receivedBytes.Add(float64(len(body)))
 	wr, err := decodeWriteRequest(r, body)
+	if errors.Is(err, errDecodedTooLarge) {
+		writeAWSError(w, http.StatusBadRequest, codeValidation, awsError{Message: err.Error()})
+		return
+	}
 	if err != nil {
 		s.logger.Debug("Remote write left to Prometheus' handler", "err", err)
 		s.write.ServeHTTP(&noContentAsOK{ResponseWriter: w}, r)
