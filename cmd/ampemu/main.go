@@ -49,6 +49,9 @@ type flags struct {
 	accessKey, secretKey, sessionToken       string
 	clockOffset                              time.Duration
 	logLevel                                 slog.Level
+	// limits are AMP's quotas as the flags set them, zero fields already
+	// turned into "off" (negative) where the flag said 0.
+	limits receive.Limits
 	// secretsInArgs names the flags that carried a secret on the command
 	// line, where any user of the host sees it (ps, /proc/PID/cmdline).
 	secretsInArgs []string
@@ -69,6 +72,18 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (flags
 	fs.StringVar(&f.sessionToken, "session-token", getenv("AMPEMU_SESSION_TOKEN"), "its session token, if any; visible in ps, prefer --session-token-file or env AMPEMU_SESSION_TOKEN")
 	fs.DurationVar(&f.clockOffset, "clock-offset", 0, "added to the emulator's clock, to test clock skew")
 	fs.TextVar(&f.logLevel, "log.level", slog.LevelInfo, "log level: debug, info, warn or error")
+	d := receive.DefaultLimits
+	lim := &f.limits
+	lim.HAClusterLabel, lim.HAReplicaLabel = d.HAClusterLabel, d.HAReplicaLabel // fixed in AMP
+	fs.Float64Var(&lim.IngestionRate, "ingestion.rate", d.IngestionRate, "samples per second the workspace's token bucket refills (AMP's \"Ingestion rate per workspace\"); 0: no throttling")
+	fs.IntVar(&lim.IngestionBurst, "ingestion.burst", d.IngestionBurst, "size of the token bucket in samples (AMP's \"Ingestion burst size per workspace\")")
+	fs.IntVar(&lim.MaxLabelNamesPerSeries, "limits.labels-per-series", d.MaxLabelNamesPerSeries, "labels a series may have, __name__ included (AMP's \"Labels per metric series\"); 0: no limit")
+	fs.IntVar(&lim.MaxLabelNameLength, "limits.label-name-length", d.MaxLabelNameLength, "bytes a label name may have (Cortex's default, which AMP applies); 0: no limit")
+	fs.IntVar(&lim.MaxLabelValueLength, "limits.label-value-length", d.MaxLabelValueLength, "bytes a label value may have (Cortex's default, which AMP applies); 0: no limit")
+	fs.IntVar(&lim.MaxActiveSeries, "limits.active-series", d.MaxActiveSeries, "series with a sample in the last 2h the workspace accepts (AMP's \"Active series per workspace\"); 0: no limit")
+	fs.IntVar(&lim.MaxMetadataMetrics, "limits.metadata-metrics", d.MaxMetadataMetrics, "metrics whose metadata is kept (AMP's \"Active metrics with metadata per workspace\"); 0: no limit")
+	fs.DurationVar(&lim.HAFailoverTimeout, "ha.failover-timeout", d.HAFailoverTimeout, "how long an HA cluster's elected replica may send nothing before another is elected (Cortex's default, on which AMP runs)")
+	fs.IntVar(&lim.MaxHAClusters, "ha.max-clusters", d.MaxHAClusters, "HA clusters the workspace tracks (AMP's \"Maximum HA clusters\"); 0: no limit")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -109,7 +124,47 @@ func parseFlags(args []string, getenv func(string) string, out io.Writer) (flags
 	if f.sessionToken != "" && f.accessKey == "" {
 		return f, errors.New("--session-token needs --access-key and --secret-key")
 	}
+	if err := f.limitsFromFlags(); err != nil {
+		return f, err
+	}
 	return f, nil
+}
+
+// limitsFromFlags checks the limit flags and turns each 0 ("no limit" on
+// the command line) into receive's negative "off", since a zero Limits field
+// means AMP's default.
+func (f *flags) limitsFromFlags() error {
+	lim := &f.limits
+	switch {
+	case lim.IngestionRate < 0:
+		return fmt.Errorf("--ingestion.rate %v is negative", lim.IngestionRate)
+	case lim.IngestionRate > 0 && lim.IngestionBurst <= 0:
+		return fmt.Errorf("--ingestion.burst %d must be positive while --ingestion.rate is set (a request takes its samples from the bucket at once)", lim.IngestionBurst)
+	case lim.HAFailoverTimeout <= 0:
+		return fmt.Errorf("--ha.failover-timeout %v must be positive", lim.HAFailoverTimeout)
+	}
+	if lim.IngestionRate == 0 {
+		lim.IngestionRate = -1
+	}
+	for _, v := range []struct {
+		name string
+		p    *int
+	}{
+		{"limits.labels-per-series", &lim.MaxLabelNamesPerSeries},
+		{"limits.label-name-length", &lim.MaxLabelNameLength},
+		{"limits.label-value-length", &lim.MaxLabelValueLength},
+		{"limits.active-series", &lim.MaxActiveSeries},
+		{"limits.metadata-metrics", &lim.MaxMetadataMetrics},
+		{"ha.max-clusters", &lim.MaxHAClusters},
+	} {
+		switch {
+		case *v.p < 0:
+			return fmt.Errorf("--%s %d is negative; 0 turns the limit off", v.name, *v.p)
+		case *v.p == 0:
+			*v.p = -1
+		}
+	}
+	return nil
 }
 
 // run serves until ctx is done, then shuts down. ready, if not nil, is called
@@ -149,6 +204,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := receive.New(receive.Options{
 		Dir: dir, WorkspaceID: f.workspaceID, Verify: verify, Now: now, Logger: logger, Registerer: reg,
+		Limits: f.limits,
 	})
 	if err != nil {
 		return err
@@ -167,7 +223,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 	root := "http://" + ln.Addr().String()
 	logger.Info("Listening", "address", ln.Addr().String(), "workspace", srv.URL(root),
 		"remote_write", srv.URL(root)+"/api/v1/remote_write", "region", f.region,
-		"storage", dir, "clock_offset", f.clockOffset, "signed", verify != nil)
+		"storage", dir, "clock_offset", f.clockOffset, "signed", verify != nil,
+		"ingestion_rate", f.limits.IngestionRate, "ingestion_burst", f.limits.IngestionBurst,
+		"ha_failover_timeout", f.limits.HAFailoverTimeout)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"go.uber.org/goleak"
 
+	"github.com/rwagent/rwagent/pkg/receive"
 	"github.com/rwagent/rwagent/pkg/sigv4"
 )
 
@@ -227,6 +228,11 @@ func TestParseFlags(t *testing.T) {
 		{"secret key file missing", []string{"--access-key=a", "--secret-key-file=" + filepath.Join(dir, "nope")}, nil, "--secret-key-file: open", ""},
 		{"secret key file empty", []string{"--access-key=a", "--secret-key-file=" + emptyFile}, nil, "is empty", ""},
 		{"session token file", []string{"--access-key=a", "--secret-key-file=" + secretFile, "--session-token-file=" + secretFile}, nil, "", "a"},
+		{"limits", []string{"--ingestion.rate=5", "--ingestion.burst=10", "--limits.labels-per-series=0", "--ha.failover-timeout=1m"}, nil, "", ""},
+		{"negative rate", []string{"--ingestion.rate=-1"}, nil, "--ingestion.rate -1 is negative", ""},
+		{"rate without burst", []string{"--ingestion.burst=0"}, nil, "--ingestion.burst 0 must be positive", ""},
+		{"negative limit", []string{"--limits.active-series=-5"}, nil, "--limits.active-series -5 is negative", ""},
+		{"zero failover", []string{"--ha.failover-timeout=0s"}, nil, "--ha.failover-timeout 0s must be positive", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f, err := parseFlags(c.args, func(k string) string { return c.env[k] }, io.Discard)
@@ -257,5 +263,48 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("parseFlags: %v, want an error containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestLimitFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want receive.Limits
+	}{
+		{nil, receive.DefaultLimits},
+		{[]string{"--ingestion.rate=0", "--limits.labels-per-series=0", "--limits.active-series=0", "--ha.max-clusters=0", "--ha.failover-timeout=45s", "--ingestion.burst=7"},
+			func() receive.Limits {
+				l := receive.DefaultLimits
+				l.IngestionRate, l.MaxLabelNamesPerSeries, l.MaxActiveSeries, l.MaxHAClusters = -1, -1, -1, -1
+				l.HAFailoverTimeout, l.IngestionBurst = 45*time.Second, 7
+				return l
+			}()},
+	} {
+		f, err := parseFlags(c.args, func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		if f.limits != c.want {
+			t.Errorf("%q: limits %+v, want %+v (0 on the command line turns a limit off)", c.args, f.limits, c.want)
+		}
+	}
+}
+
+// TestThrottledWorkspace runs ampemu with a bucket of one sample that
+// refills once in about 17 minutes: the first write passes, the second is
+// answered as AMP answers a throttled one.
+func TestThrottledWorkspace(t *testing.T) {
+	base, _ := start(t, nil, "--ingestion.rate=0.001", "--ingestion.burst=1")
+	client := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
+	url := base + "/workspaces/ws-local/api/v1/remote_write"
+	ts := time.Now().Add(-time.Minute).UnixMilli()
+	if resp, body := send(t, client, http.MethodPost, url, writeBody(t, ts)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first write: %s %q", resp.Status, body)
+	}
+	resp, body := send(t, client, http.MethodPost, url, writeBody(t, ts+1))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("x-amzn-ErrorType") != "ThrottlingException" ||
+		!strings.Contains(string(body), `"message":"ingestion rate limit (0.001) exceeded while adding 1 samples and 0 metadata"`) {
+		t.Fatalf("second write: %s %s %q, want 429 ThrottlingException", resp.Status, resp.Header.Get("x-amzn-ErrorType"), body)
 	}
 }

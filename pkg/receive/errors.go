@@ -39,6 +39,8 @@ const (
 	codeValidation       = "ValidationException"
 	codeTooLarge         = "RequestEntityTooLargeException"
 	codeUnavailable      = "ServiceUnavailableException"
+	codeThrottling       = "ThrottlingException"
+	codeInternal         = "InternalServerException"
 )
 
 // awsError is the JSON body of an AWS REST-JSON error.

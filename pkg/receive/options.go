@@ -10,7 +10,7 @@
 // What it copies from AMP, with sources:
 //   - Paths: POST /workspaces/<id>/api/v1/remote_write, GET|POST
 //     /workspaces/<id>/api/v1/query, query_range, series, labels,
-//     label/<name>/values, query_exemplars ("Prometheus-compatible APIs",
+//     label/<name>/values, query_exemplars, GET metadata ("Prometheus-compatible APIs",
 //     https://docs.aws.amazon.com/prometheus/latest/userguide/AMP-APIReference-Prometheus-Compatible-Apis.html).
 //   - A successful remote write answers 200 with an empty body, and every
 //     answer carries Date and x-amzn-RequestId headers (sample response in
@@ -22,10 +22,13 @@
 //   - Bodies over about 1 MB are refused with 413 (users report AMP's 1 MB
 //     payload limit: https://github.com/open-telemetry/opentelemetry-collector-contrib/issues/20289;
 //     AMP's quota page does not list it).
+//   - AMP's ingestion quotas, HA deduplication and their error texts: see
+//     Limits for each number's source and serveRemoteWrite for the order.
+//   - /api/v1/metadata answers the metadata remote write sent (kept in
+//     memory, not in the TSDB).
 //
-// What it does not copy: ingestion rate and series limits (AMP answers 429,
-// see AMP_quotas.html and AMP-troubleshooting.html). A test that wants a 429
-// or 5xx can return one from Options.Verify with Reject.
+// A test that wants some other 4xx or a 5xx can return one from
+// Options.Verify with Reject.
 package receive
 
 import (
@@ -86,6 +89,10 @@ type Options struct {
 	// MaxBodyBytes caps request bodies; larger ones get 413. Zero:
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Limits are AMP's ingestion quotas and HA deduplication. A zero field
+	// takes AMP's default (DefaultLimits); a negative number turns that
+	// limit off. They are timed by Now.
+	Limits Limits
 }
 
 // Validate reports the first invalid field. Zero fields that have defaults are
@@ -105,7 +112,7 @@ func (o *Options) Validate() error {
 	if o.MaxBodyBytes < 0 {
 		return fmt.Errorf("receive: Options.MaxBodyBytes %d is negative", o.MaxBodyBytes)
 	}
-	return nil
+	return o.Limits.Validate()
 }
 
 // withDefaults returns o with every zero field that has a default set.
@@ -122,5 +129,6 @@ func (o Options) withDefaults() Options {
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	o.Limits = o.Limits.withDefaults()
 	return o
 }

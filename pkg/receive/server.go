@@ -33,6 +33,13 @@ type Server struct {
 	reg     *registry // nil when Options.Registerer is nil
 	handler http.Handler
 
+	// AMP's ingestion rules (Options.Limits); each is safe for concurrent
+	// use on its own.
+	bucket *tokenBucket
+	ha     *haTracker
+	active *activeSeries
+	meta   *metadataStore
+
 	// mu is held for reading by every request and helper call that uses db,
 	// and for writing by Close, so Close waits for them and they never see a
 	// closed TSDB.
@@ -51,7 +58,15 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	s := &Server{opts: opts, logger: opts.Logger}
+	lim := opts.Limits
+	s := &Server{
+		opts:   opts,
+		logger: opts.Logger,
+		bucket: newTokenBucket(lim.IngestionRate, lim.IngestionBurst),
+		ha:     newHATracker(lim.HAFailoverTimeout, lim.MaxHAClusters),
+		active: newActiveSeries(lim.MaxActiveSeries),
+		meta:   newMetadataStore(lim.MaxMetadataMetrics),
+	}
 
 	// Our own metrics go to the registerer as they are; the TSDB's, the
 	// engine's and the write handler's get an "ampemu_" prefix so they do not
@@ -149,6 +164,7 @@ const (
 	routeLabels      = "labels"
 	routeLabelValues = "label_values"
 	routeExemplars   = "query_exemplars"
+	routeMetadata    = "metadata"
 	routeOther       = "other"
 )
 
@@ -164,6 +180,7 @@ func (s *Server) routes() http.Handler {
 		mux.Handle(m+base+"query_exemplars", s.workspace(routeExemplars, s.serveExemplars))
 	}
 	mux.Handle("GET "+base+"label/{name}/values", s.workspace(routeLabelValues, s.serveLabelValues))
+	mux.Handle("GET "+base+"metadata", s.workspace(routeMetadata, s.serveMetadata))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.metrics.request(routeOther, http.StatusNotFound)
 		writeAWSError(w, http.StatusNotFound, codeResourceNotFound, awsError{Message: "Not Found"})
@@ -289,6 +306,10 @@ type serverMetrics struct {
 	requests      *prometheus.CounterVec // handler, code
 	receivedBytes prometheus.Counter
 	samples       *prometheus.CounterVec // type, result
+	// Refused before the TSDB by AMP's rules.
+	discarded       *prometheus.CounterVec // reason
+	deduplicated    prometheus.Counter
+	metadataDropped prometheus.Counter
 }
 
 // Label values of ampemu_remote_write_samples_total.
@@ -315,6 +336,21 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 			Name: "ampemu_remote_write_samples_total",
 			Help: "Samples, histograms and exemplars that reached the TSDB appender, by whether they were stored (accepted) or refused or rolled back (rejected). Requests refused before decoding (signature, size, workspace) and samples Prometheus' write handler refuses itself (too far in the future, invalid labels) are only counted in ampemu_requests_total.",
 		}, []string{"type", "result"}),
+	}
+	m.discarded = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "ampemu_discarded_samples_total",
+		Help: "Samples and histograms refused by AMP's ingestion rules before they reached the TSDB, by Cortex's reason: rate_limited (answered 429), per_user_series_limit (429), max_label_names_per_series, label_name_too_long, label_value_too_long, too_many_ha_clusters (400).",
+	}, []string{"reason"})
+	m.deduplicated = f.NewCounter(prometheus.CounterOpts{
+		Name: "ampemu_ha_deduplicated_samples_total",
+		Help: "Samples and histograms of HA replicas that were not the elected replica of their cluster, answered 202 and not stored.",
+	})
+	m.metadataDropped = f.NewCounter(prometheus.CounterOpts{
+		Name: "ampemu_metadata_dropped_total",
+		Help: "Metadata entries not kept because the workspace holds metadata for Limits.MaxMetadataMetrics metrics, or the metric has 10 different ones.",
+	})
+	for _, r := range discardReasons {
+		m.discarded.WithLabelValues(r)
 	}
 	for _, t := range []string{sampleFloat, sampleHistogram, sampleExemplar} {
 		for _, r := range []string{resultAccepted, resultRejected} {
