@@ -209,7 +209,7 @@ func TestDefaultLimitsAreAMPs(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"ingestion rate", DefaultLimits.IngestionRate, 170_000.0},
+		{"ingestion rate", DefaultLimits.IngestionRate, 140_000.0},
 		{"ingestion burst", DefaultLimits.IngestionBurst, 1_000_000},
 		{"labels per series", DefaultLimits.MaxLabelNamesPerSeries, 70},
 		{"active series", DefaultLimits.MaxActiveSeries, 10_000_000},

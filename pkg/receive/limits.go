@@ -30,8 +30,9 @@ import (
 //     ha_tracker_config).
 type Limits struct {
 	// IngestionRate is how many samples per second the workspace's token
-	// bucket refills (AMP: "Ingestion rate per workspace", 170,000; older
-	// versions of the quota page said 140,000).
+	// bucket refills (AMP: "Ingestion rate per workspace", 140,000 on the
+	// copy of the quota page this was read from; AWS raises its quotas from
+	// time to time, so check the page and pass --ingestion.rate).
 	IngestionRate float64
 	// IngestionBurst is the bucket's size in samples (AMP: "Ingestion burst
 	// size per workspace", 1,000,000).
@@ -67,7 +68,7 @@ const ActiveSeriesWindow = 2 * time.Hour
 
 // DefaultLimits are AMP's defaults; see Limits for the sources.
 var DefaultLimits = Limits{
-	IngestionRate:          170_000,
+	IngestionRate:          140_000,
 	IngestionBurst:         1_000_000,
 	MaxLabelNamesPerSeries: 70,
 	MaxLabelNameLength:     1024,
