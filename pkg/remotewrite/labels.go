@@ -1,11 +1,14 @@
 package remotewrite
 
 import (
+	"fmt"
 	"hash/maphash"
 	"sync/atomic"
 
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/rwagent/rwagent/pkg/hashindex"
 )
 
 // A series' labels are kept as references into a table of label pairs
@@ -139,14 +142,17 @@ type pairTable struct {
 	dir atomic.Pointer[[]*pairPage] // a new slice header each time a page is added
 
 	seed  maphash.Seed
-	next  uint32   // ids below it have been handed out
-	free  []uint32 // ids handed out and released, for reuse
-	index []uint32 // open addressing, linear probing, by hash: id+1, 0 empty
-	live  int      // ids held
+	next  uint32          // ids below it have been handed out
+	free  []uint32        // ids handed out and released, for reuse
+	index hashindex.Index // ids by pairPage.hash
 }
 
+// minIndexSlots is the smallest index of a pair table: a queue holds
+// thousands of pairs as soon as it has a few targets' series.
+const minIndexSlots = 1024
+
 func newPairTable() *pairTable {
-	t := &pairTable{seed: maphash.MakeSeed(), index: make([]uint32, 1024)}
+	t := &pairTable{seed: maphash.MakeSeed(), index: hashindex.New(minIndexSlots)}
 	t.dir.Store(new([]*pairPage))
 	return t
 }
@@ -159,10 +165,13 @@ func (t *pairTable) pages() []*pairPage { return *t.dir.Load() }
 func (t *pairTable) intern(enc []byte) (uint32, string) {
 	h := uint32(maphash.Bytes(t.seed, enc))
 	pages := t.pages()
-	mask := uint32(len(t.index) - 1)
-	i := h & mask
-	for ; t.index[i] != 0; i = (i + 1) & mask {
-		id := t.index[i] - 1
+	i := t.index.Home(uint64(h))
+	for ; ; i = t.index.Next(i) {
+		at := t.index.At(i)
+		if at < 0 {
+			break
+		}
+		id := uint32(at)
 		p := pages[id>>pairBits]
 		if k := id & (1<<pairBits - 1); p.hash[k] == h && p.enc[k] == string(enc) {
 			p.refs[k]++
@@ -186,10 +195,7 @@ func (t *pairTable) intern(enc []byte) (uint32, string) {
 	}
 	p, k := pages[id>>pairBits], id&(1<<pairBits-1)
 	p.enc[k], p.hash[k], p.refs[k] = string(enc), h, 1
-	t.index[i] = id + 1
-	if t.live++; t.live > len(t.index)/4*3 {
-		t.rehash(2 * len(t.index))
-	}
+	t.index.Insert(i, id, t.hash)
 	return id, p.enc[k]
 }
 
@@ -200,52 +206,29 @@ func (t *pairTable) release(id uint32) {
 	if p.refs[k]--; p.refs[k] > 0 {
 		return
 	}
-	// Take id out of the index, shifting the entries after it back so
-	// that every entry stays reachable from its hash's home slot.
-	mask := uint32(len(t.index) - 1)
-	i := p.hash[k] & mask
-	for t.index[i] != id+1 {
-		i = (i + 1) & mask
-	}
-	for j := (i + 1) & mask; t.index[j] != 0; j = (j + 1) & mask {
-		o := t.index[j] - 1
-		home := pages[o>>pairBits].hash[o&(1<<pairBits-1)] & mask
-		// Move entry j to the hole at i unless its home lies in (i, j].
-		if (j-home)&mask >= (j-i)&mask {
-			t.index[i] = t.index[j]
-			i = j
+	i := t.index.Home(uint64(p.hash[k]))
+	for ; ; i = t.index.Next(i) {
+		at := t.index.At(i)
+		if at < 0 {
+			panic(fmt.Sprintf("pair table: id %d is not in its index", id))
+		}
+		if uint32(at) == id {
+			break
 		}
 	}
-	t.index[i] = 0
+	t.index.Delete(i, t.hash)
 	p.enc[k], p.hash[k] = "", 0
 	t.free = append(t.free, id)
-	if t.live--; len(t.index) > 1024 && t.live < len(t.index)/8 {
-		t.rehash(len(t.index) / 2)
-	}
 }
 
-// rehash rebuilds the index with size slots.
-func (t *pairTable) rehash(size int) {
-	pages := t.pages()
-	index := make([]uint32, size)
-	mask := uint32(size - 1)
-	for _, e := range t.index {
-		if e == 0 {
-			continue
-		}
-		id := e - 1
-		i := pages[id>>pairBits].hash[id&(1<<pairBits-1)] & mask
-		for index[i] != 0 {
-			i = (i + 1) & mask
-		}
-		index[i] = e
-	}
-	t.index = index
+// hash returns the hash of the pair id, as the index keeps it.
+func (t *pairTable) hash(id uint32) uint64 {
+	return uint64(t.pages()[id>>pairBits].hash[id&(1<<pairBits-1)])
 }
 
 // len returns the number of pairs held.
 func (t *pairTable) len() int {
-	return t.live
+	return t.index.Len()
 }
 
 // labelIter walks a series' labels without allocating. The strings it

@@ -1,12 +1,29 @@
 package remotewrite
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
 
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Protobuf tags of a 2.0 request, written as batch.go's 1.0 tags are.
+const (
+	tagV2Symbols       = 4<<3 | 2 // Request.symbols
+	tagV2Timeseries    = 5<<3 | 2 // Request.timeseries
+	tagV2LabelsRefs    = 1<<3 | 2 // TimeSeries.labels_refs, Exemplar.labels_refs (packed)
+	tagV2Samples       = 2<<3 | 2 // TimeSeries.samples
+	tagV2Histograms    = 3<<3 | 2 // TimeSeries.histograms
+	tagV2Exemplars     = 4<<3 | 2 // TimeSeries.exemplars
+	tagV2Metadata      = 5<<3 | 2 // TimeSeries.metadata
+	tagV2SampleValue   = 1<<3 | 1 // Sample.value
+	tagV2SampleTime    = 2<<3 | 0 // Sample.timestamp
+	tagV2SampleStart   = 3<<3 | 0 // Sample.start_timestamp
+	tagV2ExemplarValue = 2<<3 | 1 // Exemplar.value
+	tagV2ExemplarTime  = 3<<3 | 0 // Exemplar.timestamp
 )
 
 // appendRequestV2 appends req in protobuf wire format to dst, the same bytes
@@ -16,12 +33,12 @@ import (
 // It returns an error only if gogo's histogram marshaller does.
 func appendRequestV2(dst []byte, req *writev2.Request) ([]byte, error) {
 	for _, s := range req.Symbols {
-		dst = protowire.AppendTag(dst, 4, protowire.BytesType)
+		dst = append(dst, tagV2Symbols)
 		dst = protowire.AppendString(dst, s)
 	}
 	for i := range req.Timeseries {
 		ts := &req.Timeseries[i]
-		dst = protowire.AppendTag(dst, 5, protowire.BytesType)
+		dst = append(dst, tagV2Timeseries)
 		dst = protowire.AppendVarint(dst, uint64(ts.Size()))
 		var err error
 		if dst, err = appendTimeSeriesV2(dst, ts); err != nil {
@@ -32,46 +49,46 @@ func appendRequestV2(dst []byte, req *writev2.Request) ([]byte, error) {
 }
 
 func appendTimeSeriesV2(dst []byte, ts *writev2.TimeSeries) ([]byte, error) {
-	dst = appendPackedRefs(dst, 1, ts.LabelsRefs)
+	dst = appendPackedRefs(dst, tagV2LabelsRefs, ts.LabelsRefs)
 	for i := range ts.Samples {
 		s := &ts.Samples[i]
-		dst = protowire.AppendTag(dst, 2, protowire.BytesType)
+		dst = append(dst, tagV2Samples)
 		dst = protowire.AppendVarint(dst, uint64(s.Size()))
 		if s.Value != 0 {
-			dst = protowire.AppendTag(dst, 1, protowire.Fixed64Type)
-			dst = protowire.AppendFixed64(dst, math.Float64bits(s.Value))
+			dst = append(dst, tagV2SampleValue)
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(s.Value))
 		}
-		dst = appendInt64(dst, 2, s.Timestamp)
-		dst = appendInt64(dst, 3, s.StartTimestamp)
+		dst = appendInt64(dst, tagV2SampleTime, s.Timestamp)
+		dst = appendInt64(dst, tagV2SampleStart, s.StartTimestamp)
 	}
 	for i := range ts.Histograms {
 		var err error
-		if dst, err = appendMessage(dst, 3, &ts.Histograms[i]); err != nil {
+		if dst, err = appendMessage(dst, tagV2Histograms, &ts.Histograms[i]); err != nil {
 			return dst, fmt.Errorf("marshal histogram: %w", err)
 		}
 	}
 	for i := range ts.Exemplars {
 		e := &ts.Exemplars[i]
-		dst = protowire.AppendTag(dst, 4, protowire.BytesType)
+		dst = append(dst, tagV2Exemplars)
 		dst = protowire.AppendVarint(dst, uint64(e.Size()))
-		dst = appendPackedRefs(dst, 1, e.LabelsRefs)
+		dst = appendPackedRefs(dst, tagV2LabelsRefs, e.LabelsRefs)
 		if e.Value != 0 {
-			dst = protowire.AppendTag(dst, 2, protowire.Fixed64Type)
-			dst = protowire.AppendFixed64(dst, math.Float64bits(e.Value))
+			dst = append(dst, tagV2ExemplarValue)
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(e.Value))
 		}
-		dst = appendInt64(dst, 3, e.Timestamp)
+		dst = appendInt64(dst, tagV2ExemplarTime, e.Timestamp)
 	}
 	// gogo always writes the (non-nullable) metadata message.
-	dst, err := appendMessage(dst, 5, &ts.Metadata)
+	dst, err := appendMessage(dst, tagV2Metadata, &ts.Metadata)
 	if err != nil {
 		return dst, fmt.Errorf("marshal metadata: %w", err)
 	}
 	return dst, nil
 }
 
-// appendPackedRefs appends refs as a packed repeated varint field, nothing
-// if refs is empty.
-func appendPackedRefs(dst []byte, field protowire.Number, refs []uint32) []byte {
+// appendPackedRefs appends refs as a packed repeated varint field with tag,
+// nothing if refs is empty.
+func appendPackedRefs(dst []byte, tag byte, refs []uint32) []byte {
 	if len(refs) == 0 {
 		return dst
 	}
@@ -79,7 +96,7 @@ func appendPackedRefs(dst []byte, field protowire.Number, refs []uint32) []byte 
 	for _, r := range refs {
 		l += protowire.SizeVarint(uint64(r))
 	}
-	dst = protowire.AppendTag(dst, field, protowire.BytesType)
+	dst = append(dst, tag)
 	dst = protowire.AppendVarint(dst, uint64(l))
 	for _, r := range refs {
 		dst = protowire.AppendVarint(dst, uint64(r))
@@ -87,12 +104,12 @@ func appendPackedRefs(dst []byte, field protowire.Number, refs []uint32) []byte 
 	return dst
 }
 
-// appendInt64 appends a non-zero int64 varint field.
-func appendInt64(dst []byte, field protowire.Number, v int64) []byte {
+// appendInt64 appends a non-zero int64 varint field with tag.
+func appendInt64(dst []byte, tag byte, v int64) []byte {
 	if v == 0 {
 		return dst
 	}
-	dst = protowire.AppendTag(dst, field, protowire.VarintType)
+	dst = append(dst, tag)
 	return protowire.AppendVarint(dst, uint64(v))
 }
 

@@ -3,7 +3,6 @@ package remotewrite
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -193,38 +192,19 @@ func (ms *metadataSender) round(ctx context.Context) {
 	}
 }
 
-// errGaveUp: a metadata request was still failing when its round ended.
-var errGaveUp = errors.New("still failing at the end of the round")
-
 // send posts one metadata request of n entries, retrying recoverable
-// errors with backoff (and Retry-After) until ctx is done.
+// errors with backoff (and Retry-After) until ctx is done; then it returns
+// the last error wrapped in errGaveUp.
 func (ms *metadataSender) send(ctx context.Context, body []byte, n int) error {
 	q, m := ms.q, ms.q.metrics
-	backoff := q.minBackoff
-	for attempt := 0; ; attempt++ {
+	return q.sendWithBackoff(ctx, "remote write metadata", func(ctx context.Context, attempt int) error {
 		begin := time.Now()
 		_, err := q.client.store(ctx, body, attempt, false)
 		m.sentBatchDuration.Observe(time.Since(begin).Seconds())
 		if err == nil {
 			m.metadataTotal.Add(float64(n))
 			m.metadataBytes.Add(float64(len(body)))
-			return nil
 		}
-		var re *recoverableError
-		if !errors.As(err, &re) {
-			return err
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %w", errGaveUp, err)
-		}
-		t := time.NewTimer(q.retryWait(backoff, re, "remote write metadata", err))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w: %w", errGaveUp, err)
-		}
-		m.metadataRetried.Add(float64(n))
-		backoff = min(2*backoff, q.maxBackoff)
-	}
+		return err
+	}, func() { m.metadataRetried.Add(float64(n)) })
 }

@@ -86,8 +86,8 @@ func TestPairTable(t *testing.T) {
 			release(h.id)
 		}
 	}
-	if n := pt.len(); n != 0 || len(pt.index) != 1024 {
-		t.Errorf("after releasing everything: %d pairs held, index of %d slots", n, len(pt.index))
+	if n := pt.len(); n != 0 || pt.index.Slots() != 1024 {
+		t.Errorf("after releasing everything: %d pairs held, index of %d slots", n, pt.index.Slots())
 	}
 }
 

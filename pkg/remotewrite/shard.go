@@ -264,14 +264,19 @@ func isolateBudget(n int) int {
 // returns false if ctx was done before part was delivered or dropped.
 func (s *shard) sendPart(ctx context.Context, part []sample) bool {
 	m := s.q.metrics
-	backoff := s.q.minBackoff
-	for attempt := 0; ; attempt++ {
+	var (
+		c       counts // what the last attempt sent
+		orphans counts // exemplars 2.0 cannot carry, dropped once part is done
+		size    int    // the last attempt's body length
+		ok      = true // false if ctx ended while a split or a resend as 1.0 sent part
+	)
+	err := s.q.sendWithBackoff(ctx, "remote write batch", func(ctx context.Context, attempt int) error {
 		// Samples age while a receiver is down: check at every attempt.
 		part = s.dropOutOfWindow(part)
 		if len(part) == 0 {
-			return true
+			return nil
 		}
-		var c counts
+		c, orphans = counts{}, counts{}
 		for i := range part {
 			c.add(&part[i])
 		}
@@ -279,7 +284,6 @@ func (s *shard) sendPart(ctx context.Context, part []sample) bool {
 		var (
 			body    []byte
 			highest int64
-			orphans counts // exemplars 2.0 cannot carry, dropped once part is done
 			err     error
 		)
 		if v2 {
@@ -290,21 +294,23 @@ func (s *shard) sendPart(ctx context.Context, part []sample) bool {
 		} else {
 			body, highest, err = s.enc.encode(part)
 		}
+		size = len(body)
 		if err != nil {
 			// Marshalling our own well-formed request cannot fail; if it
 			// does, the batch can never be sent, so drop it.
 			s.q.logger.Error("encode remote write request", "err", err)
 			c.exemplars += orphans.exemplars
 			s.account(c, reasonEncode)
-			return true
+			return nil
 		}
 		if v2 && c == (counts{}) {
 			// Only exemplars whose samples went earlier: nothing to send.
 			s.dropOrphans(orphans)
-			return true
+			return nil
 		}
 		if len(body) > s.q.maxBytes && len(part) > 1 {
-			return s.split(ctx, part)
+			ok = s.split(ctx, part)
+			return nil
 		}
 		m.samplesTotal.Add(float64(c.samples))
 		m.histogramsTotal.Add(float64(c.histograms))
@@ -327,7 +333,8 @@ func (s *shard) sendPart(ctx context.Context, part []sample) bool {
 			}
 			if why != "" {
 				s.q.fallBackToV1(why)
-				return s.sendPart(ctx, part)
+				ok = s.sendPart(ctx, part)
+				return nil
 			}
 		}
 		if err == nil {
@@ -353,33 +360,29 @@ func (s *shard) sendPart(ctx context.Context, part []sample) bool {
 			}
 			s.account(c, "")
 			s.dropOrphans(orphans)
-			return true
+			return nil
 		}
-		if ctx.Err() != nil {
-			return false
+		if _, re := errors.AsType[*recoverableError](err); re && ctx.Err() == nil {
+			s.q.rates.retrying.Store(true)
 		}
-		var re *recoverableError
-		if !errors.As(err, &re) {
-			if !s.refused(ctx, part, c, len(body), err) {
-				return false
-			}
-			s.dropOrphans(orphans)
-			return true
-		}
-		s.q.rates.retrying.Store(true)
-		sleep := s.q.retryWait(backoff, re, "remote write batch", err)
-		t := time.NewTimer(sleep)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		}
+		return err
+	}, func() {
 		m.samplesRetried.Add(float64(c.samples))
 		m.histogramsRetried.Add(float64(c.histograms))
 		m.exemplarsRetried.Add(float64(c.exemplars))
-		backoff = min(2*backoff, s.q.maxBackoff)
+	})
+	if err == nil {
+		return ok
 	}
+	if ctx.Err() != nil {
+		// Given up while retrying (errGaveUp), or refused as ctx ended.
+		return false
+	}
+	if !s.refused(ctx, part, c, size, err) {
+		return false
+	}
+	s.dropOrphans(orphans)
+	return true
 }
 
 // refused handles a part (counted in c, size its encoded length) that the
@@ -588,27 +591,6 @@ func (s *shard) split(ctx context.Context, part []sample) bool {
 		return true
 	}
 	return s.sendPart(ctx, part[mid:])
-}
-
-// retryWait logs a recoverable err of what (the batch or metadata) and
-// returns how long to wait before the next attempt: backoff, or the
-// receiver's Retry-After capped at max_backoff, so a shard asked to wait a
-// day is back within max_backoff of the receiver's recovery. A misconfig
-// (a redirect not followed; 401, 403 or 404 from a signed endpoint) is
-// logged as an error: the data waits in the WAL for the config or the
-// receiver to be fixed.
-func (q *Queue) retryWait(backoff time.Duration, re *recoverableError, what string, err error) time.Duration {
-	sleep := backoff
-	if re.retryAfter > 0 {
-		sleep = min(re.retryAfter, q.maxBackoff)
-	}
-	if re.misconfig {
-		q.misconfigLog.Log(q.logger, what+" refused for a configuration problem (credentials, permissions, workspace or URL); the data stays in the WAL and is retried",
-			"retry_in", sleep, "err", err)
-	} else {
-		q.retryLog.Log(q.logger, what+" failed, retrying", "retry_in", sleep, "err", err)
-	}
-	return sleep
 }
 
 // account counts part of the in-flight batch delivered (reason "") or

@@ -81,7 +81,7 @@ func TestCache_Bounded(t *testing.T) {
 		if n := a.cache.series(); n > 3*perScrape {
 			t.Fatalf("scrape %d: cache holds %d series, want at most %d", i, n, 3*perScrape)
 		}
-		if n := a.cache.keys.len(); n > 3*perScrape {
+		if n := a.cache.keys.Len(); n > 3*perScrape {
 			t.Fatalf("scrape %d: cache holds %d keys, want at most %d", i, n, 3*perScrape)
 		}
 	}
@@ -165,7 +165,7 @@ func TestSeriesCache_KeyHashes(t *testing.T) {
 		t.Fatalf("lookup of an unknown text hit slot %d", slot)
 	}
 	// Another text with a's hash: pretend a's slot holds a longer text.
-	old := c.keys.find(xxhash.Sum64(a), c.slotHash)
+	old, _ := c.keys.Find(xxhash.Sum64(a), c.slotHash)
 	c.slots[old].size++
 	slot, entry, _ := c.lookup(a)
 	if slot >= 0 || entry >= 0 {

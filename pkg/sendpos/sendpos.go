@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rwagent/rwagent/pkg/atomicfile"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -250,48 +251,8 @@ func (s *Store) Save(key string, st State) error {
 	if err := os.MkdirAll(s.dir, 0o777); err != nil {
 		return fmt.Errorf("create send position dir %s: %w", s.dir, err)
 	}
-	tmp := path + ".tmp"
-	if err := writeSynced(tmp, Marshal(make([]byte, 0, 96), st)); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("rename send position %s: %w", tmp, err)
-	}
-	return syncDir(s.dir)
-}
-
-// writeSynced writes b to a new file at path and fsyncs it.
-func writeSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
-	if err != nil {
-		return fmt.Errorf("create send position %s: %w", path, err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write send position %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync send position %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close send position %s: %w", path, err)
-	}
-	return nil
-}
-
-// syncDir fsyncs a directory so that a rename in it is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open send position dir %s: %w", dir, err)
-	}
-	err = d.Sync()
-	d.Close()
-	if err != nil {
-		return fmt.Errorf("sync send position dir %s: %w", dir, err)
+	if err := atomicfile.Write(path, Marshal(make([]byte, 0, 96), st), 0o666); err != nil {
+		return fmt.Errorf("save send position: %w", err)
 	}
 	return nil
 }
@@ -333,7 +294,10 @@ func (s *Store) Remove(key string) error {
 			return fmt.Errorf("remove send position %s: %w", path, err)
 		}
 	}
-	return syncDir(s.dir)
+	if err := atomicfile.SyncDir(s.dir); err != nil {
+		return fmt.Errorf("remove send position: %w", err)
+	}
+	return nil
 }
 
 // Live is the live file of one endpoint: its state rewritten in place,

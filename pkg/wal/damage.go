@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/wlog"
+
+	"github.com/rwagent/rwagent/pkg/atomicfile"
 )
 
 // Repair cuts only what is damaged. Prometheus' wlog.Repair deletes every
@@ -113,7 +115,7 @@ func (w *WAL) fillHoles() error {
 			}
 		}
 	}
-	if err := syncDir(w.dir); err != nil {
+	if err := atomicfile.SyncDir(w.dir); err != nil {
 		return err
 	}
 	if len(lost) == 0 {
@@ -275,20 +277,6 @@ func dirSize(dir string) (int64, error) {
 		return 0, fmt.Errorf("size wal dir %s: %w", dir, err)
 	}
 	return n, nil
-}
-
-// syncDir fsyncs directory dir, so that files created in it survive a
-// power loss.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s for sync: %w", dir, err)
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return d.Close()
 }
 
 // wlog's record framing (tsdb/wlog/wlog.go): a 7-byte header of type,

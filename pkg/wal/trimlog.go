@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/prometheus/prometheus/tsdb/fileutil"
+	"github.com/rwagent/rwagent/pkg/atomicfile"
 )
 
 // trimLogName is the file in the WAL directory that remembers what each
@@ -32,7 +32,7 @@ const reasonCorrupt = "wal_corrupt"
 const trimLogHeader = "rwagent-wal-trimmed 1\n"
 
 // save writes every remembered segment to dir's trim log, replacing it
-// atomically (temporary file, fsync, rename); no segment: no file.
+// atomically (atomicfile.Write); no segment: no file.
 // t.mu must not be held.
 func (t *trimmed) save(dir string) error {
 	t.mu.Lock()
@@ -69,24 +69,8 @@ func (t *trimmed) save(dir string) error {
 		}
 		return nil
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	_, err = f.Write(b.Bytes())
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = fileutil.Replace(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp) // the error that matters is err
-		return fmt.Errorf("write %s: %w", path, err)
+	if err := atomicfile.Write(path, b.Bytes(), 0o666); err != nil {
+		return fmt.Errorf("save trim log: %w", err)
 	}
 	return nil
 }
