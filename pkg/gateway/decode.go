@@ -75,6 +75,8 @@ const (
 	reasonWALFull        = "wal_full"
 	reasonWALError       = "wal_error"
 	reasonMethodNotAllow = "method_not_allowed"
+	reasonTooManySamples = "too_many_samples" // an OTLP request translating into more than its size allows
+	reasonUntranslatable = "untranslatable"   // OTLP the translator refuses (delta temporality, ...)
 )
 
 // batch is a decoded request: its series and what they carry. The Ref of

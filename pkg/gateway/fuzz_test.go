@@ -2,10 +2,15 @@ package gateway
 
 import (
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	otlptranslator "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 )
 
 // FuzzDecode feeds the request decoders arbitrary bytes, as a body (snappy)
@@ -52,6 +57,14 @@ func check(t *testing.T, raw []byte, isV2 bool, l limits) {
 		}
 		return
 	}
+	checkBatch(t, b, l)
+}
+
+// checkBatch checks the promises of a decoded batch: refs index the
+// series, every series named, sorted, unique, within AMP's limits, tenant
+// set.
+func checkBatch(t *testing.T, b *batch, l limits) {
+	t.Helper()
 	n := len(b.series)
 	if n > l.maxSeries {
 		t.Fatalf("%d series accepted over the limit of %d", n, l.maxSeries)
@@ -93,4 +106,76 @@ func check(t *testing.T, raw []byte, isV2 bool, l limits) {
 			t.Fatalf("metadata ref %d of %d series", m.Ref, n)
 		}
 	}
+}
+
+// FuzzDecodeOTLP feeds the OTLP decoder arbitrary bodies, as protobuf or
+// JSON, plain or gzipped: it must not panic, must refuse a body decoding
+// past its bound, and what it accepts must keep the same promises as the
+// remote-write decoders, within the samples bound of its size.
+func FuzzDecodeOTLP(f *testing.F) {
+	now := time.Unix(1700000000, 0)
+	for _, req := range []pmetricotlp.ExportRequest{
+		otlpRequest(func(ms pmetric.MetricSlice) { gauge(ms, "up", now, 1, map[string]string{"a": "1"}) }, "env", "prod"),
+		otlpRequest(func(ms pmetric.MetricSlice) {
+			m := ms.AppendEmpty()
+			m.SetName("lat")
+			m.SetUnit("s")
+			h := m.SetEmptyHistogram()
+			h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+			p := h.DataPoints().AppendEmpty()
+			p.SetTimestamp(pcommon.NewTimestampFromTime(now))
+			p.SetCount(3)
+			p.SetSum(1.5)
+			p.ExplicitBounds().FromRaw([]float64{0.1, 1})
+			p.BucketCounts().FromRaw([]uint64{1, 1, 1})
+			m = ms.AppendEmpty()
+			m.SetName("size")
+			e := m.SetEmptyExponentialHistogram()
+			e.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+			ep := e.DataPoints().AppendEmpty()
+			ep.SetTimestamp(pcommon.NewTimestampFromTime(now))
+			ep.SetCount(2)
+			ep.SetScale(1)
+			ep.Positive().BucketCounts().FromRaw([]uint64{1, 1})
+		}),
+		otlpRequest(func(ms pmetric.MetricSlice) {
+			gauge(ms, "old", time.Unix(0, 1), 1)
+			gauge(ms, "new", now, 1)
+		}, "env", "prod"),
+	} {
+		pb := protoBody(req)
+		js, _ := req.MarshalJSON()
+		f.Add(pb, false, false)
+		f.Add(gzipBody(pb), false, true)
+		f.Add(js, true, false)
+	}
+	f.Add(gzipBody(make([]byte, 1<<20)), false, true)
+
+	l := limits{maxDecodedBytes: 1 << 16, maxSeries: 100, tenantLabel: "tenant", tenant: "t"}
+	conv := otlptranslator.NewPrometheusConverter(nil)
+	f.Fuzz(func(t *testing.T, body []byte, isJSON, gzipped bool) {
+		format := protoOTLP
+		if isJSON {
+			format = protoOTLPJSON
+		}
+		b, _, err := decodeOTLP(t.Context(), conv, body, format, gzipped, l)
+		if err != nil {
+			if _, ok := err.(*decodeError); !ok {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		raw := len(body)
+		if gzipped {
+			dec, err := gunzip(body, l.maxDecodedBytes)
+			if err != nil {
+				t.Fatalf("accepted a body gunzip refuses: %v", err)
+			}
+			raw = len(dec)
+		}
+		if n := b.samplesCount() + len(b.exemplars); n > maxOTLPSamples(raw) {
+			t.Fatalf("%d samples from %d bytes, over the bound of %d", n, raw, maxOTLPSamples(raw))
+		}
+		checkBatch(t, b, l)
+	})
 }

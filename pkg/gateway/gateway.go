@@ -1,6 +1,7 @@
 // Package gateway is rwagent's receiver for other senders: it takes
-// remote write 1.0 and 2.0 requests authenticated by API keys, bounds and
-// validates them, sets each tenant's label, and logs them to the same WAL
+// remote write 1.0 and 2.0 and OTLP/HTTP metrics requests authenticated
+// by API keys, bounds and validates them (OTLP translated by Prometheus'
+// own translator), sets each tenant's label, and logs them to the same WAL
 // as the scrapes, so they leave through the same queues and signing. A
 // request is answered 2xx only once its samples are logged.
 package gateway
@@ -22,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	otlptranslator "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
 
 	"github.com/rwagent/rwagent/pkg/lograte"
 	"github.com/rwagent/rwagent/pkg/wal"
@@ -105,6 +107,7 @@ type Gateway struct {
 	refused lograte.Limiter
 	turns   chan struct{} // a slot per request in flight (MaxInFlight)
 	recs    sync.Pool     // *wal.Records, keeping their encode buffers
+	convs   sync.Pool     // *otlptranslator.PrometheusConverter
 }
 
 // New validates opts and builds a Gateway. It starts nothing.
@@ -156,6 +159,7 @@ func New(opts Options) (*Gateway, error) {
 		}
 	}
 	g.recs.New = func() any { return new(wal.Records) }
+	g.convs.New = func() any { return otlptranslator.NewPrometheusConverter(nil) }
 	var tlsConfig *tls.Config
 	if opts.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(opts.TLSCertFile, opts.TLSKeyFile)
@@ -179,11 +183,12 @@ func New(opts Options) (*Gateway, error) {
 }
 
 // Handler routes POST /api/v1/write and /api/v1/push to the remote-write
-// receiver.
+// receiver and POST /v1/metrics to the OTLP/HTTP one.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/api/v1/write", g.serveWrite)
-	mux.HandleFunc("/api/v1/push", g.serveWrite)
+	mux.HandleFunc("/api/v1/write", func(w http.ResponseWriter, r *http.Request) { g.serve(w, r, false) })
+	mux.HandleFunc("/api/v1/push", func(w http.ResponseWriter, r *http.Request) { g.serve(w, r, false) })
+	mux.HandleFunc("/v1/metrics", func(w http.ResponseWriter, r *http.Request) { g.serve(w, r, true) })
 	return mux
 }
 
@@ -247,8 +252,10 @@ func (g *Gateway) Close() {
 	g.metrics.unregister()
 }
 
-// serveWrite receives one remote-write request.
-func (g *Gateway) serveWrite(w http.ResponseWriter, r *http.Request) {
+// serve receives one write request: remote write, or OTLP/HTTP when otlp.
+// Both take the same path (key, limits, WAL) and differ in their decoder
+// and in how they answer.
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 	start := time.Now()
 	var (
 		tenant string
@@ -266,6 +273,10 @@ func (g *Gateway) serveWrite(w http.ResponseWriter, r *http.Request) {
 			g.metrics.rejectedSamples.WithLabelValues(tenant, reason).Add(float64(samples))
 		}
 		g.refused.Log(g.logger, "Write request refused", "tenant", tenant, "status", status, "reason", reason, "err", msg, "remote", r.RemoteAddr)
+		if otlp {
+			writeOTLPError(w, otlpErrorFormat(r.Header), status, msg)
+			return
+		}
 		http.Error(w, msg, status)
 	}
 
@@ -287,7 +298,12 @@ func (g *Gateway) serveWrite(w http.ResponseWriter, r *http.Request) {
 	}
 	tenant = t.Name
 	var err error
-	if proto, err = messageType(r.Header); err != nil {
+	if otlp {
+		proto, err = otlpType(r.Header)
+	} else {
+		proto, err = messageType(r.Header)
+	}
+	if err != nil {
 		refuse(http.StatusUnsupportedMediaType, reasonUnsupported, err.Error(), 0)
 		return
 	}
@@ -313,7 +329,15 @@ func (g *Gateway) serveWrite(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, reasonMalformed, "read body: "+err.Error(), 0)
 		return
 	}
-	b, err := g.decode(body, proto, t)
+	var (
+		b        *batch
+		warnings []string
+	)
+	if otlp {
+		b, warnings, err = g.decodeOTLP(r.Context(), body, proto, r.Header.Get("Content-Encoding") != "" && !strings.EqualFold(r.Header.Get("Content-Encoding"), "identity"), t)
+	} else {
+		b, err = g.decode(body, proto, t)
+	}
 	if err != nil {
 		de, _ := errors.AsType[*decodeError](err) // decode returns no other
 		refuse(de.status, de.reason, de.msg, 0)
@@ -342,6 +366,10 @@ func (g *Gateway) serveWrite(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusServiceUnavailable
 		g.metrics.rejected.WithLabelValues(tenant, reasonWALError).Inc()
 		g.metrics.rejectedSamples.WithLabelValues(tenant, reasonWALError).Add(float64(n))
+		if otlp {
+			writeOTLPError(w, proto, code, "write to the WAL failed: nothing acknowledged, retry")
+			return
+		}
 		http.Error(w, "write to the WAL failed: nothing acknowledged, retry", code)
 		return
 	}
@@ -354,8 +382,26 @@ func (g *Gateway) serveWrite(w http.ResponseWriter, r *http.Request) {
 		h.Set("X-Prometheus-Remote-Write-Histograms-Written", strconv.Itoa(len(b.histograms)+len(b.floatHistograms)))
 		h.Set("X-Prometheus-Remote-Write-Exemplars-Written", strconv.Itoa(len(b.exemplars)))
 	}
+	if otlp {
+		if len(warnings) > 0 {
+			g.metrics.otlpWarnings.WithLabelValues(tenant).Add(float64(len(warnings)))
+			g.refused.Log(g.logger, "OTLP translation warnings; the rest of the request was written", "tenant", tenant, "warnings", boundedJoin(warnings, 1024), "remote", r.RemoteAddr)
+		}
+		code = http.StatusOK
+		writeOTLPResponse(w, proto, warnings)
+		return
+	}
 	code = http.StatusNoContent
 	w.WriteHeader(code)
+}
+
+// decodeOTLP decodes and translates an OTLP/HTTP body of the message type
+// proto for tenant t. Its errors are *decodeError.
+func (g *Gateway) decodeOTLP(ctx context.Context, body []byte, proto protocol, gzipped bool, t *Tenant) (*batch, []string, error) {
+	conv := g.convs.Get().(*otlptranslator.PrometheusConverter)
+	defer g.convs.Put(conv)
+	l := limits{maxDecodedBytes: int(g.opts.MaxDecodedBytes), maxSeries: t.MaxSeriesPerRequest, tenantLabel: g.opts.TenantLabel, tenant: t.Name}
+	return decodeOTLP(ctx, conv, body, proto, gzipped, l)
 }
 
 // decode decompresses and decodes a body of the message type proto for
@@ -421,6 +467,10 @@ func protoLabel(p protocol) string {
 		return "remote_write_1.0"
 	case protoV2:
 		return "remote_write_2.0"
+	case protoOTLP:
+		return "otlp_protobuf"
+	case protoOTLPJSON:
+		return "otlp_json"
 	default:
 		return "unknown"
 	}
@@ -442,6 +492,7 @@ type metrics struct {
 	rejectedSamples *prometheus.CounterVec
 	duration        *prometheus.HistogramVec
 	seriesCached    prometheus.Gauge
+	otlpWarnings    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -473,8 +524,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rwagent_receive_series_cached",
 			Help: "Series received within the idle time whose WAL refs the gateway keeps.",
 		}),
+		otlpWarnings: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "rwagent_receive_otlp_translation_warnings_total",
+			Help: "Warnings of Prometheus' OTLP translator on requests the gateway wrote (an empty metric dropped, label names colliding), by tenant; each is also in the answer's partial_success.",
+		}, []string{"tenant"}),
 	}
-	m.collectors = []prometheus.Collector{m.requests, m.samples, m.rejected, m.rejectedSamples, m.duration, m.seriesCached}
+	m.collectors = []prometheus.Collector{m.requests, m.samples, m.rejected, m.rejectedSamples, m.duration, m.seriesCached, m.otlpWarnings}
 	if reg != nil {
 		for _, c := range m.collectors {
 			reg.MustRegister(c)
