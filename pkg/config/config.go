@@ -306,6 +306,12 @@ func loadPrometheus(root *yaml.Node, logger *slog.Logger, dir string) (*Config, 
 	if err := refuseUnhonoured(prom, pc); err != nil {
 		return nil, err
 	}
+	// With a receive: section rwagent is an OTLP receiver, and its
+	// translation is Prometheus' default one: otlp: settings that change
+	// it cannot be honoured there. Without one, otlp: stays ignored (above).
+	if c.Receive != nil && otlpSet(pc) {
+		return nil, refusal(prom, "", "otlp", "the gateway's /v1/metrics translates OTLP with Prometheus' default otlp: settings; remove the otlp: section or leave it at its defaults")
+	}
 	if err := checkAWS(prom, c, sigv4Cut); err != nil {
 		return nil, err
 	}
@@ -328,8 +334,9 @@ func ignoredSections(pc *promconfig.Config) []string {
 	if len(pc.RemoteReadConfigs) > 0 {
 		out = append(out, "remote_read")
 	}
-	// The translation of an OTLP receiver rwagent does not have (Prometheus
-	// needs a flag to have one too).
+	// The translation of an OTLP receiver: without a receive: section
+	// rwagent has none (Prometheus needs a flag to have one too); with one,
+	// load refuses a non-default otlp: instead.
 	if otlpSet(pc) {
 		out = append(out, "otlp")
 	}

@@ -80,6 +80,7 @@ func TestReceiveBad(t *testing.T) {
 		"size.bad.yml":             `size.bad.yml:3: receive.max_request_bytes: "lots" is not a size in bytes (like 10MiB)`,
 		"tenant-limits.bad.yml":    `tenant-limits.bad.yml:5: receive.api_keys[1]: tenant "team-a" has other limits in api_keys[0]: keys of one tenant share its limits, give them the same`,
 		"tenant-label.bad.yml":     `tenant-label.bad.yml:3: receive.tenant_label: "tenant-id" is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)`,
+		"otlp-settings.bad.yml":    "otlp-settings.bad.yml:5: otlp: not supported: the gateway's /v1/metrics translates OTLP with Prometheus' default otlp: settings; remove the otlp: section or leave it at its defaults",
 	}
 	files, err := filepath.Glob("testdata/receive/*.bad.yml")
 	if err != nil {
