@@ -167,9 +167,12 @@ func TestManager_Shards(t *testing.T) {
 	for idx := range 3 {
 		h := startManagerOpts(t, cfgs, ManagerOptions{Storage: newMemStorage(), Shard: Shard{Count: 3, Index: idx}})
 		h.setTargets("test", addrs...)
-		waitFor(t, "shard metrics", func() bool {
-			return testutil.ToFloat64(h.m.shard.targets.WithLabelValues("test", shardKept))+
-				testutil.ToFloat64(h.m.shard.targets.WithLabelValues("test", shardDropped)) == n
+		// The metrics are set while a sync runs, the active targets
+		// published when it ends: wait for both.
+		waitFor(t, "shard metrics and active targets", func() bool {
+			kept := testutil.ToFloat64(h.m.shard.targets.WithLabelValues("test", shardKept))
+			return kept+testutil.ToFloat64(h.m.shard.targets.WithLabelValues("test", shardDropped)) == n &&
+				int(kept) == len(h.m.ActiveTargets()["test"])
 		})
 		active := h.m.ActiveTargets()["test"]
 		if kept := testutil.ToFloat64(h.m.shard.targets.WithLabelValues("test", shardKept)); int(kept) != len(active) {
