@@ -208,6 +208,11 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		// goes back, so a crash before anything is sent again still counts
 		// what the last run may have sent.
 		e.WritePositions(rs.start, maxPosition(rs.start, rs.resendUntil))
+		qlogger := p.logger.With("component", "remote_write")
+		et, err := newEndpointTransport(ctx, rw, p.cfg.RemoteWriteSigV4[i], qlogger.With("remote_name", rw.Name, "url", rw.URL.Redacted()), p.reg)
+		if err != nil {
+			return err
+		}
 		q, err := remotewrite.New(ctx, remotewrite.Options{
 			Config:         rw,
 			ExternalLabels: pc.GlobalConfig.ExternalLabels,
@@ -216,10 +221,12 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 			ResendUntil:    rs.resendUntil,
 			Lost:           rs.lost,
 			Positions:      e,
-			SigV4:          sigv4Config(p.cfg.RemoteWriteSigV4[i], rw.URL.String()),
+			Transport:      et.transport,
+			Signed:         et.signed,
+			Limits:         et.limits,
 			UserAgent:      "rwagent/" + versionString(),
 			FlushDeadline:  p.flushDeadline(),
-			Logger:         p.logger.With("component", "remote_write"),
+			Logger:         qlogger,
 			Registerer:     p.reg,
 		})
 		if err != nil {
