@@ -402,20 +402,6 @@ func (p *pipeline) flushDeadline() time.Duration {
 	return p.cfg.Instance.FlushDeadline
 }
 
-// sigv4Config maps a sigv4 block of the configuration to the signer's
-// config; nil stays nil. url helps find the region of an AMP endpoint.
-func sigv4Config(c *config.SigV4Config, url string) *sigv4.Config {
-	if c == nil {
-		return nil
-	}
-	return &sigv4.Config{
-		Region: c.Region, URL: url,
-		AccessKey: c.AccessKey, SecretKey: c.SecretKey, SecretKeyFile: c.SecretKeyFile,
-		Profile: c.Profile, RoleARN: c.RoleARN, ExternalID: c.ExternalID, RoleSessionName: c.RoleSessionName,
-		STSRegion: c.STSRegion, STSEndpoint: c.STSEndpoint, Service: c.Service,
-	}
-}
-
 func newBuildInfo() prometheus.Collector {
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "rwagent_build_info",

@@ -57,3 +57,19 @@ func receiverLimits(url string, sv *config.SigV4Config) remotewrite.Limits {
 	}
 	return remotewrite.Limits{}
 }
+
+// sigv4Config is the one mapping of a sigv4 block (validated by pkg/config)
+// to what the signer needs, for remote_write, signed scrapes,
+// check-config --check-credentials and rwagent sign; nil stays nil. url
+// helps find the region of an AMP endpoint.
+func sigv4Config(c *config.SigV4Config, url string) *sigv4.Config {
+	if c == nil {
+		return nil
+	}
+	return &sigv4.Config{
+		Region: c.Region, URL: url,
+		AccessKey: c.AccessKey, SecretKey: c.SecretKey, SecretKeyFile: c.SecretKeyFile,
+		Profile: c.Profile, RoleARN: c.RoleARN, ExternalID: c.ExternalID, RoleSessionName: c.RoleSessionName,
+		STSRegion: c.STSRegion, STSEndpoint: c.STSEndpoint, Service: c.Service,
+	}
+}
