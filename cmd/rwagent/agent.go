@@ -208,6 +208,11 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		// goes back, so a crash before anything is sent again still counts
 		// what the last run may have sent.
 		e.WritePositions(rs.start, maxPosition(rs.start, rs.resendUntil))
+		qlogger := p.logger.With("component", "remote_write")
+		et, err := newEndpointTransport(ctx, rw, p.cfg.RemoteWriteSigV4[i], qlogger.With("remote_name", rw.Name, "url", rw.URL.Redacted()), p.reg)
+		if err != nil {
+			return err
+		}
 		q, err := remotewrite.New(ctx, remotewrite.Options{
 			Config:         rw,
 			ExternalLabels: pc.GlobalConfig.ExternalLabels,
@@ -216,10 +221,12 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 			ResendUntil:    rs.resendUntil,
 			Lost:           rs.lost,
 			Positions:      e,
-			SigV4:          sigv4Config(p.cfg.RemoteWriteSigV4[i], rw.URL.String()),
+			Transport:      et.transport,
+			Signed:         et.signed,
+			Limits:         et.limits,
 			UserAgent:      "rwagent/" + versionString(),
 			FlushDeadline:  p.flushDeadline(),
-			Logger:         p.logger.With("component", "remote_write"),
+			Logger:         qlogger,
 			Registerer:     p.reg,
 		})
 		if err != nil {
@@ -393,20 +400,6 @@ func (p *pipeline) flushDeadline() time.Duration {
 		return p.opts.FlushDeadline
 	}
 	return p.cfg.Instance.FlushDeadline
-}
-
-// sigv4Config maps a sigv4 block of the configuration to the signer's
-// config; nil stays nil. url helps find the region of an AMP endpoint.
-func sigv4Config(c *config.SigV4Config, url string) *sigv4.Config {
-	if c == nil {
-		return nil
-	}
-	return &sigv4.Config{
-		Region: c.Region, URL: url,
-		AccessKey: c.AccessKey, SecretKey: c.SecretKey, SecretKeyFile: c.SecretKeyFile,
-		Profile: c.Profile, RoleARN: c.RoleARN, ExternalID: c.ExternalID, RoleSessionName: c.RoleSessionName,
-		STSRegion: c.STSRegion, STSEndpoint: c.STSEndpoint, Service: c.Service,
-	}
 }
 
 func newBuildInfo() prometheus.Collector {

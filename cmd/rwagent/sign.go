@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rwagent/rwagent/pkg/config"
 	"github.com/rwagent/rwagent/pkg/sigv4"
 )
 
@@ -29,18 +30,18 @@ func signCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs := flag.NewFlagSet("rwagent sign", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cfg     sigv4.Config
+		block   config.SigV4Config // the flags are a sigv4 block's fields
 		method  = fs.String("X", "", "HTTP method. Default: GET, or POST with -d.")
 		data    = fs.String("d", "", "Request body; @FILE reads it from FILE.")
 		dryRun  = fs.Bool("dry-run", false, "Print the canonical request, string to sign and signed headers; send nothing.")
 		timeout = fs.Duration("timeout", 30*time.Second, "Timeout of the request.")
 		headers headerFlags
 	)
-	fs.StringVar(&cfg.Region, "region", "", "Signing region. Default: from an AMP URL, else the AWS SDK's (AWS_REGION, profile).")
-	fs.StringVar(&cfg.Service, "service", sigv4.DefaultService, "Signing service name (execute-api for an API Gateway).")
-	fs.StringVar(&cfg.Profile, "profile", "", "Shared config profile. Default: AWS_PROFILE or default.")
-	fs.StringVar(&cfg.RoleARN, "role-arn", "", "Role to assume with sts:AssumeRole on top of the credentials found.")
-	fs.StringVar(&cfg.ExternalID, "external-id", "", "External id for --role-arn.")
+	fs.StringVar(&block.Region, "region", "", "Signing region. Default: from an AMP URL, else the AWS SDK's (AWS_REGION, profile).")
+	fs.StringVar(&block.Service, "service", sigv4.DefaultService, "Signing service name (execute-api for an API Gateway).")
+	fs.StringVar(&block.Profile, "profile", "", "Shared config profile. Default: AWS_PROFILE or default.")
+	fs.StringVar(&block.RoleARN, "role-arn", "", "Role to assume with sts:AssumeRole on top of the credentials found.")
+	fs.StringVar(&block.ExternalID, "external-id", "", "External id for --role-arn.")
 	fs.Var(&headers, "H", "Header 'Name: value' to send (and sign); repeatable.")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage:\n  rwagent sign [--region R] [--service aps] [-X METHOD] [-d DATA|@FILE] [-H 'K: V']... [--dry-run] URL\n\n"+
@@ -97,7 +98,15 @@ func signCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
-	cfg.URL = target
+	if err := block.Validate(); err != nil {
+		if e, ok := errors.AsType[*config.Error](err); ok {
+			// The field is a flag here: external_id is -external-id.
+			err = fmt.Errorf("-%s: %s", strings.ReplaceAll(e.Field, "_", "-"), e.Msg)
+		}
+		fmt.Fprintf(stderr, "rwagent sign: %v\n", err)
+		return 2
+	}
+	cfg := *sigv4Config(&block, target)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := sigv4.Options{Logger: logger}
 

@@ -89,6 +89,8 @@ func TestSignCommand(t *testing.T) {
 			wantOut: []string{"# Canonical request\nPOST\n/workspaces/ws-1/api/v1/remote_write\n\n", "x-amz-security-token:<redacted>\n",
 				"# String to sign\nAWS4-HMAC-SHA256\n", "/eu-west-1/aps/aws4_request\n", "Authorization: AWS4-HMAC-SHA256 Credential=" + signAccessKey,
 				"credentials from EnvConfigCredentials", "X-Amz-Security-Token: <redacted>"}},
+		{name: "external id without a role", args: []string{"--region", "eu-west-1", "--external-id", "ext-1", rw}, wantCode: 2,
+			wantErr: []string{"-external-id: needs role_arn"}},
 		{name: "bad header", args: []string{"-H", "nocolon", rw}, wantCode: 2, wantErr: []string{"is not 'Name: value'"}},
 		{name: "no URL", args: []string{"--region", "eu-west-1"}, wantCode: 2, wantErr: []string{"Usage:"}},
 	}

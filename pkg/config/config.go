@@ -44,6 +44,9 @@ type Config struct {
 	// RemoteWriteSigV4 is the complete sigv4 block of each remote_write
 	// (Prometheus' fields and rwagent's), by the index of
 	// Prometheus.RemoteWriteConfigs; nil where a remote_write has none.
+	// It is the one to sign with: the SigV4Config of Prometheus'
+	// RemoteWriteConfig keeps only what Prometheus parsed (no rwagent
+	// keys, no secret_key_file's key).
 	RemoteWriteSigV4 []*SigV4Config
 	// ScrapeSigV4 is the sigv4 block of each scrape config that has one
 	// (an rwagent extension), by job name.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -8,9 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
-	"strings"
 
-	promcommon "github.com/prometheus/common/config"
 	"gopkg.in/yaml.v3"
 )
 
@@ -171,13 +170,11 @@ func applySigV4(c *Config, cut *sigV4Cut, dir string) error {
 						Msg: fmt.Sprintf("set either %s or %s, not both", dup.prom, dup.ours)}
 				}
 			}
-			// Prometheus' block, which the remote-write queue maps by
-			// default, gets the aliases too.
 			if e.RoleSessionName != "" {
-				s.RoleSessionName, p.SessionName = e.RoleSessionName, e.RoleSessionName
+				s.RoleSessionName = e.RoleSessionName
 			}
 			if e.Service != "" {
-				s.Service, p.ServiceName = e.Service, e.Service
+				s.Service = e.Service
 			}
 			s.STSRegion, s.STSEndpoint = e.STSRegion, e.STSEndpoint
 			if e.SecretKeyFile != "" {
@@ -189,15 +186,15 @@ func applySigV4(c *Config, cut *sigV4Cut, dir string) error {
 			return err
 		}
 		if s.SecretKeyFile != "" {
-			// Read now, so that the agent's Prometheus-shaped remote_write
-			// config carries the key and a missing file fails the load.
-			b, err := os.ReadFile(s.SecretKeyFile)
-			if err != nil {
+			// Read now so that a missing file fails the load; the signer
+			// reads it again when it starts.
+			if _, err := os.ReadFile(s.SecretKeyFile); err != nil {
 				return &Error{Line: mappingValue(cut.remoteWrite[i], "secret_key_file").Line, Field: path + ".secret_key_file",
 					Msg: fmt.Sprintf("read secret key: %v", err)}
 			}
-			// Without surrounding white space: editors end files with a newline.
-			p.SecretKey = promcommon.Secret(strings.TrimSpace(string(b)))
+			// Prometheus' block keeps what Prometheus parsed, without
+			// the placeholder cutSigV4 left for its check.
+			p.SecretKey = ""
 		}
 		c.RemoteWriteSigV4[i] = s
 	}
@@ -232,23 +229,13 @@ func applySigV4(c *Config, cut *sigV4Cut, dir string) error {
 	return nil
 }
 
-// validate checks what Prometheus does not: the extension fields and how
-// they combine. block holds Prometheus' keys, ext the extension keys (the
-// same node for a scrape block), for the line of an error.
-func (s *SigV4Config) validate(path string, block, ext *yaml.Node) error {
-	fail := func(key, msg string) error {
-		line := 0
-		for _, n := range []*yaml.Node{ext, block} {
-			if v := mappingValue(n, key); v != nil {
-				line = v.Line
-				break
-			}
-		}
-		if line == 0 && block != nil {
-			line = block.Line
-		}
-		return &Error{Line: line, Field: path + "." + key, Msg: msg}
-	}
+// Validate reports a block that cannot work: fields that only go together,
+// or that need role_arn, and values AWS would refuse. It is the one check of
+// a sigv4 block, for the configuration file and for `rwagent sign`'s flags.
+// The error is an *Error whose Field is the block's key (sts_endpoint, say)
+// and whose Line is zero.
+func (s *SigV4Config) Validate() error {
+	fail := func(key, msg string) error { return &Error{Field: key, Msg: msg} }
 	if s.SecretKey != "" && s.SecretKeyFile != "" {
 		return fail("secret_key_file", "set either secret_key or secret_key_file, not both")
 	}
@@ -275,6 +262,28 @@ func (s *SigV4Config) validate(path string, block, ext *yaml.Node) error {
 		}
 	}
 	return nil
+}
+
+// validate is Validate placed in the file: the field under path, at the
+// line of its key in ext (the extension keys) or block (Prometheus' keys;
+// the same node for a scrape block), else the block's line.
+func (s *SigV4Config) validate(path string, block, ext *yaml.Node) error {
+	err := s.Validate()
+	e, ok := errors.AsType[*Error](err)
+	if !ok {
+		return err
+	}
+	line := 0
+	for _, n := range []*yaml.Node{ext, block} {
+		if v := mappingValue(n, e.Field); v != nil {
+			line = v.Line
+			break
+		}
+	}
+	if line == 0 && block != nil {
+		line = block.Line
+	}
+	return &Error{Line: line, Field: path + "." + e.Field, Msg: e.Msg}
 }
 
 func resolvePath(dir, p string) string {

@@ -27,10 +27,11 @@ func TestLoadSigV4(t *testing.T) {
 	if got := *c.RemoteWriteSigV4[1]; got != want1 {
 		t.Errorf("remote_write[1].sigv4 = %+v, want %+v", got, want1)
 	}
-	// The file's key reaches Prometheus' block, which the remote-write
-	// queue reads, and stays out of the dump.
-	if got := string(p.RemoteWriteConfigs[1].SigV4Config.SecretKey); got != "rwagentFILEsecret" {
-		t.Errorf("secret from secret_key_file = %q", got)
+	// RemoteWriteSigV4 is the one sigv4 config: Prometheus' block keeps
+	// what Prometheus parsed, without rwagent's keys or the file's key
+	// (nothing signs from it), and the dump never shows the secret.
+	if got := string(p.RemoteWriteConfigs[1].SigV4Config.SecretKey); got != "" {
+		t.Errorf("Prometheus' block holds secret_key %q, want none", got)
 	}
 	if strings.Contains(p.String(), "rwagentFILEsecret") {
 		t.Error("config dump shows the secret")
@@ -38,8 +39,8 @@ func TestLoadSigV4(t *testing.T) {
 	if p.RemoteWriteConfigs[0].SigV4Config.SessionName != "prom-session" {
 		t.Error("Prometheus' session_name lost")
 	}
-	if p.RemoteWriteConfigs[1].SigV4Config.SessionName != "rwagent" {
-		t.Error("role_session_name not copied to Prometheus' block")
+	if got := p.RemoteWriteConfigs[1].SigV4Config.SessionName; got != "" {
+		t.Errorf("role_session_name written into Prometheus' block as session_name %q", got)
 	}
 	gw := c.ScrapeSigV4["gateway"]
 	if gw == nil || gw.Service != DefaultScrapeSigV4Service || gw.Region != "eu-west-1" || gw.RoleARN == "" {

@@ -6,18 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/config"
-
-	"github.com/rwagent/rwagent/pkg/sigv4"
 )
 
 const (
@@ -55,55 +51,16 @@ type client struct {
 	now    func() time.Time
 }
 
-// newClient builds the client for cfg. rt is the base transport; nil means
-// one built from cfg.HTTPClientConfig. When sv (else cfg.SigV4Config) is
-// set, the base transport is wrapped by sigv4.NewRoundTripper, which signs
-// every attempt.
-func newClient(ctx context.Context, cfg *config.RemoteWriteConfig, rt http.RoundTripper, userAgent string, logger *slog.Logger,
-	sv *sigv4.Config, reg prometheus.Registerer,
-) (*client, error) {
+// newClient builds the client for cfg. rt sends the requests, signing
+// included; nil means an unsigned one built from cfg.HTTPClientConfig.
+// signed says rt signs them (see store).
+func newClient(ctx context.Context, cfg *config.RemoteWriteConfig, rt http.RoundTripper, userAgent string, signed bool) (*client, error) {
 	redacted := cfg.URL.Redacted()
 	if rt == nil {
 		var err error
 		rt, err = config_util.NewRoundTripperFromConfigWithContext(ctx, cfg.HTTPClientConfig, "remote_storage_write_client")
 		if err != nil {
 			return nil, fmt.Errorf("build http transport for %s: %w", redacted, err)
-		}
-	}
-	if sc := cfg.SigV4Config; sc != nil && sv == nil {
-		// Refuse what pkg/sigv4 cannot do rather than sign differently
-		// from what the config asks for.
-		for _, f := range []struct {
-			name string
-			set  bool
-		}{
-			{"tags", len(sc.Tags) > 0},
-			{"use_fips_sts_endpoint", sc.UseFIPSSTSEndpoint},
-		} {
-			if f.set {
-				return nil, fmt.Errorf("remote_write %s: sigv4 %s is not supported", redacted, f.name)
-			}
-		}
-		sv = &sigv4.Config{
-			Region:          sc.Region,
-			AccessKey:       sc.AccessKey,
-			SecretKey:       string(sc.SecretKey),
-			Profile:         sc.Profile,
-			RoleARN:         sc.RoleARN,
-			ExternalID:      sc.ExternalID,
-			RoleSessionName: sc.SessionName,
-			Service:         sc.ServiceName,
-		}
-	}
-	if sv != nil {
-		c := *sv
-		if c.URL == "" {
-			c.URL = cfg.URL.String() // the region of an AMP URL
-		}
-		var err error
-		rt, err = sigv4.NewRoundTripper(ctx, c, rt, sigv4.Options{Logger: logger, Registerer: reg})
-		if err != nil {
-			return nil, fmt.Errorf("set up sigv4 for %s: %w", redacted, err)
 		}
 	}
 	follow := cfg.HTTPClientConfig.FollowRedirects
@@ -121,7 +78,7 @@ func newClient(ctx context.Context, cfg *config.RemoteWriteConfig, rt http.Round
 		userAgent:  userAgent,
 		timeout:    time.Duration(cfg.RemoteTimeout),
 		retryOn429: cfg.QueueConfig.RetryOnRateLimit,
-		signed:     sv != nil,
+		signed:     signed,
 		follow:     follow,
 		now:        time.Now,
 	}, nil

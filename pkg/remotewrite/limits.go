@@ -1,13 +1,8 @@
 package remotewrite
 
 import (
-	"net/url"
 	"strings"
 	"time"
-
-	"github.com/prometheus/prometheus/config"
-
-	"github.com/rwagent/rwagent/pkg/sigv4"
 )
 
 // Receiver limits. AMP documents a quota of 70 labels per series ("series
@@ -49,11 +44,9 @@ const (
 // creation_grace_period (10 minutes by default) ahead, as Prometheus'
 // scraper does.
 const (
-	// ampMaxAge is sample_age_limit for an AMP endpoint whose config
-	// leaves it zero. A longer sample_age_limit is honoured.
+	// ampMaxAge is AMPLimits' SampleAgeLimit.
 	ampMaxAge = time.Hour
-	// ampMaxFuture is how far ahead of the clock a sample sent to AMP
-	// may be.
+	// ampMaxFuture is AMPLimits' MaxFuture.
 	ampMaxFuture = 10 * time.Minute
 )
 
@@ -64,8 +57,38 @@ const (
 // requests for N samples.
 const split413Floor = 64 << 10
 
-// ampLimits are the per-series limits enforced before sending to AMP.
-var ampLimits = seriesLimits{maxLabels: ampMaxLabels, maxNameBytes: ampMaxNameBytes, maxValueBytes: ampMaxValueBytes}
+// Limits are what the receiver refuses, enforced before sending so that one
+// series or sample it would refuse cannot make it refuse a whole request.
+// Series over a limit are dropped and counted (too_many_labels,
+// label_too_long); so are samples out of the time window (too_old,
+// too_far_in_future). A zero field means no limit. The zero Limits suit a
+// receiver whose limits are unknown: it refuses what it refuses, and each
+// refusal is counted by the reason its answer gives.
+type Limits struct {
+	MaxLabels     int // labels per series, __name__ included
+	MaxNameBytes  int // bytes of a label name
+	MaxValueBytes int // bytes of a label value
+	// SampleAgeLimit applies when queue_config's sample_age_limit is
+	// zero; a sample_age_limit that is set is honoured as it is.
+	SampleAgeLimit time.Duration
+	// MaxFuture is how far ahead of the clock a sample may be.
+	MaxFuture time.Duration
+}
+
+// AMPLimits are the limits of Amazon Managed Service for Prometheus: its
+// quota of labels per series, Cortex's label lengths, its hour of sample
+// age and Cortex's ten minutes ahead.
+func AMPLimits() Limits {
+	return Limits{
+		MaxLabels: ampMaxLabels, MaxNameBytes: ampMaxNameBytes, MaxValueBytes: ampMaxValueBytes,
+		SampleAgeLimit: ampMaxAge, MaxFuture: ampMaxFuture,
+	}
+}
+
+// series returns the per-series part of l.
+func (l Limits) series() seriesLimits {
+	return seriesLimits{maxLabels: l.MaxLabels, maxNameBytes: l.MaxNameBytes, maxValueBytes: l.MaxValueBytes}
+}
 
 // Reasons derived from a receiver's 400 (and 413) answer, for
 // samples_dropped_total. A 400 refuses the whole request (AMP) or does not
@@ -85,7 +108,7 @@ const (
 	// same 2.0 request (Prometheus' receiver refuses the request).
 	reasonOrphanExemplar = "exemplar_without_sample"
 	// reasonTooNew: a timestamp further ahead than the receiver accepts
-	// (ampMaxFuture), dropped before sending.
+	// (Limits.MaxFuture), dropped before sending.
 	reasonTooNew = "too_far_in_future"
 )
 
@@ -118,21 +141,6 @@ var rejectReasons = [...]string{
 	reasonRejected, reasonOutOfOrder, reasonOutOfBounds, reasonDuplicate,
 	reasonTooManyLabels, reasonLabelTooLong, reasonTooLarge, reasonPartial, reasonOrphanExemplar,
 	reasonTooOld, reasonTooNew,
-}
-
-// isAMP reports whether cfg sends to AMP: an aps-workspaces host, or SigV4
-// signing for the "aps" service.
-func isAMP(u *url.URL, cfg *config.RemoteWriteConfig, sv *sigv4.Config) bool {
-	if strings.HasPrefix(u.Hostname(), "aps-workspaces") {
-		return true
-	}
-	if sv != nil {
-		return sv.Service == "" || sv.Service == "aps"
-	}
-	if sc := cfg.SigV4Config; sc != nil {
-		return sc.ServiceName == "" || sc.ServiceName == "aps"
-	}
-	return false
 }
 
 // logOverLimit logs the series the last Series record brought that the

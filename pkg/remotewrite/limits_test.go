@@ -105,6 +105,7 @@ func TestQueue_AMPLabelLimits(t *testing.T) {
 				Config:    testConfig(t, "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write", nil),
 				Log:       log,
 				Transport: tr,
+				Limits:    AMPLimits(), // what cmd/rwagent gives an AMP URL
 				Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
 			})
 			waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	promsigv4 "github.com/prometheus/sigv4"
@@ -42,7 +43,14 @@ func TestNew_Errors(t *testing.T) {
 					c.SigV4Config = &promsigv4.SigV4Config{Region: "us-east-1", RoleARN: "arn:aws:iam::1:role/r", Tags: map[string]string{"team": "x"}}
 				})}
 			},
-			want: "sigv4 tags is not supported",
+			want: "sigv4 is not honoured here",
+		},
+		{
+			name: "signed without a transport",
+			opts: func(t *testing.T) Options {
+				return Options{Log: log, Config: testConfig(t, "http://127.0.0.1:1/w", nil), Signed: true}
+			},
+			want: "signed requests need the signing transport",
 		},
 		{
 			name: "bad queue_config",
@@ -174,12 +182,14 @@ func TestQueue_SigV4(t *testing.T) {
 		return false
 	})
 	log, end := floatLog(5, 3)
+	cfg := testConfig(t, rc.srv.URL+"/workspaces/ws-1/api/v1/remote_write", func(c *config.RemoteWriteConfig) {
+		c.RemoteTimeout = model.Duration(5e9)
+	})
 	r := startQueue(t, Options{
-		Config: testConfig(t, rc.srv.URL+"/workspaces/ws-1/api/v1/remote_write", func(c *config.RemoteWriteConfig) {
-			c.SigV4Config = &promsigv4.SigV4Config{Region: "us-east-1", AccessKey: "AKIDTEST", SecretKey: "s3cr3t"}
-			c.RemoteTimeout = model.Duration(5e9)
-		}),
-		Log: log,
+		Config:    cfg,
+		Transport: signingTransport(t, cfg, sigv4.Config{Region: "us-east-1", AccessKey: "AKIDTEST", SecretKey: "s3cr3t"}),
+		Signed:    true,
+		Log:       log,
 	})
 	waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
 	if err := r.stop(t); err != nil {
@@ -194,4 +204,20 @@ func TestQueue_SigV4(t *testing.T) {
 	if h := rc.requestHeaders()[0].Get("Authorization"); !strings.HasPrefix(h, "AWS4-HMAC-SHA256 Credential=AKIDTEST/") {
 		t.Errorf("Authorization = %q", h)
 	}
+}
+
+// signingTransport is what cmd/rwagent builds for a signed endpoint:
+// cfg's HTTP transport wrapped by the SigV4 signer of sc.
+func signingTransport(t testing.TB, cfg *config.RemoteWriteConfig, sc sigv4.Config) http.RoundTripper {
+	t.Helper()
+	base, err := config_util.NewRoundTripperFromConfigWithContext(t.Context(), cfg.HTTPClientConfig, "remote_storage_write_client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.URL = cfg.URL.String()
+	rt, err := sigv4.NewRoundTripper(t.Context(), sc, base, sigv4.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
 }

@@ -33,7 +33,6 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunks"
 
 	"github.com/rwagent/rwagent/pkg/lograte"
-	"github.com/rwagent/rwagent/pkg/sigv4"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -58,16 +57,15 @@ type Options struct {
 	// means Prometheus' default. protobuf_message
 	// io.prometheus.write.v2.Request sends remote-write 2.0 until the
 	// receiver answers 415 (or a 2xx without written counts), then 1.0
-	// for the rest of the Queue's life; sigv4 tags and
-	// use_fips_sts_endpoint are not supported.
+	// for the rest of the Queue's life. sigv4 is not read: requests are
+	// signed by Transport (see Signed).
 	// metadata_config is honoured: with send (the default) the latest
 	// metadata of each metric family is sent as 1.0 metadata every
 	// send_interval, and with each 2.0 series.
 	// queue_config.retry_on_http_429 is honoured as it is (pkg/config
-	// defaults it to true). A zero sample_age_limit means no limit, but
-	// for an AMP endpoint AMP's hour (ampMaxAge); AMP endpoints also drop
-	// samples more than ampMaxFuture ahead. Config must not change while
-	// the Queue exists.
+	// defaults it to true). A zero sample_age_limit means
+	// Limits.SampleAgeLimit. Config must not change while the Queue
+	// exists.
 	Config *config.RemoteWriteConfig
 	// ExternalLabels are added to every series that lacks them, before
 	// write relabeling. They must be sorted (labels.Labels always are).
@@ -90,14 +88,22 @@ type Options struct {
 	// Positions, when set, is told the acknowledged position and the sent
 	// high-water mark as they move. Nil means nobody is.
 	Positions PositionWriter
-	// SigV4, when set, is how requests are signed, in place of
-	// Config.SigV4Config (it carries rwagent's sigv4 extension: sts_region,
-	// sts_endpoint, secret_key_file). A zero URL means Config.URL.
-	SigV4 *sigv4.Config
-	// Transport is the base HTTP transport. Zero means one built from
-	// Config.HTTPClientConfig. Either way it is wrapped with SigV4 signing
-	// when Config.SigV4Config is set.
+	// Transport sends every request, signing included: remotewrite
+	// signs nothing itself. Zero means an unsigned one built from
+	// Config.HTTPClientConfig. Whatever it is, redirects are checked
+	// before it sees them (only a 307 or 308 to the same scheme and
+	// host is followed, and only with follow_redirects).
 	Transport http.RoundTripper
+	// Signed says Transport signs every request with SigV4. Then 401,
+	// 403 and 404 mean credentials, a role or a workspace not ready yet:
+	// the batch is kept and retried instead of dropped. Signed needs a
+	// Transport, and a Config with a sigv4 block needs Signed: New
+	// refuses either alone rather than send unsigned what was meant to
+	// be signed.
+	Signed bool
+	// Limits are the receiver's, enforced before sending. Zero means
+	// none (AMPLimits are AMP's).
+	Limits Limits
 	// UserAgent is sent with every request; zero means DefaultUserAgent.
 	UserAgent string
 	// FlushDeadline bounds how long Run sends after its ctx is done. Zero
@@ -126,8 +132,8 @@ type Queue struct {
 	batchDeadline  time.Duration
 	minBackoff     time.Duration
 	maxBackoff     time.Duration
-	ageLimit       time.Duration // sample_age_limit; for AMP, zero means ampMaxAge
-	futureLimit    time.Duration // how far ahead a timestamp may be; AMP only, else zero (no limit)
+	ageLimit       time.Duration // sample_age_limit, else Limits.SampleAgeLimit; zero: no limit
+	futureLimit    time.Duration // how far ahead a timestamp may be (Limits.MaxFuture); zero: no limit
 	sendExemplars  bool
 	sendHistograms bool
 
@@ -183,7 +189,7 @@ type Queue struct {
 }
 
 // New validates opts and builds a Queue. ctx bounds setting up the HTTP
-// transport and SigV4 credentials. New starts nothing.
+// transport when opts.Transport is zero. New starts nothing.
 func New(ctx context.Context, opts Options) (*Queue, error) {
 	cfg := opts.Config
 	if cfg == nil || cfg.URL == nil {
@@ -215,7 +221,13 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 	if ua == "" {
 		ua = DefaultUserAgent
 	}
-	cl, err := newClient(ctx, cfg, opts.Transport, ua, logger, opts.SigV4, opts.Registerer)
+	switch {
+	case opts.Signed && opts.Transport == nil:
+		return nil, fmt.Errorf("remote_write %s: signed requests need the signing transport (Options.Transport)", cfg.URL.Redacted())
+	case cfg.SigV4Config != nil && !opts.Signed:
+		return nil, fmt.Errorf("remote_write %s: sigv4 is not honoured here: remotewrite does not sign; pass a signing Options.Transport and set Options.Signed", cfg.URL.Redacted())
+	}
+	cl, err := newClient(ctx, cfg, opts.Transport, ua, opts.Signed)
 	if err != nil {
 		return nil, err
 	}
@@ -231,6 +243,7 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		minBackoff:     time.Duration(qc.MinBackoff),
 		maxBackoff:     time.Duration(qc.MaxBackoff),
 		ageLimit:       time.Duration(qc.SampleAgeLimit),
+		futureLimit:    opts.Limits.MaxFuture,
 		sendExemplars:  cfg.SendExemplars,
 		sendHistograms: cfg.SendNativeHistograms,
 		acks:           newAcks(opts.Start, opts.ResendUntil),
@@ -255,12 +268,9 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 	for _, r := range rejectReasons {
 		q.rejectLog[r] = &lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError}
 	}
-	if isAMP(cfg.URL.URL, cfg, opts.SigV4) {
-		q.series.limits = ampLimits
-		if q.ageLimit <= 0 {
-			q.ageLimit = ampMaxAge
-		}
-		q.futureLimit = ampMaxFuture
+	q.series.limits = opts.Limits.series()
+	if q.ageLimit <= 0 {
+		q.ageLimit = opts.Limits.SampleAgeLimit
 	}
 	if q.flushDeadline <= 0 {
 		q.flushDeadline = DefaultFlushDeadline

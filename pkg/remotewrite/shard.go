@@ -513,7 +513,7 @@ func (s *shard) describe(se *series) string {
 
 // dropOutOfWindow drops, counts and logs the items of part that the
 // receiver would refuse for their timestamp: older than sample_age_limit
-// (reason too_old) or, for AMP, further in the future than ampMaxFuture
+// (reason too_old) or further in the future than Options.Limits.MaxFuture
 // (reason too_far_in_future). It returns the items kept, moved to the front
 // of part in their order.
 func (s *shard) dropOutOfWindow(part []sample) []sample {

@@ -22,7 +22,8 @@ import (
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/tsdb/record"
-	promsigv4 "github.com/prometheus/sigv4"
+
+	"github.com/rwagent/rwagent/pkg/sigv4"
 )
 
 // refuseSeries returns a receiver fault that answers code with msg to every
@@ -227,15 +228,15 @@ func TestQueue_AuthStatuses(t *testing.T) {
 				})
 				log, end := floatLog(5, 2)
 				var logs syncBuffer
-				r := startQueue(t, Options{
-					Config: testConfig(t, rc.srv.URL, func(c *config.RemoteWriteConfig) {
-						if signed {
-							c.SigV4Config = &promsigv4.SigV4Config{Region: "us-east-1"}
-						}
-					}),
+				opts := Options{
+					Config: testConfig(t, rc.srv.URL, nil),
 					Log:    log,
 					Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-				})
+				}
+				if signed {
+					opts.Transport, opts.Signed = signingTransport(t, opts.Config, sigv4.Config{Region: "us-east-1"}), true
+				}
+				r := startQueue(t, opts)
 				waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
 				if err := r.stop(t); err != nil {
 					t.Fatal(err)
@@ -310,14 +311,16 @@ func TestQueue_Redirects(t *testing.T) {
 			})
 			log, end := floatLog(5, 2)
 			var logs syncBuffer
+			cfg := testConfig(t, rc.srv.URL+"/write", func(c *config.RemoteWriteConfig) {
+				c.Headers = map[string]string{"X-Tenant-Secret": "h3ader-value"}
+				c.HTTPClientConfig.FollowRedirects = tc.follow
+			})
 			r := startQueue(t, Options{
-				Config: testConfig(t, rc.srv.URL+"/write", func(c *config.RemoteWriteConfig) {
-					c.SigV4Config = &promsigv4.SigV4Config{Region: "us-east-1"}
-					c.Headers = map[string]string{"X-Tenant-Secret": "h3ader-value"}
-					c.HTTPClientConfig.FollowRedirects = tc.follow
-				}),
-				Log:    log,
-				Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+				Config:    cfg,
+				Transport: signingTransport(t, cfg, sigv4.Config{Region: "us-east-1"}),
+				Signed:    true,
+				Log:       log,
+				Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
 			})
 			waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
 			if err := r.stop(t); err != nil {
@@ -359,19 +362,20 @@ func TestQueue_TimeWindow(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		url         string
+		limits      Limits // what cmd/rwagent gives an AMP URL
 		ageLimit    time.Duration
 		old, future float64 // dropped before sending
 		refused     float64 // refused by the receiver, out_of_bounds
 	}{
 		// AMP refuses samples older than an hour, and Cortex more than
 		// 10 minutes ahead.
-		{"AMP defaults", amp, 0, 1, 1, 0},
-		{"AMP with a longer sample_age_limit", amp, 2 * 365 * 24 * time.Hour, 0, 1, 0},
+		{"AMP defaults", amp, AMPLimits(), 0, 1, 1, 0},
+		{"AMP with a longer sample_age_limit", amp, AMPLimits(), 2 * 365 * 24 * time.Hour, 0, 1, 0},
 		// Sent: Prometheus' receiver refuses the sample 20 minutes
 		// ahead with 400 ("out of bounds"), and only that series is
 		// dropped.
-		{"not AMP: no limits", "http://127.0.0.1:1/write", 0, 0, 0, 1},
-		{"not AMP with sample_age_limit", "http://127.0.0.1:1/write", time.Hour, 1, 0, 1},
+		{"not AMP: no limits", "http://127.0.0.1:1/write", Limits{}, 0, 0, 0, 1},
+		{"not AMP with sample_age_limit", "http://127.0.0.1:1/write", Limits{}, time.Hour, 1, 0, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := newTestStore()
@@ -386,6 +390,7 @@ func TestQueue_TimeWindow(t *testing.T) {
 				}),
 				Log:       log,
 				Transport: newHandlerTransport(st, remoteapi.MessageTypes{remoteapi.WriteV1MessageType}),
+				Limits:    tc.limits,
 			})
 			waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
 			if err := r.stop(t); err != nil {

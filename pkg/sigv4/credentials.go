@@ -2,7 +2,6 @@ package sigv4
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,9 +17,12 @@ import (
 	"github.com/rwagent/rwagent/pkg/awsregion"
 )
 
-// Config is the `sigv4:` block of a remote_write section (Prometheus' fields
-// plus rwagent's) or of a scrape config. The zero value signs for "aps" with
-// the default credential chain and the SDK's region.
+// Config is what a signer needs: the region, the service, and where its
+// credentials come from. It is not a configuration block: the caller builds
+// it from one it has validated (cmd/rwagent from pkg/config's SigV4Config,
+// whose Validate is the one check of a sigv4 block), and it is used as it
+// is. The zero value signs for "aps" with the default credential chain and
+// the SDK's region.
 type Config struct {
 	// Region is the signing region. Zero: the region in URL's host (an AMP
 	// or other *.amazonaws.com endpoint), else AWS_REGION,
@@ -49,28 +51,6 @@ type Config struct {
 
 // DefaultService is the signing name of Amazon Managed Service for Prometheus.
 const DefaultService = "aps"
-
-// Validate reports a configuration that cannot work. Messages name the YAML
-// fields of the sigv4 block.
-func (c Config) Validate() error {
-	if c.SecretKey != "" && c.SecretKeyFile != "" {
-		return errors.New("sigv4: at most one of secret_key and secret_key_file may be set")
-	}
-	if (c.AccessKey == "") != (c.SecretKey == "" && c.SecretKeyFile == "") {
-		return errors.New("sigv4: access_key and secret_key (or secret_key_file) must be set together")
-	}
-	if c.RoleARN == "" {
-		for _, f := range []struct{ name, val string }{
-			{"external_id", c.ExternalID}, {"role_session_name", c.RoleSessionName},
-			{"sts_region", c.STSRegion}, {"sts_endpoint", c.STSEndpoint},
-		} {
-			if f.val != "" {
-				return fmt.Errorf("sigv4: %s needs role_arn", f.name)
-			}
-		}
-	}
-	return nil
-}
 
 func (c Config) service() string {
 	if c.Service == "" {

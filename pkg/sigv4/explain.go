@@ -32,9 +32,6 @@ type Explanation struct {
 // through GetBody) the way the round tripper would, with credentials from
 // the same chain, and returns what was signed. It sends nothing.
 func Explain(ctx context.Context, cfg Config, req *http.Request, opts Options) (*Explanation, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

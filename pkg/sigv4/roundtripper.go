@@ -78,9 +78,6 @@ type Options struct {
 // header values become one line, and header names of non-canonical case are
 // merged into their canonical name in the order they are sent.
 func NewRoundTripper(ctx context.Context, cfg Config, next http.RoundTripper, opts Options) (http.RoundTripper, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	if next == nil {
 		return nil, errors.New("sigv4: next round tripper is nil")
 	}
