@@ -44,6 +44,13 @@ func TestQueue_Status(t *testing.T) {
 	}
 	secretURL := strings.Replace(rc.srv.URL, "http://", "http://user:s3cr3t-pw@", 1)
 	var errs ErrorLog
+	q0, err := New(t.Context(), Options{Config: testConfig(t, rc.srv.URL, nil), Log: WALLog(w)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := q0.Status(); s.LagSeconds != -1 || !s.NewestSent.IsZero() {
+		t.Errorf("before sending: lag %v, newest sent %v: want -1 and none", s.LagSeconds, s.NewestSent)
+	}
 	r := startQueue(t, Options{
 		Config: testConfig(t, secretURL, func(c *config.RemoteWriteConfig) { c.QueueConfig.MaxShards = 3 }),
 		Log:    WALLog(w),

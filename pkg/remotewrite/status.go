@@ -37,7 +37,7 @@ type Status struct {
 	// BytesSent is the compressed bytes of samples sent.
 	BytesSent float64
 	// LagSeconds is the newest sample time read from the WAL minus the
-	// newest delivered; LagBytes the WAL bytes after SendPosition (-1 if
+	// newest delivered, -1 while nothing is delivered; LagBytes the WAL bytes after SendPosition (-1 if
 	// the log cannot tell).
 	LagSeconds float64
 	LagBytes   int64
@@ -76,6 +76,8 @@ func (q *Queue) Status() Status {
 	s.SamplesDelivered = max(s.SamplesSent-retried-s.SamplesFailed, 0)
 	if sent := m.highestSent.get(); sent > 0 {
 		s.NewestSent = time.UnixMilli(int64(math.Round(sent * 1000)))
+	} else {
+		s.LagSeconds = -1 // the newest delivered is unknown, not 1970
 	}
 	if sl, ok := q.log.(SizedLog); ok {
 		if n, err := sl.BytesAfter(s.SendPosition); err == nil {
