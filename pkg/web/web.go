@@ -180,7 +180,7 @@ type endpointView struct {
 	// start when the UI has not watched long enough).
 	PerSecond  float64
 	RateWindow time.Duration
-	RateSince  string // "the last 5m0s" or "start"
+	RateSince  string // "over the last 5m0s" or "since the start"
 	CostMonth  float64
 }
 
@@ -215,9 +215,9 @@ func (u *UI) snapshot() *view {
 				ev.LastError = e.Errors.Last()
 			}
 			ev.PerSecond, ev.RateWindow = u.rate(p.Instance+"\xff"+ev.Name+"\xff"+ev.URL, ev.SamplesDelivered, now)
-			ev.RateSince = "start"
+			ev.RateSince = "since the start"
 			if ev.RateWindow < now.Sub(u.opts.Start) {
-				ev.RateSince = "the last " + ev.RateWindow.Round(time.Second).String()
+				ev.RateSince = "over the last " + ev.RateWindow.Round(time.Second).String()
 			}
 			ev.CostMonth = monthlyCost(ev.PerSecond, u.opts.PricePer10M)
 			pv.Endpoints = append(pv.Endpoints, ev)
