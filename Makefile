@@ -6,7 +6,7 @@ GOTAGS    ?=
 BIN       := bin
 DEMO_DIR  ?= $(CURDIR)/.demo
 
-.PHONY: all build test fuzz-short test-unit test-process test-durability deps demo fmt vet fuzz bench bench-go clean
+.PHONY: all build test fuzz-short test-unit test-process test-durability test-browser deps-browser deps demo fmt vet fuzz bench bench-go clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 # The test command of the README: vet, every package's tests (race detector
 # on the concurrent packages), then the process-level test against Debian's
 # prometheus and node_exporter.
-test: deps vet test-unit test-process test-durability fuzz-short
+test: deps vet test-unit test-process test-durability test-browser fuzz-short
 
 test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
@@ -29,6 +29,17 @@ test-process: build
 # Crash tests: rwagent killed with SIGKILL and restarted on its data dir.
 test-durability: build
 	RWAGENT_BIN=$(CURDIR)/$(BIN)/rwagent $(GO) test -count=1 -tags durability -timeout 10m ./test/durability/...
+
+# The status page as a user sees it: loaded in headless Chromium (Debian's
+# chromium, installed by .ci/run and by deps-browser).
+test-browser: deps-browser
+	$(GO) test -count=1 -tags browser -timeout 5m -run Browser ./cmd/rwagent/
+
+deps-browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
 # Debian's prometheus and node_exporter for the process-level test.
 deps:

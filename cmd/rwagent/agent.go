@@ -7,7 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +31,7 @@ import (
 	"github.com/rwagent/rwagent/pkg/server"
 	"github.com/rwagent/rwagent/pkg/sigv4"
 	"github.com/rwagent/rwagent/pkg/wal"
+	"github.com/rwagent/rwagent/pkg/web"
 )
 
 // agentOptions are what the command line decides.
@@ -47,6 +52,11 @@ type agentOptions struct {
 	// PositionInterval is how often send positions are saved; zero means
 	// DefaultPositionInterval.
 	PositionInterval time.Duration
+	// Flags are the command line's flags for /api/v1/status/flags.
+	Flags map[string]string
+	// AMPPrice is the status page's price per 10M samples; zero means
+	// web.DefaultAMPPricePer10M.
+	AMPPrice float64
 }
 
 // runAgent runs the whole agent until ctx is done, then stops it in
@@ -94,7 +104,12 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		}
 		return true
 	}
-	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, Ready: ready, Logger: logger})
+	dump, err := cfg.Dump()
+	if err != nil {
+		return err
+	}
+	ui := web.New(web.Options{Config: dump, Flags: o.Flags, Build: buildInfo(), PricePer10M: o.AMPPrice, GOGC: gogc(cfg.GoGC)})
+	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, Ready: ready, Logger: logger, UI: ui.Handler()})
 	addr, err := srv.Listen()
 	if err != nil {
 		return err
@@ -123,7 +138,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	var running sync.WaitGroup
 	for i, pc := range pipes {
 		running.Go(func() {
-			if errs[i] = runPipeline(pctx, pc, dirs[i], o, reg, &readies[i]); errs[i] != nil {
+			if errs[i] = runPipeline(pctx, pc, dirs[i], o, reg, &readies[i], ui); errs[i] != nil {
 				stopAll()
 			}
 		})
@@ -150,7 +165,7 @@ func stateDir(c *config.Config, storagePath string) string {
 // is done, then closes the WAL. The metrics of a Grafana Agent instance
 // carry its name as instance_name, as Grafana Agent's did in distinct
 // mode, so that two instances' series never collide.
-func runPipeline(ctx context.Context, cfg *config.Config, dir string, o agentOptions, root prometheus.Registerer, ready *atomic.Bool) error {
+func runPipeline(ctx context.Context, cfg *config.Config, dir string, o agentOptions, root prometheus.Registerer, ready *atomic.Bool, ui *web.UI) error {
 	logger, reg := o.Logger, root
 	if name := cfg.Instance.Name; name != "" {
 		logger = logger.With("instance", name)
@@ -169,7 +184,7 @@ func runPipeline(ctx context.Context, cfg *config.Config, dir string, o agentOpt
 		}
 		return fmt.Errorf("open WAL: %w", err)
 	}
-	p := &pipeline{cfg: cfg, wal: w, logger: logger, reg: reg, opts: o, stateDir: dir}
+	p := &pipeline{cfg: cfg, wal: w, logger: logger, reg: reg, opts: o, stateDir: dir, ui: ui}
 	err = p.run(ctx, ready)
 	if cerr := w.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close WAL: %w", cerr))
@@ -186,6 +201,8 @@ type pipeline struct {
 	opts   agentOptions
 	// stateDir holds the WAL (wal/) and the send positions (send_positions/).
 	stateDir string
+	// ui shows the pipeline on the status page while it runs.
+	ui *web.UI
 }
 
 func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
@@ -194,6 +211,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	resumes := resumePositions(store, p.wal, pc.RemoteWriteConfigs, p.logger)
 	queues := make([]*remotewrite.Queue, 0, len(pc.RemoteWriteConfigs))
 	endpoints := make([]*endpoint, 0, len(pc.RemoteWriteConfigs))
+	shown := make([]web.Endpoint, 0, len(pc.RemoteWriteConfigs))
 	for i, rw := range pc.RemoteWriteConfigs {
 		rs := resumes[i]
 		e := &endpoint{key: rs.key, saved: rs.start, logger: p.logger.With("remote_name", rw.Name, "url", rw.URL.Redacted())}
@@ -208,7 +226,8 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		// goes back, so a crash before anything is sent again still counts
 		// what the last run may have sent.
 		e.WritePositions(rs.start, maxPosition(rs.start, rs.resendUntil))
-		qlogger := p.logger.With("component", "remote_write")
+		errLog := &remotewrite.ErrorLog{} // the status page's last error
+		qlogger := errLog.Logger(p.logger.With("component", "remote_write"))
 		et, err := newEndpointTransport(ctx, rw, p.cfg.RemoteWriteSigV4[i], qlogger.With("remote_name", rw.Name, "url", rw.URL.Redacted()), p.reg)
 		if err != nil {
 			return err
@@ -233,6 +252,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 			return err
 		}
 		queues = append(queues, q)
+		shown = append(shown, web.Endpoint{Queue: q, Errors: errLog})
 		e.q = q
 		endpoints = append(endpoints, e)
 	}
@@ -299,6 +319,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	if err := sm.ApplyConfig(scrapeCfgs); err != nil {
 		return err
 	}
+	defer p.ui.Register(&web.Pipeline{Instance: p.cfg.Instance.Name, Scrape: sm, Endpoints: shown, WAL: p.wal})()
 	gw, err := p.startGateway()
 	if err != nil {
 		return err
@@ -400,6 +421,34 @@ func (p *pipeline) flushDeadline() time.Duration {
 		return p.opts.FlushDeadline
 	}
 	return p.cfg.Instance.FlushDeadline
+}
+
+// buildInfo is the status page's build info: the version, and the VCS
+// revision and date Go stamped into the binary, if any.
+func buildInfo() web.BuildInfo {
+	b := web.BuildInfo{Version: versionString(), GoVersion: runtime.Version()}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				b.Revision = s.Value
+			case "vcs.time":
+				b.BuildDate = s.Value
+			}
+		}
+	}
+	return b
+}
+
+// gogc is the configuration's runtime.gogc, or GOGC, or rwagent's default.
+func gogc(fromConfig *int) int {
+	if fromConfig != nil {
+		return *fromConfig
+	}
+	if n, err := strconv.Atoi(os.Getenv("GOGC")); err == nil {
+		return n
+	}
+	return defaultGCPercent
 }
 
 func newBuildInfo() prometheus.Collector {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rwagent/rwagent/pkg/config"
 	"github.com/rwagent/rwagent/pkg/sigv4"
+	"github.com/rwagent/rwagent/pkg/web"
 )
 
 // version is set at link time: -ldflags '-X main.version=v1.2.3'.
@@ -66,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logLevel    = fs.String("log.level", "info", "Log level: debug, info, warn, error.")
 		logFormat   = fs.String("log.format", "logfmt", "Log format: logfmt or json.")
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
+		ampPrice    = fs.Float64("web.amp-price-per-10m-samples", web.DefaultAMPPricePer10M, "US dollars per 10 million samples ingested, for the status page's AMP cost estimate (default: AMP's first tier in us-east-1).")
 		shardFlags  shardArgs
 		// Grafana Agent's flag, so its command line runs unchanged:
 		// rwagent always expands ${VAR} and ${VAR:-default}.
@@ -92,6 +94,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *showVersion {
 		fmt.Fprintf(stdout, "rwagent %s\n", versionString())
 		return 0
+	}
+	if *ampPrice <= 0 {
+		fmt.Fprintf(stderr, "rwagent: --web.amp-price-per-10m-samples: %v is not a positive price\n", *ampPrice)
+		return 2
 	}
 	if !*expandEnv {
 		fmt.Fprintln(stderr, "rwagent: --config.expand-env=false is not supported: rwagent always expands ${VAR} in the configuration (write $${VAR} for a literal)")
@@ -122,12 +128,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ListenAddr:  *listenAddr,
 		Logger:      logger,
 		Shard:       shard,
+		Flags:       flagValues(fs),
+		AMPPrice:    *ampPrice,
 	})
 	if err != nil {
 		logger.Error("rwagent stopped", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// flagValues is every flag with its value, for /api/v1/status/flags. No
+// flag of rwagent holds a secret.
+func flagValues(fs *flag.FlagSet) map[string]string {
+	out := map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) { out[f.Name] = f.Value.String() })
+	return out
 }
 
 // checkConfig is `rwagent check-config [--check-credentials] FILE...`: it

@@ -35,6 +35,12 @@ type job struct {
 	loops map[uint64]*loop
 	// shardKept and shardDropped are the split last logged.
 	shardKept, shardDropped int
+	// The last sync's dropped targets (at most keep_dropped_targets, 0:
+	// all), how many it dropped in all, and how many it discovered. A
+	// sync replaces dropped whole, never edits it: Status reads it.
+	dropped      []droppedTarget
+	droppedTotal int
+	discovered   int
 }
 
 func newJobConfig(c *config.ScrapeConfig, userAgent string, wrap WrapTransport) (*jobConfig, error) {
@@ -85,6 +91,15 @@ func (m *Manager) syncJob(j *job, jc *jobConfig, groups []*targetgroup.Group) {
 	var buf []*scrape.Target
 	shard := m.opts.Shard
 	dropped := map[uint64]bool{} // by target hash, as targets
+	var keep []droppedTarget
+	keepLimit := int(jc.cfg.KeepDroppedTargets) // 0: no limit, as in Prometheus
+	droppedTotal, discovered := 0, 0
+	drop := func(t *scrape.Target, reason string) {
+		droppedTotal++
+		if keepLimit == 0 || len(keep) < keepLimit {
+			keep = append(keep, droppedTarget{t: t, reason: reason})
+		}
+	}
 	for _, g := range groups {
 		if g == nil {
 			continue
@@ -95,17 +110,21 @@ func (m *Manager) syncJob(j *job, jc *jobConfig, groups []*targetgroup.Group) {
 			m.logger.Error("Create scrape target", "scrape_job", name, "err", err)
 		}
 		m.metrics.syncFailed.WithLabelValues(name).Add(float64(len(failures)))
+		discovered += len(buf)
 		for _, t := range buf {
 			if t.Labels(lb).IsEmpty() {
-				continue // dropped by relabel_configs
+				drop(t, DroppedByRelabeling)
+				continue
 			}
 			if shard.Enabled() && !shard.Keeps(ShardHash(t, lb)) {
 				dropped[targetHash(t, lb)] = true // another shard's
+				drop(t, DroppedByShard)
 				continue
 			}
 			targets[targetHash(t, lb)] = t
 		}
 	}
+	j.dropped, j.droppedTotal, j.discovered = keep, droppedTotal, discovered
 	m.shard.set(name, len(targets), len(dropped))
 	if shard.Enabled() && (len(targets) != j.shardKept || len(dropped) != j.shardDropped) {
 		m.logger.Info("Shard split the targets", "scrape_job", name, "shard", shard.String(), "kept", len(targets), "dropped", len(dropped))

@@ -48,7 +48,8 @@ type loop struct {
 	scrapesOK, scrapesFailed prometheus.Counter
 	intervalLength           prometheus.Observer
 
-	forcedErr atomic.Pointer[error] // set by the manager when target_limit is exceeded
+	forcedErr atomic.Pointer[error]     // set by the manager when target_limit is exceeded
+	stats     atomic.Pointer[loopStats] // set by run after each scrape, read by Manager.Status
 
 	stopc    chan struct{} // closed by stop
 	done     chan struct{} // closed when run returns
@@ -214,6 +215,7 @@ func (l *loop) scrapeOnce(ctx context.Context, ts time.Time) bool {
 			"duplicate", res.duplicates, "out_of_order", res.outOfOrder, "out_of_bounds", res.outOfBounds)
 	}
 	l.target.Report(start, dur, err)
+	l.publishStats(res.added, start)
 	l.logOutcome(err)
 	return true
 }

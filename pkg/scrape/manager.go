@@ -101,6 +101,7 @@ type Manager struct {
 	fails   failureLogs
 	ready   atomic.Bool
 	active  atomic.Pointer[map[string][]*scrape.Target]
+	views   atomic.Pointer[map[string]*jobView] // for Status; replaced by each sync
 
 	// mu guards the fields below and serialises syncs; it is held while
 	// loops stop (up to a scrape timeout).
@@ -235,6 +236,7 @@ func (m *Manager) Run(ctx context.Context, tsets <-chan map[string][]*targetgrou
 			m.mu.Unlock()
 			m.loops.Wait()
 			m.active.Store(nil)
+			m.views.Store(nil)
 			m.Close()
 			return nil
 		case ts, ok := <-tsets:
@@ -306,14 +308,19 @@ func (m *Manager) syncLocked() {
 		m.syncJob(j, jc, m.groups[name])
 	}
 	active := make(map[string][]*scrape.Target, len(m.jobs))
+	views := make(map[string]*jobView, len(m.jobs))
 	for name, j := range m.jobs {
 		ts := make([]*scrape.Target, 0, len(j.loops))
+		v := &jobView{dropped: j.dropped, droppedTotal: j.droppedTotal, discovered: j.discovered}
 		for _, l := range j.loops {
 			ts = append(ts, l.target)
+			v.loops = append(v.loops, l)
 		}
 		active[name] = ts
+		views[name] = v
 	}
 	m.active.Store(&active)
+	m.views.Store(&views)
 }
 
 // The reason labels of rwagent_scrape_samples_dropped_total.

@@ -1,5 +1,5 @@
 // Package server is rwagent's own HTTP endpoint: its metrics, health and
-// readiness, and later its status pages.
+// readiness, profiles, and the status page and APIs (Options.UI).
 package server
 
 import (
@@ -27,6 +27,10 @@ type Options struct {
 	Ready func() bool
 	// Logger receives serving errors. Nil discards them.
 	Logger *slog.Logger
+	// UI serves the status page at / and the APIs under /api/v1/ (see
+	// pkg/web); it answers every path the server does not. Nil: / lists
+	// the endpoints.
+	UI http.Handler
 	// ShutdownTimeout bounds the wait for in-flight requests on stop.
 	// Zero means 5s.
 	ShutdownTimeout time.Duration
@@ -87,9 +91,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "rwagent: see /metrics, /-/healthy, /-/ready, /debug/pprof/")
-	})
+	if s.opts.UI != nil {
+		mux.Handle("/", s.opts.UI)
+	} else {
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprintln(w, "rwagent: see /metrics, /-/healthy, /-/ready, /debug/pprof/")
+		})
+	}
 	return mux
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -63,6 +64,30 @@ func TestServer(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run: %v", err)
+	}
+}
+
+// TestServerUI checks that the status UI gets / and the paths the server
+// does not serve, and that /metrics stays the server's.
+func TestServerUI(t *testing.T) {
+	ui := http.NewServeMux()
+	ui.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "status page") })
+	ui.HandleFunc("GET /api/v1/targets", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "targets") })
+	h := New(Options{UI: ui}).Handler()
+	for path, want := range map[string]string{"/": "status page", "/api/v1/targets": "targets", "/metrics": "# HELP", "/-/healthy": "healthy"} {
+		rec := httptest.NewRecorder()
+		if path == "/metrics" {
+			want = "" // an empty registry: an empty body
+		}
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("%s = %d %q, want %q", path, rec.Code, rec.Body, want)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/nope", nil))
+	if rec.Code != 404 {
+		t.Errorf("/nope = %d, want 404", rec.Code)
 	}
 }
 
