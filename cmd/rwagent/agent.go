@@ -402,15 +402,6 @@ func (p *pipeline) flushDeadline() time.Duration {
 	return p.cfg.Instance.FlushDeadline
 }
 
-func newBuildInfo() prometheus.Collector {
-	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "rwagent_build_info",
-		Help: "A metric with a constant '1' value labelled by the version rwagent was built from.",
-	}, []string{"version"})
-	g.WithLabelValues(versionString()).Set(1)
-	return g
-}
-
 // allV2 says whether there are endpoints and all send remote-write 2.0.
 func allV2(rws []*promconfig.RemoteWriteConfig) bool {
 	for _, rw := range rws {
