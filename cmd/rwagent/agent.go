@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -34,6 +35,10 @@ type agentOptions struct {
 	ConfigFile  string
 	StoragePath string // overrides wal.dir when set
 	ListenAddr  string
+	// EnablePprof serves /debug/pprof/ on ListenAddr.
+	EnablePprof bool
+	// ExternalURL is --web.external-url; nil means the listen address.
+	ExternalURL *url.URL
 	Logger      *slog.Logger
 	// Shard is this agent's share of the targets; zero scrapes them all.
 	Shard scrape.Shard
@@ -94,7 +99,8 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		}
 		return true
 	}
-	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, Ready: ready, Logger: logger})
+	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, Ready: ready, Logger: logger,
+		EnablePprof: o.EnablePprof, ExternalURL: o.ExternalURL})
 	addr, err := srv.Listen()
 	if err != nil {
 		return err
