@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -39,6 +40,10 @@ type agentOptions struct {
 	ConfigFile  string
 	StoragePath string // overrides wal.dir when set
 	ListenAddr  string
+	// EnablePprof serves /debug/pprof/ on ListenAddr.
+	EnablePprof bool
+	// ExternalURL is --web.external-url; nil means the listen address.
+	ExternalURL *url.URL
 	Logger      *slog.Logger
 	// Shard is this agent's share of the targets; zero scrapes them all.
 	Shard scrape.Shard
@@ -109,7 +114,8 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		return err
 	}
 	ui := web.New(web.Options{Config: dump, Flags: o.Flags, Build: buildInfo(), PricePer10M: o.AMPPrice, GOGC: gogc(cfg.GoGC)})
-	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, Ready: ready, Logger: logger, UI: ui.Handler()})
+	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, Ready: ready, Logger: logger, UI: ui.Handler(),
+		EnablePprof: o.EnablePprof, ExternalURL: o.ExternalURL})
 	addr, err := srv.Listen()
 	if err != nil {
 		return err
@@ -449,15 +455,6 @@ func gogc(fromConfig *int) int {
 		return n
 	}
 	return defaultGCPercent
-}
-
-func newBuildInfo() prometheus.Collector {
-	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "rwagent_build_info",
-		Help: "A metric with a constant '1' value labelled by the version rwagent was built from.",
-	}, []string{"version"})
-	g.WithLabelValues(versionString()).Set(1)
-	return g
 }
 
 // allV2 says whether there are endpoints and all send remote-write 2.0.

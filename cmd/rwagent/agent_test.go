@@ -197,7 +197,8 @@ func startAgentWith(t *testing.T, cfgText string, ro receive.Options) *agentUnde
 	})
 }
 
-// launch runs the agent in-process with o, on 127.0.0.1:0 and logging at
+// launch runs the agent in-process with o, on o.ListenAddr (default
+// 127.0.0.1:0) and logging at
 // debug level into a.logs, until a.stop or the end of the test.
 func launch(t *testing.T, a *agentUnderTest, o agentOptions) *agentUnderTest {
 	t.Helper()
@@ -206,7 +207,9 @@ func launch(t *testing.T, a *agentUnderTest, o agentOptions) *agentUnderTest {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	listening := make(chan net.Addr, 1)
-	o.ListenAddr = "127.0.0.1:0"
+	if o.ListenAddr == "" {
+		o.ListenAddr = "127.0.0.1:0"
+	}
 	o.Logger = slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.Listening = func(addr net.Addr) { listening <- addr }
 	go func() { a.done <- runAgent(ctx, o) }()

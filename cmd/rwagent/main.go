@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -61,9 +63,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("rwagent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		configFile  = fs.String("config.file", "rwagent.yaml", "Configuration file (Prometheus' format plus a `wal:` section).")
-		storagePath = fs.String("storage.path", "", "Directory for the agent's state (WAL). Overrides wal.dir of the configuration.")
-		listenAddr  = fs.String("web.listen-address", "127.0.0.1:12345", "Address for /metrics, /-/healthy and /-/ready.")
+		configFile  = fs.String("config.file", "rwagent.yaml", "Configuration file: Prometheus' format plus a wal section, or a Grafana Agent static-mode file.")
+		storagePath = fs.String("storage.path", "", "Directory for the agent's state (WAL, send positions). Overrides wal.dir of the configuration.")
+		listenAddr  = fs.String("web.listen-address", "127.0.0.1:12345", "Address for the status page and APIs (/, /api/v1/), /metrics, /-/healthy, /-/ready, /-/reload and, if enabled, /debug/pprof/.")
+		enablePprof = fs.Bool("web.enable-pprof", false, "Serve Go's profiles under /debug/pprof/. Default: on when --web.listen-address is a loopback address, off otherwise; =false or =true overrides.")
+		externalURL = fs.String("web.external-url", "", "The URL under which rwagent is reached (behind a proxy, say), for the links of its pages. Default: the listen address.")
 		logLevel    = fs.String("log.level", "info", "Log level: debug, info, warn, error.")
 		logFormat   = fs.String("log.format", "logfmt", "Log format: logfmt or json.")
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
@@ -76,9 +80,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&shardFlags.count, "shard.count", "", "Number of agents sharing the targets (env "+envShardCount+"); 0 or 1: scrape every target.")
 	fs.StringVar(&shardFlags.index, "shard.index", "", "This agent's shard, 0..count-1 (env "+envShardIndex+"); default: the ordinal ending $POD_NAME or $HOSTNAME, as in rwagent-2.")
 	fs.StringVar(&shardFlags.replication, "shard.replication", "", "Number of agents scraping each target, 1..count (env "+envShardReplication+"); default 1.")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  rwagent --config.file=FILE [flags]\n  rwagent check-config [--check-credentials] FILE...\n  rwagent sign [flags] URL\n  rwagent convert grafana-agent FILE\n  rwagent --version\n\nFlags:\n")
-		fs.PrintDefaults()
+	fs.Usage = func() { printUsage(stderr, fs) }
+	if len(args) > 0 && args[0] == "help" {
+		printUsage(stdout, fs)
+		return 0
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -87,8 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "rwagent: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
+		fmt.Fprintf(stderr, "rwagent: unexpected argument %q (see rwagent --help)\n", fs.Arg(0))
 		return 2
 	}
 	if *showVersion {
@@ -106,6 +110,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// A Grafana Agent file's server: block stands in for the flags the
 	// command line does not give.
 	applyServerBlock(fs, *configFile)
+	pprofGiven := false
+	fs.Visit(func(f *flag.Flag) { pprofGiven = pprofGiven || f.Name == "web.enable-pprof" })
+	*enablePprof = pprofEnabled(pprofGiven, *enablePprof, *listenAddr)
+	extURL, err := parseExternalURL(*externalURL)
+	if err != nil {
+		fmt.Fprintf(stderr, "rwagent: %v\n", err)
+		return 2
+	}
 	logger, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "rwagent: %v\n", err)
@@ -126,6 +138,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ConfigFile:  *configFile,
 		StoragePath: *storagePath,
 		ListenAddr:  *listenAddr,
+		EnablePprof: *enablePprof,
+		ExternalURL: extURL,
 		Logger:      logger,
 		Shard:       shard,
 		Flags:       flagValues(fs),
@@ -270,6 +284,49 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log.format: %q is not one of logfmt, json", format)
+}
+
+// pprofEnabled is --web.enable-pprof's value when given, else whether
+// the listen address is a loopback one.
+func pprofEnabled(given, value bool, listenAddr string) bool {
+	if given {
+		return value
+	}
+	return isLoopback(listenAddr)
+}
+
+// isLoopback says whether the listen address addr only accepts local
+// connections: localhost or a loopback IP. An empty host listens on
+// every interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// parseExternalURL checks --web.external-url: empty, or an absolute
+// http(s) URL with a host and no credentials (it ends up in links).
+func parseExternalURL(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("--web.external-url: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--web.external-url: %q is not an absolute http or https URL", u.Redacted())
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("--web.external-url: %q carries credentials; links must not", u.Redacted())
+	}
+	return u, nil
 }
 
 // versionString is the link-time version, else the module version.

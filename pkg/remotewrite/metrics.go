@@ -19,6 +19,7 @@ type queueMetrics struct {
 	samplesDropped, histogramsDropped, exemplarsDropped *prometheus.CounterVec
 	samplesPending, histogramsPending, exemplarsPending prometheus.Gauge
 	seriesDropped, walReadErrors                        prometheus.Counter
+	enqueueRetries                                      prometheus.Counter
 	metadataTotal, metadataFailed                       prometheus.Counter
 	metadataRetried, metadataBytes                      prometheus.Counter
 
@@ -107,13 +108,17 @@ func newQueueMetrics(reg prometheus.Registerer, name, url string, lagBytes func(
 		NativeHistogramMinResetDuration: time.Hour,
 	})
 	m.collectors = append(m.collectors, m.sentBatchDuration)
+	m.enqueueRetries = counter("enqueue_retries_total", "Total number of times enqueue has waited because a shard's queue was full.")
 	m.bytesTotal = counter("bytes_total", "The total number of bytes of data (not metadata) sent by the queue after compression.")
 	m.highestEnqueued = &maxGauge{Gauge: gauge("queue_highest_timestamp_seconds", "Highest timestamp that was enqueued, in seconds since epoch.")}
 	m.highestSent = &maxGauge{Gauge: gauge("queue_highest_sent_timestamp_seconds", "Highest timestamp successfully sent by this queue, in seconds since epoch.")}
 	// Prometheus' is one series for all queues: the newest sample
 	// appended to storage. Ours is per queue, the newest read from the
 	// WAL, which is what each queue has to send.
-	m.highestRead = &maxGauge{Gauge: gauge("highest_timestamp_in_seconds", "Highest timestamp read from the WAL by this queue, sent or not, in seconds since epoch.")}
+	// Prometheus' highest_timestamp_in_seconds is one series for all
+	// queues (the WAL exports it); what this queue has read is only
+	// kept for the lag below.
+	m.highestRead = &maxGauge{}
 	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "rwagent", Subsystem: "remote_write", Name: "lag_seconds", ConstLabels: constLabels,
 		Help: "Newest timestamp read from the WAL minus newest timestamp delivered: how far this endpoint is behind, in sample time.",
@@ -189,6 +194,7 @@ func (m *queueMetrics) pending(samples, histograms, exemplars int) {
 }
 
 // maxGauge is a gauge that only goes up. It is safe for concurrent use.
+// With a nil Gauge it only keeps the maximum.
 type maxGauge struct {
 	prometheus.Gauge
 	mu  sync.Mutex
@@ -205,7 +211,9 @@ func (g *maxGauge) set(v float64) {
 	g.mu.Lock()
 	if v > g.max {
 		g.max = v
-		g.Gauge.Set(v)
+		if g.Gauge != nil {
+			g.Gauge.Set(v)
+		}
 	}
 	g.mu.Unlock()
 }

@@ -119,13 +119,19 @@ func TestQueue_Metrics(t *testing.T) {
 				}
 			}
 		}
+		// Prometheus' highest_timestamp_in_seconds has no per-queue
+		// labels: the WAL exports it once, not each queue.
+		if _, ok := found["prometheus_remote_storage_highest_timestamp_in_seconds"]; ok {
+			t.Errorf("round %d: prometheus_remote_storage_highest_timestamp_in_seconds registered per queue", i)
+		}
 		for name, want := range map[string]float64{
 			"prometheus_remote_storage_samples_total":                        6,
 			"prometheus_remote_storage_samples_pending":                      0,
 			"prometheus_remote_storage_shards":                               1,
 			"prometheus_remote_storage_queue_highest_sent_timestamp_seconds": -1, // > 0
 			"prometheus_remote_storage_bytes_total":                          -1,
-			"prometheus_remote_storage_highest_timestamp_in_seconds":         -1,
+			"prometheus_remote_storage_queue_highest_timestamp_seconds":      -1,
+			"prometheus_remote_storage_enqueue_retries_total":                0,
 			"prometheus_remote_storage_shards_desired":                       1,
 			"prometheus_remote_storage_shards_min":                           1,
 			"prometheus_remote_storage_shards_max":                           50,

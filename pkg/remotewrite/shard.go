@@ -125,6 +125,7 @@ func (s *shard) push(ctx context.Context, items []sample) error {
 		if len(items) == 0 {
 			return nil
 		}
+		s.q.metrics.enqueueRetries.Inc() // Prometheus' name for waiting on a full shard
 		begin := time.Now()
 		select {
 		case <-s.space:

@@ -305,7 +305,9 @@ func (m *Manager) syncLocked() {
 			j = &job{jc: jc, loops: map[uint64]*loop{}}
 			m.jobs[name] = j
 		}
+		begin := time.Now()
 		m.syncJob(j, jc, m.groups[name])
+		m.metrics.syncLength.WithLabelValues(name).Observe(time.Since(begin).Seconds())
 	}
 	active := make(map[string][]*scrape.Target, len(m.jobs))
 	views := make(map[string]*jobView, len(m.jobs))
@@ -384,6 +386,7 @@ type scrapeMetrics struct {
 	outOfOrder     prometheus.Counter
 	outOfBounds    prometheus.Counter
 	intervalLength *prometheus.SummaryVec
+	syncLength     *prometheus.SummaryVec
 	scrapes        *prometheus.CounterVec
 	failures       *prometheus.CounterVec
 	dropped        *prometheus.CounterVec
@@ -448,6 +451,11 @@ func newScrapeMetrics(reg prometheus.Registerer) *scrapeMetrics {
 		Help:       "Actual intervals between scrapes.",
 		Objectives: map[float64]float64{0.01: 0.001, 0.05: 0.005, 0.5: 0.05, 0.90: 0.01, 0.99: 0.001},
 	}, []string{"interval"})
+	m.syncLength = f.NewSummaryVec(prometheus.SummaryOpts{
+		Name:       "prometheus_target_sync_length_seconds",
+		Help:       "Actual interval to sync the scrape pool.",
+		Objectives: map[float64]float64{0.01: 0.001, 0.05: 0.005, 0.5: 0.05, 0.90: 0.01, 0.99: 0.001},
+	}, []string{"scrape_job"})
 	m.scrapes = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "rwagent_scrapes_total",
 		Help: "Scrapes by job and result (success or failure).",
@@ -463,7 +471,7 @@ func newScrapeMetrics(reg prometheus.Registerer) *scrapeMetrics {
 	m.collectors = []prometheus.Collector{
 		m.poolTargets, m.syncFailed, m.reloads, m.reloadsFailed, m.targetLimit,
 		m.sampleLimit, m.bucketLimit, m.bodySizeLimit, m.labelLimits,
-		m.duplicates, m.outOfOrder, m.outOfBounds, m.intervalLength, m.scrapes, m.failures, m.dropped,
+		m.duplicates, m.outOfOrder, m.outOfBounds, m.intervalLength, m.syncLength, m.scrapes, m.failures, m.dropped,
 	}
 	return m
 }
@@ -481,6 +489,7 @@ func (m *scrapeMetrics) unregister() {
 func (m *scrapeMetrics) deleteJob(job string) {
 	m.poolTargets.DeleteLabelValues(job)
 	m.syncFailed.DeleteLabelValues(job)
+	m.syncLength.DeleteLabelValues(job)
 	m.scrapes.DeletePartialMatch(prometheus.Labels{"scrape_job": job})
 	m.failures.DeletePartialMatch(prometheus.Labels{"scrape_job": job})
 }

@@ -213,6 +213,10 @@ func TestManager_EndToEnd(t *testing.T) {
 	if n := testutil.ToFloat64(h.m.metrics.poolTargets.WithLabelValues("test")); n != 1 {
 		t.Errorf("prometheus_target_scrape_pool_targets = %v, want 1", n)
 	}
+	// The mixin's Overview "Target Sync" panel reads its _sum.
+	if n := testutil.CollectAndCount(h.m.metrics.syncLength, "prometheus_target_sync_length_seconds"); n != 1 {
+		t.Errorf("prometheus_target_sync_length_seconds has %d series, want 1 (job test)", n)
+	}
 
 	// A metric goes away: its series gets a stale marker, the rest does not.
 	ex.reg.Unregister(ex.gauge)

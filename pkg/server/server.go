@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,9 +35,16 @@ type Options struct {
 	// ShutdownTimeout bounds the wait for in-flight requests on stop.
 	// Zero means 5s.
 	ShutdownTimeout time.Duration
+	// EnablePprof serves Go's profiles under /debug/pprof/. False (the
+	// zero value) serves none.
+	EnablePprof bool
+	// ExternalURL is the URL under which users reach the server (through
+	// a proxy, say), for the links of pages that name their own address.
+	// Nil means the listen address. The routes stay at the root.
+	ExternalURL *url.URL
 }
 
-// Server serves /metrics, /-/healthy, /-/ready and /debug/pprof/. Create it with New,
+// Server serves /metrics, /-/healthy, /-/ready and, if enabled, /debug/pprof/. Create it with New,
 // bind with Listen, then serve with Run.
 type Server struct {
 	opts Options
@@ -85,17 +93,22 @@ func (s *Server) Handler() http.Handler {
 		fmt.Fprintln(w, "rwagent is ready.")
 	})
 	// Profiles of the running agent, as Prometheus serves them, on the
-	// same address (keep it on loopback or behind a firewall).
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	// same address, when enabled (the command line enables them on a
+	// loopback address only, unless told otherwise).
+	index := "rwagent: see /metrics, /-/healthy, /-/ready"
+	if s.opts.EnablePprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		index += ", /debug/pprof/"
+	}
 	if s.opts.UI != nil {
 		mux.Handle("/", s.opts.UI)
 	} else {
 		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-			fmt.Fprintln(w, "rwagent: see /metrics, /-/healthy, /-/ready, /debug/pprof/")
+			fmt.Fprintln(w, index)
 		})
 	}
 	return mux

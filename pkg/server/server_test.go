@@ -32,7 +32,7 @@ func TestServer(t *testing.T) {
 	reg.MustRegister(c)
 	c.Add(3)
 	var ready atomic.Bool
-	s := New(Options{Addr: "127.0.0.1:0", Gatherer: reg, Ready: ready.Load})
+	s := New(Options{Addr: "127.0.0.1:0", Gatherer: reg, Ready: ready.Load, EnablePprof: true})
 	addr, err := s.Listen()
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -385,6 +386,11 @@ type walMetrics struct {
 
 	trimmedSegments prometheus.Counter
 	trimmedSamples  *prometheus.CounterVec
+
+	// Prometheus' remote-storage input metrics: in an agent, what comes
+	// into remote storage is what the WAL logs.
+	samplesIn, histogramsIn, exemplarsIn prometheus.Counter
+	highestMillis                        atomic.Int64 // newest sample timestamp logged, ms; 0 for none
 }
 
 func newWALMetrics(reg prometheus.Registerer, w *WAL) *walMetrics {
@@ -475,7 +481,24 @@ func newWALMetrics(reg prometheus.Registerer, w *WAL) *walMetrics {
 		}
 		return float64(n)
 	})
+	m.samplesIn = f.NewCounter(prometheus.CounterOpts{
+		Name: "prometheus_remote_storage_samples_in_total",
+		Help: "Samples logged to the WAL, which every remote_write reads: compare to the samples out of the queues.",
+	})
+	m.histogramsIn = f.NewCounter(prometheus.CounterOpts{
+		Name: "prometheus_remote_storage_histograms_in_total",
+		Help: "Histogram samples (integer and float) logged to the WAL, which every remote_write reads.",
+	})
+	m.exemplarsIn = f.NewCounter(prometheus.CounterOpts{
+		Name: "prometheus_remote_storage_exemplars_in_total",
+		Help: "Exemplars logged to the WAL, which every remote_write reads.",
+	})
+	highest := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "prometheus_remote_storage_highest_timestamp_in_seconds",
+		Help: "Highest sample timestamp logged to the WAL, in seconds since epoch; 0 until the first sample. One series for all remote_writes, as in Prometheus.",
+	}, func() float64 { return float64(m.highestMillis.Load()) / 1000 })
 	m.collectors = []prometheus.Collector{
+		m.samplesIn, m.histogramsIn, m.exemplarsIn, highest,
 		records, entries, m.bytes, m.writeFailures, m.fsyncDuration, m.fsyncFailures,
 		m.repairs, m.repairCutBytes, m.repairCutSamples, m.truncations, m.truncateFails, m.replayDuration, segment, size,
 		m.trimmedSegments, m.trimmedSamples,
@@ -499,6 +522,37 @@ func (m *walMetrics) count(r *Records) {
 	for _, k := range [...]kind{kindSeries, kindMetadata, kindSamples, kindHistograms, kindFloatHistograms, kindExemplars} {
 		if n := r.entries(k); n > 0 {
 			m.entries[k].Add(float64(n))
+		}
+	}
+	if n := len(r.Samples); n > 0 {
+		m.samplesIn.Add(float64(n))
+	}
+	if n := len(r.Histograms) + len(r.FloatHistograms); n > 0 {
+		m.histogramsIn.Add(float64(n))
+	}
+	if n := len(r.Exemplars); n > 0 {
+		m.exemplarsIn.Add(float64(n))
+	}
+	m.observeHighest(r)
+}
+
+// observeHighest raises highestMillis to the newest sample, histogram or
+// float histogram timestamp of r.
+func (m *walMetrics) observeHighest(r *Records) {
+	t := int64(math.MinInt64)
+	for i := range r.Samples {
+		t = max(t, r.Samples[i].T)
+	}
+	for i := range r.Histograms {
+		t = max(t, r.Histograms[i].T)
+	}
+	for i := range r.FloatHistograms {
+		t = max(t, r.FloatHistograms[i].T)
+	}
+	for {
+		cur := m.highestMillis.Load()
+		if t <= cur || m.highestMillis.CompareAndSwap(cur, t) {
+			return
 		}
 	}
 }

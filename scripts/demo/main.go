@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,8 +28,7 @@ import (
 )
 
 const (
-	ampemuAddr = "127.0.0.1:9095"
-	workspace  = "ws-local"
+	workspace = "ws-local"
 	// Demo credentials: ampemu accepts exactly these, rwagent signs with
 	// them. Not a real AWS key.
 	accessKey = "AKIDRWAGENTDEMO00001"
@@ -38,14 +40,63 @@ func main() {
 	dir := flag.String("dir", ".demo", "directory for the demo's state and logs (emptied first)")
 	cfg := flag.String("config", "agent.example.yaml", "rwagent configuration")
 	dur := flag.Duration("duration", 30*time.Second, "how long to run; 0 runs until Ctrl-C")
+	ampemuPort := flag.Int("ampemu-port", 9095, "port of ampemu (the AMP stand-in) on 127.0.0.1")
+	webPort := flag.Int("web-port", 12345, "port of rwagent's web address (/metrics) on 127.0.0.1")
 	flag.Parse()
-	if err := run(*bin, *dir, *cfg, *dur); err != nil {
+	ports := demoPorts{ampemu: *ampemuPort, web: *webPort}
+	if err := ports.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+	if err := run(*bin, *dir, *cfg, *dur, ports); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, dir, cfg string, dur time.Duration) error {
+// demoPorts are the 127.0.0.1 ports the demo's two processes listen on.
+type demoPorts struct{ ampemu, web int }
+
+func (p demoPorts) ampemuAddr() string { return "127.0.0.1:" + strconv.Itoa(p.ampemu) }
+func (p demoPorts) webAddr() string    { return "127.0.0.1:" + strconv.Itoa(p.web) }
+
+// check fails at once, naming the port and its flag, when a port is
+// taken or both are the same, instead of letting a process fail to
+// start and the demo wait for it.
+func (p demoPorts) check() error {
+	if p.ampemu == p.web {
+		return fmt.Errorf("-ampemu-port and -web-port are both %d; give them different ports", p.web)
+	}
+	for _, c := range []struct {
+		flag, what string
+		addr       string
+	}{
+		{"-ampemu-port", "ampemu", p.ampemuAddr()},
+		{"-web-port", "rwagent's web address", p.webAddr()},
+	} {
+		ln, err := net.Listen("tcp", c.addr)
+		if err != nil {
+			return fmt.Errorf("%s for %s is not free (%w): pick another with make demo DEMO_FLAGS='%s=PORT'", c.addr, c.what, err, c.flag)
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// demoConfig writes the configuration at cfg into dir with the default
+// targets' ports (rwagent's own 12345, ampemu's 9095) replaced by p's, and
+// returns its path.
+func demoConfig(cfg, dir string, p demoPorts) (string, error) {
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		return "", err
+	}
+	text := strings.NewReplacer("127.0.0.1:12345", p.webAddr(), "127.0.0.1:9095", p.ampemuAddr()).Replace(string(b))
+	out := filepath.Join(dir, "agent.yaml")
+	return out, os.WriteFile(out, []byte(text), 0o644)
+}
+
+func run(bin, dir, cfg string, dur time.Duration, ports demoPorts) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if dur > 0 {
@@ -59,6 +110,11 @@ func run(bin, dir, cfg string, dur time.Duration) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	cfg, err := demoConfig(cfg, dir, ports)
+	if err != nil {
+		return err
+	}
+	ampemuAddr := ports.ampemuAddr()
 	env := append(os.Environ(),
 		"AWS_ACCESS_KEY_ID="+accessKey,
 		"AWS_SECRET_ACCESS_KEY="+secretKey,
@@ -82,12 +138,12 @@ func run(bin, dir, cfg string, dur time.Duration) error {
 		return fmt.Errorf("ampemu did not come up (see %s/ampemu.log): %w", dir, err)
 	}
 	agent, err := start(filepath.Join(bin, "rwagent"), filepath.Join(dir, "rwagent.log"), env,
-		"--config.file="+cfg, "--storage.path="+filepath.Join(dir, "agent"))
+		"--config.file="+cfg, "--storage.path="+filepath.Join(dir, "agent"), "--web.listen-address="+ports.webAddr())
 	if err != nil {
 		return err
 	}
 	defer stopProc(agent, "rwagent")
-	fmt.Printf("ampemu (AMP stand-in) on %s, workspace %s; rwagent scraping itself and ampemu, signing with SigV4.\n", ampemuAddr, workspace)
+	fmt.Printf("ampemu (AMP stand-in) on %s, workspace %s; rwagent on %s scraping itself and ampemu, signing with SigV4.\n", ampemuAddr, workspace, ports.webAddr())
 	fmt.Printf("Logs: %s/rwagent.log, %s/ampemu.log. Like AMP, ampemu wants queries signed (e.g. awscurl --service aps).\n\n", dir, dir)
 
 	// AMP's query API wants SigV4 too; ampemu checks it the same way.
@@ -111,7 +167,7 @@ func run(bin, dir, cfg string, dur time.Duration) error {
 			return nil
 		case <-t.C:
 		}
-		n, err := report(client)
+		n, err := report(client, ampemuAddr)
 		if err != nil {
 			fmt.Println("query ampemu:", err)
 			continue
@@ -121,12 +177,12 @@ func run(bin, dir, cfg string, dur time.Duration) error {
 }
 
 // report prints series per job and up, and returns the series count.
-func report(client *http.Client) (int, error) {
-	series, err := query(client, `count by (job) ({job!=""})`)
+func report(client *http.Client, ampemuAddr string) (int, error) {
+	series, err := query(client, ampemuAddr, `count by (job) ({job!=""})`)
 	if err != nil {
 		return 0, err
 	}
-	up, err := query(client, `up`)
+	up, err := query(client, ampemuAddr, `up`)
 	if err != nil {
 		return 0, err
 	}
@@ -150,7 +206,7 @@ type sample struct {
 	Value  [2]any            `json:"value"`
 }
 
-func query(client *http.Client, q string) ([]sample, error) {
+func query(client *http.Client, ampemuAddr, q string) ([]sample, error) {
 	u := "http://" + ampemuAddr + "/workspaces/" + workspace + "/api/v1/query?query=" + url.QueryEscape(q)
 	resp, err := client.Get(u)
 	if err != nil {
