@@ -207,7 +207,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		// The live file starts with this run's start: a sent mark never
 		// goes back, so a crash before anything is sent again still counts
 		// what the last run may have sent.
-		e.WritePositions(rs.start, maxPosition(rs.start, rs.resendUntil))
+		e.WritePositions(rs.start, rs.start.Max(rs.resendUntil))
 		qlogger := p.logger.With("component", "remote_write")
 		et, err := newEndpointTransport(ctx, rw, p.cfg.RemoteWriteSigV4[i], qlogger.With("remote_name", rw.Name, "url", rw.URL.Redacted()), p.reg)
 		if err != nil {

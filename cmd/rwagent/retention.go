@@ -286,10 +286,3 @@ func (r *retention) truncate() {
 		r.logger.Warn("truncate WAL", "before", low.String(), "err", err)
 	}
 }
-
-func maxPosition(a, b wal.Position) wal.Position {
-	if a.Compare(b) < 0 {
-		return b
-	}
-	return a
-}
