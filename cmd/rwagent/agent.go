@@ -55,7 +55,7 @@ type agentOptions struct {
 	// remotewrite default.
 	FlushDeadline time.Duration
 	// PositionInterval is how often send positions are saved; zero means
-	// DefaultPositionInterval.
+	// sendpos.DefaultSaveInterval.
 	PositionInterval time.Duration
 	// Flags are the command line's flags for /api/v1/status/flags.
 	Flags map[string]string
@@ -213,25 +213,24 @@ type pipeline struct {
 
 func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	pc := p.cfg.Prometheus
-	store := sendpos.New(filepath.Join(p.stateDir, "send_positions"))
-	resumes := resumePositions(store, p.wal, pc.RemoteWriteConfigs, p.logger)
+	positions, err := sendpos.Open(sendpos.Options{
+		Dir:               filepath.Join(p.stateDir, "send_positions"),
+		WAL:               p.wal,
+		Endpoints:         sendposEndpoints(pc.RemoteWriteConfigs),
+		SaveInterval:      p.opts.PositionInterval,
+		TruncateFrequency: time.Duration(p.cfg.WAL.TruncateFrequency),
+		MaxSize:           p.cfg.WAL.MaxSize,
+		MaxAge:            time.Duration(p.cfg.WAL.MaxAge),
+		Logger:            p.logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer positions.Close()
 	queues := make([]*remotewrite.Queue, 0, len(pc.RemoteWriteConfigs))
-	endpoints := make([]*endpoint, 0, len(pc.RemoteWriteConfigs))
 	shown := make([]web.Endpoint, 0, len(pc.RemoteWriteConfigs))
 	for i, rw := range pc.RemoteWriteConfigs {
-		rs := resumes[i]
-		e := &endpoint{key: rs.key, saved: rs.start, logger: p.logger.With("remote_name", rw.Name, "url", rw.URL.Redacted())}
-		live, err := store.OpenLive(rs.key)
-		if err != nil {
-			e.logger.Error("open live send position; after a crash, everything after the saved position will count as resent", "err", err)
-		} else {
-			e.live = live
-			defer live.Close()
-		}
-		// The live file starts with this run's start: a sent mark never
-		// goes back, so a crash before anything is sent again still counts
-		// what the last run may have sent.
-		e.WritePositions(rs.start, maxPosition(rs.start, rs.resendUntil))
+		rs := positions.Resume(i)
 		errLog := &remotewrite.ErrorLog{} // the status page's last error
 		qlogger := errLog.Logger(p.logger.With("component", "remote_write"))
 		et, err := newEndpointTransport(ctx, rw, p.cfg.RemoteWriteSigV4[i], qlogger.With("remote_name", rw.Name, "url", rw.URL.Redacted()), p.reg)
@@ -242,10 +241,10 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 			Config:         rw,
 			ExternalLabels: pc.GlobalConfig.ExternalLabels,
 			Log:            remotewrite.WALLog(p.wal),
-			Start:          rs.start,
-			ResendUntil:    rs.resendUntil,
-			Lost:           rs.lost,
-			Positions:      e,
+			Start:          rs.Start,
+			ResendUntil:    rs.ResendUntil,
+			Lost:           rs.Lost,
+			Positions:      positions.Writer(i),
 			Transport:      et.transport,
 			Signed:         et.signed,
 			Limits:         et.limits,
@@ -257,23 +256,9 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		if err != nil {
 			return err
 		}
+		positions.Attach(i, q)
 		queues = append(queues, q)
 		shown = append(shown, web.Endpoint{Queue: q, Errors: errLog})
-		e.q = q
-		endpoints = append(endpoints, e)
-	}
-	ret := &retention{
-		wal:        p.wal,
-		store:      store,
-		endpoints:  endpoints,
-		logger:     p.logger,
-		saveEvery:  p.opts.PositionInterval,
-		truncEvery: time.Duration(p.cfg.WAL.TruncateFrequency),
-		maxSize:    p.cfg.WAL.MaxSize,
-		maxAge:     time.Duration(p.cfg.WAL.MaxAge),
-	}
-	if ret.saveEvery <= 0 {
-		ret.saveEvery = DefaultPositionInterval
 	}
 	if len(queues) == 0 {
 		p.logger.Warn("no remote_write configured: samples are logged to the WAL and sent nowhere")
@@ -333,18 +318,21 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	defer gw.close()
 
 	// Each stage gets its own context so they stop in data-flow order:
-	// scraping, then the queues (they flush), then the WAL. Scraping too
+	// scraping, then the queues (they flush), then the send positions
+	// (they save what the queues acknowledged), then the WAL. Scraping too
 	// stops only when told, so that write_stale_on_shutdown can still
 	// stop its jobs one by one (which writes stale markers) after ctx ends.
 	scrapeCtx, stopScrape := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopScrape()
 	queueCtx, stopQueues := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopQueues()
+	posCtx, stopPositions := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPositions()
 	walCtx, stopWAL := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWAL()
 
-	var scraping, sending, rest sync.WaitGroup
-	errs := make(chan error, 5+len(queues))
+	var scraping, sending, keeping, rest sync.WaitGroup
+	errs := make(chan error, 6+len(queues))
 	rest.Go(func() { errs <- p.wal.Run(walCtx) })
 	rest.Go(func() {
 		if err := dm.Run(); err != nil && !errors.Is(err, context.Canceled) {
@@ -366,9 +354,9 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		scraping.Go(func() { hf.run(scrapeCtx, dm.SyncCh(), filtered) })
 		tsets = filtered
 	}
+	keeping.Go(func() { errs <- positions.Run(posCtx) })
 	scraping.Go(func() { errs <- sm.Run(scrapeCtx, tsets) })
 	scraping.Go(func() { errs <- gw.run(scrapeCtx) })
-	scraping.Go(func() { ret.run(scrapeCtx) })
 	scraping.Go(func() {
 		// Ready once the WAL is replayed (it was, to get here) and
 		// discovery has handed the scrape manager its first targets.
@@ -407,7 +395,8 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	scraping.Wait()
 	stopQueues()
 	sending.Wait()
-	ret.saveAll() // what the queues acknowledged while they flushed
+	stopPositions()
+	keeping.Wait()
 	stopWAL()
 	rest.Wait()
 	close(errs)
@@ -418,6 +407,15 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		}
 	}
 	return errors.Join(all...)
+}
+
+// sendposEndpoints names the remote_write endpoints to sendpos.
+func sendposEndpoints(rws []*promconfig.RemoteWriteConfig) []sendpos.Endpoint {
+	eps := make([]sendpos.Endpoint, len(rws))
+	for i, rw := range rws {
+		eps[i] = sendpos.Endpoint{Name: rw.Name, URL: rw.URL.URL}
+	}
+	return eps
 }
 
 // flushDeadline is the command line's flush deadline, else the

@@ -65,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var (
 		configFile  = fs.String("config.file", "rwagent.yaml", "Configuration file: Prometheus' format plus a wal section, or a Grafana Agent static-mode file.")
 		storagePath = fs.String("storage.path", "", "Directory for the agent's state (WAL, send positions). Overrides wal.dir of the configuration.")
-		listenAddr  = fs.String("web.listen-address", "127.0.0.1:12345", "Address for the status page and APIs (/, /api/v1/), /metrics, /-/healthy, /-/ready, /-/reload and, if enabled, /debug/pprof/.")
+		listenAddr  = fs.String("web.listen-address", "127.0.0.1:12345", "Address for the status page and APIs (/, /api/v1/), /metrics, /-/healthy, /-/ready and, if enabled, /debug/pprof/.")
 		enablePprof = fs.Bool("web.enable-pprof", false, "Serve Go's profiles under /debug/pprof/. Default: on when --web.listen-address is a loopback address, off otherwise; =false or =true overrides.")
 		externalURL = fs.String("web.external-url", "", "The URL under which rwagent is reached (behind a proxy, say), for the links of its pages. Default: the listen address.")
 		logLevel    = fs.String("log.level", "info", "Log level: debug, info, warn, error.")

@@ -77,16 +77,9 @@ func (q *Queue) written() {
 	if acked := q.Acked(); acked != p.acked {
 		p.acked = acked
 		// Acked never passes what the reader has read, so never sent.
-		p.sent = maxPosition(p.sent, acked)
+		p.sent = p.sent.Max(acked)
 		p.w.WritePositions(p.acked, p.sent)
 	}
-}
-
-func maxPosition(a, b wal.Position) wal.Position {
-	if a.Compare(b) < 0 {
-		return b
-	}
-	return a
 }
 
 // resent counts, in the resent metric, the items of a record that the

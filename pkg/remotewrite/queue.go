@@ -309,7 +309,7 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 	// Never write a sent mark below the last run's: if this run dies
 	// before it resends those records, the next restart must count them.
 	q.progress.acked = opts.Start
-	q.progress.sent = maxPosition(opts.Start, opts.ResendUntil)
+	q.progress.sent = opts.Start.Max(opts.ResendUntil)
 	q.installShards(q.minShards)
 	q.metrics.shardsMin.Set(float64(qc.MinShards))
 	q.metrics.shardsMax.Set(float64(qc.MaxShards))

@@ -16,6 +16,12 @@
 // last high-water mark, without fsync: a process crash loses none of it
 // (the kernel holds the write), a power loss may lose what it wrote since
 // its last Sync or tear it. Latest picks what to resume from.
+//
+// A Keeper owns the positions of every endpoint of one WAL: it decides
+// where each resumes, holds the live files the queues report to, saves
+// them every second, and truncates and trims the WAL no further than the
+// slowest endpoint allows. The WAL knows nothing of it, and remotewrite
+// reports through the PositionWriter interface it declares.
 package sendpos
 
 import (

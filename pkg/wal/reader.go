@@ -33,6 +33,14 @@ func (p Position) Compare(q Position) int {
 	return cmp.Compare(p.Offset, q.Offset)
 }
 
+// Max returns the later of p and q.
+func (p Position) Max(q Position) Position {
+	if p.Compare(q) < 0 {
+		return q
+	}
+	return p
+}
+
 // String formats p as segment:offset.
 func (p Position) String() string {
 	return fmt.Sprintf("%08d:%d", p.Segment, p.Offset)

@@ -29,6 +29,16 @@ func TestPositionCompare(t *testing.T) {
 		if got := tc.a.Compare(tc.b); got != tc.want {
 			t.Errorf("%v.Compare(%v) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
+		want := tc.a
+		if tc.want < 0 {
+			want = tc.b
+		}
+		if got := tc.a.Max(tc.b); got != want {
+			t.Errorf("%v.Max(%v) = %v, want %v", tc.a, tc.b, got, want)
+		}
+		if got := tc.b.Max(tc.a); got != want {
+			t.Errorf("%v.Max(%v) = %v, want %v", tc.b, tc.a, got, want)
+		}
 	}
 }
 
