@@ -19,8 +19,10 @@ import (
 	"github.com/prometheus/prometheus/discovery"
 
 	"github.com/rwagent/rwagent/pkg/config"
+	"github.com/rwagent/rwagent/pkg/lograte"
 	"github.com/rwagent/rwagent/pkg/remotewrite"
 	"github.com/rwagent/rwagent/pkg/scrape"
+	"github.com/rwagent/rwagent/pkg/sdnotify"
 	"github.com/rwagent/rwagent/pkg/sendpos"
 	"github.com/rwagent/rwagent/pkg/server"
 	"github.com/rwagent/rwagent/pkg/sigv4"
@@ -43,6 +45,12 @@ type agentOptions struct {
 	// PositionInterval is how often send positions are saved; zero means
 	// DefaultPositionInterval.
 	PositionInterval time.Duration
+	// Notifier tells systemd of start-up, readiness and stopping; nil
+	// tells no one.
+	Notifier *sdnotify.Notifier
+	// WatchdogInterval is how often Notifier is sent WATCHDOG=1 while the
+	// agent runs; zero sends none.
+	WatchdogInterval time.Duration
 }
 
 // runAgent runs the whole agent until ctx is done, then stops it in
@@ -91,6 +99,14 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		}
 	})
 	defer wg.Wait()
+	wg.Go(func() {
+		var lim lograte.Limiter
+		lim.Interval, lim.Level = time.Minute, slog.LevelWarn
+		o.Notifier.RunWatchdog(srvCtx, o.WatchdogInterval, func(err error) {
+			lim.Log(logger, "systemd watchdog not told the agent is alive", "err", err)
+		})
+	})
+	notify(logger, o.Notifier.Status, "replaying the WAL")
 
 	w, err := wal.Open(wal.Options{
 		Dir:           filepath.Join(dir, "wal"),
@@ -263,6 +279,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		}
 		ready.Store(true)
 		p.logger.Info("rwagent ready")
+		notify(p.logger, p.opts.Notifier.Ready, "ready: WAL replayed, targets discovered, scraping")
 	})
 
 	var first error
@@ -273,6 +290,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		p.logger.Error("a stage failed; stopping", "err", first)
 	}
 	ready.Store(false)
+	notify(p.logger, p.opts.Notifier.Stopping, "stopping: queues flush what they hold, then the WAL closes")
 	stopScrape()
 	stopSD()
 	scraping.Wait()
@@ -289,6 +307,14 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		}
 	}
 	return errors.Join(all...)
+}
+
+// notify sends status to systemd with send (a Notifier method) and logs
+// a failure: systemd then misjudges the agent's state, the agent goes on.
+func notify(logger *slog.Logger, send func(string) error, status string) {
+	if err := send(status); err != nil {
+		logger.Warn("systemd not notified", "status", status, "err", err)
+	}
 }
 
 // sigv4Config maps a sigv4 block of the configuration to the signer's

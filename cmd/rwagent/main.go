@@ -14,9 +14,11 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/rwagent/rwagent/pkg/config"
+	"github.com/rwagent/rwagent/pkg/sdnotify"
 )
 
 // version is set at link time: -ldflags '-X main.version=v1.2.3'.
@@ -87,19 +89,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	watchdog, err := sdnotify.WatchdogInterval(os.Getenv, os.Getpid())
+	if err != nil {
+		fmt.Fprintf(stderr, "rwagent: %v\n", err)
+		return 2
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var refusing sync.WaitGroup
+	defer refusing.Wait()
+	hupCtx, stopHUP := context.WithCancel(ctx)
+	defer stopHUP()
+	refusing.Go(func() { refuseReload(hupCtx, hup, logger) })
 	err = runAgent(ctx, agentOptions{
-		ConfigFile:  *configFile,
-		StoragePath: *storagePath,
-		ListenAddr:  *listenAddr,
-		Logger:      logger,
+		ConfigFile:       *configFile,
+		StoragePath:      *storagePath,
+		ListenAddr:       *listenAddr,
+		Logger:           logger,
+		Notifier:         sdnotify.FromEnv(os.Getenv),
+		WatchdogInterval: watchdog,
 	})
 	if err != nil {
 		logger.Error("rwagent stopped", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// refuseReload logs each SIGHUP on hup until ctx is done. Without it a
+// SIGHUP (systemctl reload, kill -HUP) would end the process; until
+// rwagent can reload, it only says a restart is needed.
+func refuseReload(ctx context.Context, hup <-chan os.Signal, logger *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			logger.Warn("reload is not supported yet; restart to apply a changed configuration")
+		}
+	}
 }
 
 // checkConfig validates each file and says what is wrong, exit 0 or 1.
