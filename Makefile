@@ -6,7 +6,7 @@ GOTAGS    ?=
 BIN       := bin
 DEMO_DIR  ?= $(CURDIR)/.demo
 
-.PHONY: all build test fuzz-short test-unit test-process test-durability deps demo fmt vet fuzz bench bench-go clean
+.PHONY: all build test fuzz-short test-unit test-process test-durability test-systemd deps demo fmt vet fuzz bench bench-go clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 # The test command of the README: vet, every package's tests (race detector
 # on the concurrent packages), then the process-level test against Debian's
 # prometheus and node_exporter.
-test: deps vet test-unit test-process test-durability fuzz-short
+test: deps vet test-unit test-process test-durability test-systemd fuzz-short
 
 test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
@@ -29,6 +29,11 @@ test-process: build
 # Crash tests: rwagent killed with SIGKILL and restarted on its data dir.
 test-durability: build
 	RWAGENT_BIN=$(CURDIR)/$(BIN)/rwagent $(GO) test -count=1 -tags durability -timeout 10m ./test/durability/...
+
+# The systemd unit: systemd-analyze verify and security (score at most
+# 2.0), and the binary run as the unit runs it, with a notify socket.
+test-systemd: build
+	RWAGENT_BIN=$(CURDIR)/$(BIN)/rwagent $(GO) test -count=1 -tags systemd -timeout 5m ./test/systemd/...
 
 # Debian's prometheus and node_exporter for the process-level test.
 deps:
