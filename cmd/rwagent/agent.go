@@ -124,6 +124,9 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if cerr := w.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close WAL: %w", cerr))
 	}
+	if err == nil {
+		logger.Info("rwagent stopped: scraping ended, queues flushed, WAL synced and closed")
+	}
 	stopSrv()
 	return err
 }

@@ -114,6 +114,9 @@ func TestSystemdNotify(t *testing.T) {
 	if got := sock.next(t); !strings.HasPrefix(got, "STOPPING=1\nSTATUS=stopping") {
 		t.Errorf("message after stop %q, want STOPPING=1 with a status", got)
 	}
+	if want := "rwagent stopped: scraping ended, queues flushed, WAL synced and closed"; !strings.Contains(a.logs.String(), want) {
+		t.Errorf("log does not say %q after a clean stop:\n%s", want, a.logs.String())
+	}
 }
 
 // TestRefuseReload checks a SIGHUP is logged as unsupported, not acted on,
