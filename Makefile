@@ -6,7 +6,7 @@ GOTAGS    ?=
 BIN       := bin
 DEMO_DIR  ?= $(CURDIR)/.demo
 
-.PHONY: all build test fuzz-short test-unit test-process test-durability test-systemd deps demo fmt vet fuzz bench bench-go clean
+.PHONY: all build test fuzz-short test-unit test-process test-durability test-systemd test-container deps demo fmt vet fuzz bench bench-go clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 # The test command of the README: vet, every package's tests (race detector
 # on the concurrent packages), then the process-level test against Debian's
 # prometheus and node_exporter.
-test: deps vet test-unit test-process test-durability test-systemd fuzz-short
+test: deps vet test-unit test-process test-durability test-systemd test-container fuzz-short
 
 test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
@@ -34,6 +34,12 @@ test-durability: build
 # 2.0), and the binary run as the unit runs it, with a notify socket.
 test-systemd: build
 	RWAGENT_BIN=$(CURDIR)/$(BIN)/rwagent $(GO) test -count=1 -tags systemd -timeout 5m ./test/systemd/...
+
+# The image: the Dockerfile's runtime stage built from a static rwagent
+# made here, on a dockerd of the test's own (root; nothing pulled), run
+# and stopped. The test builds its own binary (CGO_ENABLED=0).
+test-container:
+	$(GO) test -count=1 -tags container -timeout 15m ./test/container/...
 
 # Debian's prometheus and node_exporter for the process-level test.
 deps:
