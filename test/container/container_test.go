@@ -44,8 +44,9 @@ const (
 
 // daemon is a dockerd of the test's own.
 type daemon struct {
-	dir  string // data-root, exec-root, socket, config
-	host string // DOCKER_HOST
+	dir    string // data-root, exec-root, socket, config
+	host   string // DOCKER_HOST
+	cgroup string // the containers' parent cgroup, removed at the end
 }
 
 // startDaemon starts dockerd on a socket in a new directory and stops it,
@@ -65,7 +66,7 @@ func startDaemon(t *testing.T) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{dir: dir, host: "unix://" + filepath.Join(dir, "docker.sock")}
+	d := &daemon{dir: dir, host: "unix://" + filepath.Join(dir, "docker.sock"), cgroup: filepath.Base(dir)}
 	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +77,7 @@ func startDaemon(t *testing.T) *daemon {
 		"--exec-root="+filepath.Join(dir, "exec"),
 		"--pidfile="+filepath.Join(dir, "dockerd.pid"),
 		"--storage-driver=vfs",
+		"--cgroup-parent=/"+d.cgroup,
 		"--iptables=false", "--ip6tables=false", "--bridge=none",
 		"--log-level=warn",
 	)
@@ -130,6 +132,16 @@ func (d *daemon) stop(t *testing.T, cmd *exec.Cmd, exited chan struct{}) {
 	for _, m := range mountsUnder(d.dir) {
 		t.Errorf("mount %s left behind by dockerd; unmounting it", m)
 		unix.Unmount(m, unix.MNT_DETACH)
+	}
+	// The containers' parent cgroup in each hierarchy, empty by now.
+	cgroups, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", d.cgroup))
+	if own, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", d.cgroup)); len(own) > 0 {
+		cgroups = append(cgroups, own...)
+	}
+	for _, cg := range cgroups {
+		if err := syscall.Rmdir(cg); err != nil {
+			t.Errorf("remove cgroup %s: %v", cg, err)
+		}
 	}
 	if t.Failed() {
 		t.Logf("dockerd's log:\n%s", d.log())
