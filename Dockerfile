@@ -1,5 +1,11 @@
 # Build: docker build -t rwagent .
-# Run:   docker run -v $PWD/rwagent.yaml:/etc/rwagent/rwagent.yaml -p 12345:12345 rwagent
+# Run:   docker run -v $PWD/rwagent.yaml:/etc/rwagent/rwagent.yaml:ro \
+#          -v rwagent-wal:/var/lib/rwagent -p 127.0.0.1:12345:12345 rwagent
+#
+# Two stages. The runtime stage copies from the build stage only what is
+# under /out, so test/container can build that same stage from files made
+# on the host (the classic builder cannot skip the golang stage, and CI has
+# no registry to pull it from).
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -9,15 +15,24 @@ ARG VERSION=dev
 # GOTAGS=all_sd builds in every service discovery Prometheus has (README).
 ARG GOTAGS=
 RUN CGO_ENABLED=0 go build -trimpath -tags "${GOTAGS}" -ldflags "-s -w -X main.version=${VERSION}" -o /out/rwagent ./cmd/rwagent \
- && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ampemu ./cmd/ampemu
+ && cp /etc/ssl/certs/ca-certificates.crt /out/ca-certificates.crt \
+ && mkdir /out/wal
 
-FROM gcr.io/distroless/static-debian12:nonroot
+# The image: the static binary, CA certificates for HTTPS to AMP, a
+# nonroot user, and the WAL directory owned by it. Nothing else (no
+# shell, no ampemu).
+FROM scratch AS runtime
+COPY --from=build /out/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY packaging/container/passwd packaging/container/group /etc/
+COPY --from=build --chown=65532:65532 /out/wal/ /var/lib/rwagent/
 COPY --from=build /out/rwagent /usr/local/bin/rwagent
-COPY --from=build /out/ampemu /usr/local/bin/ampemu
-COPY agent.example.yaml /etc/rwagent/rwagent.yaml
-# The WAL lives here: mount a volume so unsent samples survive a restart.
+USER 65532:65532
+# The WAL and send positions: mount a volume so unsent samples survive a
+# restart. A new named volume takes the directory's owner, 65532.
 VOLUME /var/lib/rwagent
+# /metrics, /-/healthy, /-/ready and /debug/pprof/ share this port.
 EXPOSE 12345
-USER nonroot
 ENTRYPOINT ["/usr/local/bin/rwagent"]
+# 0.0.0.0 because the container's network namespace is the boundary;
+# publish the port only where it should be reachable.
 CMD ["--config.file=/etc/rwagent/rwagent.yaml", "--storage.path=/var/lib/rwagent", "--web.listen-address=0.0.0.0:12345"]

@@ -6,7 +6,7 @@ GOTAGS    ?=
 BIN       := bin
 DEMO_DIR  ?= $(CURDIR)/.demo
 
-.PHONY: all build test fuzz-short test-unit test-process test-durability test-browser deps-browser deps demo fmt vet fuzz bench bench-go clean
+.PHONY: all build test fuzz-short test-unit test-process test-durability test-browser deps-browser test-systemd deps-systemd test-container deps-container deps demo fmt vet fuzz bench bench-go clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 # The test command of the README: vet, every package's tests (race detector
 # on the concurrent packages), then the process-level test against Debian's
 # prometheus and node_exporter.
-test: deps vet test-unit test-process test-durability test-browser fuzz-short
+test: deps vet test-unit test-process test-durability test-browser test-systemd test-container fuzz-short
 
 test-unit:
 	$(GO) test -count=1 -timeout 15m ./...
@@ -35,11 +35,35 @@ test-durability: build
 test-browser: deps-browser
 	$(GO) test -count=1 -tags browser -timeout 5m -run Browser ./cmd/rwagent/
 
+# Debian's systemd (systemd-analyze) and docker.io (dockerd), when missing.
+deps-systemd:
+	@command -v systemd-analyze >/dev/null || { \
+	  echo "installing Debian's systemd (for systemd-analyze)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends systemd; }
+
+deps-container:
+	@command -v dockerd >/dev/null || { \
+	  echo "installing Debian's docker.io (for dockerd)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends docker.io; }
+
 deps-browser:
 	@command -v chromium >/dev/null || { \
 	  echo "installing Debian's chromium"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+# The systemd unit: systemd-analyze verify and security (score at most
+# 2.0), and the binary run as the unit runs it, with a notify socket.
+test-systemd: build deps-systemd
+	RWAGENT_BIN=$(CURDIR)/$(BIN)/rwagent $(GO) test -count=1 -tags systemd -timeout 5m ./test/systemd/...
+
+# The image: the Dockerfile's runtime stage built from a static rwagent
+# made here, on a dockerd of the test's own (root; nothing pulled), run
+# and stopped. The test builds its own binary (CGO_ENABLED=0).
+test-container: deps-container
+	$(GO) test -count=1 -tags container -timeout 15m ./test/container/...
 
 # Debian's prometheus and node_exporter for the process-level test.
 deps:

@@ -26,8 +26,10 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/rwagent/rwagent/pkg/config"
+	"github.com/rwagent/rwagent/pkg/lograte"
 	"github.com/rwagent/rwagent/pkg/remotewrite"
 	"github.com/rwagent/rwagent/pkg/scrape"
+	"github.com/rwagent/rwagent/pkg/sdnotify"
 	"github.com/rwagent/rwagent/pkg/sendpos"
 	"github.com/rwagent/rwagent/pkg/server"
 	"github.com/rwagent/rwagent/pkg/sigv4"
@@ -62,6 +64,12 @@ type agentOptions struct {
 	// AMPPrice is the status page's price per 10M samples; zero means
 	// web.DefaultAMPPricePer10M.
 	AMPPrice float64
+	// Notifier tells systemd of start-up, readiness and stopping; nil
+	// tells no one.
+	Notifier *sdnotify.Notifier
+	// WatchdogInterval is how often Notifier is sent WATCHDOG=1 while the
+	// agent runs; zero sends none.
+	WatchdogInterval time.Duration
 }
 
 // runAgent runs the whole agent until ctx is done, then stops it in
@@ -137,11 +145,37 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		}
 	})
 	defer wg.Wait()
+	wg.Go(func() {
+		var lim lograte.Limiter
+		lim.Interval, lim.Level = time.Minute, slog.LevelWarn
+		o.Notifier.RunWatchdog(srvCtx, o.WatchdogInterval, func(err error) {
+			lim.Log(logger, "systemd watchdog not told the agent is alive", "err", err)
+		})
+	})
+	notify(logger, o.Notifier.Status, "replaying the WAL")
 
 	pctx, stopAll := context.WithCancel(ctx)
 	defer stopAll()
 	errs := make([]error, len(pipes))
 	var running sync.WaitGroup
+	// systemd hears READY once every pipeline is ready (/-/ready is 200),
+	// and STOPPING when the stop begins, by a signal or a failed pipeline.
+	running.Go(func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for !ready() {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		notify(logger, o.Notifier.Ready, "ready: WAL replayed, targets discovered, scraping")
+	})
+	running.Go(func() {
+		<-pctx.Done()
+		notify(logger, o.Notifier.Stopping, "stopping: queues flush what they hold, then the WAL closes")
+	})
 	for i, pc := range pipes {
 		running.Go(func() {
 			if errs[i] = runPipeline(pctx, pc, dirs[i], o, reg, &readies[i], ui); errs[i] != nil {
@@ -150,8 +184,12 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		})
 	}
 	running.Wait()
+	err = errors.Join(errs...)
+	if err == nil {
+		logger.Info("rwagent stopped: scraping ended, queues flushed, WAL synced and closed")
+	}
 	stopSrv()
-	return errors.Join(errs...)
+	return err
 }
 
 // stateDir is the directory of a pipeline's WAL and send positions:
@@ -407,6 +445,14 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		}
 	}
 	return errors.Join(all...)
+}
+
+// notify sends status to systemd with send (a Notifier method) and logs
+// a failure: systemd then misjudges the agent's state, the agent goes on.
+func notify(logger *slog.Logger, send func(string) error, status string) {
+	if err := send(status); err != nil {
+		logger.Warn("systemd not notified", "status", status, "err", err)
+	}
 }
 
 // sendposEndpoints names the remote_write endpoints to sendpos.

@@ -17,10 +17,12 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/rwagent/rwagent/pkg/config"
+	"github.com/rwagent/rwagent/pkg/sdnotify"
 	"github.com/rwagent/rwagent/pkg/sigv4"
 	"github.com/rwagent/rwagent/pkg/web"
 )
@@ -132,18 +134,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Info("sharding targets", "shard", shard.String(), "index_from", shardFrom)
 	}
 
+	watchdog, err := sdnotify.WatchdogInterval(os.Getenv, os.Getpid())
+	if err != nil {
+		fmt.Fprintf(stderr, "rwagent: %v\n", err)
+		return 2
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var refusing sync.WaitGroup
+	defer refusing.Wait()
+	hupCtx, stopHUP := context.WithCancel(ctx)
+	defer stopHUP()
+	refusing.Go(func() { refuseReload(hupCtx, hup, logger) })
 	err = runAgent(ctx, agentOptions{
-		ConfigFile:  *configFile,
-		StoragePath: *storagePath,
-		ListenAddr:  *listenAddr,
-		EnablePprof: *enablePprof,
-		ExternalURL: extURL,
-		Logger:      logger,
-		Shard:       shard,
-		Flags:       flagValues(fs),
-		AMPPrice:    *ampPrice,
+		ConfigFile:       *configFile,
+		StoragePath:      *storagePath,
+		ListenAddr:       *listenAddr,
+		EnablePprof:      *enablePprof,
+		ExternalURL:      extURL,
+		Logger:           logger,
+		Shard:            shard,
+		Flags:            flagValues(fs),
+		AMPPrice:         *ampPrice,
+		Notifier:         sdnotify.FromEnv(os.Getenv),
+		WatchdogInterval: watchdog,
 	})
 	if err != nil {
 		logger.Error("rwagent stopped", "err", err)
@@ -158,6 +176,20 @@ func flagValues(fs *flag.FlagSet) map[string]string {
 	out := map[string]string{}
 	fs.VisitAll(func(f *flag.Flag) { out[f.Name] = f.Value.String() })
 	return out
+}
+
+// refuseReload logs each SIGHUP on hup until ctx is done. Without it a
+// SIGHUP (systemctl reload, kill -HUP) would end the process; until
+// rwagent can reload, it only says a restart is needed.
+func refuseReload(ctx context.Context, hup <-chan os.Signal, logger *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			logger.Warn("reload is not supported yet; restart to apply a changed configuration")
+		}
+	}
 }
 
 // checkConfig is `rwagent check-config [--check-credentials] FILE...`: it
