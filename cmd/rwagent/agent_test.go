@@ -129,29 +129,22 @@ func (a *agentUnderTest) query(t *testing.T, expr string) promql.Vector {
 	return v
 }
 
-// eventually polls cond until it is true or 30s pass.
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+// scalarIs is a condition for waitFor: expr yields exactly one sample
+// equal to want. It logs what expr yields each time that changes, so a
+// timeout shows the values seen on the way.
+func (a *agentUnderTest) scalarIs(t *testing.T, expr string, want float64) func() bool {
 	var last string
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, last = cond(); ok {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within 30s; last: %s", what, last)
-}
-
-// scalarIs is a condition: expr yields exactly one sample equal to want.
-func (a *agentUnderTest) scalarIs(t *testing.T, expr string, want float64) func() (bool, string) {
-	return func() (bool, string) {
+	return func() bool {
 		v := a.query(t, expr)
-		if len(v) != 1 {
-			return false, fmt.Sprintf("%s: %d results", expr, len(v))
+		seen := fmt.Sprintf("%d results", len(v))
+		if len(v) == 1 {
+			seen = fmt.Sprint(v[0].F)
 		}
-		return v[0].F == want, fmt.Sprintf("%s = %v", expr, v[0].F)
+		if seen != last {
+			t.Logf("%s = %s", expr, seen)
+			last = seen
+		}
+		return len(v) == 1 && v[0].F == want
 	}
 }
 
@@ -314,22 +307,22 @@ remote_write:
 `))
 	appInst := app.Listener.Addr().String()
 	sel := `{job="app", instance="` + appInst + `", cluster="e2e"}`
-	eventually(t, "up=1 for app", a.scalarIs(t, `up`+sel, 1))
-	eventually(t, "counter", a.scalarIs(t, `app_requests_total{code="200",job="app",cluster="e2e"}`, 42))
-	eventually(t, "gauge", a.scalarIs(t, `app_temperature_celsius`+sel, 21.5))
-	eventually(t, "classic histogram bucket", a.scalarIs(t, `app_latency_seconds_bucket{le="0.5",job="app"}`, 1))
-	eventually(t, "classic histogram count", a.scalarIs(t, `app_latency_seconds_count{job="app"}`, 2))
-	eventually(t, "summary quantile", a.scalarIs(t, `app_size_bytes{quantile="0.5",job="app"}`, 100))
-	eventually(t, "summary count", a.scalarIs(t, `app_size_bytes_count{job="app"}`, 1))
-	eventually(t, "native histogram", a.scalarIs(t, `histogram_count(app_native_seconds{job="app"})`, 3))
-	eventually(t, "native histogram sum", a.scalarIs(t, `histogram_sum(app_native_seconds{job="app"})`, 3.7))
+	waitFor(t, "up=1 for app", a.scalarIs(t, `up`+sel, 1))
+	waitFor(t, "counter", a.scalarIs(t, `app_requests_total{code="200",job="app",cluster="e2e"}`, 42))
+	waitFor(t, "gauge", a.scalarIs(t, `app_temperature_celsius`+sel, 21.5))
+	waitFor(t, "classic histogram bucket", a.scalarIs(t, `app_latency_seconds_bucket{le="0.5",job="app"}`, 1))
+	waitFor(t, "classic histogram count", a.scalarIs(t, `app_latency_seconds_count{job="app"}`, 2))
+	waitFor(t, "summary quantile", a.scalarIs(t, `app_size_bytes{quantile="0.5",job="app"}`, 100))
+	waitFor(t, "summary count", a.scalarIs(t, `app_size_bytes_count{job="app"}`, 1))
+	waitFor(t, "native histogram", a.scalarIs(t, `histogram_count(app_native_seconds{job="app"})`, 3))
+	waitFor(t, "native histogram sum", a.scalarIs(t, `histogram_sum(app_native_seconds{job="app"})`, 3.7))
 	for _, name := range []string{"scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling", "scrape_series_added"} {
-		eventually(t, name, func() (bool, string) {
+		waitFor(t, name, func() bool {
 			v := a.query(t, name+sel)
-			return len(v) == 1, fmt.Sprintf("%s: %v", name, v)
+			return len(v) == 1
 		})
 	}
-	eventually(t, "exemplar", func() (bool, string) {
+	waitFor(t, "exemplar", func() bool {
 		ex, err := a.recv.Exemplars(context.Background(), `app_requests_total{job="app"}`)
 		if err != nil {
 			t.Fatal(err)
@@ -337,30 +330,30 @@ remote_write:
 		for _, r := range ex {
 			for _, e := range r.Exemplars {
 				if e.Labels.Get("trace_id") == "abc123" && e.Value == 42 {
-					return true, ""
+					return true
 				}
 			}
 		}
-		return false, fmt.Sprintf("exemplars: %v", ex)
+		return false
 	})
 
 	// A target that stops: up=0, and its series end with a stale marker,
 	// so PromQL stops returning them at once instead of for 5 minutes.
-	eventually(t, "down target up", a.scalarIs(t, `up{job="down"}`, 1))
-	eventually(t, "down target value", a.scalarIs(t, `short_lived_value{job="down",cluster="e2e"}`, 7))
+	waitFor(t, "down target up", a.scalarIs(t, `up{job="down"}`, 1))
+	waitFor(t, "down target value", a.scalarIs(t, `short_lived_value{job="down",cluster="e2e"}`, 7))
 	down.Close()
-	eventually(t, "down target up=0", a.scalarIs(t, `up{job="down"}`, 0))
-	eventually(t, "stale marker ends the series", func() (bool, string) {
+	waitFor(t, "down target up=0", a.scalarIs(t, `up{job="down"}`, 0))
+	waitFor(t, "stale marker ends the series", func() bool {
 		v := a.query(t, `short_lived_value{job="down"}`)
-		return len(v) == 0, fmt.Sprintf("%v", v)
+		return len(v) == 0
 	})
 
 	// The endpoint with the wrong secret: a 403 from a signed endpoint is
 	// a configuration problem, not bad data, so the samples are held and
 	// retried, never dropped; the good endpoint is unaffected.
-	eventually(t, "wrong secret retried", func() (bool, string) {
+	waitFor(t, "wrong secret retried", func() bool {
 		r := a.metric(t, "prometheus_remote_storage_samples_retried_total", map[string]string{"remote_name": "wrongsecret"})
-		return r > 0, fmt.Sprintf("retried=%v", r)
+		return r > 0
 	})
 	if f := a.metric(t, "prometheus_remote_storage_samples_failed_total", map[string]string{"remote_name": "wrongsecret"}); f > 0 {
 		t.Errorf("wrong secret dropped %v samples; a 403 from a signed endpoint must be retried", f)
@@ -429,9 +422,9 @@ remote_write:
     queue_config:
       batch_send_deadline: 100ms
 `))
-	eventually(t, "signed job up", a.scalarIs(t, `up{job="signed"}`, 1))
-	eventually(t, "signed job's samples", a.scalarIs(t, `app_temperature_celsius{job="signed"}`, 21.5))
-	eventually(t, "unsigned job refused", a.scalarIs(t, `up{job="unsigned"}`, 0))
+	waitFor(t, "signed job up", a.scalarIs(t, `up{job="signed"}`, 1))
+	waitFor(t, "signed job's samples", a.scalarIs(t, `app_temperature_celsius{job="signed"}`, 21.5))
+	waitFor(t, "unsigned job refused", a.scalarIs(t, `up{job="unsigned"}`, 0))
 	if signed.Load() == 0 {
 		t.Error("the target verified no signed scrape")
 	}

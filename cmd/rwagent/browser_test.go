@@ -29,9 +29,9 @@ func TestBrowserStatusPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startAgent(t, strings.ReplaceAll(string(b), "APP", app.Listener.Addr().String()))
-	eventually(t, "a target up", func() (bool, string) {
+	waitFor(t, "a target up", func() bool {
 		_, body := getBody(t, a.web+"/api/v1/targets?state=active")
-		return strings.Contains(body, `"health":"up"`), body
+		return strings.Contains(body, `"health":"up"`)
 	})
 
 	browse := func(args ...string) string {

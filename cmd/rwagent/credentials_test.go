@@ -219,19 +219,18 @@ func TestAgent_CredentialsRotate(t *testing.T) {
 				receive.Options{Verify: l.verify(credRegion, time.Now, iss.Valid)})
 
 			// Two rotations: requests accepted with three credentials.
-			eventually(t, "requests accepted with three successive credentials", func() (bool, string) {
+			waitFor(t, "requests accepted with three successive credentials", func() bool {
 				keys, _, _, _ := l.snapshot()
-				return len(keys) >= 3, l.String()
+				return len(keys) >= 3
 			})
 			keys, firstOK, accepted, _ := l.snapshot()
 			third := firstOK[keys[2]]
-			eventually(t, "samples scraped after the second rotation", func() (bool, string) {
+			waitFor(t, "samples scraped after the second rotation", func() bool {
 				v := a.query(t, `timestamp(up{job="app"})`)
 				if len(v) != 1 {
-					return false, fmt.Sprintf("%d results", len(v))
+					return false
 				}
-				return v[0].F > float64(third.UnixMilli())/1000, fmt.Sprintf("last sample at %v, third key first accepted at %v",
-					v[0].F, third.Format(time.RFC3339Nano))
+				return v[0].F > float64(third.UnixMilli())/1000
 			})
 			for i, k := range keys[:3] {
 				if accepted[k] == 0 {
@@ -316,11 +315,11 @@ remote_write:`, "APP", app.Listener.Addr().String()) + endpoint("a", keyA, secre
 		Verify: l.verify(credRegion, receiverNow, func() []sigv4.Credential { return creds }),
 	})
 
-	eventually(t, "both endpoints keep sending", func() (bool, string) {
+	waitFor(t, "both endpoints keep sending", func() bool {
 		_, _, accepted, _ := l.snapshot()
-		return accepted[keyA] >= 10 && accepted[keyB] >= 10, l.String()
+		return accepted[keyA] >= 10 && accepted[keyB] >= 10
 	})
-	eventually(t, "samples stored", a.scalarIs(t, `up{job="app"}`, 1))
+	waitFor(t, "samples stored", a.scalarIs(t, `up{job="app"}`, 1))
 	_, _, _, rejected := l.snapshot()
 	if rejected[keyA] != 1 || rejected[keyB] != 1 || len(rejected) != 2 {
 		t.Errorf("refusals by access key %v; want exactly one per round tripper (%s and %s)", rejected, keyA, keyB)

@@ -22,13 +22,13 @@ func (a *agentUnderTest) gatewayAddr(t *testing.T) string {
 	t.Helper()
 	re := regexp.MustCompile(`msg="gateway listening" addr=(\S+)`)
 	var addr string
-	eventually(t, "gateway listening", func() (bool, string) {
+	waitFor(t, "gateway listening", func() bool {
 		m := re.FindStringSubmatch(a.logs.String())
 		if m == nil {
-			return false, "no log line"
+			return false
 		}
 		addr = m[1]
-		return true, ""
+		return true
 	})
 	return addr
 }
@@ -96,8 +96,8 @@ receive:
 	if code := pushV1(t, url, "", series(1)); code != http.StatusUnauthorized {
 		t.Fatalf("push without a key: %d, want 401", code)
 	}
-	eventually(t, "team-a's sample at the receiver", a.scalarIs(t, `pushed_value{tenant="team-a",instance="sender-1"}`, 42))
-	eventually(t, "team-b's sample at the receiver", a.scalarIs(t, `pushed_value{tenant="team-b",instance="sender-1"}`, 7))
+	waitFor(t, "team-a's sample at the receiver", a.scalarIs(t, `pushed_value{tenant="team-a",instance="sender-1"}`, 42))
+	waitFor(t, "team-b's sample at the receiver", a.scalarIs(t, `pushed_value{tenant="team-b",instance="sender-1"}`, 7))
 	if v := a.query(t, `count(pushed_value)`); len(v) != 1 || v[0].F != 2 {
 		t.Errorf("count(pushed_value) = %v, want 2: the unauthenticated push wrote nothing", v)
 	}

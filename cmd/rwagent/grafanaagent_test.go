@@ -75,8 +75,8 @@ func TestGrafanaAgent_TwoInstances(t *testing.T) {
 
 	a := launch(t, &agentUnderTest{recv: appsRecv}, agentOptions{ConfigFile: gaTestdata + "two-instances.yml", FlushDeadline: 5 * time.Second})
 	at := func(r *receive.Server) *agentUnderTest { return &agentUnderTest{recv: r} }
-	eventually(t, "apps' samples at the apps receiver", at(appsRecv).scalarIs(t, `app_temperature_celsius{job="app",region="eu-west-1"}`, 21.5))
-	eventually(t, "infra's samples at the infra receiver", at(infraRecv).scalarIs(t, `infra_disk_free_bytes{job="infra",region="eu-west-1"}`, 42))
+	waitFor(t, "apps' samples at the apps receiver", at(appsRecv).scalarIs(t, `app_temperature_celsius{job="app",region="eu-west-1"}`, 21.5))
+	waitFor(t, "infra's samples at the infra receiver", at(infraRecv).scalarIs(t, `infra_disk_free_bytes{job="infra",region="eu-west-1"}`, 42))
 	for _, c := range []struct {
 		recv *receive.Server
 		expr string
@@ -125,8 +125,8 @@ func TestGrafanaAgent_EC2(t *testing.T) {
 	t.Setenv("AGENT_ADDRESS", "127.0.0.1:1") // the agent's own port is not known before it listens
 	storage := t.TempDir()
 	a := launch(t, &agentUnderTest{recv: recv}, agentOptions{ConfigFile: gaTestdata + "ec2.yml", StoragePath: storage, FlushDeadline: 5 * time.Second})
-	eventually(t, "node's samples", a.scalarIs(t, `app_temperature_celsius{job="node",cluster="ec2-fleet"}`, 21.5))
-	eventually(t, "the unreachable job's up", a.scalarIs(t, `up{job="agent"}`, 0))
+	waitFor(t, "node's samples", a.scalarIs(t, `app_temperature_celsius{job="node",cluster="ec2-fleet"}`, 21.5))
+	waitFor(t, "the unreachable job's up", a.scalarIs(t, `up{job="agent"}`, 0))
 	a.stop(t)
 	// --storage.path takes wal_directory's place; the instance keeps its directory.
 	if segs, _ := filepath.Glob(filepath.Join(storage, "agent", "wal", "0*")); len(segs) == 0 {

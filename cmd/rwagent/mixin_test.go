@@ -115,9 +115,9 @@ remote_write:
 	instanceRE := strings.ReplaceAll(regexp.QuoteMeta(self), `\`, `\\`)
 	vars := strings.NewReplacer("$cluster", "e2e", "$job", "rwagent", "$instance", instanceRE, "$url", ".+")
 	// Rates need two scrapes that both queues have delivered.
-	eventually(t, "two scrapes of the agent delivered by both queues", func() (bool, string) {
+	waitFor(t, "two scrapes of the agent delivered by both queues", func() bool {
 		v := a.query(t, `count_over_time(prometheus_remote_storage_samples_total{job="rwagent"}[1m]) >= 3`)
-		return len(v) == 2, v.String()
+		return len(v) == 2
 	})
 	for _, q := range queries {
 		expr := vars.Replace(q.expr)

@@ -38,7 +38,7 @@ func TestStatusPagesHideSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startAgent(t, strings.ReplaceAll(string(b), "APP", app.Listener.Addr().String()))
-	eventually(t, "the bearer job's target up on /api/v1/targets", func() (bool, string) {
+	waitFor(t, "the bearer job's target up on /api/v1/targets", func() bool {
 		_, body := getBody(t, a.web+"/api/v1/targets?state=active")
 		var r struct {
 			Data struct {
@@ -46,14 +46,14 @@ func TestStatusPagesHideSecrets(t *testing.T) {
 			}
 		}
 		if err := json.Unmarshal([]byte(body), &r); err != nil {
-			return false, err.Error()
+			return false
 		}
 		for _, at := range r.Data.ActiveTargets {
 			if at.ScrapePool == "bearer" && at.Health == "up" {
-				return true, ""
+				return true
 			}
 		}
-		return false, body
+		return false
 	})
 	pages := map[string]string{
 		"/":                          app.Listener.Addr().String(),

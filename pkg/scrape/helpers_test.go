@@ -243,15 +243,22 @@ func (s *memStorage) exemplars(kv ...string) []record.RefExemplar {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitDeadline bounds every waitFor in this package. The rule, the same in
+// every package: long enough that a loaded 2-core CI machine never hits it
+// while a test is merely slow, short enough that a hang fails inside the
+// package's go test -timeout with the name of what it waited for.
+const waitDeadline = 30 * time.Second
+
+// waitFor polls cond every 10ms until it holds, and fails the test if it
+// does not within waitDeadline.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(waitDeadline)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out after %s waiting for %s", waitDeadline, what)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -86,7 +86,7 @@ func TestCredentialCache_RefreshDoesNotBlock(t *testing.T) {
 		}
 	}
 	p.gate <- errors.New("sts unavailable") // the refresh fails
-	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.refreshing == nil })
+	waitFor(t, "the refresh to finish", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.refreshing == nil })
 	if got := get(); got.AccessKeyID != first.AccessKeyID {
 		t.Fatalf("after a failed refresh: got %s", got.AccessKeyID)
 	}
@@ -100,20 +100,27 @@ func TestCredentialCache_RefreshDoesNotBlock(t *testing.T) {
 	if creds := <-got; creds.AccessKeyID == first.AccessKeyID || !creds.Expires.After(clock.now().Add(time.Minute)) {
 		t.Fatalf("after expiry: got %s expiring %s", creds.AccessKeyID, creds.Expires)
 	}
-	waitFor(t, func() bool { return testutil.ToFloat64(c.refreshes.WithLabelValues("success")) == 1 })
+	waitFor(t, "one successful refresh", func() bool { return testutil.ToFloat64(c.refreshes.WithLabelValues("success")) == 1 })
 	if f := testutil.ToFloat64(c.refreshes.WithLabelValues("failure")); f != 1 {
 		t.Errorf("refreshes{result=failure} = %v, want 1", f)
 	}
 }
 
-// waitFor polls cond until it holds, failing after 5 s.
-func waitFor(t *testing.T, cond func() bool) {
+// waitDeadline bounds every waitFor in this package. The rule, the same in
+// every package: long enough that a loaded 2-core CI machine never hits it
+// while a test is merely slow, short enough that a hang fails inside the
+// package's go test -timeout with the name of what it waited for.
+const waitDeadline = 30 * time.Second
+
+// waitFor polls cond every 10ms until it holds, and fails the test if it
+// does not within waitDeadline.
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitDeadline)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
+			t.Fatalf("timed out after %s waiting for %s", waitDeadline, what)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -257,14 +257,22 @@ func (a *agent) stop(t *testing.T, sig syscall.Signal) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitDeadline bounds every waitFor in this package. The rule, the same in
+// every package: long enough that a loaded 2-core CI machine never hits it
+// while a test is merely slow, short enough that a hang fails inside the
+// package's go test -timeout with the name of what it waited for.
+const waitDeadline = 30 * time.Second
+
+// waitFor polls cond every 10ms until it holds, and fails the test if it
+// does not within waitDeadline.
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(25 * time.Second)
+	deadline := time.Now().Add(waitDeadline)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 25s", what)
+			t.Fatalf("timed out after %s waiting for %s", waitDeadline, what)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
