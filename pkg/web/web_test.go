@@ -132,18 +132,33 @@ func (r *rig) get(t *testing.T, path string) (int, string) {
 
 func (r *rig) waitScraped(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	waitFor(t, "a sample delivered and a target up with series", func() bool {
 		_, body := r.get(t, "/api/v1/remote_write")
 		if strings.Contains(body, `"health"`) || (strings.Contains(body, `"samplesDelivered":`) && !strings.Contains(body, `"samplesDelivered":0,`)) {
 			_, tb := r.get(t, "/api/v1/targets")
-			if strings.Contains(tb, `"health":"up"`) && !strings.Contains(tb, `"series":0`) {
-				return
-			}
+			return strings.Contains(tb, `"health":"up"`) && !strings.Contains(tb, `"series":0`)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return false
+	})
+}
+
+// waitDeadline bounds every waitFor in this package. The rule, the same in
+// every package: long enough that a loaded 2-core CI machine never hits it
+// while a test is merely slow, short enough that a hang fails inside the
+// package's go test -timeout with the name of what it waited for.
+const waitDeadline = 30 * time.Second
+
+// waitFor polls cond every 10ms until it holds, and fails the test if it
+// does not within waitDeadline.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitDeadline)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", waitDeadline, what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatal("no sample delivered or target up within 20s")
 }
 
 // TestPage checks what a user sees: the target, the endpoint without its

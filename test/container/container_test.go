@@ -420,28 +420,20 @@ func TestContainer(t *testing.T) {
 	}
 
 	// Ready; the pprof profiles are off, the address not being loopback.
-	var code int
-	for deadline := time.Now().Add(60 * time.Second); code != http.StatusOK; {
-		if code, err = getInNetns(pid, webPort, "/-/ready"); time.Now().After(deadline) {
-			t.Fatalf("/-/ready: %d, %v after 60s", code, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitFor(t, "/-/ready to answer 200", func() bool {
+		code, _ := getInNetns(pid, webPort, "/-/ready")
+		return code == http.StatusOK
+	})
 	if code, err := getInNetns(pid, webPort, "/debug/pprof/"); code != http.StatusNotFound {
 		t.Errorf("/debug/pprof/ on 0.0.0.0 without --web.enable-pprof: %d, %v; want 404", code, err)
 	}
 
 	// The WAL is in the volume, written by 65532, and grows with scrapes.
 	seg := filepath.Join(walDir, "wal", "00000000")
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		if st, err := os.Stat(seg); err == nil && st.Size() > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no WAL segment with data at %s after 60s", seg)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitFor(t, "a WAL segment with data at "+seg, func() bool {
+		st, err := os.Stat(seg)
+		return err == nil && st.Size() > 0
+	})
 	if uid := owner(t, seg); uid != nonroot {
 		t.Errorf("WAL segment owned by %d, want %d", uid, nonroot)
 	}
@@ -477,5 +469,26 @@ func tarList(t *testing.T, b []byte) []string {
 			name += "/"
 		}
 		files = append(files, name)
+	}
+}
+
+// waitDeadline bounds every waitFor in this package. The rule, the same in
+// every package: long enough that a loaded 2-core CI machine never hits it
+// while a test is merely slow, short enough that a hang fails inside the
+// package's go test -timeout with the name of what it waited for. Here it
+// is 60s, not 30s: the container starts inside a dockerd started by the
+// test itself, and its first scrape and WAL write come after that.
+const waitDeadline = 60 * time.Second
+
+// waitFor polls cond every 10ms until it holds, and fails the test if it
+// does not within waitDeadline.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitDeadline)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", waitDeadline, what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -112,19 +112,36 @@ func (p *proc) stop(t *testing.T, name string, within time.Duration, clean bool)
 	}
 }
 
+// waitUp waits for u to answer 200.
 func waitUp(t *testing.T, u string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(u); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+	waitFor(t, u+" to answer 200", func() bool {
+		resp, err := http.Get(u)
+		if err != nil {
+			return false
 		}
-		time.Sleep(100 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+// waitDeadline bounds every waitFor in this package. The rule, the same in
+// every package: long enough that a loaded 2-core CI machine never hits it
+// while a test is merely slow, short enough that a hang fails inside the
+// package's go test -timeout with the name of what it waited for.
+const waitDeadline = 30 * time.Second
+
+// waitFor polls cond every 10ms until it holds, and fails the test if it
+// does not within waitDeadline.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitDeadline)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", waitDeadline, what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("%s not up within 30s", u)
 }
 
 // query runs an instant PromQL query against Prometheus' HTTP API and
