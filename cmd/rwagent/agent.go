@@ -67,6 +67,9 @@ type agentOptions struct {
 	// Notifier tells systemd of start-up, readiness and stopping; nil
 	// tells no one.
 	Notifier *sdnotify.Notifier
+	// DiscoveryWait is how long readiness waits for each service
+	// discovery's first target set; zero means defaultDiscoveryWait.
+	DiscoveryWait time.Duration
 	// WatchdogInterval is how often Notifier is sent WATCHDOG=1 while the
 	// agent runs; zero sends none.
 	WatchdogInterval time.Duration
@@ -108,21 +111,33 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		newBuildInfo(),
 	)
 
-	readies := make([]atomic.Bool, len(pipes))
-	ready := func() bool {
-		for i := range readies {
-			if !readies[i].Load() {
-				return false
-			}
-		}
-		return true
+	// Each pipeline says why it is not ready yet ("" once it is); the
+	// agent is ready when every one is.
+	readies := make([]atomic.Pointer[string], len(pipes))
+	for i := range readies {
+		readies[i].Store(new("replaying the WAL"))
 	}
+	notReady := func() string {
+		var why []string
+		for i := range readies {
+			r := *readies[i].Load()
+			if r == "" {
+				continue
+			}
+			if name := pipes[i].Instance.Name; name != "" {
+				r = "instance " + name + ": " + r
+			}
+			why = append(why, r)
+		}
+		return strings.Join(why, "; ")
+	}
+	ready := func() bool { return notReady() == "" }
 	dump, err := cfg.Dump()
 	if err != nil {
 		return err
 	}
 	ui := web.New(web.Options{Config: dump, Flags: o.Flags, Build: buildInfo(), PricePer10M: o.AMPPrice, GOGC: gogc(cfg.GoGC)})
-	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, Ready: ready, Logger: logger, UI: ui.Handler(),
+	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, NotReady: notReady, Logger: logger, UI: ui.Handler(),
 		EnablePprof: o.EnablePprof, ExternalURL: o.ExternalURL})
 	addr, err := srv.Listen()
 	if err != nil {
@@ -209,7 +224,7 @@ func stateDir(c *config.Config, storagePath string) string {
 // is done, then closes the WAL. The metrics of a Grafana Agent instance
 // carry its name as instance_name, as Grafana Agent's did in distinct
 // mode, so that two instances' series never collide.
-func runPipeline(ctx context.Context, cfg *config.Config, dir string, o agentOptions, root prometheus.Registerer, ready *atomic.Bool, ui *web.UI) error {
+func runPipeline(ctx context.Context, cfg *config.Config, dir string, o agentOptions, root prometheus.Registerer, ready *atomic.Pointer[string], ui *web.UI) error {
 	logger, reg := o.Logger, root
 	if name := cfg.Instance.Name; name != "" {
 		logger = logger.With("instance", name)
@@ -228,6 +243,7 @@ func runPipeline(ctx context.Context, cfg *config.Config, dir string, o agentOpt
 		}
 		return fmt.Errorf("open WAL: %w", err)
 	}
+	ready.Store(new("starting"))
 	p := &pipeline{cfg: cfg, wal: w, logger: logger, reg: reg, opts: o, stateDir: dir, ui: ui}
 	err = p.run(ctx, ready)
 	if cerr := w.Close(); cerr != nil {
@@ -249,7 +265,7 @@ type pipeline struct {
 	ui *web.UI
 }
 
-func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
+func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string]) error {
 	pc := p.cfg.Prometheus
 	positions, err := sendpos.Open(sendpos.Options{
 		Dir:               filepath.Join(p.stateDir, "send_positions"),
@@ -312,15 +328,12 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	}
 	sdCtx, stopSD := context.WithCancel(ctx)
 	defer stopSD()
+	watch := watchDiscovery(sdCfgs(scrapeCfgs), p.opts.DiscoveryWait)
 	dm := discovery.NewManager(sdCtx, p.logger.With("component", "discovery"), p.reg, sdMetrics, discovery.Name("scrape"))
 	if dm == nil {
 		return errors.New("create discovery manager: metrics registration failed")
 	}
-	sdCfgs := make(map[string]discovery.Configs, len(scrapeCfgs))
-	for _, sc := range scrapeCfgs {
-		sdCfgs[sc.JobName] = sc.ServiceDiscoveryConfigs
-	}
-	if err := dm.ApplyConfig(sdCfgs); err != nil {
+	if err := dm.ApplyConfig(watch.Configs()); err != nil {
 		return fmt.Errorf("apply discovery config: %w", err)
 	}
 	sm, err := scrape.NewManager(scrape.ManagerOptions{
@@ -348,7 +361,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	if err := sm.ApplyConfig(scrapeCfgs); err != nil {
 		return err
 	}
-	defer p.ui.Register(&web.Pipeline{Instance: p.cfg.Instance.Name, Scrape: sm, Endpoints: shown, WAL: p.wal})()
+	defer p.ui.Register(&web.Pipeline{Instance: p.cfg.Instance.Name, Scrape: sm, Endpoints: shown, WAL: p.wal, Discovery: watch})()
 	gw, err := p.startGateway()
 	if err != nil {
 		return err
@@ -372,6 +385,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	var scraping, sending, keeping, rest sync.WaitGroup
 	errs := make(chan error, 6+len(queues))
 	rest.Go(func() { errs <- p.wal.Run(walCtx) })
+	watch.Start(time.Now())
 	rest.Go(func() {
 		if err := dm.Run(); err != nil && !errors.Is(err, context.Canceled) {
 			errs <- fmt.Errorf("discovery: %w", err)
@@ -395,21 +409,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	keeping.Go(func() { errs <- positions.Run(posCtx) })
 	scraping.Go(func() { errs <- sm.Run(scrapeCtx, tsets) })
 	scraping.Go(func() { errs <- gw.run(scrapeCtx) })
-	scraping.Go(func() {
-		// Ready once the WAL is replayed (it was, to get here) and
-		// discovery has handed the scrape manager its first targets.
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		for !sm.Ready() {
-			select {
-			case <-scrapeCtx.Done():
-				return
-			case <-t.C:
-			}
-		}
-		ready.Store(true)
-		p.logger.Info("rwagent ready")
-	})
+	scraping.Go(func() { p.awaitReady(scrapeCtx, sm, watch, ready) })
 
 	var first error
 	select {
@@ -427,7 +427,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 	case first = <-errs:
 		p.logger.Error("a stage failed; stopping", "err", first)
 	}
-	ready.Store(false)
+	ready.Store(new("stopping"))
 	stopScrape()
 	stopSD()
 	scraping.Wait()
@@ -445,6 +445,54 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Bool) error {
 		}
 	}
 	return errors.Join(all...)
+}
+
+// awaitReady keeps ready saying why the pipeline is not ready until it
+// is: the WAL is replayed (it was, to get here), every service discovery
+// has sent its first target set or been given up on after the wait
+// (each given up on is logged), and the scrape manager has been handed
+// target sets. It returns when ready, or when ctx is done.
+func (p *pipeline) awaitReady(ctx context.Context, sm *scrape.Manager, watch *discoveryWatch, ready *atomic.Pointer[string]) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	logged := map[web.Discovery]bool{}
+	for {
+		now := time.Now()
+		pending := watch.Pending(now)
+		for _, d := range pending {
+			if d.GaveUp && !logged[d] {
+				logged[d] = true
+				p.logger.Warn("service discovery sent no target set: counted as failed or empty, readiness no longer waits for it; see prometheus_sd_* failure counters",
+					"scrape_job", d.Job, "mechanism", d.Mechanism, "wait", d.Wait, "failed_to_start", d.Failed)
+			}
+		}
+		why := waitingReason(pending)
+		// Discovery hands target sets on at most every 5s; none come when
+		// there is no job, or when every discovery was given up on.
+		if why == "" && !sm.Ready() && watch.Jobs() > 0 && !watch.Over(now) {
+			why = "waiting for service discovery: target sets not yet handed to the scrape manager"
+		}
+		if why == "" {
+			ready.Store(new(""))
+			p.logger.Info("rwagent ready")
+			return
+		}
+		ready.Store(&why)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sdCfgs are the scrape configs' service discoveries by job name.
+func sdCfgs(scs []*promconfig.ScrapeConfig) map[string]discovery.Configs {
+	out := make(map[string]discovery.Configs, len(scs))
+	for _, sc := range scs {
+		out[sc.JobName] = sc.ServiceDiscoveryConfigs
+	}
+	return out
 }
 
 // notify sends status to systemd with send (a Notifier method) and logs

@@ -26,6 +26,10 @@ type Options struct {
 	// Ready reports whether the agent is ready (WAL replayed, discovery
 	// run). Nil means always ready.
 	Ready func() bool
+	// NotReady, when set, replaces Ready: it says why the agent is not
+	// ready ("replaying the WAL"), or "" when it is. /-/ready answers 503
+	// with the reason in the body.
+	NotReady func() string
 	// Logger receives serving errors. Nil discards them.
 	Logger *slog.Logger
 	// UI serves the status page at / and the APIs under /api/v1/ (see
@@ -60,6 +64,15 @@ func New(opts Options) *Server {
 	if opts.Ready == nil {
 		opts.Ready = func() bool { return true }
 	}
+	if opts.NotReady == nil {
+		ready := opts.Ready
+		opts.NotReady = func() string {
+			if ready() {
+				return ""
+			}
+			return "replaying the WAL or waiting for service discovery"
+		}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -86,8 +99,8 @@ func (s *Server) Handler() http.Handler {
 		fmt.Fprintln(w, "rwagent is healthy.")
 	})
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.opts.Ready() {
-			http.Error(w, "rwagent is not ready: replaying the WAL or waiting for service discovery.", http.StatusServiceUnavailable)
+		if why := s.opts.NotReady(); why != "" {
+			http.Error(w, "rwagent is not ready: "+why+".", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "rwagent is ready.")

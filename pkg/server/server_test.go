@@ -106,3 +106,27 @@ func TestListenTaken(t *testing.T) {
 		t.Error("Run before Listen: want error")
 	}
 }
+
+// TestReadyReason: /-/ready answers 503 with NotReady's reason in the
+// body, then 200 once the reason is empty.
+func TestReadyReason(t *testing.T) {
+	var why atomic.Pointer[string]
+	why.Store(new("replaying the WAL"))
+	h := New(Options{NotReady: func() string { return *why.Load() }}).Handler()
+	for _, tc := range []struct {
+		reason   string
+		wantCode int
+		wantBody string
+	}{
+		{"replaying the WAL", http.StatusServiceUnavailable, "rwagent is not ready: replaying the WAL."},
+		{"instance a: waiting for service discovery: job k (kubernetes_sd_configs) has produced no targets yet", http.StatusServiceUnavailable, "instance a: waiting for service discovery: job k (kubernetes_sd_configs)"},
+		{"", http.StatusOK, "rwagent is ready."},
+	} {
+		why.Store(&tc.reason)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/-/ready", nil))
+		if rec.Code != tc.wantCode || !strings.Contains(rec.Body.String(), tc.wantBody) {
+			t.Errorf("reason %q: %d %q, want %d containing %q", tc.reason, rec.Code, rec.Body.String(), tc.wantCode, tc.wantBody)
+		}
+	}
+}

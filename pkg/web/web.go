@@ -41,6 +41,25 @@ type WAL interface {
 	Stats() (wal.Stats, error)
 }
 
+// Discoveries are a pipeline's service discoveries that have not sent a
+// target set.
+type Discoveries interface {
+	Pending(now time.Time) []Discovery
+}
+
+// Discovery is one job's service discovery that has sent no target set.
+type Discovery struct {
+	Job       string
+	Mechanism string // as the scrape config spells it: file_sd_configs
+	// GaveUp: the discovery failed or is empty; readiness no longer waits
+	// for it. Else it is still awaited, for up to Wait.
+	GaveUp bool
+	Wait   time.Duration
+	// Failed: its discoverer could not be created (the log says why; the
+	// error is not shown, as it may quote the config).
+	Failed bool
+}
+
 // Endpoint is a remote_write queue and the log of its last error.
 type Endpoint struct {
 	Queue  Queue
@@ -55,6 +74,8 @@ type Pipeline struct {
 	Scrape    Scraper
 	Endpoints []Endpoint
 	WAL       WAL
+	// Discovery lists the discoveries without a target set.
+	Discovery Discoveries
 }
 
 // BuildInfo is what /api/v1/status/buildinfo shows, in Prometheus' shape.
@@ -163,6 +184,7 @@ type view struct {
 type pipelineView struct {
 	Instance  string
 	Jobs      []scrape.JobStatus
+	Silent    []Discovery // discoveries that have sent no target set
 	Endpoints []endpointView
 	WAL       wal.Stats
 	WALErr    string
@@ -204,6 +226,9 @@ func (u *UI) snapshot() *view {
 		pv := pipelineView{Instance: p.Instance}
 		if p.Scrape != nil {
 			pv.Jobs = p.Scrape.Status()
+		}
+		if p.Discovery != nil {
+			pv.Silent = p.Discovery.Pending(now)
 		}
 		for _, j := range pv.Jobs {
 			pv.Series += j.Series
