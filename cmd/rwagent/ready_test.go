@@ -91,13 +91,13 @@ remote_write:
 	})
 
 	// Not ready, with the reason, while the static job is scraped and sent.
-	eventually(t, "app scraped and sent while not ready", func() (bool, string) {
+	waitFor(t, "app scraped and sent while not ready", func() bool {
 		code, body := get(t, a.web+"/-/ready")
 		if code != http.StatusServiceUnavailable {
 			t.Fatalf("/-/ready %d before the discovery wait (%s elapsed): %s", code, time.Since(start), body)
 		}
 		if strings.Contains(body, "replaying the WAL") || strings.Contains(body, "starting") {
-			return false, body
+			return false
 		}
 		for _, want := range []string{
 			"job files (file_sd_configs) has produced no targets yet",
@@ -108,7 +108,7 @@ remote_write:
 			}
 		}
 		v := a.query(t, `up{job="app"}`)
-		return len(v) == 1 && v[0].F == 1, body
+		return len(v) == 1 && v[0].F == 1
 	})
 	_, page := get(t, a.web+"/")
 	for _, want := range []string{"file_sd_configs", "http_sd_configs", "no target set yet"} {
@@ -117,9 +117,9 @@ remote_write:
 		}
 	}
 
-	eventually(t, "ready after the discovery wait", func() (bool, string) {
-		code, body := get(t, a.web+"/-/ready")
-		return code == http.StatusOK, body
+	waitFor(t, "ready after the discovery wait", func() bool {
+		code, _ := get(t, a.web+"/-/ready")
+		return code == http.StatusOK
 	})
 	if d := time.Since(start); d < wait {
 		t.Errorf("ready after %s, before the %s discovery wait", d, wait)
