@@ -157,13 +157,10 @@ func startAgent(t *testing.T, cfgText string) *agentUnderTest {
 	return startAgentWith(t, cfgText, receive.Options{Verify: verifier.Verify})
 }
 
-// startAgentWith starts a receiver with ro's Verify and Now (its Dir and
-// WorkspaceID are set here) and an agent running cfgText, in which RECEIVER
-// stands for the receiver's remote-write URL.
-func startAgentWith(t *testing.T, cfgText string, ro receive.Options) *agentUnderTest {
+// serveReceiver starts an ampemu receiver with ro, served on 127.0.0.1
+// until the test ends, and returns it with its base URL.
+func serveReceiver(t *testing.T, ro receive.Options) (*receive.Server, string) {
 	t.Helper()
-	dir := t.TempDir()
-	ro.Dir, ro.WorkspaceID = filepath.Join(dir, "amp"), "ws-e2e"
 	recv, err := receive.New(ro)
 	if err != nil {
 		t.Fatal(err)
@@ -177,8 +174,19 @@ func startAgentWith(t *testing.T, cfgText string, ro receive.Options) *agentUnde
 	rs.Listener = ln
 	rs.Start()
 	t.Cleanup(rs.Close)
+	return recv, rs.URL
+}
 
-	cfgText = strings.ReplaceAll(cfgText, "RECEIVER", rs.URL+"/workspaces/ws-e2e/api/v1/remote_write")
+// startAgentWith starts a receiver with ro's Verify and Now (its Dir and
+// WorkspaceID are set here) and an agent running cfgText, in which RECEIVER
+// stands for the receiver's remote-write URL.
+func startAgentWith(t *testing.T, cfgText string, ro receive.Options) *agentUnderTest {
+	t.Helper()
+	dir := t.TempDir()
+	ro.Dir, ro.WorkspaceID = filepath.Join(dir, "amp"), "ws-e2e"
+	recv, base := serveReceiver(t, ro)
+
+	cfgText = strings.ReplaceAll(cfgText, "RECEIVER", base+"/workspaces/ws-e2e/api/v1/remote_write")
 	cfgFile := filepath.Join(dir, "agent.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)

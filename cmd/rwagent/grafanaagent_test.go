@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"flag"
-	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,20 +31,8 @@ func startReceiver(t *testing.T, region string) (*receive.Server, string) {
 	t.Helper()
 	v := &sigv4.Verifier{Region: region, Service: "aps",
 		Credentials: []sigv4.Credential{{AccessKeyID: e2eAccessKey, SecretAccessKey: e2eSecret, SessionToken: e2eToken}}}
-	recv, err := receive.New(receive.Options{Dir: t.TempDir(), WorkspaceID: "ws-e2e", Verify: v.Verify})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { recv.Close() })
-	rs := httptest.NewUnstartedServer(recv.Handler())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs.Listener = ln
-	rs.Start()
-	t.Cleanup(rs.Close)
-	return recv, rs.URL + "/workspaces/ws-e2e/api/v1/remote_write"
+	recv, base := serveReceiver(t, receive.Options{Dir: t.TempDir(), WorkspaceID: "ws-e2e", Verify: v.Verify})
+	return recv, base + "/workspaces/ws-e2e/api/v1/remote_write"
 }
 
 // TestGrafanaAgent_TwoInstances runs testdata's two-instance Grafana Agent

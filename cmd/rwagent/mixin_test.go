@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -67,24 +66,12 @@ func TestMixinQueries(t *testing.T) {
 	queries := loadMixinQueries(t)
 
 	dir := t.TempDir()
-	recv, err := receive.New(receive.Options{Dir: filepath.Join(dir, "amp"), WorkspaceID: "ws-mixin"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { recv.Close() })
-	rs := httptest.NewUnstartedServer(recv.Handler())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs.Listener = ln
-	rs.Start()
-	t.Cleanup(rs.Close)
+	recv, base := serveReceiver(t, receive.Options{Dir: filepath.Join(dir, "amp"), WorkspaceID: "ws-mixin"})
 
 	// The agent scrapes itself, so it needs its address before it
 	// starts: take a free port and give it back.
 	self := freeLocalAddr(t)
-	cfg := strings.NewReplacer("RECEIVER", rs.URL+"/workspaces/ws-mixin/api/v1/remote_write", "SELF", self).Replace(`
+	cfg := strings.NewReplacer("RECEIVER", base+"/workspaces/ws-mixin/api/v1/remote_write", "SELF", self).Replace(`
 global:
   scrape_interval: 100ms
   scrape_timeout: 90ms
