@@ -432,7 +432,9 @@ func TestManager_ApplyConfigErrors(t *testing.T) {
 	}
 }
 
-func TestManager_UnregisterMetrics(t *testing.T) {
+// TestUnregisterMetrics builds a Manager twice on one registry, closing it
+// each time: the second must register, and nothing is left registered.
+func TestUnregisterMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	for range 2 {
 		m, err := NewManager(ManagerOptions{Registerer: reg, Storage: newMemStorage()})
@@ -441,6 +443,25 @@ func TestManager_UnregisterMetrics(t *testing.T) {
 		}
 		m.Close()
 		m.Close()
+	}
+	if mfs, err := reg.Gather(); err != nil || len(mfs) != 0 {
+		t.Errorf("after Close: %d metric families registered (err %v), want 0", len(mfs), err)
+	}
+}
+
+// TestNewManager_RegisterFails checks that a Manager whose metrics cannot be
+// registered is refused by the metric's name, leaving nothing registered.
+func TestNewManager_RegisterFails(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	blocker := prometheus.NewGauge(prometheus.GaugeOpts{Name: "rwagent_shard_info", Help: "another"})
+	reg.MustRegister(blocker)
+	_, err := NewManager(ManagerOptions{Registerer: reg, Storage: newMemStorage()})
+	if err == nil || !strings.Contains(err.Error(), "rwagent_shard_info") {
+		t.Fatalf("NewManager = %v, want an error naming rwagent_shard_info", err)
+	}
+	reg.Unregister(blocker)
+	if mfs, err := reg.Gather(); err != nil || len(mfs) != 0 {
+		t.Errorf("after a refused NewManager: %d metric families registered (err %v), want 0", len(mfs), err)
 	}
 }
 
