@@ -1,8 +1,11 @@
 package scrape
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -476,5 +479,22 @@ func TestManager_TargetLimit(t *testing.T) {
 		if err := tgt.LastError(); err == nil || !strings.Contains(err.Error(), "target_limit") {
 			t.Errorf("target error = %v, want target_limit", err)
 		}
+	}
+}
+
+// TestLogWALError checks that Storage.Log failures are logged once per
+// walErrorLogInterval across the Manager's loops, at error level.
+func TestLogWALError(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	m := newScrapeMetrics(nil)
+	for i := range 5 {
+		m.logWALError(logger, fmt.Sprintf("http://t%d/metrics", i), 10, errors.New("disk full"))
+	}
+	if n := strings.Count(buf.String(), "Write scraped samples to the WAL"); n != 1 {
+		t.Errorf("%d lines logged within the interval, want 1:\n%s", n, buf.String())
+	}
+	if !strings.Contains(buf.String(), "level=ERROR") || !strings.Contains(buf.String(), "samples_dropped=10") {
+		t.Errorf("line lacks the level or the count of dropped samples: %s", buf.String())
 	}
 }
