@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rwagent/rwagent/pkg/metricset"
 )
 
 // Metrics are the series of the SigV4 round trippers: the clock offset
@@ -14,16 +16,9 @@ import (
 // round trippers, so that a reload can register them again. Safe for
 // concurrent use once registered.
 type Metrics struct {
-	reg        prometheus.Registerer
-	clockSkew  prometheus.Gauge
-	refreshes  *prometheus.CounterVec
-	collectors []namedCollector
-}
-
-// namedCollector is a collector with the metric name errors give.
-type namedCollector struct {
-	name string
-	prometheus.Collector
+	clockSkew prometheus.Gauge
+	refreshes *prometheus.CounterVec
+	all       metricset.Set // both above
 }
 
 // NewMetrics builds the metrics, registered nowhere.
@@ -38,10 +33,7 @@ func NewMetrics() *Metrics {
 			Help: "Refreshes of expiring AWS credentials used for SigV4, by result; a failure keeps signing with the current credentials until they expire.",
 		}, []string{"result"}),
 	}
-	m.collectors = []namedCollector{
-		{"rwagent_sigv4_clock_offset_seconds", m.clockSkew},
-		{"rwagent_sigv4_credential_refreshes_total", m.refreshes},
-	}
+	m.all.Add(m.clockSkew, m.refreshes)
 	return m
 }
 
@@ -49,29 +41,12 @@ func NewMetrics() *Metrics {
 // what it registered and returns the error naming the metric. A nil reg
 // registers nothing. Call it once, before the first round tripper uses m.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	if reg == nil {
-		return nil
+	if err := m.all.Register(reg); err != nil {
+		return fmt.Errorf("sigv4: %w", err)
 	}
-	for i, c := range m.collectors {
-		if err := reg.Register(c); err != nil {
-			for _, r := range m.collectors[:i] {
-				reg.Unregister(r)
-			}
-			return fmt.Errorf("sigv4: register %s: %w", c.name, err)
-		}
-	}
-	m.reg = reg
 	return nil
 }
 
 // Unregister removes the metrics from the registry Register put them on. It
 // is idempotent.
-func (m *Metrics) Unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
-	m.reg = nil
-}
+func (m *Metrics) Unregister() { m.all.Unregister() }
