@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -281,13 +282,23 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string]) error
 		return err
 	}
 	defer positions.Close()
+	// One set of SigV4 metrics for every signer (remote_write endpoints
+	// and scrape jobs), registered while the pipeline runs, so that a
+	// rebuilt pipeline registers it again.
+	signerMetrics := sigv4.NewMetrics()
+	if len(p.cfg.ScrapeSigV4) > 0 || slices.ContainsFunc(p.cfg.RemoteWriteSigV4, func(sv *config.SigV4Config) bool { return sv != nil }) {
+		if err := signerMetrics.Register(p.reg); err != nil {
+			return err
+		}
+		defer signerMetrics.Unregister()
+	}
 	queues := make([]*remotewrite.Queue, 0, len(pc.RemoteWriteConfigs))
 	shown := make([]web.Endpoint, 0, len(pc.RemoteWriteConfigs))
 	for i, rw := range pc.RemoteWriteConfigs {
 		rs := positions.Resume(i)
 		errLog := &remotewrite.ErrorLog{} // the status page's last error
 		qlogger := errLog.Logger(p.logger.With("component", "remote_write"))
-		et, err := newEndpointTransport(ctx, rw, p.cfg.RemoteWriteSigV4[i], qlogger.With("remote_name", rw.Name, "url", rw.URL.Redacted()), p.reg)
+		et, err := newEndpointTransport(ctx, rw, p.cfg.RemoteWriteSigV4[i], qlogger.With("remote_name", rw.Name, "url", rw.URL.Redacted()), signerMetrics)
 		if err != nil {
 			return err
 		}
@@ -351,7 +362,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string]) error
 				return next, nil
 			}
 			return sigv4.NewRoundTripper(ctx, *sigv4Config(c, ""), next, sigv4.Options{
-				Logger: p.logger.With("component", "scrape", "scrape_job", job), Registerer: p.reg,
+				Logger: p.logger.With("component", "scrape", "scrape_job", job), Metrics: signerMetrics,
 			})
 		},
 	})

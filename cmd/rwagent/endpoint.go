@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/prometheus/client_golang/prometheus"
 	config_util "github.com/prometheus/common/config"
 	promconfig "github.com/prometheus/prometheus/config"
 
@@ -29,9 +28,9 @@ type endpointTransport struct {
 // client of its http_client_config, wrapped by the SigV4 signer when sv (its
 // sigv4 block) is set. Building the signer resolves credentials once, bounded
 // by ctx, so that missing ones fail the start naming the endpoint. logger and
-// reg are the signer's.
+// metrics (registered by the caller, shared by the endpoints) are the signer's.
 func newEndpointTransport(ctx context.Context, rw *promconfig.RemoteWriteConfig, sv *config.SigV4Config,
-	logger *slog.Logger, reg prometheus.Registerer,
+	logger *slog.Logger, metrics *sigv4.Metrics,
 ) (endpointTransport, error) {
 	redacted := rw.URL.Redacted()
 	rt, err := config_util.NewRoundTripperFromConfigWithContext(ctx, rw.HTTPClientConfig, "remote_storage_write_client")
@@ -40,7 +39,7 @@ func newEndpointTransport(ctx context.Context, rw *promconfig.RemoteWriteConfig,
 	}
 	e := endpointTransport{transport: rt, signed: sv != nil, limits: receiverLimits(rw.URL.String(), sv)}
 	if sv != nil {
-		e.transport, err = sigv4.NewRoundTripper(ctx, *sigv4Config(sv, rw.URL.String()), rt, sigv4.Options{Logger: logger, Registerer: reg})
+		e.transport, err = sigv4.NewRoundTripper(ctx, *sigv4Config(sv, rw.URL.String()), rt, sigv4.Options{Logger: logger, Metrics: metrics})
 		if err != nil {
 			return endpointTransport{}, fmt.Errorf("set up sigv4 for %s: %w", redacted, err)
 		}

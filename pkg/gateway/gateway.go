@@ -26,6 +26,7 @@ import (
 	otlptranslator "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
 
 	"github.com/rwagent/rwagent/pkg/lograte"
+	"github.com/rwagent/rwagent/pkg/metricset"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -169,6 +170,9 @@ func New(opts Options) (*Gateway, error) {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	g.metrics = newMetrics(opts.Registerer)
+	if err := g.metrics.register(); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	g.srv = &http.Server{
 		Handler:           g.Handler(),
 		TLSConfig:         tlsConfig,
@@ -485,7 +489,7 @@ func seconds(d time.Duration) string {
 // metrics are the rwagent_receive_* metrics of one Gateway.
 type metrics struct {
 	reg             prometheus.Registerer
-	collectors      []prometheus.Collector
+	all             metricset.Set // every collector below
 	requests        *prometheus.CounterVec
 	samples         *prometheus.CounterVec
 	rejected        *prometheus.CounterVec
@@ -496,7 +500,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	f := promauto.With(nil) // registered below, so unregister removes exactly these
+	f := promauto.With(nil) // register adds them all or none, so unregister removes exactly these
 	m := &metrics{
 		reg: reg,
 		requests: f.NewCounterVec(prometheus.CounterOpts{
@@ -529,20 +533,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Warnings of Prometheus' OTLP translator on requests the gateway wrote (an empty metric dropped, label names colliding), by tenant; each is also in the answer's partial_success.",
 		}, []string{"tenant"}),
 	}
-	m.collectors = []prometheus.Collector{m.requests, m.samples, m.rejected, m.rejectedSamples, m.duration, m.seriesCached, m.otlpWarnings}
-	if reg != nil {
-		for _, c := range m.collectors {
-			reg.MustRegister(c)
-		}
-	}
+	m.all.Add(m.requests, m.samples, m.rejected, m.rejectedSamples, m.duration, m.seriesCached, m.otlpWarnings)
 	return m
 }
 
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
-}
+// register registers every metric on the Registerer given to newMetrics,
+// or none.
+func (m *metrics) register() error { return m.all.Register(m.reg) }
+
+// unregister removes what register registered.
+func (m *metrics) unregister() { m.all.Unregister() }

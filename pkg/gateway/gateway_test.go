@@ -480,6 +480,26 @@ func TestUnregisterMetrics(t *testing.T) {
 		}
 		g.Close()
 	}
+	if mfs, err := reg.Gather(); err != nil || len(mfs) != 0 {
+		t.Errorf("after Close: %d metric families registered (err %v), want 0", len(mfs), err)
+	}
+}
+
+// TestNew_RegisterFails checks that a registry already holding another
+// collector under one of the gateway's names refuses New by the metric's
+// name (it panicked), leaving nothing of the gateway registered.
+func TestNew_RegisterFails(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	blocker := prometheus.NewGauge(prometheus.GaugeOpts{Name: "rwagent_receive_series_cached", Help: "another"})
+	reg.MustRegister(blocker)
+	_, err := New(Options{Keys: []Key{{Tenant: &Tenant{Name: "a"}}}, Storage: nopStorage{}, Registerer: reg})
+	if err == nil || !strings.Contains(err.Error(), "rwagent_receive_series_cached") {
+		t.Fatalf("New = %v, want an error naming rwagent_receive_series_cached", err)
+	}
+	reg.Unregister(blocker)
+	if mfs, err := reg.Gather(); err != nil || len(mfs) != 0 {
+		t.Errorf("after a refused New: %d metric families registered (err %v), want 0", len(mfs), err)
+	}
 }
 
 func TestRunStops(t *testing.T) {

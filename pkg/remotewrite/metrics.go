@@ -5,13 +5,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rwagent/rwagent/pkg/metricset"
 )
 
 // queueMetrics are a Queue's metrics, with Prometheus' names and its
 // remote_name and url (redacted) labels so the mixin dashboards work.
 type queueMetrics struct {
-	reg        prometheus.Registerer
-	collectors []prometheus.Collector
+	reg prometheus.Registerer
+	all metricset.Set // every collector below
 
 	samplesTotal, histogramsTotal, exemplarsTotal       prometheus.Counter
 	samplesFailed, histogramsFailed, exemplarsFailed    prometheus.Counter
@@ -40,21 +42,21 @@ func newQueueMetrics(reg prometheus.Registerer, name, url string, lagBytes func(
 		c := prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "prometheus", Subsystem: "remote_storage", Name: name, Help: help, ConstLabels: constLabels,
 		})
-		m.collectors = append(m.collectors, c)
+		m.all.Add(c)
 		return c
 	}
 	dropped := func(name, help string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "prometheus", Subsystem: "remote_storage", Name: name, Help: help, ConstLabels: constLabels,
 		}, []string{"reason"})
-		m.collectors = append(m.collectors, c)
+		m.all.Add(c)
 		return c
 	}
 	gauge := func(name, help string) prometheus.Gauge {
 		g := prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "prometheus", Subsystem: "remote_storage", Name: name, Help: help, ConstLabels: constLabels,
 		})
-		m.collectors = append(m.collectors, g)
+		m.all.Add(g)
 		return g
 	}
 	m.samplesTotal = counter("samples_total", "Total number of samples sent to remote storage, counted per attempt.")
@@ -91,7 +93,7 @@ func newQueueMetrics(reg prometheus.Registerer, name, url string, lagBytes func(
 		Namespace: "rwagent", Subsystem: "remote_write", Name: "wal_read_errors_total", ConstLabels: constLabels,
 		Help: "Total number of WAL read errors; the reader skips what it cannot read.",
 	})
-	m.collectors = append(m.collectors, m.seriesDropped, m.walReadErrors)
+	m.all.Add(m.seriesDropped, m.walReadErrors)
 	m.shards = gauge("shards", "The number of shards used for parallel sending to the remote storage.")
 	m.shardsMin = gauge("shards_min", "The minimum number of shards that the queue is allowed to run.")
 	m.shardsMax = gauge("shards_max", "The maximum number of shards that the queue is allowed to run.")
@@ -107,7 +109,7 @@ func newQueueMetrics(reg prometheus.Registerer, name, url string, lagBytes func(
 		NativeHistogramMaxBucketNumber:  100,
 		NativeHistogramMinResetDuration: time.Hour,
 	})
-	m.collectors = append(m.collectors, m.sentBatchDuration)
+	m.all.Add(m.sentBatchDuration)
 	m.enqueueRetries = counter("enqueue_retries_total", "Total number of times enqueue has waited because a shard's queue was full.")
 	m.bytesTotal = counter("bytes_total", "The total number of bytes of data (not metadata) sent by the queue after compression.")
 	m.highestEnqueued = &maxGauge{Gauge: gauge("queue_highest_timestamp_seconds", "Highest timestamp that was enqueued, in seconds since epoch.")}
@@ -123,9 +125,9 @@ func newQueueMetrics(reg prometheus.Registerer, name, url string, lagBytes func(
 		Namespace: "rwagent", Subsystem: "remote_write", Name: "lag_seconds", ConstLabels: constLabels,
 		Help: "Newest timestamp read from the WAL minus newest timestamp delivered: how far this endpoint is behind, in sample time.",
 	}, func() float64 { return max(m.highestRead.get()-m.highestSent.get(), 0) })
-	m.collectors = append(m.collectors, lag)
+	m.all.Add(lag)
 	if lagBytes != nil {
-		m.collectors = append(m.collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		m.all.Add(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "rwagent", Subsystem: "remote_write", Name: "lag_bytes", ConstLabels: constLabels,
 			Help: "WAL bytes from this endpoint's acknowledged position to the WAL head: how far behind it is, in bytes (NaN if the WAL cannot be measured).",
 		}, lagBytes))
@@ -133,30 +135,12 @@ func newQueueMetrics(reg prometheus.Registerer, name, url string, lagBytes func(
 	return m
 }
 
-// register registers every collector, or none.
-func (m *queueMetrics) register() error {
-	if m.reg == nil {
-		return nil
-	}
-	for i, c := range m.collectors {
-		if err := m.reg.Register(c); err != nil {
-			for _, r := range m.collectors[:i] {
-				m.reg.Unregister(r)
-			}
-			return err
-		}
-	}
-	return nil
-}
+// register registers every collector on the Registerer given to
+// newQueueMetrics, or none; the error names the metric that failed.
+func (m *queueMetrics) register() error { return m.all.Register(m.reg) }
 
-func (m *queueMetrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
-}
+// unregister removes what register registered.
+func (m *queueMetrics) unregister() { m.all.Unregister() }
 
 // allDropReasons returns every reason samples_dropped_total (and the
 // histograms_ and exemplars_ counters) can count.

@@ -227,3 +227,29 @@ func signingTransport(t testing.TB, cfg *config.RemoteWriteConfig, sc sigv4.Conf
 	}
 	return rt
 }
+
+// TestUnregisterMetrics runs a queue to its end twice on one registry: the
+// second registers, a queue whose metrics are taken is refused by the
+// metric's name, and once Run has returned nothing is left registered.
+func TestUnregisterMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	rc := newReceiver(t, nil)
+	for i := range 2 {
+		log, end := floatLog(2, 1)
+		r := startQueue(t, Options{Config: testConfig(t, rc.srv.URL, nil), Log: log, Registerer: reg})
+		waitFor(t, "acked at end", func() bool { return r.q.Acked() == end })
+		q2, err := New(t.Context(), Options{Config: testConfig(t, rc.srv.URL, nil), Log: log, Registerer: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q2.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "register metric prometheus_remote_storage_") {
+			t.Errorf("round %d: a second queue on the same metrics: Run = %v, want an error naming the metric", i, err)
+		}
+		if err := r.stop(t); err != nil {
+			t.Fatalf("round %d: Run: %v", i, err)
+		}
+	}
+	if mfs, err := reg.Gather(); err != nil || len(mfs) != 0 {
+		t.Errorf("after Run returned: %d metric families registered (err %v), want 0", len(mfs), err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rwagent/rwagent/pkg/metricset"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -101,27 +102,24 @@ func (q *Queue) resent(items []sample) {
 // resendMetrics count what a restart sends again.
 type resendMetrics struct {
 	reg    prometheus.Registerer
+	all    metricset.Set // resent
 	resent prometheus.Counter
 }
 
 func newResendMetrics(reg prometheus.Registerer, name, url string) *resendMetrics {
-	return &resendMetrics{reg: reg, resent: prometheus.NewCounter(prometheus.CounterOpts{
+	m := &resendMetrics{reg: reg, resent: prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "rwagent", Subsystem: "remote_write", Name: "resent_samples_total",
 		ConstLabels: prometheus.Labels{"remote_name": name, "url": url},
 		Help: "Samples and native histograms queued again after a restart from WAL records that may have reached the receiver before it " +
 			"(acknowledged after the last position written, or in flight): an upper bound on the duplicates a restart causes.",
 	})}
+	m.all.Add(m.resent)
+	return m
 }
 
-func (m *resendMetrics) register() error {
-	if m.reg == nil {
-		return nil
-	}
-	return m.reg.Register(m.resent)
-}
+// register registers the metrics on the Registerer given to
+// newResendMetrics; the error names the metric that failed.
+func (m *resendMetrics) register() error { return m.all.Register(m.reg) }
 
-func (m *resendMetrics) unregister() {
-	if m.reg != nil {
-		m.reg.Unregister(m.resent)
-	}
-}
+// unregister removes what register registered.
+func (m *resendMetrics) unregister() { m.all.Unregister() }

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunks"
 
 	"github.com/rwagent/rwagent/pkg/lograte"
+	"github.com/rwagent/rwagent/pkg/metricset"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -143,6 +144,13 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 	}
 	m.fails.logger = opts.Logger
 	m.fails.limit = lograte.Limiter{Interval: walErrorLogInterval, Level: slog.LevelWarn}
+	if err := m.metrics.register(); err != nil {
+		return nil, fmt.Errorf("scrape: %w", err)
+	}
+	if err := m.shard.register(); err != nil {
+		m.metrics.unregister()
+		return nil, fmt.Errorf("scrape: %w", err)
+	}
 	return m, nil
 }
 
@@ -370,8 +378,8 @@ const walErrorLogInterval = 10 * time.Second
 // scrapeMetrics are the Manager's metrics, shared by its loops. Safe for
 // concurrent use.
 type scrapeMetrics struct {
-	reg        prometheus.Registerer
-	collectors []prometheus.Collector
+	reg prometheus.Registerer
+	all metricset.Set // every collector below
 
 	poolTargets    *prometheus.GaugeVec
 	syncFailed     *prometheus.CounterVec
@@ -391,13 +399,14 @@ type scrapeMetrics struct {
 	failures       *prometheus.CounterVec
 	dropped        *prometheus.CounterVec
 
-	lastWALLog atomic.Int64 // unix nanos of the last Storage.Log failure logged
-	suppressed atomic.Int64 // failures not logged since
+	walErrLog lograte.Limiter // of Storage.Log failures, across the Manager
 }
 
+// newScrapeMetrics builds the metrics, unregistered; register puts them on
+// reg.
 func newScrapeMetrics(reg prometheus.Registerer) *scrapeMetrics {
-	m := &scrapeMetrics{reg: reg}
-	f := promauto.With(reg)
+	m := &scrapeMetrics{reg: reg, walErrLog: lograte.Limiter{Interval: walErrorLogInterval, Level: slog.LevelError}}
+	f := promauto.With(nil)
 	m.poolTargets = f.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "prometheus_target_scrape_pool_targets",
 		Help: "Current number of targets in this scrape pool.",
@@ -468,22 +477,20 @@ func newScrapeMetrics(reg prometheus.Registerer) *scrapeMetrics {
 		Name: "rwagent_scrape_samples_dropped_total",
 		Help: "Scraped samples (and stale markers) that did not reach the WAL, by reason.",
 	}, []string{"reason"})
-	m.collectors = []prometheus.Collector{
+	m.all.Add(
 		m.poolTargets, m.syncFailed, m.reloads, m.reloadsFailed, m.targetLimit,
 		m.sampleLimit, m.bucketLimit, m.bodySizeLimit, m.labelLimits,
 		m.duplicates, m.outOfOrder, m.outOfBounds, m.intervalLength, m.syncLength, m.scrapes, m.failures, m.dropped,
-	}
+	)
 	return m
 }
 
-func (m *scrapeMetrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
-}
+// register registers every metric on the Registerer given to
+// newScrapeMetrics, or none.
+func (m *scrapeMetrics) register() error { return m.all.Register(m.reg) }
+
+// unregister removes what register registered.
+func (m *scrapeMetrics) unregister() { m.all.Unregister() }
 
 // deleteJob drops the series of a removed job.
 func (m *scrapeMetrics) deleteJob(job string) {
@@ -512,14 +519,7 @@ func (m *scrapeMetrics) countAppend(r *appendResult) {
 
 // logWALError logs a Storage.Log failure, at most once per
 // walErrorLogInterval across the Manager, with the number of failures not
-// logged since.
+// logged since (suppressed_since_last).
 func (m *scrapeMetrics) logWALError(logger *slog.Logger, target string, samples int, err error) {
-	now := time.Now().UnixNano()
-	last := m.lastWALLog.Load()
-	if now-last < int64(walErrorLogInterval) || !m.lastWALLog.CompareAndSwap(last, now) {
-		m.suppressed.Add(1)
-		return
-	}
-	logger.Error("Write scraped samples to the WAL", "target", target, "samples_dropped", samples,
-		"failures_not_logged", m.suppressed.Swap(0), "err", err)
+	m.walErrLog.Log(logger, "Write scraped samples to the WAL", "target", target, "samples_dropped", samples, "err", err)
 }

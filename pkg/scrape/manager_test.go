@@ -1,8 +1,11 @@
 package scrape
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -432,7 +435,9 @@ func TestManager_ApplyConfigErrors(t *testing.T) {
 	}
 }
 
-func TestManager_UnregisterMetrics(t *testing.T) {
+// TestUnregisterMetrics builds a Manager twice on one registry, closing it
+// each time: the second must register, and nothing is left registered.
+func TestUnregisterMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	for range 2 {
 		m, err := NewManager(ManagerOptions{Registerer: reg, Storage: newMemStorage()})
@@ -441,6 +446,25 @@ func TestManager_UnregisterMetrics(t *testing.T) {
 		}
 		m.Close()
 		m.Close()
+	}
+	if mfs, err := reg.Gather(); err != nil || len(mfs) != 0 {
+		t.Errorf("after Close: %d metric families registered (err %v), want 0", len(mfs), err)
+	}
+}
+
+// TestNewManager_RegisterFails checks that a Manager whose metrics cannot be
+// registered is refused by the metric's name, leaving nothing registered.
+func TestNewManager_RegisterFails(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	blocker := prometheus.NewGauge(prometheus.GaugeOpts{Name: "rwagent_shard_info", Help: "another"})
+	reg.MustRegister(blocker)
+	_, err := NewManager(ManagerOptions{Registerer: reg, Storage: newMemStorage()})
+	if err == nil || !strings.Contains(err.Error(), "rwagent_shard_info") {
+		t.Fatalf("NewManager = %v, want an error naming rwagent_shard_info", err)
+	}
+	reg.Unregister(blocker)
+	if mfs, err := reg.Gather(); err != nil || len(mfs) != 0 {
+		t.Errorf("after a refused NewManager: %d metric families registered (err %v), want 0", len(mfs), err)
 	}
 }
 
@@ -455,5 +479,22 @@ func TestManager_TargetLimit(t *testing.T) {
 		if err := tgt.LastError(); err == nil || !strings.Contains(err.Error(), "target_limit") {
 			t.Errorf("target error = %v, want target_limit", err)
 		}
+	}
+}
+
+// TestLogWALError checks that Storage.Log failures are logged once per
+// walErrorLogInterval across the Manager's loops, at error level.
+func TestLogWALError(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	m := newScrapeMetrics(nil)
+	for i := range 5 {
+		m.logWALError(logger, fmt.Sprintf("http://t%d/metrics", i), 10, errors.New("disk full"))
+	}
+	if n := strings.Count(buf.String(), "Write scraped samples to the WAL"); n != 1 {
+		t.Errorf("%d lines logged within the interval, want 1:\n%s", n, buf.String())
+	}
+	if !strings.Contains(buf.String(), "level=ERROR") || !strings.Contains(buf.String(), "samples_dropped=10") {
+		t.Errorf("line lacks the level or the count of dropped samples: %s", buf.String())
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/scrape"
+
+	"github.com/rwagent/rwagent/pkg/metricset"
 )
 
 // Shard says which targets an agent of a sharded fleet scrapes. Every agent
@@ -101,6 +103,7 @@ func ShardHash(t *scrape.Target, lb *labels.Builder) uint64 {
 // use.
 type shardMetrics struct {
 	reg     prometheus.Registerer
+	all     metricset.Set // every collector above
 	targets *prometheus.GaugeVec
 	info    *prometheus.GaugeVec
 }
@@ -111,8 +114,10 @@ const (
 	shardDropped = "dropped"
 )
 
+// newShardMetrics builds the metrics, unregistered; register puts them on
+// reg.
 func newShardMetrics(reg prometheus.Registerer, s Shard) *shardMetrics {
-	f := promauto.With(reg)
+	f := promauto.With(nil)
 	m := &shardMetrics{reg: reg}
 	m.targets = f.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "rwagent_shard_targets",
@@ -123,6 +128,7 @@ func newShardMetrics(reg prometheus.Registerer, s Shard) *shardMetrics {
 		Help: "This agent's shard: index, count and replication (count 0 or 1: not sharded). Always 1.",
 	}, []string{"index", "count", "replication"})
 	m.info.WithLabelValues(strconv.Itoa(s.Index), strconv.Itoa(s.Count), strconv.Itoa(s.replication())).Set(1)
+	m.all.Add(m.targets, m.info)
 	return m
 }
 
@@ -135,10 +141,9 @@ func (m *shardMetrics) deleteJob(job string) {
 	m.targets.DeletePartialMatch(prometheus.Labels{"scrape_job": job})
 }
 
-func (m *shardMetrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	m.reg.Unregister(m.targets)
-	m.reg.Unregister(m.info)
-}
+// register registers every metric on the Registerer given to
+// newShardMetrics, or none.
+func (m *shardMetrics) register() error { return m.all.Register(m.reg) }
+
+// unregister removes what register registered.
+func (m *shardMetrics) unregister() { m.all.Unregister() }

@@ -80,26 +80,6 @@ func newCredentialCache(src *aws.CredentialsCache, logger *slog.Logger, redact f
 	return &credentialCache{src: src, logger: logger, redact: redact, now: time.Now}
 }
 
-// newRefreshCounter returns rwagent_sigv4_credential_refreshes_total,
-// registered on reg (shared with the round trippers already registered
-// there), or unregistered if reg is nil.
-func newRefreshCounter(reg prometheus.Registerer) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "rwagent_sigv4_credential_refreshes_total",
-		Help: "Refreshes of expiring AWS credentials used for SigV4, by result; a failure keeps signing with the current credentials until they expire.",
-	}, []string{"result"})
-	if reg != nil {
-		if err := reg.Register(c); err != nil {
-			if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-				if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-					c = existing
-				}
-			}
-		}
-	}
-	return c
-}
-
 // schedule computes the refresh times of creds fetched at now.
 func schedule(creds aws.Credentials, now time.Time) *cachedCredentials {
 	c := &cachedCredentials{creds: creds}

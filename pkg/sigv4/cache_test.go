@@ -61,7 +61,7 @@ func TestCredentialCache_RefreshDoesNotBlock(t *testing.T) {
 	p := &gatedProvider{now: clock.now, life: time.Hour, gate: make(chan error)}
 	c := newCredentialCache(aws.NewCredentialsCache(p), slog.New(slog.NewTextHandler(io.Discard, nil)), func(err error) error { return err })
 	c.now = clock.now
-	c.refreshes = newRefreshCounter(nil)
+	c.refreshes = NewMetrics().refreshes
 	ctx := context.Background()
 	first, err := c.load(ctx)
 	if err != nil {

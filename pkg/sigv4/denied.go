@@ -3,7 +3,6 @@ package sigv4
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -30,20 +29,7 @@ type clockSkew struct {
 	logger *slog.Logger
 }
 
-func newClockSkew(reg prometheus.Registerer, logger *slog.Logger) *clockSkew {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "rwagent_sigv4_clock_offset_seconds",
-		Help: "Offset added to the local clock when signing with SigV4, learnt from a receiver that refused a signature as expired or not yet current.",
-	})
-	if reg != nil {
-		if err := reg.Register(g); err != nil {
-			if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-				if existing, ok := are.ExistingCollector.(prometheus.Gauge); ok {
-					g = existing
-				}
-			}
-		}
-	}
+func newClockSkew(g prometheus.Gauge, logger *slog.Logger) *clockSkew {
 	return &clockSkew{gauge: g, logger: logger}
 }
 

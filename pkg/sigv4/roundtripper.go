@@ -34,7 +34,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rwagent/rwagent/pkg/lograte"
 )
@@ -44,11 +43,10 @@ import (
 type Options struct {
 	Logger *slog.Logger     // zero: discard
 	Now    func() time.Time // signing clock before skew correction; zero: time.Now
-	// Registerer gets rwagent_sigv4_clock_offset_seconds and
-	// rwagent_sigv4_credential_refreshes_total. Round trippers
-	// built on one Registerer share them (the clock is the host's).
-	// Nil: not registered.
-	Registerer prometheus.Registerer
+	// Metrics count what the round tripper learns and refreshes; the
+	// caller registers them and may share them among round trippers
+	// (NewMetrics). Nil: not exported.
+	Metrics *Metrics
 }
 
 // NewRoundTripper loads credentials for cfg and returns an http.RoundTripper
@@ -93,7 +91,11 @@ func NewRoundTripper(ctx context.Context, cfg Config, next http.RoundTripper, op
 	if err != nil {
 		return nil, err
 	}
-	creds.refreshes = newRefreshCounter(opts.Registerer)
+	metrics := opts.Metrics
+	if metrics == nil {
+		metrics = NewMetrics()
+	}
+	creds.refreshes = metrics.refreshes
 	service := cfg.service()
 	return &roundTripper{
 		next:    next,
@@ -101,7 +103,7 @@ func NewRoundTripper(ctx context.Context, cfg Config, next http.RoundTripper, op
 		signer:  v4.NewSigner(),
 		now:     now,
 		logger:  logger,
-		skew:    newClockSkew(opts.Registerer, logger),
+		skew:    newClockSkew(metrics.clockSkew, logger),
 		secrets: []string{cfg.SecretKey},
 		// A refused signature repeats on every request: once a minute
 		// says it, with the count of the ones in between.

@@ -351,10 +351,15 @@ func TestClockSkew(t *testing.T) {
 			a := newAMP(t, srcRegion, func() time.Time { return time.Now().Add(ahead) }, static(cred))
 			var logs syncBuffer
 			reg := prometheus.NewRegistry()
+			metrics := sigv4.NewMetrics()
+			if err := metrics.Register(reg); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(metrics.Unregister)
 			tr := http.DefaultTransport.(*http.Transport).Clone()
 			t.Cleanup(tr.CloseIdleConnections)
 			rt, err := sigv4.NewRoundTripper(t.Context(), sigv4.Config{Region: srcRegion, AccessKey: srcAccessKey, SecretKey: srcSecretKey},
-				tr, sigv4.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Registerer: reg})
+				tr, sigv4.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Metrics: metrics})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/wlog"
 	"github.com/prometheus/prometheus/util/compression"
+
+	"github.com/rwagent/rwagent/pkg/metricset"
 )
 
 // ErrClosed is returned by Log, Truncate and Close once the WAL is closed,
@@ -187,6 +189,9 @@ func Open(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*WAL, e
 		lrm:    wlog.NewLiveReaderMetrics(nil),
 	}
 	w.metrics = newWALMetrics(reg, w)
+	if err := w.metrics.register(); err != nil {
+		return nil, fmt.Errorf("open wal %s: %w", w.dir, err)
+	}
 	if err := w.open(); err != nil {
 		if w.wl != nil {
 			_ = w.wl.Close() // the error that matters is err
@@ -368,8 +373,8 @@ func (w *WAL) wakeReaders() {
 
 // walMetrics are the rwagent_wal_* metrics of one WAL.
 type walMetrics struct {
-	reg        prometheus.Registerer
-	collectors []prometheus.Collector
+	reg prometheus.Registerer
+	all metricset.Set // every collector below
 
 	records          [numKinds]prometheus.Counter // WAL records written, by kind
 	entries          [numKinds]prometheus.Counter // series, samples, ... written, by kind
@@ -395,8 +400,8 @@ type walMetrics struct {
 
 func newWALMetrics(reg prometheus.Registerer, w *WAL) *walMetrics {
 	m := &walMetrics{reg: reg}
-	// Built unregistered; each is registered below so unregister can
-	// remove exactly what was added.
+	// Built unregistered; register adds them all or none, so that
+	// unregister removes exactly what was added.
 	f := promauto.With(nil)
 	records := f.NewCounterVec(prometheus.CounterOpts{
 		Name: "rwagent_wal_records_written_total",
@@ -497,19 +502,18 @@ func newWALMetrics(reg prometheus.Registerer, w *WAL) *walMetrics {
 		Name: "prometheus_remote_storage_highest_timestamp_in_seconds",
 		Help: "Highest sample timestamp logged to the WAL, in seconds since epoch; 0 until the first sample. One series for all remote_writes, as in Prometheus.",
 	}, func() float64 { return float64(m.highestMillis.Load()) / 1000 })
-	m.collectors = []prometheus.Collector{
+	m.all.Add(
 		m.samplesIn, m.histogramsIn, m.exemplarsIn, highest,
 		records, entries, m.bytes, m.writeFailures, m.fsyncDuration, m.fsyncFailures,
 		m.repairs, m.repairCutBytes, m.repairCutSamples, m.truncations, m.truncateFails, m.replayDuration, segment, size,
 		m.trimmedSegments, m.trimmedSamples,
-	}
-	if reg != nil {
-		for _, c := range m.collectors {
-			reg.MustRegister(c)
-		}
-	}
+	)
 	return m
 }
+
+// register registers every metric on the Registerer given to
+// newWALMetrics, or none.
+func (m *walMetrics) register() error { return m.all.Register(m.reg) }
 
 // count adds a logged batch to the write metrics.
 func (m *walMetrics) count(r *Records) {
@@ -557,12 +561,5 @@ func (m *walMetrics) observeHighest(r *Records) {
 	}
 }
 
-// unregister removes the metrics from the registerer they were registered on.
-func (m *walMetrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
-}
+// unregister removes what register registered.
+func (m *walMetrics) unregister() { m.all.Unregister() }

@@ -373,6 +373,27 @@ func TestUnregisterMetrics(t *testing.T) {
 	}
 }
 
+// TestOpen_RegisterFails checks that a registry already holding another
+// collector under one of the WAL's names refuses Open by the metric's name
+// (it panicked), leaving nothing of the WAL registered.
+func TestOpen_RegisterFails(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	blocker := prometheus.NewGauge(prometheus.GaugeOpts{Name: "rwagent_wal_write_failures_total", Help: "another"})
+	reg.MustRegister(blocker)
+	w, err := Open(Options{Dir: t.TempDir(), Fsync: FsyncNever}, nil, reg)
+	if err == nil {
+		w.Close()
+		t.Fatal("Open succeeded on a registry with a conflicting metric")
+	}
+	if !strings.Contains(err.Error(), "rwagent_wal_write_failures_total") {
+		t.Errorf("Open = %v, want an error naming rwagent_wal_write_failures_total", err)
+	}
+	reg.Unregister(blocker)
+	if mfs, _ := reg.Gather(); len(mfs) != 0 {
+		t.Errorf("%d metric families left registered after a refused Open", len(mfs))
+	}
+}
+
 // fsyncCount returns how many fsync durations the WAL observed.
 func fsyncCount(t *testing.T, reg *prometheus.Registry) uint64 {
 	t.Helper()
