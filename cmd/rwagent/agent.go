@@ -292,38 +292,9 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string]) error
 		}
 		defer signerMetrics.Unregister()
 	}
-	queues := make([]*remotewrite.Queue, 0, len(pc.RemoteWriteConfigs))
-	shown := make([]web.Endpoint, 0, len(pc.RemoteWriteConfigs))
-	for i, rw := range pc.RemoteWriteConfigs {
-		rs := positions.Resume(i)
-		errLog := &remotewrite.ErrorLog{} // the status page's last error
-		qlogger := errLog.Logger(p.logger.With("component", "remote_write"))
-		et, err := newEndpointTransport(ctx, rw, p.cfg.RemoteWriteSigV4[i], qlogger.With("remote_name", rw.Name, "url", rw.URL.Redacted()), signerMetrics)
-		if err != nil {
-			return err
-		}
-		q, err := remotewrite.New(ctx, remotewrite.Options{
-			Config:         rw,
-			ExternalLabels: pc.GlobalConfig.ExternalLabels,
-			Log:            remotewrite.WALLog(p.wal),
-			Start:          rs.Start,
-			ResendUntil:    rs.ResendUntil,
-			Lost:           rs.Lost,
-			Positions:      positions.Writer(i),
-			Transport:      et.transport,
-			Signed:         et.signed,
-			Limits:         et.limits,
-			UserAgent:      "rwagent/" + versionString(),
-			FlushDeadline:  p.flushDeadline(),
-			Logger:         qlogger,
-			Registerer:     p.reg,
-		})
-		if err != nil {
-			return err
-		}
-		positions.Attach(i, q)
-		queues = append(queues, q)
-		shown = append(shown, web.Endpoint{Queue: q, Errors: errLog})
+	queues, shown, err := p.newQueues(ctx, positions, signerMetrics)
+	if err != nil {
+		return err
 	}
 	if len(queues) == 0 {
 		p.logger.Warn("no remote_write configured: samples are logged to the WAL and sent nowhere")
@@ -333,51 +304,30 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string]) error
 	if err != nil {
 		return err
 	}
-	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(p.reg)
-	if err != nil {
-		return fmt.Errorf("register discovery metrics: %w", err)
-	}
 	sdCtx, stopSD := context.WithCancel(ctx)
 	defer stopSD()
-	watch := watchDiscovery(sdCfgs(scrapeCfgs), p.opts.DiscoveryWait)
-	dm := discovery.NewManager(sdCtx, p.logger.With("component", "discovery"), p.reg, sdMetrics, discovery.Name("scrape"))
-	if dm == nil {
-		return errors.New("create discovery manager: metrics registration failed")
-	}
-	if err := dm.ApplyConfig(watch.Configs()); err != nil {
-		return fmt.Errorf("apply discovery config: %w", err)
-	}
-	sm, err := scrape.NewManager(scrape.ManagerOptions{
-		Logger:     p.logger.With("component", "scrape"),
-		Registerer: p.reg,
-		Storage:    p.wal,
-		UserAgent:  "rwagent/" + versionString(),
-		// Start timestamps only reach remote-write 2.0, and parsing them
-		// skips the _created series: only when every endpoint speaks 2.0.
-		StartTimestamps: allV2(p.cfg.Prometheus.RemoteWriteConfigs),
-		Shard:           p.opts.Shard,
-		WrapTransport: func(job string, next http.RoundTripper) (http.RoundTripper, error) {
-			c := p.cfg.ScrapeSigV4[job]
-			if c == nil {
-				return next, nil
-			}
-			return sigv4.NewRoundTripper(ctx, *sigv4Config(c, ""), next, sigv4.Options{
-				Logger: p.logger.With("component", "scrape", "scrape_job", job), Metrics: signerMetrics,
-			})
-		},
-	})
+	dm, sm, watch, err := p.newScraping(ctx, sdCtx, scrapeCfgs, signerMetrics)
 	if err != nil {
 		return err
 	}
-	if err := sm.ApplyConfig(scrapeCfgs); err != nil {
-		return err
-	}
+	defer sm.Close() // Run closes it; this covers a return before Run (Close is idempotent)
 	defer p.ui.Register(&web.Pipeline{Instance: p.cfg.Instance.Name, Scrape: sm, Endpoints: shown, WAL: p.wal, Discovery: watch})()
 	gw, err := p.startGateway()
 	if err != nil {
 		return err
 	}
 	defer gw.close()
+	// host_filter needs the host name: found before any stage starts, so
+	// that failing to find it stops nothing half-started.
+	var hf *hostFilter
+	if ic := p.cfg.Instance; ic.HostFilter {
+		host, err := hostName()
+		if err != nil {
+			return err
+		}
+		p.logger.Info("host_filter: scraping only this host's targets", "host", host)
+		hf = &hostFilter{host: host, relabels: ic.HostFilterRelabelConfigs}
+	}
 
 	// Each stage gets its own context so they stop in data-flow order:
 	// scraping, then the queues (they flush), then the send positions
@@ -406,14 +356,8 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string]) error
 		sending.Go(func() { errs <- q.Run(queueCtx) })
 	}
 	tsets := dm.SyncCh()
-	if ic := p.cfg.Instance; ic.HostFilter {
-		host, err := hostName()
-		if err != nil {
-			return err
-		}
-		p.logger.Info("host_filter: scraping only this host's targets", "host", host)
+	if hf != nil {
 		filtered := make(chan map[string][]*targetgroup.Group)
-		hf := &hostFilter{host: host, relabels: ic.HostFilterRelabelConfigs}
 		scraping.Go(func() { hf.run(scrapeCtx, dm.SyncCh(), filtered) })
 		tsets = filtered
 	}
@@ -456,6 +400,92 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string]) error
 		}
 	}
 	return errors.Join(all...)
+}
+
+// newQueues builds a queue per remote_write endpoint, resuming at its send
+// position, with the transport cmd builds for it (signed when it has a
+// sigv4 block), and the status page's view of each.
+func (p *pipeline) newQueues(ctx context.Context, positions *sendpos.Keeper, signerMetrics *sigv4.Metrics) ([]*remotewrite.Queue, []web.Endpoint, error) {
+	pc := p.cfg.Prometheus
+	queues := make([]*remotewrite.Queue, 0, len(pc.RemoteWriteConfigs))
+	shown := make([]web.Endpoint, 0, len(pc.RemoteWriteConfigs))
+	for i, rw := range pc.RemoteWriteConfigs {
+		rs := positions.Resume(i)
+		errLog := &remotewrite.ErrorLog{} // the status page's last error
+		qlogger := errLog.Logger(p.logger.With("component", "remote_write"))
+		et, err := newEndpointTransport(ctx, rw, p.cfg.RemoteWriteSigV4[i], qlogger.With("remote_name", rw.Name, "url", rw.URL.Redacted()), signerMetrics)
+		if err != nil {
+			return nil, nil, err
+		}
+		q, err := remotewrite.New(ctx, remotewrite.Options{
+			Config:         rw,
+			ExternalLabels: pc.GlobalConfig.ExternalLabels,
+			Log:            remotewrite.WALLog(p.wal),
+			Start:          rs.Start,
+			ResendUntil:    rs.ResendUntil,
+			Lost:           rs.Lost,
+			Positions:      positions.Writer(i),
+			Transport:      et.transport,
+			Signed:         et.signed,
+			Limits:         et.limits,
+			UserAgent:      "rwagent/" + versionString(),
+			FlushDeadline:  p.flushDeadline(),
+			Logger:         qlogger,
+			Registerer:     p.reg,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		positions.Attach(i, q)
+		queues = append(queues, q)
+		shown = append(shown, web.Endpoint{Queue: q, Errors: errLog})
+	}
+	return queues, shown, nil
+}
+
+// newScraping builds the discovery manager (run under sdCtx) with every
+// discovery watched for readiness, and the scrape manager writing into the
+// WAL, signing the scrapes of jobs with a sigv4 block.
+func (p *pipeline) newScraping(ctx, sdCtx context.Context, scrapeCfgs []*promconfig.ScrapeConfig, signerMetrics *sigv4.Metrics) (*discovery.Manager, *scrape.Manager, *discoveryWatch, error) {
+	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(p.reg)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("register discovery metrics: %w", err)
+	}
+	watch := watchDiscovery(sdCfgs(scrapeCfgs), p.opts.DiscoveryWait)
+	dm := discovery.NewManager(sdCtx, p.logger.With("component", "discovery"), p.reg, sdMetrics, discovery.Name("scrape"))
+	if dm == nil {
+		return nil, nil, nil, errors.New("create discovery manager: metrics registration failed")
+	}
+	if err := dm.ApplyConfig(watch.Configs()); err != nil {
+		return nil, nil, nil, fmt.Errorf("apply discovery config: %w", err)
+	}
+	sm, err := scrape.NewManager(scrape.ManagerOptions{
+		Logger:     p.logger.With("component", "scrape"),
+		Registerer: p.reg,
+		Storage:    p.wal,
+		UserAgent:  "rwagent/" + versionString(),
+		// Start timestamps only reach remote-write 2.0, and parsing them
+		// skips the _created series: only when every endpoint speaks 2.0.
+		StartTimestamps: allV2(p.cfg.Prometheus.RemoteWriteConfigs),
+		Shard:           p.opts.Shard,
+		WrapTransport: func(job string, next http.RoundTripper) (http.RoundTripper, error) {
+			c := p.cfg.ScrapeSigV4[job]
+			if c == nil {
+				return next, nil
+			}
+			return sigv4.NewRoundTripper(ctx, *sigv4Config(c, ""), next, sigv4.Options{
+				Logger: p.logger.With("component", "scrape", "scrape_job", job), Metrics: signerMetrics,
+			})
+		},
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := sm.ApplyConfig(scrapeCfgs); err != nil {
+		sm.Close()
+		return nil, nil, nil, err
+	}
+	return dm, sm, watch, nil
 }
 
 // awaitReady keeps ready saying why the pipeline is not ready until it
