@@ -36,7 +36,8 @@ func TestProcessPrometheusThroughGateway(t *testing.T) {
 	promBin := lookBinary(t, "PROMETHEUS_BIN", "prometheus")
 	ampemu := ampemuBinary(t, dir)
 
-	ampAddr, promAddr, agentAddr, gwAddr := freePort(t), freePort(t), freePort(t), freePort(t)
+	ports := freePorts(t, 4)
+	ampAddr, promAddr, agentAddr, gwAddr := ports[0], ports[1], ports[2], ports[3]
 	amp := startProc(t, dir, "ampemu", ampemu, "--web.listen-address="+ampAddr, "--workspace-id=ws-gw", "--storage.path="+filepath.Join(dir, "amp"))
 	waitUp(t, "http://"+ampAddr+"/workspaces/ws-gw/api/v1/labels")
 

@@ -29,12 +29,24 @@ import (
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freePorts(t, 1)[0]
+}
+
+// freePorts returns n distinct free addresses on 127.0.0.1. It holds every
+// listener open until all n are chosen, so that the kernel cannot hand the
+// same port out twice (it did: ampemu and prometheus once got one port).
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 func lookBinary(t *testing.T, env, name string) string {
@@ -181,7 +193,8 @@ func TestProcessNodeExporterToPrometheus(t *testing.T) {
 	promBin := lookBinary(t, "PROMETHEUS_BIN", "prometheus")
 	nodeBin := lookBinary(t, "NODE_EXPORTER_BIN", "prometheus-node-exporter")
 
-	nodeAddr, promAddr, agentAddr := freePort(t), freePort(t), freePort(t)
+	ports := freePorts(t, 3)
+	nodeAddr, promAddr, agentAddr := ports[0], ports[1], ports[2]
 	node := startProc(t, dir, "node_exporter", nodeBin, "--web.listen-address="+nodeAddr)
 	promCfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(promCfg, []byte("global:\n  scrape_interval: 1m\n"), 0o644); err != nil {

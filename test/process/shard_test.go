@@ -133,11 +133,10 @@ wal:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	webs := make([]string, agents)
+	webs := freePorts(t, agents)
 	procs := make([]*proc, agents)
 	for i := range agents {
 		name := fmt.Sprintf("rwagent-%d", i)
-		webs[i] = freePort(t)
 		procs[i] = startProcEnv(t, dir, name, rwagent, agentEnv(name),
 			"--config.file="+cfg,
 			"--storage.path="+filepath.Join(dir, name),
