@@ -4,7 +4,7 @@
 // does (Verifier, for the AMP stand-in and tests).
 //
 // Both sides are held to AWS's own test suite (aws-c-auth's
-// aws-signing-test-suite/v4, in shared/testdata/sigv4-suite). The SDK signer
+// aws-signing-test-suite/v4, in testdata/sigv4-suite with its LICENSE and NOTICE). The SDK signer
 // alone departs from it in two ways, which signRequest corrects before
 // signing: it signs the path as sent where AWS normalises it first for every
 // service but S3 (the "*-normalized" cases: "/./", "//", "/a/..") and it
