@@ -4,16 +4,16 @@
 // does (Verifier, for the AMP stand-in and tests).
 //
 // Both sides are held to AWS's own test suite (aws-c-auth's
-// aws-signing-test-suite/v4, in testdata/sigv4-suite with its LICENSE and NOTICE). The SDK signer
-// alone departs from it in two ways, which signRequest corrects before
-// signing: it signs the path as sent where AWS normalises it first for every
-// service but S3 (the "*-normalized" cases: "/./", "//", "/a/..") and it
-// signs a folded multi-line header value with its line breaks (the
-// "get-header-value-multiline" case). Two further differences change nothing
-// a receiver checks and are left as they are: the SDK re-sends the query in
-// canonical order and encoding (the same parameters), and a request is always
-// signed with X-Amz-Content-Sha256, as AMP expects, so the suite's cases that
-// do not sign the body are run through signRequest, the round tripper's
+// aws-signing-test-suite/v4, in testdata/sigv4-suite with its LICENSE and
+// NOTICE). The SDK signer alone departs from it in two ways, which signRequest
+// corrects before signing: it signs the path as sent where AWS normalises it
+// first for every service but S3 (the "*-normalized" cases: "/./", "//",
+// "/a/..") and it signs a folded multi-line header value with its line breaks
+// (the "get-header-value-multiline" case). Two further differences change
+// nothing a receiver checks and are left as they are: the SDK re-sends the
+// query in canonical order and encoding (the same parameters), and a request is
+// always signed with X-Amz-Content-Sha256, as AMP expects, so the suite's cases
+// that do not sign the body are run through signRequest, the round tripper's
 // signing step, rather than RoundTrip.
 package sigv4
 
