@@ -11,8 +11,8 @@ import (
 // that error was still being retried.
 var errGaveUp = errors.New("still failing when sending stopped")
 
-// sendWithBackoff is the one retry loop of remote write: samples, metadata
-// and forwarded requests all send through it. It calls attempt with try
+// sendWithBackoff is the one retry loop of remote write: batches of samples
+// and metadata both send through it. It calls attempt with try
 // 0, 1, 2, ... until attempt returns nil or an error that is not a
 // *recoverableError, and returns that. After a recoverable error it waits
 // (retryWait: the backoff, doubling from min_backoff up to max_backoff, or

@@ -270,6 +270,14 @@ func (s *shard) sendPart(ctx context.Context, part []sample) bool {
 		orphans counts // exemplars 2.0 cannot carry, dropped once part is done
 		size    int    // the last attempt's body length
 		ok      = true // false if ctx ended while a split or a resend as 1.0 sent part
+		// The last encoding of part, kept across retries: the body is
+		// encoded again only when dropOutOfWindow shortened part or the
+		// queue fell back to 1.0. It stays valid because nothing else
+		// encodes with this shard's encoders between two attempts.
+		body       []byte
+		highest    int64
+		encodedLen = -1
+		encodedV2  bool
 	)
 	err := s.q.sendWithBackoff(ctx, "remote write batch", func(ctx context.Context, attempt int) error {
 		// Samples age while a receiver is down: check at every attempt.
@@ -277,32 +285,31 @@ func (s *shard) sendPart(ctx context.Context, part []sample) bool {
 		if len(part) == 0 {
 			return nil
 		}
-		c, orphans = counts{}, counts{}
-		for i := range part {
-			c.add(&part[i])
-		}
 		v2 := s.q.v2.Load()
-		var (
-			body    []byte
-			highest int64
-			err     error
-		)
-		if v2 {
-			var r v2Result
-			r, err = s.enc2.encode(part)
-			body, highest, orphans.exemplars = r.body, r.highest, r.orphans
-			c.exemplars -= r.orphans
-		} else {
-			body, highest, err = s.enc.encode(part)
-		}
-		size = len(body)
-		if err != nil {
-			// Marshalling our own well-formed request cannot fail; if it
-			// does, the batch can never be sent, so drop it.
-			s.q.logger.Error("encode remote write request", "err", err)
-			c.exemplars += orphans.exemplars
-			s.account(c, reasonEncode)
-			return nil
+		if len(part) != encodedLen || v2 != encodedV2 {
+			c, orphans = counts{}, counts{}
+			for i := range part {
+				c.add(&part[i])
+			}
+			var err error
+			if v2 {
+				var r v2Result
+				r, err = s.enc2.encode(part)
+				body, highest, orphans.exemplars = r.body, r.highest, r.orphans
+				c.exemplars -= r.orphans
+			} else {
+				body, highest, err = s.enc.encode(part)
+			}
+			size = len(body)
+			if err != nil {
+				// Marshalling our own well-formed request cannot fail; if
+				// it does, the batch can never be sent, so drop it.
+				s.q.logger.Error("encode remote write request", "err", err)
+				c.exemplars += orphans.exemplars
+				s.account(c, reasonEncode)
+				return nil
+			}
+			encodedLen, encodedV2 = len(part), v2
 		}
 		if v2 && c == (counts{}) {
 			// Only exemplars whose samples went earlier: nothing to send.
