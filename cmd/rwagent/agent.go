@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -45,8 +44,6 @@ type agentOptions struct {
 	ListenAddr  string
 	// EnablePprof serves /debug/pprof/ on ListenAddr.
 	EnablePprof bool
-	// ExternalURL is --web.external-url; nil means the listen address.
-	ExternalURL *url.URL
 	Logger      *slog.Logger
 	// Shard is this agent's share of the targets; zero scrapes them all.
 	Shard scrape.Shard
@@ -139,7 +136,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	}
 	ui := web.New(web.Options{Config: dump, Flags: o.Flags, Build: buildInfo(), PricePer10M: o.AMPPrice, GOGC: gogc(cfg.GoGC)})
 	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, NotReady: notReady, Logger: logger, UI: ui.Handler(),
-		EnablePprof: o.EnablePprof, ExternalURL: o.ExternalURL})
+		EnablePprof: o.EnablePprof})
 	addr, err := srv.Listen()
 	if err != nil {
 		return err

@@ -115,8 +115,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pprofGiven := false
 	fs.Visit(func(f *flag.Flag) { pprofGiven = pprofGiven || f.Name == "web.enable-pprof" })
 	*enablePprof = pprofEnabled(pprofGiven, *enablePprof, *listenAddr)
-	extURL, err := parseExternalURL(*externalURL)
-	if err != nil {
+	if _, err := parseExternalURL(*externalURL); err != nil {
 		fmt.Fprintf(stderr, "rwagent: %v\n", err)
 		return 2
 	}
@@ -155,7 +154,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		StoragePath:      *storagePath,
 		ListenAddr:       *listenAddr,
 		EnablePprof:      *enablePprof,
-		ExternalURL:      extURL,
 		Logger:           logger,
 		Shard:            shard,
 		Flags:            flagValues(fs),

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,10 +41,6 @@ type Options struct {
 	// EnablePprof serves Go's profiles under /debug/pprof/. False (the
 	// zero value) serves none.
 	EnablePprof bool
-	// ExternalURL is the URL under which users reach the server (through
-	// a proxy, say), for the links of pages that name their own address.
-	// Nil means the listen address. The routes stay at the root.
-	ExternalURL *url.URL
 }
 
 // Server serves /metrics, /-/healthy, /-/ready and, if enabled, /debug/pprof/. Create it with New,
