@@ -171,15 +171,16 @@ func topNames(counts map[string]int, n int) []NameCount {
 }
 
 // publishStats stores the loop's counts for Status after a scrape: the
-// series count and samples every time, the names and metadata when the
-// series count changed or statsRefresh has passed (they cost a walk over
-// the series). Called by run only.
+// series count and samples every time, the names and metadata at most
+// every statsRefresh (they cost a walk over the series, which a target
+// whose series churn would otherwise pay at nearly every scrape), and at
+// the first scrape that has series. Called by run only.
 func (l *loop) publishStats(samples int, now time.Time) {
 	c := l.app.cache
 	series := c.series()
 	prev := l.stats.Load()
 	st := &loopStats{series: series, samples: samples}
-	if prev != nil && prev.series == series && now.Sub(prev.at) < statsRefresh {
+	if prev != nil && prev.series != 0 && now.Sub(prev.at) < statsRefresh {
 		st.names, st.meta, st.at = prev.names, prev.meta, prev.at
 		l.stats.Store(st)
 		return
