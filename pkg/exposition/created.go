@@ -41,6 +41,12 @@ type createdLookahead struct {
 	body []byte
 	st   *labels.SymbolTable
 
+	// pending is the offset of the last metadata entry; stale says the
+	// region there is not yet examined: startRegion runs at the region's
+	// first StartTimestamp, so a scrape that asks for none scans nothing.
+	pending int
+	stale   bool
+
 	start   int  // offset of the current region's first line
 	created bool // the current region contains "_created"
 	zero    bool // a StartTimestamp in the current region returned 0
@@ -55,7 +61,7 @@ var createdSuffix = []byte("_created")
 // reset readies c for Prometheus' parser p of the exposition body.
 func (c *createdLookahead) reset(p textparse.Parser, body []byte, st *labels.SymbolTable) {
 	c.Parser, c.body, c.st = p, body, st
-	c.startRegion(0)
+	c.pending, c.stale = 0, true
 }
 
 // Next is the wrapped parser's Next; a metadata entry starts a region.
@@ -65,7 +71,7 @@ func (c *createdLookahead) Next() (textparse.Entry, error) {
 		// The OpenMetrics parser returns the family name of any metadata
 		// entry from Type, as a slice of the body, without copying.
 		name, _ := c.Parser.Type()
-		c.startRegion(offsetIn(c.body, name))
+		c.pending, c.stale = offsetIn(c.body, name), true
 	}
 	return e, err
 }
@@ -114,6 +120,10 @@ func (c *createdLookahead) check() {
 // StartTimestamp is the wrapped parser's, without the look-ahead where it
 // cannot succeed.
 func (c *createdLookahead) StartTimestamp() int64 {
+	if c.stale {
+		c.startRegion(c.pending)
+		c.stale = false
+	}
 	if c.zero && !c.created {
 		return 0
 	}
