@@ -57,6 +57,7 @@ type textParser struct {
 
 	builder labels.ScratchBuilder
 	unesc   []byte // unescaped label values for Labels
+	help    []byte // unescaped HELP text, valid until the next Help
 }
 
 func newTextParser(st *labels.SymbolTable) *textParser {
@@ -416,7 +417,8 @@ func (p *textParser) Help() ([]byte, []byte) {
 		return p.fb.Help()
 	}
 	if bytes.IndexByte(p.text, '\\') >= 0 {
-		return p.name, unescape(nil, p.text, false)
+		p.help = unescape(p.help[:0], p.text, false)
+		return p.name, p.help
 	}
 	return p.name, p.text
 }
