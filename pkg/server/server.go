@@ -22,12 +22,9 @@ type Options struct {
 	Addr string
 	// Gatherer serves /metrics. Nil serves an empty registry.
 	Gatherer prometheus.Gatherer
-	// Ready reports whether the agent is ready (WAL replayed, discovery
-	// run). Nil means always ready.
-	Ready func() bool
-	// NotReady, when set, replaces Ready: it says why the agent is not
-	// ready ("replaying the WAL"), or "" when it is. /-/ready answers 503
-	// with the reason in the body.
+	// NotReady says why the agent is not ready ("replaying the WAL"), or
+	// "" when it is. /-/ready answers 503 with the reason in the body.
+	// Nil means always ready.
 	NotReady func() string
 	// Logger receives serving errors. Nil discards them.
 	Logger *slog.Logger
@@ -56,17 +53,8 @@ func New(opts Options) *Server {
 	if opts.Gatherer == nil {
 		opts.Gatherer = prometheus.NewRegistry()
 	}
-	if opts.Ready == nil {
-		opts.Ready = func() bool { return true }
-	}
 	if opts.NotReady == nil {
-		ready := opts.Ready
-		opts.NotReady = func() string {
-			if ready() {
-				return ""
-			}
-			return "replaying the WAL or waiting for service discovery"
-		}
+		opts.NotReady = func() string { return "" }
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -32,7 +32,13 @@ func TestServer(t *testing.T) {
 	reg.MustRegister(c)
 	c.Add(3)
 	var ready atomic.Bool
-	s := New(Options{Addr: "127.0.0.1:0", Gatherer: reg, Ready: ready.Load, EnablePprof: true})
+	notReady := func() string {
+		if ready.Load() {
+			return ""
+		}
+		return "replaying the WAL"
+	}
+	s := New(Options{Addr: "127.0.0.1:0", Gatherer: reg, NotReady: notReady, EnablePprof: true})
 	addr, err := s.Listen()
 	if err != nil {
 		t.Fatal(err)
