@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -559,21 +557,11 @@ func (p *pipeline) flushDeadline() time.Duration {
 	return p.cfg.Instance.FlushDeadline
 }
 
-// buildInfo is the status page's build info: the version, and the VCS
-// revision and date Go stamped into the binary, if any.
+// buildInfo is the status page's build info, read as prometheus_build_info
+// reads it (currentBuild), so that the two never disagree.
 func buildInfo() web.BuildInfo {
-	b := web.BuildInfo{Version: versionString(), GoVersion: runtime.Version()}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				b.Revision = s.Value
-			case "vcs.time":
-				b.BuildDate = s.Value
-			}
-		}
-	}
-	return b
+	b := currentBuild()
+	return web.BuildInfo{Version: b.version, Revision: b.revision, Branch: b.branch, BuildDate: b.date, GoVersion: b.goVersion}
 }
 
 // gogc is the configuration's runtime.gogc, or GOGC, or rwagent's default.

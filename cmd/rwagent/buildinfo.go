@@ -12,6 +12,7 @@ import (
 // Prometheus mixin take their $job and $instance choices from this series.
 type buildLabels struct {
 	version, revision, branch, goVersion, goOS, goArch, tags string
+	date                                                     string // vcs.time, for the status API's buildDate; not a label
 }
 
 // currentBuild reads the labels from the binary: the link-time version
@@ -35,6 +36,8 @@ func currentBuild() buildLabels {
 			modified = s.Value == "true"
 		case "-tags":
 			b.tags = s.Value
+		case "vcs.time":
+			b.date = s.Value
 		}
 	}
 	if modified && b.revision != "unknown" {
