@@ -569,7 +569,11 @@ func gogc(fromConfig *int) int {
 	if fromConfig != nil {
 		return *fromConfig
 	}
-	if n, err := strconv.Atoi(os.Getenv("GOGC")); err == nil {
+	env := os.Getenv("GOGC")
+	if env == "off" {
+		return -1 // as runtime/debug reports a collector turned off
+	}
+	if n, err := strconv.Atoi(env); err == nil {
 		return n
 	}
 	return defaultGCPercent
