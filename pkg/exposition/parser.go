@@ -47,14 +47,14 @@ type Parsers struct {
 
 // New is the package's New with buffers reused.
 func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.ParserOptions) (textparse.Parser, error) {
-	if fastText(contentType, opts) {
+	if fast(contentType, textMediaType, opts) {
 		if ps.text == nil {
 			ps.text = newTextParser(st)
 		}
 		ps.text.reset(b, st)
 		return ps.text, nil
 	}
-	if !fastProtobuf(contentType, opts) {
+	if !fast(contentType, protobufMediaType, opts) {
 		p, err := textparse.New(b, contentType, st, opts)
 		if om, ok := p.(*textparse.OpenMetricsParser); ok {
 			ps.created.reset(om, b, st)
@@ -69,31 +69,18 @@ func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opt
 	return ps.proto, nil
 }
 
-// fastText says whether the fast text parser serves contentType with opts:
-// a well-formed text/plain media type (the Prometheus text format, which
-// textparse reads whatever its version parameter says), and no option
-// that changes the series.
-func fastText(contentType string, opts textparse.ParserOptions) bool {
+// fast says whether our own parser of mediaType serves contentType with
+// opts: a well-formed contentType of that media type (for text/plain, the
+// Prometheus text format, which textparse reads whatever its version
+// parameter says), and no option that changes the series (conversion of
+// classic histograms, type and unit labels).
+func fast(contentType, mediaType string, opts textparse.ParserOptions) bool {
 	if opts.ConvertClassicHistogramsToNHCB || opts.EnableTypeAndUnitLabels {
 		return false
 	}
-	if len(contentType) < len(textMediaType) || contentType[:len(textMediaType)] != textMediaType {
+	if len(contentType) < len(mediaType) || contentType[:len(mediaType)] != mediaType {
 		return false
 	}
 	mt, _, err := mime.ParseMediaType(contentType)
-	return err == nil && mt == textMediaType
-}
-
-// fastProtobuf says whether the fast protobuf parser serves contentType with
-// opts: a well-formed protobuf media type, and no option that changes the
-// series (conversion of classic histograms, type and unit labels).
-func fastProtobuf(contentType string, opts textparse.ParserOptions) bool {
-	if opts.ConvertClassicHistogramsToNHCB || opts.EnableTypeAndUnitLabels {
-		return false
-	}
-	if len(contentType) < len(protobufMediaType) || contentType[:len(protobufMediaType)] != protobufMediaType {
-		return false
-	}
-	mt, _, err := mime.ParseMediaType(contentType)
-	return err == nil && mt == protobufMediaType
+	return err == nil && mt == mediaType
 }
