@@ -49,7 +49,7 @@ type Parsers struct {
 func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.ParserOptions) (textparse.Parser, error) {
 	if fast(contentType, textMediaType, opts) {
 		if ps.text == nil {
-			ps.text = newTextParser(st)
+			ps.text = new(textParser)
 		}
 		ps.text.reset(b, st)
 		return ps.text, nil

@@ -60,18 +60,8 @@ type textParser struct {
 	help    []byte // unescaped HELP text, valid until the next Help
 }
 
-func newTextParser(st *labels.SymbolTable) *textParser {
-	if st == nil {
-		st = labels.NewSymbolTable()
-	}
-	p := &textParser{st: st, builder: labels.NewScratchBuilderWithSymbolTable(st, 16)}
-	// The strings added point into the exposition or p.unesc: a labels
-	// implementation that keeps them must copy them.
-	p.builder.SetUnsafeAdd(true)
-	return p
-}
-
-// reset readies p for the exposition b, keeping its buffers.
+// reset readies p for the exposition b, keeping its buffers. The zero
+// textParser is ready for reset.
 func (p *textParser) reset(b []byte, st *labels.SymbolTable) {
 	if st == nil {
 		st = labels.NewSymbolTable()
@@ -79,6 +69,8 @@ func (p *textParser) reset(b []byte, st *labels.SymbolTable) {
 	if st != p.st {
 		p.st = st
 		p.builder = labels.NewScratchBuilderWithSymbolTable(st, 16)
+		// The strings added point into the exposition or p.unesc: a
+		// labels implementation that keeps them must copy them.
 		p.builder.SetUnsafeAdd(true)
 	}
 	p.in, p.pos, p.fb = b, 0, nil
