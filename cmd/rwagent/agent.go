@@ -431,7 +431,7 @@ func (p *pipeline) newQueues(ctx context.Context, positions *sendpos.Keeper, sig
 		if err != nil {
 			return nil, nil, err
 		}
-		positions.Attach(i, q)
+		positions.Attach(positions.Writer(i), q)
 		queues = append(queues, q)
 		shown = append(shown, web.Endpoint{Queue: q, Errors: errLog})
 	}

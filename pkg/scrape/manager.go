@@ -161,6 +161,14 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 // stale markers. Every scrape_failure_log_file is (re)opened. On error
 // nothing changes. ApplyConfig returns once stopped loops have stopped.
 func (m *Manager) ApplyConfig(cfgs []*config.ScrapeConfig) error {
+	return m.ApplyConfigRenewing(cfgs, nil)
+}
+
+// ApplyConfigRenewing is ApplyConfig, and also restarts the jobs for which
+// renew says true even when their scrape config did not change: those
+// whose WrapTransport would now wrap differently (a changed sigv4 block).
+// Their series keep their refs, as in any changed job. Nil renews none.
+func (m *Manager) ApplyConfigRenewing(cfgs []*config.ScrapeConfig, renew func(job string) bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.metrics.reloads.Inc()
@@ -169,7 +177,7 @@ func (m *Manager) ApplyConfig(cfgs []*config.ScrapeConfig) error {
 		m.metrics.reloadsFailed.Inc()
 		return err
 	}
-	next, err := m.buildConfigs(cfgs)
+	next, err := m.buildConfigs(cfgs, renew)
 	if err != nil {
 		closeFailureLogs(files)
 		m.metrics.reloadsFailed.Inc()
@@ -193,7 +201,7 @@ func (m *Manager) ApplyConfig(cfgs []*config.ScrapeConfig) error {
 	return nil
 }
 
-func (m *Manager) buildConfigs(cfgs []*config.ScrapeConfig) (map[string]*jobConfig, error) {
+func (m *Manager) buildConfigs(cfgs []*config.ScrapeConfig, renew func(job string) bool) (map[string]*jobConfig, error) {
 	next := make(map[string]*jobConfig, len(cfgs))
 	for _, c := range cfgs {
 		if c == nil {
@@ -202,7 +210,7 @@ func (m *Manager) buildConfigs(cfgs []*config.ScrapeConfig) (map[string]*jobConf
 		if _, ok := next[c.JobName]; ok {
 			return nil, fmt.Errorf("apply scrape configs: job_name %q is used twice", c.JobName)
 		}
-		if old, ok := m.configs[c.JobName]; ok && sameScrapeConfig(old.cfg, c) {
+		if old, ok := m.configs[c.JobName]; ok && sameScrapeConfig(old.cfg, c) && (renew == nil || !renew(c.JobName)) {
 			next[c.JobName] = old
 			continue
 		}

@@ -375,6 +375,47 @@ func TestManager_ReloadKeepsSeries(t *testing.T) {
 	}
 }
 
+// TestManager_ApplyConfigRenewing: an unchanged job keeps its config (and
+// so its client and loops) unless renew names it, as when its sigv4 block
+// changed; a renewed job keeps its series' refs, without stale markers.
+func TestManager_ApplyConfigRenewing(t *testing.T) {
+	ex := newExporter(t)
+	srv := newTestServer(t, ex.handler)
+	host := hostOf(srv.URL)
+	h := startManager(t, loadScrapeConfigs(t, jobYAML("100ms", "")))
+	h.setTargets("test", host)
+	h.waitUp(host, 1)
+	refs := h.s.find("__name__", "test_temperature_celsius")
+	jobConfigOf := func() *jobConfig {
+		h.m.mu.Lock()
+		defer h.m.mu.Unlock()
+		return h.m.configs["test"]
+	}
+	before := jobConfigOf()
+	if err := h.m.ApplyConfig(loadScrapeConfigs(t, jobYAML("100ms", ""))); err != nil {
+		t.Fatal(err)
+	}
+	if jobConfigOf() != before {
+		t.Fatal("an unchanged job was rebuilt by ApplyConfig")
+	}
+	if err := h.m.ApplyConfigRenewing(loadScrapeConfigs(t, jobYAML("100ms", "")), func(job string) bool { return job == "test" }); err != nil {
+		t.Fatal(err)
+	}
+	if jobConfigOf() == before {
+		t.Fatal("a job renew named was kept")
+	}
+	n := len(h.s.floats(t, "__name__", "test_temperature_celsius"))
+	waitFor(t, "scrapes after the renewal", func() bool {
+		return len(h.s.floats(t, "__name__", "test_temperature_celsius")) >= n+2
+	})
+	if got := h.s.find("__name__", "test_temperature_celsius"); len(got) != 1 || got[0] != refs[0] {
+		t.Errorf("refs after renewal = %v, want %v", got, refs)
+	}
+	if n := h.s.staleCount(); n != 0 {
+		t.Errorf("%d stale markers after renewing a job", n)
+	}
+}
+
 func TestManager_LogFailure(t *testing.T) {
 	ex := newExporter(t)
 	srv := newTestServer(t, ex.handler)

@@ -62,6 +62,8 @@ type Options struct {
 // truncation and trimming, which the slowest endpoint holds back (Run).
 //
 // Build it with Open; call Run once, and Close after Run has returned.
+// Endpoints may be added (Add), continued by a new queue (Continue) and
+// removed (Remove) while Run runs, as a reload changes them.
 type Keeper struct {
 	wal        *wal.WAL
 	store      *Store
@@ -70,10 +72,15 @@ type Keeper struct {
 	truncEvery time.Duration
 	maxSize    int64
 	maxAge     time.Duration
-	resumes    []Resume
-	writers    []*Writer
+	resumes    []Resume // of Options.Endpoints, by index
+
+	// mu serializes the changes of writers with the saves, trims and
+	// truncations that read them, so that a removed endpoint's files are
+	// never saved again after Remove deleted them.
+	mu      sync.Mutex
+	writers []*Writer // mu
 	// saveFailing holds the keys whose last save failed: their failure is
-	// logged once, and their recovery. Owned by Run.
+	// logged once, and their recovery. mu.
 	saveFailing map[string]bool
 }
 
@@ -90,7 +97,7 @@ type Writer struct {
 	key    string
 	live   *Live // nil: none could be opened
 	logger *slog.Logger
-	queue  Queue        // set by Keeper.Attach; nil: the last acked written stands in
+	queue  Queue        // set by Keeper.Attach; nil: the last acked written stands in; Keeper.mu
 	saved  wal.Position // acknowledged position last saved durably (or loaded); owned by Run
 
 	mu         sync.Mutex
@@ -128,34 +135,120 @@ func Open(opts Options) (*Keeper, error) {
 	}
 	k.resumes = resumePositions(k.store, k.wal, opts.Endpoints, logger)
 	for i, ep := range opts.Endpoints {
-		rs := k.resumes[i]
-		w := &Writer{key: rs.Key, saved: rs.Start, logger: logger.With("remote_name", ep.Name, "url", ep.URL.Redacted())}
-		live, err := k.store.OpenLive(rs.Key)
-		if err != nil {
-			w.logger.Error("open live send position; after a crash, everything after the saved position will count as resent", "err", err)
-		} else {
-			w.live = live
-		}
-		// The live file starts with this run's start: a sent mark never
-		// goes back, so a crash before anything is sent again still counts
-		// what the last run may have sent.
-		w.WritePositions(rs.Start, rs.Start.Max(rs.ResendUntil))
-		k.writers = append(k.writers, w)
+		k.writers = append(k.writers, k.newWriter(ep, k.resumes[i]))
 	}
 	return k, nil
+}
+
+// newWriter opens the live file of the endpoint ep resuming at rs, which
+// starts with this run's start: a sent mark never goes back, so a crash
+// before anything is sent again still counts what the last run may have
+// sent.
+func (k *Keeper) newWriter(ep Endpoint, rs Resume) *Writer {
+	w := &Writer{key: rs.Key, saved: rs.Start, logger: k.logger.With("remote_name", ep.Name, "url", ep.URL.Redacted())}
+	live, err := k.store.OpenLive(rs.Key)
+	if err != nil {
+		w.logger.Error("open live send position; after a crash, everything after the saved position will count as resent", "err", err)
+	} else {
+		w.live = live
+	}
+	w.WritePositions(rs.Start, rs.Start.Max(rs.ResendUntil))
+	return w
+}
+
+// Add starts keeping the positions of the endpoint ep, of send-position
+// key (see Keys), added while Run runs: it resumes where a saved position
+// says, as at Open, else at the oldest data in the WAL. Attach its queue
+// to the Writer returned. Adding a key already kept is an error.
+func (k *Keeper) Add(ep Endpoint, key string) (Resume, *Writer, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.find(key) >= 0 {
+		return Resume{}, nil, fmt.Errorf("send positions: endpoint %s is already kept", key)
+	}
+	rs := resumeOne(k.store, k.wal, key, ep, k.logger)
+	w := k.newWriter(ep, rs)
+	k.writers = append(k.writers, w)
+	return rs, w, nil
+}
+
+// Continue hands the positions of key to a new queue for the same
+// endpoint, once the old queue's Run has returned: the new one resumes
+// where the old one acknowledged, and counts what the old one may have
+// sent past it as resent. Attach the new queue to the Writer returned.
+func (k *Keeper) Continue(key string) (Resume, *Writer, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	i := k.find(key)
+	if i < 0 {
+		return Resume{}, nil, fmt.Errorf("send positions: endpoint %s is not kept", key)
+	}
+	w := k.writers[i]
+	acked := w.acked()
+	w.mu.Lock()
+	sent := w.state.Sent
+	w.mu.Unlock()
+	w.queue = nil
+	return Resume{Key: key, Start: acked, ResendUntil: sent.Max(acked)}, w, nil
+}
+
+// Remove stops keeping the positions of key, once its queue's Run has
+// returned, and deletes its files, so that it no longer holds the WAL back
+// (as Open does for an endpoint no longer configured).
+func (k *Keeper) Remove(key string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	i := k.find(key)
+	if i < 0 {
+		return fmt.Errorf("send positions: endpoint %s is not kept", key)
+	}
+	w := k.writers[i]
+	k.writers = append(k.writers[:i], k.writers[i+1:]...)
+	delete(k.saveFailing, key)
+	var errs []error
+	if w.live != nil {
+		errs = append(errs, w.live.Close())
+	}
+	errs = append(errs, k.store.Remove(key))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("send positions: remove %s: %w", key, err)
+	}
+	w.logger.Info("remote_write removed: its send position no longer holds the WAL", "position_file", key)
+	return nil
+}
+
+// find returns the index of key's writer, or -1. k.mu must be held.
+func (k *Keeper) find(key string) int {
+	for i, w := range k.writers {
+		if w.key == key {
+			return i
+		}
+	}
+	return -1
 }
 
 // Resume returns where endpoint i (in Options.Endpoints) starts.
 func (k *Keeper) Resume(i int) Resume { return k.resumes[i] }
 
-// Writer returns the positions endpoint i's queue reports to.
-func (k *Keeper) Writer(i int) *Writer { return k.writers[i] }
+// Writer returns the positions endpoint i (in Options.Endpoints) reports
+// to, before any Add or Remove.
+func (k *Keeper) Writer(i int) *Writer {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.writers[i]
+}
 
-// Attach tells the Keeper endpoint i's queue, before Run.
-func (k *Keeper) Attach(i int, q Queue) { k.writers[i].queue = q }
+// Attach tells w, one of the Keeper's writers, its queue.
+func (k *Keeper) Attach(w *Writer, q Queue) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	w.queue = q
+}
 
 // Close closes the live files. Call it after Run has returned.
 func (k *Keeper) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	var errs []error
 	for _, w := range k.writers {
 		if w.live != nil {
@@ -230,6 +323,8 @@ func (k *Keeper) Run(ctx context.Context) error {
 // saveAll saves durably each endpoint's positions that moved: it fsyncs
 // the live file, then saves the same state with Store.Save.
 func (k *Keeper) saveAll() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	for _, w := range k.writers {
 		w.mu.Lock()
 		st, changed := w.state, w.state != w.savedState
@@ -277,6 +372,8 @@ func (k *Keeper) trim() {
 	if res.Segments == 0 {
 		return
 	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	var behind []string
 	for _, w := range k.writers {
 		if w.acked().Compare(res.Before) < 0 {
@@ -293,6 +390,8 @@ func (k *Keeper) trim() {
 // Truncating below the saved positions rather than the live ones keeps
 // every saved position inside the WAL, so that a restart resumes exactly.
 func (k *Keeper) truncate() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if len(k.writers) == 0 {
 		return
 	}
