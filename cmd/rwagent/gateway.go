@@ -21,7 +21,7 @@ type gatewayRun struct {
 // stage (stopped with the scrapes, before the queues flush and the WAL
 // closes), and closes it after.
 func (p *pipeline) startGateway() (*gatewayRun, error) {
-	rc := p.cfg.Receive
+	rc := p.cfg.Load().Receive
 	if rc == nil {
 		return &gatewayRun{}, nil
 	}
@@ -41,7 +41,7 @@ func (p *pipeline) startGateway() (*gatewayRun, error) {
 		TenantLabel:     rc.TenantLabel,
 		MaxRequestBytes: int64(rc.MaxRequestBytes),
 		Storage:         p.wal,
-		Full:            walFull(p.wal, p.cfg.WAL.MaxSize, int64(p.cfg.WAL.SegmentSize)),
+		Full:            walFull(p.wal, p.cfg.Load().WAL.MaxSize, int64(p.cfg.Load().WAL.SegmentSize)),
 		Logger:          p.logger,
 		Registerer:      p.reg,
 	}

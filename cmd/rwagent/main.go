@@ -17,7 +17,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -141,14 +140,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP reloads the configuration (systemctl reload, kill -HUP).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	var refusing sync.WaitGroup
-	defer refusing.Wait()
-	hupCtx, stopHUP := context.WithCancel(ctx)
-	defer stopHUP()
-	refusing.Go(func() { refuseReload(hupCtx, hup, logger) })
 	err = runAgent(ctx, agentOptions{
 		ConfigFile:       *configFile,
 		StoragePath:      *storagePath,
@@ -160,6 +155,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		AMPPrice:         *ampPrice,
 		Notifier:         sdnotify.FromEnv(os.Getenv),
 		WatchdogInterval: watchdog,
+		HUP:              hup,
 	})
 	if err != nil {
 		logger.Error("rwagent stopped", "err", err)
@@ -174,20 +170,6 @@ func flagValues(fs *flag.FlagSet) map[string]string {
 	out := map[string]string{}
 	fs.VisitAll(func(f *flag.Flag) { out[f.Name] = f.Value.String() })
 	return out
-}
-
-// refuseReload logs each SIGHUP on hup until ctx is done. Without it a
-// SIGHUP (systemctl reload, kill -HUP) would end the process; until
-// rwagent can reload, it only says a restart is needed.
-func refuseReload(ctx context.Context, hup <-chan os.Signal, logger *slog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			logger.Warn("reload is not supported yet; restart to apply a changed configuration")
-		}
-	}
 }
 
 // checkConfig is `rwagent check-config [--check-credentials] FILE...`: it

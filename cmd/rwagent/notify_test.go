@@ -2,14 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,11 +74,13 @@ func TestSystemdNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := listenNotify(t)
+	hup := make(chan os.Signal)
 	a := launch(t, &agentUnderTest{}, agentOptions{
 		ConfigFile:       cfgFile,
 		StoragePath:      filepath.Join(dir, "agent"),
 		Notifier:         sdnotify.New(sock.path),
 		WatchdogInterval: 50 * time.Millisecond,
+		HUP:              hup,
 	})
 
 	if got := sock.next(t); got != "STATUS=replaying the WAL\n" {
@@ -110,6 +109,16 @@ func TestSystemdNotify(t *testing.T) {
 		}
 	}
 
+	// A SIGHUP reloads: RELOADING=1 with the monotonic clock systemd
+	// asks for, then READY=1 once done.
+	hup <- syscall.SIGHUP
+	if got := sock.next(t); !strings.HasPrefix(got, "RELOADING=1\nMONOTONIC_USEC=") || !strings.Contains(got, "STATUS=reloading") {
+		t.Errorf("message after SIGHUP %q, want RELOADING=1 with MONOTONIC_USEC and a status", got)
+	}
+	if got := sock.next(t); got != "READY=1\nSTATUS=ready: configuration reloaded\n" {
+		t.Errorf("message after the reload %q, want READY=1 saying it reloaded", got)
+	}
+
 	a.stop(t)
 	if got := sock.next(t); !strings.HasPrefix(got, "STOPPING=1\nSTATUS=stopping") {
 		t.Errorf("message after stop %q, want STOPPING=1 with a status", got)
@@ -118,39 +127,6 @@ func TestSystemdNotify(t *testing.T) {
 		t.Errorf("log does not say %q after a clean stop:\n%s", want, a.logs.String())
 	}
 }
-
-// TestRefuseReload checks a SIGHUP is logged as unsupported, not acted on,
-// and the loop ends with its context.
-func TestRefuseReload(t *testing.T) {
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logs.Write(p)
-	}), nil))
-	hup := make(chan os.Signal)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { refuseReload(ctx, hup, logger); close(done) }()
-	hup <- syscall.SIGHUP
-	hup <- syscall.SIGHUP // the first was handled: the loop took another
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("refuseReload did not return after its context ended")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if n := strings.Count(logs.String(), "reload is not supported yet; restart to apply a changed configuration"); n != 2 {
-		t.Errorf("logged the refusal %d times, want 2:\n%s", n, logs.String())
-	}
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // TestBadWatchdogEnv checks a watchdog period that cannot be honoured is
 // refused by name rather than ignored.

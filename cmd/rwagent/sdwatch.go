@@ -35,6 +35,7 @@ type discoveryWatch struct {
 	wait    time.Duration
 	configs map[string]discovery.Configs // by job, for discovery.Manager
 	sds     []*watchedSD                 // each distinct discovery once
+	jobs    map[*watchedSD][]string      // the jobs using each
 
 	mu    sync.Mutex
 	start time.Time // zero until Start
@@ -42,12 +43,15 @@ type discoveryWatch struct {
 
 // watchDiscovery wraps every discovery of sdCfgs (by job name) but static
 // ones, which send at once. Jobs with equal discovery configs share one
-// watchedSD, as they share one discoverer in the discovery manager.
-func watchDiscovery(sdCfgs map[string]discovery.Configs, wait time.Duration) *discoveryWatch {
+// watchedSD, as they share one discoverer in the discovery manager. On a
+// reload prev is the running watch: a discovery it already wraps keeps
+// its watchedSD, so that the discovery manager, which compares configs
+// with reflect.DeepEqual, keeps its discoverer and targets running.
+func watchDiscovery(sdCfgs map[string]discovery.Configs, wait time.Duration, prev *discoveryWatch) *discoveryWatch {
 	if wait <= 0 {
 		wait = defaultDiscoveryWait
 	}
-	w := &discoveryWatch{wait: wait, configs: make(map[string]discovery.Configs, len(sdCfgs))}
+	w := &discoveryWatch{wait: wait, configs: make(map[string]discovery.Configs, len(sdCfgs)), jobs: map[*watchedSD][]string{}}
 	jobs := slices.Sorted(func(yield func(string) bool) {
 		for j := range sdCfgs {
 			if !yield(j) {
@@ -62,14 +66,21 @@ func watchDiscovery(sdCfgs map[string]discovery.Configs, wait time.Duration) *di
 				cfgs = append(cfgs, c)
 				continue
 			}
-			i := slices.IndexFunc(w.sds, func(s *watchedSD) bool { return reflect.DeepEqual(s.Config, c) })
+			same := func(s *watchedSD) bool { return reflect.DeepEqual(s.Config, c) }
+			i := slices.IndexFunc(w.sds, same)
 			if i < 0 {
-				w.sds = append(w.sds, &watchedSD{Config: c})
+				s := &watchedSD{Config: c}
+				if prev != nil {
+					if j := slices.IndexFunc(prev.sds, same); j >= 0 {
+						s = prev.sds[j]
+					}
+				}
+				w.sds = append(w.sds, s)
 				i = len(w.sds) - 1
 			}
 			s := w.sds[i]
-			if !slices.Contains(s.jobs, job) {
-				s.jobs = append(s.jobs, job)
+			if !slices.Contains(w.jobs[s], job) {
+				w.jobs[s] = append(w.jobs[s], job)
 			}
 			cfgs = append(cfgs, s)
 		}
@@ -110,7 +121,7 @@ func (w *discoveryWatch) Pending(now time.Time) []web.Discovery {
 		if sent {
 			continue
 		}
-		for _, job := range s.jobs {
+		for _, job := range w.jobs[s] {
 			out = append(out, web.Discovery{Job: job, Mechanism: mechanism(s.Config), GaveUp: over || err != nil, Failed: err != nil, Wait: w.wait})
 		}
 	}
@@ -144,7 +155,6 @@ func mechanism(c discovery.Config) string { return c.Name() + "_sd_configs" }
 // config keeps equal configs sharing one discoverer.
 type watchedSD struct {
 	discovery.Config
-	jobs []string // the jobs using it
 
 	mu   sync.Mutex
 	sent bool  // a target set was sent

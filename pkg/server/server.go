@@ -38,7 +38,17 @@ type Options struct {
 	// EnablePprof serves Go's profiles under /debug/pprof/. False (the
 	// zero value) serves none.
 	EnablePprof bool
+	// Reload re-reads the configuration for POST and PUT /-/reload, which
+	// answer 200, or the error's text with 400 when it wraps
+	// ErrReloadRefused (the configuration was refused) and 500 otherwise.
+	// Nil: /-/reload is 404.
+	Reload func(context.Context) error
 }
+
+// ErrReloadRefused marks a reload error caused by the configuration
+// itself (it does not load, validate, or changes what cannot change
+// while running), rather than by applying it.
+var ErrReloadRefused = errors.New("configuration refused")
 
 // Server serves /metrics, /-/healthy, /-/ready and, if enabled, /debug/pprof/. Create it with New,
 // bind with Listen, then serve with Run.
@@ -99,6 +109,24 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 		index += ", /debug/pprof/"
+	}
+	if s.opts.Reload != nil {
+		// As Prometheus: POST or PUT, but with no --web.enable-lifecycle
+		// needed (the listen address decides who may reach it).
+		reload := func(w http.ResponseWriter, r *http.Request) {
+			err := s.opts.Reload(r.Context())
+			switch {
+			case err == nil:
+				fmt.Fprintln(w, "configuration reloaded.")
+			case errors.Is(err, ErrReloadRefused):
+				http.Error(w, "reload refused: "+err.Error(), http.StatusBadRequest)
+			default:
+				http.Error(w, "reload failed: "+err.Error(), http.StatusInternalServerError)
+			}
+		}
+		mux.HandleFunc("POST /-/reload", reload)
+		mux.HandleFunc("PUT /-/reload", reload)
+		index += ", /-/reload (POST)"
 	}
 	if s.opts.UI != nil {
 		mux.Handle("/", s.opts.UI)

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -134,5 +136,48 @@ func TestReadyReason(t *testing.T) {
 		if rec.Code != tc.wantCode || !strings.Contains(rec.Body.String(), tc.wantBody) {
 			t.Errorf("reason %q: %d %q, want %d containing %q", tc.reason, rec.Code, rec.Body.String(), tc.wantCode, tc.wantBody)
 		}
+	}
+}
+
+// TestReload: POST and PUT /-/reload call Reload; a refused configuration
+// answers 400 and a failed one 500, each with the reason; GET is not a
+// reload; without Reload the path is 404.
+func TestReload(t *testing.T) {
+	var calls atomic.Int32
+	var result atomic.Pointer[error]
+	result.Store(new(error))
+	h := New(Options{Reload: func(context.Context) error {
+		calls.Add(1)
+		return *result.Load()
+	}}).Handler()
+	for _, tc := range []struct {
+		method   string
+		err      error
+		wantCode int
+		wantBody string
+	}{
+		{http.MethodPost, nil, http.StatusOK, "configuration reloaded."},
+		{http.MethodPut, nil, http.StatusOK, "configuration reloaded."},
+		{http.MethodPost, fmt.Errorf("load rwagent.yaml: %w: yaml: line 3", ErrReloadRefused), http.StatusBadRequest, "reload refused: load rwagent.yaml: configuration refused: yaml: line 3"},
+		{http.MethodPost, errors.New("set up sigv4 for https://aps: no credentials"), http.StatusInternalServerError, "reload failed: set up sigv4 for https://aps: no credentials"},
+	} {
+		result.Store(&tc.err)
+		before := calls.Load()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tc.method, "/-/reload", nil))
+		if rec.Code != tc.wantCode || !strings.Contains(rec.Body.String(), tc.wantBody) || calls.Load() != before+1 {
+			t.Errorf("%s with %v: %d %q (%d calls), want %d containing %q", tc.method, tc.err, rec.Code, rec.Body.String(), calls.Load()-before, tc.wantCode, tc.wantBody)
+		}
+	}
+	before := calls.Load()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/-/reload", nil))
+	if rec.Code != http.StatusMethodNotAllowed || calls.Load() != before {
+		t.Errorf("GET /-/reload: %d, %d calls; want 405 and no reload", rec.Code, calls.Load()-before)
+	}
+	rec = httptest.NewRecorder()
+	New(Options{}).Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/-/reload", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("POST /-/reload without Reload: %d, want 404", rec.Code)
 	}
 }

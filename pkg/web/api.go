@@ -165,7 +165,10 @@ func (u *UI) apiTargetMetadata(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *UI) apiConfig(w http.ResponseWriter, _ *http.Request) {
-	ok(w, map[string]string{"yaml": u.opts.Config})
+	u.mu.Lock()
+	cfg := u.config
+	u.mu.Unlock()
+	ok(w, map[string]string{"yaml": cfg})
 }
 
 func (u *UI) apiFlags(w http.ResponseWriter, _ *http.Request) {
@@ -196,18 +199,20 @@ type runtimeInfo struct {
 	StorageRetention    string    `json:"storageRetention"`
 }
 
-// runtime is the process as runtimeinfo and the page show it. rwagent
-// does not reload its configuration: the last config time is the start.
+// runtime is the process as runtimeinfo and the page show it.
 func (u *UI) runtime() runtimeInfo {
 	cwd, _ := os.Getwd()
 	host, _ := os.Hostname()
+	u.mu.Lock()
+	gc, reloadOK, lastConfig := u.gogc, u.reloadOK, u.lastConfig
+	u.mu.Unlock()
 	gogc := ""
-	if u.opts.GOGC != 0 {
-		gogc = strconv.Itoa(u.opts.GOGC)
+	if gc != 0 {
+		gogc = strconv.Itoa(gc)
 	}
 	return runtimeInfo{
 		StartTime: u.opts.Start, CWD: cwd, Hostname: host, ServerTime: u.opts.Now(),
-		ReloadConfigSuccess: true, LastConfigTime: u.opts.Start,
+		ReloadConfigSuccess: reloadOK, LastConfigTime: lastConfig,
 		GoroutineCount: runtime.NumGoroutine(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		GOMEMLIMIT: debug.SetMemoryLimit(-1), GOGC: gogc, GODEBUG: os.Getenv("GODEBUG"),
 		StorageRetention: "sent, then removed (see wal.max_size, wal.max_age)",

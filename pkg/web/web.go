@@ -118,7 +118,13 @@ type UI struct {
 	mu    sync.Mutex
 	next  int
 	pipes map[int]*Pipeline
-	rates map[string][]observation // delivered samples seen, by endpoint key
+	// The configuration shown and the state of the last reload; replaced
+	// by Reloaded.
+	config     string
+	gogc       int
+	reloadOK   bool
+	lastConfig time.Time
+	rates      map[string][]observation // delivered samples seen, by endpoint key
 }
 
 // observation is a count of delivered samples at a time, for rates.
@@ -138,7 +144,22 @@ func New(opts Options) *UI {
 	if opts.PricePer10M == 0 {
 		opts.PricePer10M = DefaultAMPPricePer10M
 	}
-	return &UI{opts: opts, tmpl: parsePage(opts.PricePer10M), pipes: map[int]*Pipeline{}, rates: map[string][]observation{}}
+	return &UI{opts: opts, tmpl: parsePage(opts.PricePer10M), pipes: map[int]*Pipeline{}, rates: map[string][]observation{},
+		config: opts.Config, gogc: opts.GOGC, reloadOK: true, lastConfig: opts.Start}
+}
+
+// Reloaded records a reload at at: when it succeeded, config (a dump
+// with secrets hidden, as Options.Config) and gogc are shown from now on,
+// and at becomes the last configuration time; when it failed, the
+// running configuration stays shown and runtimeinfo says the reload
+// failed.
+func (u *UI) Reloaded(success bool, config string, gogc int, at time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.reloadOK = success
+	if success {
+		u.config, u.gogc, u.lastConfig = config, gogc, at
+	}
 }
 
 // Register adds a pipeline; the returned func removes it (call it when the

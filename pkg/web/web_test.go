@@ -267,6 +267,33 @@ func TestAPIStatus(t *testing.T) {
 	}
 }
 
+// TestReloaded: a failed reload shows in runtimeinfo and leaves the
+// configuration shown; a successful one replaces it and the last
+// configuration time.
+func TestReloaded(t *testing.T) {
+	start := time.Unix(1_000_000, 0).UTC()
+	u := New(Options{Config: "global: {}\n", Start: start})
+	get := func(path string) string {
+		rec := httptest.NewRecorder()
+		u.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Body.String()
+	}
+	u.Reloaded(false, "ignored: true\n", 0, start.Add(time.Minute))
+	if rt := get("/api/v1/status/runtimeinfo"); !strings.Contains(rt, `"reloadConfigSuccess":false`) || !strings.Contains(rt, `"lastConfigTime":"1970-01-12T13:46:40Z"`) {
+		t.Errorf("runtimeinfo after a failed reload: %s", rt)
+	}
+	if cfg := get("/api/v1/status/config"); !strings.Contains(cfg, `"yaml":"global: {}\n"`) {
+		t.Errorf("config after a failed reload: %s", cfg)
+	}
+	u.Reloaded(true, "scrape_configs: []\n", 25, start.Add(2*time.Minute))
+	if rt := get("/api/v1/status/runtimeinfo"); !strings.Contains(rt, `"reloadConfigSuccess":true`) || !strings.Contains(rt, `"lastConfigTime":"1970-01-12T13:48:40Z"`) || !strings.Contains(rt, `"GOGC":"25"`) {
+		t.Errorf("runtimeinfo after a reload: %s", rt)
+	}
+	if cfg := get("/api/v1/status/config"); !strings.Contains(cfg, `"yaml":"scrape_configs: []\n"`) {
+		t.Errorf("config after a reload: %s", cfg)
+	}
+}
+
 // TestRateAndCost checks the delivered rate over the window watched and
 // the monthly estimate: 100 samples/s for 30 days at $0.90 per 10M is
 // $23.33.

@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -272,11 +273,23 @@ func readyCode(addr string) int {
 	return resp.StatusCode
 }
 
+// targets is the agent's /api/v1/targets.
+func targets(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/api/v1/targets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
 // TestNotifyProcess runs the unit's ExecStart (paths moved into the test's
 // directory, its port a free one on 127.0.0.1) with NOTIFY_SOCKET and
 // WATCHDOG_USEC set as systemd sets them, then checks: READY=1 once
 // /-/ready answers 200; WATCHDOG=1 at half of WATCHDOG_USEC; SIGHUP
-// (ExecReload) logged and survived; SIGTERM answered with STOPPING=1 and
+// (ExecReload) reloading the file between RELOADING=1 and READY=1; SIGTERM answered with STOPPING=1 and
 // a clean exit.
 func TestNotifyProcess(t *testing.T) {
 	bin := binary(t)
@@ -334,19 +347,36 @@ func TestNotifyProcess(t *testing.T) {
 		t.Errorf("READY=1 sent while /-/ready answers %d", code)
 	}
 
-	// ExecReload: the process logs that it cannot reload and carries on.
+	// ExecReload: a second job added to the file is scraped after SIGHUP,
+	// announced with RELOADING=1 (and the monotonic clock) then READY=1.
+	if err := os.WriteFile(cfg, []byte("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: self\n    static_configs: [{targets: ['"+addr+"']}]\n"+
+		"  - job_name: again\n    static_configs: [{targets: ['"+addr+"']}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "reload is not supported yet; restart to apply a changed configuration"); {
+	if m := sock.next(t, &pings); !strings.HasPrefix(m.text, "RELOADING=1\nMONOTONIC_USEC=") {
+		t.Errorf("message after SIGHUP %q, want RELOADING=1 with MONOTONIC_USEC", m.text)
+	}
+	if m := sock.next(t, &pings); m.text != "READY=1\nSTATUS=ready: configuration reloaded\n" {
+		t.Errorf("message after the reload %q, want READY=1 saying it reloaded", m.text)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), `"configuration reloaded"`) && !strings.Contains(stderr.String(), "msg=\"configuration reloaded\""); {
 		if time.Now().After(deadline) {
-			t.Fatal("SIGHUP not logged as an unsupported reload within 30s")
+			t.Fatal("SIGHUP not logged as a reload within 30s")
 		}
 		select {
 		case err := <-exited:
 			t.Fatalf("SIGHUP ended the process: %v", err)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(targets(t, addr), `"scrapePool":"again"`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the job added by the reload is not among the targets: %s", targets(t, addr))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	// Let the watchdog run a few periods after the reload.
 	time.Sleep(3 * watchdogUsec * time.Microsecond)
