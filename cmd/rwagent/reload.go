@@ -58,6 +58,12 @@ func (p *pipeline) checkReload(cfg *config.Config) error {
 	return nil
 }
 
+// handoverFlush bounds the flush of a queue replaced by a reload: its
+// successor resumes where it acknowledged, so a receiver that is down
+// (often why the endpoint's configuration changed) holds the reload up
+// for seconds rather than the whole flush deadline.
+const handoverFlush = 5 * time.Second
+
 // plannedEndpoint is a remote_write endpoint of the configuration a
 // reload applies: kept running, or to be started with its transport.
 type plannedEndpoint struct {
@@ -168,8 +174,10 @@ func (p *pipeline) reload(cfg *config.Config) error {
 func (p *pipeline) replaceEndpoint(pe plannedEndpoint, prev *endpoint) (*endpoint, error) {
 	logger := p.logger.With("remote_name", pe.spec.rw.Name, "url", pe.spec.rw.URL.Redacted())
 	if prev == nil {
-		prev = p.leaving[pe.key]
+		prev = p.leaving[pe.key] // already stopped, flushing in full
 		delete(p.leaving, pe.key)
+	} else {
+		prev.q.Handover(handoverFlush)
 	}
 	var (
 		rs  sendpos.Resume
@@ -177,7 +185,7 @@ func (p *pipeline) replaceEndpoint(pe plannedEndpoint, prev *endpoint) (*endpoin
 		err error
 	)
 	if prev != nil {
-		logger.Info("remote_write changed by the reload: the running queue flushes, then the new one resumes where it left off")
+		logger.Info("remote_write changed by the reload: the running queue flushes (for at most 5s), then the new one resumes where it left off")
 		prev.stop()
 		<-prev.done
 		rs, w, err = p.positions.Continue(pe.key)

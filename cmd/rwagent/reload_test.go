@@ -272,3 +272,45 @@ func TestReloadGrafanaAgent(t *testing.T) {
 		t.Error("a refused reload changed the running jobs")
 	}
 }
+
+// TestReloadChangedEndpointDown: changing an endpoint whose receiver is
+// down does not wait out its flush deadline (ten minutes here): the old
+// queue hands over within seconds, and the backlog it held arrives, once,
+// from its successor when the receiver is back.
+func TestReloadChangedEndpointDown(t *testing.T) {
+	s, url := newSink(t)
+	target := newSeqTarget(t, 0)
+	cfgFile := filepath.Join(t.TempDir(), "agent.yml")
+	if err := os.WriteFile(cfgFile, []byte(reloadConfig(target.addr, [][]string{{"a", url}}, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := launch(t, &agentUnderTest{}, agentOptions{
+		ConfigFile:       cfgFile,
+		StoragePath:      t.TempDir(),
+		FlushDeadline:    10 * time.Minute,
+		PositionInterval: 100 * time.Millisecond,
+	})
+	waitFor(t, "first samples", func() bool { return len(s.values("seq_total")) >= 3 })
+	s.setDown(true)
+	down := target.served.Load()
+	waitFor(t, "a backlog", func() bool { return target.served.Load() >= down+10 && s.refusedCount() > 0 })
+
+	if err := os.WriteFile(cfgFile, []byte(reloadConfig(target.addr, [][]string{{"a", url, "40ms"}}, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: waitDeadline}
+	resp, err := client.Post(a.web+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatalf("reload of an endpoint whose receiver is down did not answer within %s: %v", waitDeadline, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("reload: %d", resp.StatusCode)
+	}
+	s.setDown(false)
+	up := target.served.Load()
+	waitFor(t, "the backlog and new samples", func() bool { return lastValue(s.values("seq_total")) >= float64(up+5) })
+	a.stop(t)
+	checkSeq(t, s, target.served.Load())
+	s.checkOrder(t)
+}

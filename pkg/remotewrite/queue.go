@@ -186,7 +186,17 @@ type Queue struct {
 	lengthLog, metadataLog, misconfigLog       lograte.Limiter
 
 	ran atomic.Bool
+	// handover, when set, replaces the flush deadline (see Handover).
+	handover atomic.Int64
 }
+
+// Handover bounds the flush that follows the end of Run's ctx to d
+// instead of the flush deadline: for a queue replaced by another that
+// resumes at its Acked position, what it does not flush in d is sent by
+// its successor (what was in flight counting as resent), so a receiver
+// that is down does not hold the replacement up for the whole deadline.
+// Call it before ctx ends.
+func (q *Queue) Handover(d time.Duration) { q.handover.Store(int64(max(d, 0)) + 1) }
 
 // New validates opts and builds a Queue. ctx bounds setting up the HTTP
 // transport when opts.Transport is zero. New starts nothing.
@@ -370,7 +380,11 @@ func (q *Queue) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		t := time.NewTimer(q.flushDeadline)
+		deadline := q.flushDeadline
+		if h := q.handover.Load(); h > 0 {
+			deadline = time.Duration(h - 1)
+		}
+		t := time.NewTimer(deadline)
 		defer t.Stop()
 		select {
 		case <-done:

@@ -110,42 +110,58 @@ func TestQueue_BackoffTiming(t *testing.T) {
 }
 
 // TestQueue_FlushDeadlineExact stops a queue whose receiver always fails:
-// Run returns exactly the flush deadline after ctx is done.
+// Run returns exactly the flush deadline after ctx is done, or the
+// Handover's bound when one was given, with nothing acknowledged.
 func TestQueue_FlushDeadlineExact(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		tr := &scriptedTransport{answer: func(int) (int, string) { return http.StatusInternalServerError, "" }}
-		log, _ := floatLog(5, 2)
-		const deadline = 7 * time.Second
-		q, err := New(t.Context(), Options{
-			Config:        testConfig(t, "http://127.0.0.1:1/write", nil),
-			Log:           log,
-			Transport:     tr,
-			FlushDeadline: deadline,
+	const deadline = 7 * time.Second
+	for _, tc := range []struct {
+		name     string
+		handover time.Duration // <0: none
+		want     time.Duration
+	}{
+		{"flush deadline", -1, deadline},
+		{"handover", 2 * time.Second, 2 * time.Second},
+		{"handover at once", 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tr := &scriptedTransport{answer: func(int) (int, string) { return http.StatusInternalServerError, "" }}
+				log, _ := floatLog(5, 2)
+				q, err := New(t.Context(), Options{
+					Config:        testConfig(t, "http://127.0.0.1:1/write", nil),
+					Log:           log,
+					Transport:     tr,
+					FlushDeadline: deadline,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(t.Context())
+				done := make(chan error)
+				go func() { done <- q.Run(ctx) }()
+				time.Sleep(time.Second)
+				synctest.Wait()
+				start := q.Acked()
+				if start != fakeStart(1) {
+					t.Fatalf("Acked = %v with nothing delivered, want the first sample record's start %v", start, fakeStart(1))
+				}
+				if tc.handover >= 0 {
+					q.Handover(tc.handover)
+				}
+				begin := time.Now()
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if took := time.Since(begin); took != tc.want {
+					t.Errorf("Run returned %v after ctx was done, want %v", took, tc.want)
+				}
+				if got := q.Acked(); got != start {
+					t.Errorf("Acked moved from %v to %v with nothing delivered", start, got)
+				}
+			})
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error)
-		go func() { done <- q.Run(ctx) }()
-		time.Sleep(time.Second)
-		synctest.Wait()
-		start := q.Acked()
-		if start != fakeStart(1) {
-			t.Fatalf("Acked = %v with nothing delivered, want the first sample record's start %v", start, fakeStart(1))
-		}
-		begin := time.Now()
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		if took := time.Since(begin); took != deadline {
-			t.Errorf("Run returned %v after ctx was done, want the flush deadline %v", took, deadline)
-		}
-		if got := q.Acked(); got != start {
-			t.Errorf("Acked moved from %v to %v with nothing delivered", start, got)
-		}
-	})
+	}
 }
 
 // TestQueue_RetryAfter checks that a 503, and a 429 with retry_on_http_429,
