@@ -29,6 +29,9 @@ type agentOptions struct {
 	ConfigFile  string
 	StoragePath string // overrides wal.dir when set
 	ListenAddr  string
+	// RoutePrefix is the path the web routes are served under; zero or
+	// "/" is the root.
+	RoutePrefix string
 	// EnablePprof serves /debug/pprof/ on ListenAddr.
 	EnablePprof bool
 	Logger      *slog.Logger
@@ -127,7 +130,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	ui := web.New(web.Options{Config: dump, Flags: o.Flags, Build: buildInfo(), PricePer10M: o.AMPPrice, GOGC: gogc(cfg.GoGC)})
 	rl := newReloader(o.ConfigFile, cfg, logger, o.Notifier, ui, reg, ready)
 	srv := server.New(server.Options{Addr: o.ListenAddr, Gatherer: reg, NotReady: notReady, Logger: logger, UI: ui.Handler(),
-		EnablePprof: o.EnablePprof, Reload: func(context.Context) error { return rl.reload() }})
+		EnablePprof: o.EnablePprof, RoutePrefix: o.RoutePrefix, Reload: func(context.Context) error { return rl.reload() }})
 	addr, err := srv.Listen()
 	if err != nil {
 		return err

@@ -68,7 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		storagePath = fs.String("storage.path", "", "Directory for the agent's state (WAL, send positions). Overrides wal.dir of the configuration.")
 		listenAddr  = fs.String("web.listen-address", "127.0.0.1:12345", "Address for the status page and APIs (/, /api/v1/), /metrics, /-/healthy, /-/ready and, if enabled, /debug/pprof/.")
 		enablePprof = fs.Bool("web.enable-pprof", false, "Serve Go's profiles under /debug/pprof/. Default: on when --web.listen-address is a loopback address, off otherwise; =false or =true overrides.")
-		externalURL = fs.String("web.external-url", "", "The URL under which rwagent is reached (behind a proxy, say), for the links of its pages. Default: the listen address.")
+		externalURL = fs.String("web.external-url", "", "The URL under which rwagent is reached (behind a proxy, say); its path is the default --web.route-prefix.")
+		routePrefix = fs.String("web.route-prefix", "", "Path every route is served under (/metrics, /-/ready, the page...). Default: the path of --web.external-url, else /.")
 		logLevel    = fs.String("log.level", "info", "Log level: debug, info, warn, error.")
 		logFormat   = fs.String("log.format", "logfmt", "Log format: logfmt or json.")
 		showVersion = fs.Bool("version", false, "Print the version and exit.")
@@ -114,7 +115,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pprofGiven := false
 	fs.Visit(func(f *flag.Flag) { pprofGiven = pprofGiven || f.Name == "web.enable-pprof" })
 	*enablePprof = pprofEnabled(pprofGiven, *enablePprof, *listenAddr)
-	if _, err := parseExternalURL(*externalURL); err != nil {
+	extURL, err := parseExternalURL(*externalURL)
+	if err != nil {
+		fmt.Fprintf(stderr, "rwagent: %v\n", err)
+		return 2
+	}
+	prefix, err := resolveRoutePrefix(*routePrefix, extURL)
+	if err != nil {
 		fmt.Fprintf(stderr, "rwagent: %v\n", err)
 		return 2
 	}
@@ -148,6 +155,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ConfigFile:       *configFile,
 		StoragePath:      *storagePath,
 		ListenAddr:       *listenAddr,
+		RoutePrefix:      prefix,
 		EnablePprof:      *enablePprof,
 		Logger:           logger,
 		Shard:            shard,
@@ -339,6 +347,29 @@ func parseExternalURL(s string) (*url.URL, error) {
 		return nil, fmt.Errorf("--web.external-url: %q carries credentials; links must not", u.Redacted())
 	}
 	return u, nil
+}
+
+// resolveRoutePrefix is --web.route-prefix when given, else the path of
+// the external URL, else "/"; always starting with "/" and without a
+// trailing one (but "/" itself).
+func resolveRoutePrefix(flagValue string, external *url.URL) (string, error) {
+	p := flagValue
+	if p == "" && external != nil {
+		p = external.Path
+	}
+	if p == "" {
+		return "/", nil
+	}
+	if !strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("--web.route-prefix: %q does not start with /", p)
+	}
+	if strings.ContainsAny(p, "?#{}") {
+		return "", fmt.Errorf("--web.route-prefix: %q is not a plain path", p)
+	}
+	if p = strings.TrimRight(p, "/"); p == "" {
+		return "/", nil
+	}
+	return p, nil
 }
 
 // versionString is the link-time version, else the module version.

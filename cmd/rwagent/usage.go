@@ -27,7 +27,7 @@ func printUsage(w io.Writer, fs *flag.FlagSet) {
 
 	flagGroups := [...]flagGroup{
 		{"Configuration", [][2]string{{"config.file", "FILE"}, {"config.expand-env", ""}, {"storage.path", "DIR"}}},
-		{"Web", [][2]string{{"web.listen-address", "HOST:PORT"}, {"web.enable-pprof", ""}, {"web.external-url", "URL"}, {"web.amp-price-per-10m-samples", "USD"}}},
+		{"Web", [][2]string{{"web.listen-address", "HOST:PORT"}, {"web.enable-pprof", ""}, {"web.external-url", "URL"}, {"web.route-prefix", "PATH"}, {"web.amp-price-per-10m-samples", "USD"}}},
 		{"Sharding (several agents sharing the targets)", [][2]string{{"shard.count", "N"}, {"shard.index", "I"}, {"shard.replication", "R"}}},
 		{"Logging", [][2]string{{"log.level", "LEVEL"}, {"log.format", "FORMAT"}}},
 		{"Other", [][2]string{{"version", ""}, {"help", ""}}},

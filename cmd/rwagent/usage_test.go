@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"flag"
 	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -37,7 +40,7 @@ func TestHelp(t *testing.T) {
 	}
 	want := []string{
 		"config.file", "config.expand-env", "storage.path",
-		"web.listen-address", "web.enable-pprof", "web.external-url", "web.amp-price-per-10m-samples",
+		"web.listen-address", "web.enable-pprof", "web.external-url", "web.route-prefix", "web.amp-price-per-10m-samples",
 		"shard.count", "shard.index", "shard.replication",
 		"log.level", "log.format", "version", "help",
 	}
@@ -120,10 +123,54 @@ func TestWebFlags(t *testing.T) {
 		{[]string{"--web.external-url=https://user:hunter2@example.com/"}, "--web.external-url: \"https://user:xxxxx@example.com/\" carries credentials"},
 		{[]string{"--web.external-url=/relative"}, "is not an absolute http or https URL"},
 		{[]string{"--web.external-url=http://[::1"}, "--web.external-url: parse"},
+		{[]string{"--web.route-prefix=rwagent"}, `--web.route-prefix: "rwagent" does not start with /`},
 	} {
 		var errOut bytes.Buffer
 		if code := run(c.args, io.Discard, &errOut); code != 2 || !strings.Contains(errOut.String(), c.errOut) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errOut.String(), c.errOut)
+		}
+	}
+}
+
+func TestResolveRoutePrefix(t *testing.T) {
+	for _, c := range []struct {
+		flag, external, want string
+	}{
+		{"", "", "/"},
+		{"", "https://example.com", "/"},
+		{"", "https://example.com/", "/"},
+		{"", "https://example.com/rwagent/", "/rwagent"},
+		{"", "https://example.com/a/b", "/a/b"},
+		{"/other/", "https://example.com/rwagent/", "/other"},
+		{"/", "https://example.com/rwagent/", "/"},
+	} {
+		u, err := parseExternalURL(c.external)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := resolveRoutePrefix(c.flag, u); err != nil || got != c.want {
+			t.Errorf("resolveRoutePrefix(%q, %q) = %q, %v; want %q", c.flag, c.external, got, err, c.want)
+		}
+	}
+}
+
+// TestRoutePrefixServed: the agent's routes move under the prefix.
+func TestRoutePrefixServed(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "agent.yml")
+	if err := os.WriteFile(cfgFile, []byte("scrape_configs: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := launch(t, &agentUnderTest{}, agentOptions{ConfigFile: cfgFile, StoragePath: filepath.Join(dir, "state"), RoutePrefix: "/rwagent"})
+	waitFor(t, "/rwagent/-/ready answering 200", func() bool { return readyStatus(t, a.web+"/rwagent") == http.StatusOK })
+	for path, want := range map[string]int{"/rwagent/": 200, "/rwagent/metrics": 200, "/rwagent/api/v1/status/flags": 200, "/-/ready": 404} {
+		resp, err := http.Get(a.web + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s = %d, want %d", path, resp.StatusCode, want)
 		}
 	}
 }

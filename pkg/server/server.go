@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,11 @@ type Options struct {
 	// EnablePprof serves Go's profiles under /debug/pprof/. False (the
 	// zero value) serves none.
 	EnablePprof bool
+	// RoutePrefix is the path every route is served under, as Prometheus'
+	// --web.route-prefix: "/rwagent" serves /rwagent/metrics,
+	// /rwagent/-/ready, the page at /rwagent/, and redirects /rwagent and
+	// / there. Zero or "/": the root.
+	RoutePrefix string
 	// Reload re-reads the configuration for POST and PUT /-/reload, which
 	// answer 200, or the error's text with 400 when it wraps
 	// ErrReloadRefused (the configuration was refused) and 500 otherwise.
@@ -74,14 +80,30 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts}
 	s.srv = &http.Server{
-		Handler:           s.Handler(),
+		Handler:           s.routed(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 	}
 	return s
 }
 
-// Handler returns the server's routes, for tests and embedding.
+// routed is Handler under Options.RoutePrefix.
+func (s *Server) routed() http.Handler {
+	prefix := strings.TrimSuffix(s.opts.RoutePrefix, "/")
+	if prefix == "" {
+		return s.Handler()
+	}
+	mux := http.NewServeMux()
+	mux.Handle(prefix+"/", http.StripPrefix(prefix, s.Handler()))
+	// As Prometheus: the prefix without its slash, and the root, lead to
+	// the page.
+	mux.Handle(prefix, http.RedirectHandler(prefix+"/", http.StatusFound))
+	mux.Handle("/{$}", http.RedirectHandler(prefix+"/", http.StatusFound))
+	return mux
+}
+
+// Handler returns the server's routes at the root, for tests and
+// embedding.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{

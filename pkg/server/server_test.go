@@ -99,6 +99,37 @@ func TestServerUI(t *testing.T) {
 	}
 }
 
+// TestRoutePrefix: under a route prefix every route moves under it, the
+// prefix without its slash and the root redirect to the page, and
+// nothing else is served outside it.
+func TestRoutePrefix(t *testing.T) {
+	ui := http.NewServeMux()
+	ui.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "status page") })
+	ui.HandleFunc("GET /api/v1/targets", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "targets") })
+	for _, prefix := range []string{"/rwagent", "/rwagent/", "/a/b"} {
+		h := New(Options{UI: ui, RoutePrefix: prefix}).routed()
+		base := strings.TrimSuffix(prefix, "/")
+		for path, want := range map[string]int{
+			base + "/": 200, base + "/api/v1/targets": 200, base + "/-/ready": 200, base + "/metrics": 200,
+			base: http.StatusFound, "/": http.StatusFound, "/-/ready": 404, "/metrics": 404,
+		} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+			if rec.Code != want {
+				t.Errorf("prefix %q: %s = %d, want %d", prefix, path, rec.Code, want)
+			}
+			if want == http.StatusFound && rec.Header().Get("Location") != base+"/" {
+				t.Errorf("prefix %q: %s redirects to %q, want %q", prefix, path, rec.Header().Get("Location"), base+"/")
+			}
+		}
+	}
+	rec := httptest.NewRecorder()
+	New(Options{UI: ui, RoutePrefix: "/"}).routed().ServeHTTP(rec, httptest.NewRequest("GET", "/-/ready", nil))
+	if rec.Code != 200 {
+		t.Errorf("prefix /: /-/ready = %d", rec.Code)
+	}
+}
+
 func TestListenTaken(t *testing.T) {
 	a := New(Options{Addr: "127.0.0.1:0"})
 	addr, err := a.Listen()
