@@ -96,7 +96,7 @@ type pipeline struct {
 	dm            *discovery.Manager
 	watch         *discoveryWatch
 	gw            *gatewayRun
-	unregisterUI  func()
+	shownUI       *web.Registration
 }
 
 // failures collects the errors the stages return; the first closes
@@ -242,7 +242,7 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string], start
 		hf = &hostFilter{host: host, relabels: ic.HostFilterRelabelConfigs}
 	}
 	p.showOnUI()
-	defer func() { p.unregisterUI() }()
+	defer func() { p.shownUI.Remove() }()
 
 	var scraping, keeping, rest sync.WaitGroup
 	rest.Go(func() { p.fails.add(p.wal.Run(walCtx)) })
@@ -340,11 +340,12 @@ func (p *pipeline) showOnUI() {
 	for i, ep := range p.endpoints {
 		shown[i] = ep.shown
 	}
-	unregister := p.ui.Register(&web.Pipeline{Instance: p.cfg.Load().Instance.Name, Scrape: p.sm, Endpoints: shown, WAL: p.wal, Discovery: p.watch})
-	if p.unregisterUI != nil {
-		p.unregisterUI()
+	view := &web.Pipeline{Instance: p.cfg.Load().Instance.Name, Scrape: p.sm, Endpoints: shown, WAL: p.wal, Discovery: p.watch}
+	if p.shownUI == nil {
+		p.shownUI = p.ui.Register(view)
+		return
 	}
-	p.unregisterUI = unregister
+	p.shownUI.Update(view)
 }
 
 // newScraping builds the discovery manager (run under sdCtx) with every

@@ -162,19 +162,38 @@ func (u *UI) Reloaded(success bool, config string, gogc int, at time.Time) {
 	}
 }
 
-// Register adds a pipeline; the returned func removes it (call it when the
-// pipeline stops, before its parts close).
-func (u *UI) Register(p *Pipeline) (unregister func()) {
+// Registration is a pipeline shown by the UI.
+type Registration struct {
+	u  *UI
+	id int
+}
+
+// Register adds a pipeline, shown after those registered before it.
+// Remove it when the pipeline stops, before its parts close.
+func (u *UI) Register(p *Pipeline) *Registration {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	id := u.next
 	u.next++
 	u.pipes[id] = p
-	return func() {
-		u.mu.Lock()
-		defer u.mu.Unlock()
-		delete(u.pipes, id)
+	return &Registration{u: u, id: id}
+}
+
+// Update shows p in place of the pipeline registered (a reload changed
+// its parts), in the same place on the page.
+func (r *Registration) Update(p *Pipeline) {
+	r.u.mu.Lock()
+	defer r.u.mu.Unlock()
+	if _, ok := r.u.pipes[r.id]; ok {
+		r.u.pipes[r.id] = p
 	}
+}
+
+// Remove stops showing the pipeline.
+func (r *Registration) Remove() {
+	r.u.mu.Lock()
+	defer r.u.mu.Unlock()
+	delete(r.u.pipes, r.id)
 }
 
 // Handler serves / (the page) and /api/v1/ (the APIs); any other path is

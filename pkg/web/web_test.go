@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,8 +106,8 @@ scrape_configs:
 		}}}}
 		go func() { _ = sm.Run(ctx, tsets); done <- struct{}{} }()
 		go func() { _ = q.Run(ctx); done <- struct{}{} }()
-		unregister := r.ui.Register(&Pipeline{Instance: inst, Scrape: sm, Endpoints: []Endpoint{{Queue: q, Errors: &errs}}, WAL: w})
-		t.Cleanup(func() { unregister(); _ = w.Close() })
+		reg := r.ui.Register(&Pipeline{Instance: inst, Scrape: sm, Endpoints: []Endpoint{{Queue: q, Errors: &errs}}, WAL: w})
+		t.Cleanup(func() { reg.Remove(); _ = w.Close() })
 	}
 	t.Cleanup(func() {
 		cancel()
@@ -291,6 +292,27 @@ func TestReloaded(t *testing.T) {
 	}
 	if cfg := get("/api/v1/status/config"); !strings.Contains(cfg, `"yaml":"scrape_configs: []\n"`) {
 		t.Errorf("config after a reload: %s", cfg)
+	}
+}
+
+// TestRegistrationUpdate: a pipeline updated by a reload keeps its place
+// on the page.
+func TestRegistrationUpdate(t *testing.T) {
+	u := New(Options{})
+	one := u.Register(&Pipeline{Instance: "one"})
+	u.Register(&Pipeline{Instance: "two"})
+	one.Update(&Pipeline{Instance: "one-reloaded"})
+	var got []string
+	for _, p := range u.snapshot().Pipelines {
+		got = append(got, p.Instance)
+	}
+	if !slices.Equal(got, []string{"one-reloaded", "two"}) {
+		t.Errorf("pipelines shown %v, want [one-reloaded two]", got)
+	}
+	one.Remove()
+	one.Update(&Pipeline{Instance: "gone"})
+	if n := len(u.snapshot().Pipelines); n != 1 {
+		t.Errorf("%d pipelines after one was removed and updated, want 1", n)
 	}
 }
 
