@@ -193,13 +193,10 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string], start
 		spec := newEndpointSpec(cfg, i, p.flushDeadline(cfg))
 		et, err := p.newTransport(ctx, spec)
 		if err != nil {
-			p.stopEndpoints()
 			return err
 		}
-		w := positions.Writer(i)
-		ep, err := p.startEndpoint(spec, keys[i], positions.Resume(i), w, et)
+		ep, err := p.newEndpoint(spec, keys[i], positions.Resume(i), positions.Writer(i), et)
 		if err != nil {
-			p.stopEndpoints()
 			return err
 		}
 		p.endpoints = append(p.endpoints, ep)
@@ -210,21 +207,18 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string], start
 
 	scrapeCfgs, err := pc.GetScrapeConfigs()
 	if err != nil {
-		p.stopEndpoints()
 		return err
 	}
 	sdCtx, stopSD := context.WithCancel(ctx)
 	defer stopSD()
 	dm, sm, watch, err := p.newScraping(ctx, sdCtx, scrapeCfgs)
 	if err != nil {
-		p.stopEndpoints()
 		return err
 	}
 	defer sm.Close() // Run closes it; this covers a return before Run (Close is idempotent)
 	p.dm, p.sm, p.watch = dm, sm, watch
 	gw, err := p.startGateway()
 	if err != nil {
-		p.stopEndpoints()
 		return err
 	}
 	defer gw.close()
@@ -235,7 +229,6 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string], start
 	if ic := cfg.Instance; ic.HostFilter {
 		host, err := hostName()
 		if err != nil {
-			p.stopEndpoints()
 			return err
 		}
 		p.logger.Info("host_filter: scraping only this host's targets", "host", host)
@@ -244,8 +237,12 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string], start
 	p.showOnUI()
 	defer func() { p.shownUI.Remove() }()
 
+	// Every stage is built: start them, in data-flow order from the WAL.
 	var scraping, keeping, rest sync.WaitGroup
 	rest.Go(func() { p.fails.add(p.wal.Run(walCtx)) })
+	for _, ep := range p.endpoints {
+		p.start(ep)
+	}
 	watch.Start(time.Now())
 	rest.Go(func() {
 		if err := dm.Run(); err != nil && !errors.Is(err, context.Canceled) {
@@ -296,15 +293,6 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string], start
 	stopWAL()
 	rest.Wait()
 	return p.fails.all()
-}
-
-// stopEndpoints stops the queues started so far, when the start fails
-// half-way.
-func (p *pipeline) stopEndpoints() {
-	for _, ep := range p.endpoints {
-		ep.stop()
-	}
-	p.sending.Wait()
 }
 
 // registerSignerMetrics registers the SigV4 metrics once cfg has a

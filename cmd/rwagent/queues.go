@@ -44,7 +44,7 @@ type endpoint struct {
 	spec  endpointSpec
 	q     *remotewrite.Queue
 	shown web.Endpoint
-	stop  context.CancelFunc // ends its Run, which then flushes
+	stop  context.CancelFunc // ends its Run, which then flushes; set by start
 	done  chan struct{}      // closed when its Run has returned
 }
 
@@ -55,9 +55,9 @@ func (p *pipeline) newTransport(ctx context.Context, spec endpointSpec) (endpoin
 		p.logger.With("component", "remote_write", "remote_name", spec.rw.Name, "url", spec.rw.URL.Redacted()), p.signerMetrics)
 }
 
-// startEndpoint builds the queue of spec resuming at rs, reporting to w,
-// sending with et, and runs it under p.queueCtx until its stop.
-func (p *pipeline) startEndpoint(spec endpointSpec, key string, rs sendpos.Resume, w *sendpos.Writer, et endpointTransport) (*endpoint, error) {
+// newEndpoint builds the queue of spec resuming at rs, reporting to w,
+// sending with et; start runs it.
+func (p *pipeline) newEndpoint(spec endpointSpec, key string, rs sendpos.Resume, w *sendpos.Writer, et endpointTransport) (*endpoint, error) {
 	errLog := &remotewrite.ErrorLog{} // the status page's last error
 	q, err := remotewrite.New(p.ctx, remotewrite.Options{
 		Config:         spec.rw,
@@ -79,12 +79,16 @@ func (p *pipeline) startEndpoint(spec endpointSpec, key string, rs sendpos.Resum
 		return nil, err
 	}
 	p.positions.Attach(w, q)
+	return &endpoint{key: key, spec: spec, q: q, shown: web.Endpoint{Queue: q, Errors: errLog}, done: make(chan struct{})}, nil
+}
+
+// start runs ep's queue under p.queueCtx until ep.stop.
+func (p *pipeline) start(ep *endpoint) {
 	ctx, stop := context.WithCancel(p.queueCtx)
-	ep := &endpoint{key: key, spec: spec, q: q, shown: web.Endpoint{Queue: q, Errors: errLog}, stop: stop, done: make(chan struct{})}
+	ep.stop = stop
 	p.sending.Go(func() {
 		defer close(ep.done)
 		defer stop()
-		p.fails.add(q.Run(ctx))
+		p.fails.add(ep.q.Run(ctx))
 	})
-	return ep, nil
 }
