@@ -190,25 +190,7 @@ func startDurable(t *testing.T, stateDir, cfgText string) *agentUnderTest {
 // The timeout is the whole interval: a scrape that times out on a busy
 // machine leaves a gap in seq_total that no drop counter explains.
 func seqConfig(target, url, walExtra string) string {
-	return fmt.Sprintf(`
-global:
-  scrape_interval: 50ms
-  scrape_timeout: 50ms
-scrape_configs:
-  - job_name: seq
-    static_configs:
-      - targets: [%s]
-remote_write:
-  - url: %s
-    name: sink
-    queue_config:
-      batch_send_deadline: 20ms
-      min_backoff: 10ms
-      max_backoff: 50ms
-wal:
-  segment_size: 65536
-  truncate_frequency: 200ms
-%s`, target, url, walExtra)
+	return reloadConfig(target, [][]string{{"sink", url}}, walExtra)
 }
 
 // waitDeadline bounds every waitFor in this package. The rule, the same in
