@@ -13,6 +13,8 @@ import (
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
+
+	"github.com/rwagent/rwagent/pkg/wal"
 )
 
 // Series limits, AMP's: the same numbers the sender drops series over in
@@ -40,6 +42,7 @@ type limits struct {
 	maxSeries       int    // series per request; zero: no limit
 	tenantLabel     string // set on every series; "" none
 	tenant          string // its value
+	route           string // wal.RouteLabel set on every series; "" none
 }
 
 // decodeError is a request decode refuses: the status to answer and the
@@ -290,6 +293,8 @@ func checkLabels(sb *labels.ScratchBuilder, l limits) (labels.Labels, error) {
 		switch {
 		case lb.Name == "":
 			err = badRequest(reasonInvalidLabels, "empty label name in series %s", name(ls))
+		case lb.Name == wal.RouteLabel:
+			err = badRequest(reasonInvalidLabels, "label %s of series %s is reserved: rwagent routes by its tenants' remote_write_names", wal.RouteLabel, name(ls))
 		case !utf8.ValidString(lb.Name) || !utf8.ValidString(lb.Value):
 			err = badRequest(reasonInvalidLabels, "label %q of series %s is not valid UTF-8", lb.Name, name(ls))
 		case i > 0 && lb.Name == prev:
@@ -310,13 +315,24 @@ func checkLabels(sb *labels.ScratchBuilder, l limits) (labels.Labels, error) {
 	if ls.Get(model.MetricNameLabel) == "" {
 		return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "series %.200s has no metric name", ls.String())
 	}
-	if l.tenantLabel != "" {
-		lb := labels.NewBuilder(ls)
-		lb.Set(l.tenantLabel, l.tenant)
-		ls = lb.Labels()
+	// The tenant label counts towards AMP's limit; the route label is
+	// removed before sending and does not.
+	n := ls.Len()
+	if l.tenantLabel != "" && !ls.Has(l.tenantLabel) {
+		n++
 	}
-	if n := ls.Len(); n > maxLabels {
+	if n > maxLabels {
 		return labels.EmptyLabels(), badRequest(reasonTooManyLabels, "series %s has %d labels, over the limit of %d", name(ls), n, maxLabels)
+	}
+	if l.tenantLabel != "" || l.route != "" {
+		lb := labels.NewBuilder(ls)
+		if l.tenantLabel != "" {
+			lb.Set(l.tenantLabel, l.tenant)
+		}
+		if l.route != "" {
+			lb.Set(wal.RouteLabel, l.route)
+		}
+		ls = lb.Labels()
 	}
 	return ls, nil
 }

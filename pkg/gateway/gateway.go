@@ -102,7 +102,7 @@ type Gateway struct {
 	logger  *slog.Logger
 	metrics *metrics
 	series  *seriesCache
-	buckets map[*Tenant]*bucket // read-only after New
+	tenants map[*Tenant]*tenantState // read-only after New
 	srv     *http.Server
 	ln      net.Listener
 	refused lograte.Limiter
@@ -150,13 +150,13 @@ func New(opts Options) (*Gateway, error) {
 		opts:    opts,
 		logger:  opts.Logger.With("component", "gateway"),
 		series:  newSeriesCache(opts.Storage, opts.SeriesIdle),
-		buckets: map[*Tenant]*bucket{},
+		tenants: map[*Tenant]*tenantState{},
 		refused: lograte.Limiter{Interval: time.Minute},
 		turns:   make(chan struct{}, opts.MaxInFlight),
 	}
 	for _, k := range opts.Keys {
-		if t := k.Tenant; t.SamplesPerSecond > 0 && g.buckets[t] == nil {
-			g.buckets[t] = newBucket(t.SamplesPerSecond, t.Burst, opts.Now())
+		if g.tenants[k.Tenant] == nil {
+			g.tenants[k.Tenant] = newTenantState(k.Tenant, opts.Now())
 		}
 	}
 	g.recs.New = func() any { return new(wal.Records) }
@@ -301,6 +301,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 		return
 	}
 	tenant = t.Name
+	ts := g.tenants[t]
 	var err error
 	if otlp {
 		proto, err = otlpType(r.Header)
@@ -338,9 +339,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 		warnings []string
 	)
 	if otlp {
-		b, warnings, err = g.decodeOTLP(r.Context(), body, proto, r.Header.Get("Content-Encoding") != "" && !strings.EqualFold(r.Header.Get("Content-Encoding"), "identity"), t)
+		b, warnings, err = g.decodeOTLP(r.Context(), body, proto, r.Header.Get("Content-Encoding") != "" && !strings.EqualFold(r.Header.Get("Content-Encoding"), "identity"), ts)
 	} else {
-		b, err = g.decode(body, proto, t)
+		b, err = g.decode(body, proto, ts)
 	}
 	if err != nil {
 		de, _ := errors.AsType[*decodeError](err) // decode returns no other
@@ -349,7 +350,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 	}
 
 	n := b.samplesCount()
-	bk := g.buckets[t]
+	bk := ts.bucket
 	if bk != nil {
 		if float64(n) > bk.burst {
 			refuse(http.StatusRequestEntityTooLarge, reasonBurstExceeded, fmt.Sprintf("%d samples in one request, over the tenant's burst of %.0f: send fewer per request", n, bk.burst), n)
@@ -400,26 +401,32 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 }
 
 // decodeOTLP decodes and translates an OTLP/HTTP body of the message type
-// proto for tenant t. Its errors are *decodeError.
-func (g *Gateway) decodeOTLP(ctx context.Context, body []byte, proto protocol, gzipped bool, t *Tenant) (*batch, []string, error) {
+// proto for the tenant of ts. Its errors are *decodeError.
+func (g *Gateway) decodeOTLP(ctx context.Context, body []byte, proto protocol, gzipped bool, ts *tenantState) (*batch, []string, error) {
 	conv := g.convs.Get().(*otlptranslator.PrometheusConverter)
 	defer g.convs.Put(conv)
-	l := limits{maxDecodedBytes: int(g.opts.MaxDecodedBytes), maxSeries: t.MaxSeriesPerRequest, tenantLabel: g.opts.TenantLabel, tenant: t.Name}
+	l := g.limits(ts)
+	l.maxDecodedBytes = int(g.opts.MaxDecodedBytes)
 	return decodeOTLP(ctx, conv, body, proto, gzipped, l)
 }
 
 // decode decompresses and decodes a body of the message type proto for
-// tenant t. Its errors are *decodeError.
-func (g *Gateway) decode(body []byte, proto protocol, t *Tenant) (*batch, error) {
+// the tenant of ts. Its errors are *decodeError.
+func (g *Gateway) decode(body []byte, proto protocol, ts *tenantState) (*batch, error) {
 	raw, err := decompress(body, int(g.opts.MaxDecodedBytes))
 	if err != nil {
 		return nil, err
 	}
-	l := limits{maxSeries: t.MaxSeriesPerRequest, tenantLabel: g.opts.TenantLabel, tenant: t.Name}
+	l := g.limits(ts)
 	if proto == protoV2 {
 		return decodeV2(raw, l)
 	}
 	return decodeV1(raw, l)
+}
+
+// limits are the decoders' bounds and labels for the tenant of ts.
+func (g *Gateway) limits(ts *tenantState) limits {
+	return limits{maxSeries: ts.t.MaxSeriesPerRequest, tenantLabel: g.opts.TenantLabel, tenant: ts.t.Name, route: ts.route}
 }
 
 // write logs b to the WAL: series records for series new to the cache,
