@@ -29,8 +29,8 @@ func (p *pipeline) startGateway() (*gatewayRun, error) {
 	keys := make([]gateway.Key, 0, len(rc.APIKeys))
 	for _, k := range rc.APIKeys {
 		t := tenants[k.Tenant]
-		if t == nil { // config.Validate: keys of one tenant agree on its limits
-			t = &gateway.Tenant{Name: k.Tenant, SamplesPerSecond: k.SamplesPerSecond, Burst: k.Burst, MaxSeriesPerRequest: k.MaxSeriesPerRequest}
+		if t == nil { // config.Validate: keys of one tenant agree on its limits and routes
+			t = &gateway.Tenant{Name: k.Tenant, SamplesPerSecond: k.SamplesPerSecond, Burst: k.Burst, MaxSeriesPerRequest: k.MaxSeriesPerRequest, RemoteWriteNames: k.RemoteWriteNames}
 			tenants[k.Tenant] = t
 		}
 		keys = append(keys, gateway.Key{Digest: k.Digest, Tenant: t})

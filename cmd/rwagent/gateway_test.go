@@ -2,17 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/tsdb/record"
 
+	"github.com/rwagent/rwagent/pkg/receive"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -139,5 +144,82 @@ func TestWALFull(t *testing.T) {
 	}
 	if !walFull(w, 64<<10, 32<<10)() {
 		t.Error("a WAL within one segment of max_size is not full")
+	}
+}
+
+// A tenant with remote_write_names reaches only the endpoints it names;
+// one without reaches every endpoint; the route label reaches none, and a
+// sender that tries to set it is refused.
+func TestGatewayRoutesByRemoteWriteNames(t *testing.T) {
+	archive, archiveURL := serveReceiver(t, receive.Options{Dir: filepath.Join(t.TempDir(), "archive"), WorkspaceID: "ws-archive"})
+	a := startAgentWith(t, `
+global:
+  scrape_interval: 1h
+remote_write:
+  - {name: amp, url: RECEIVER, queue_config: {batch_send_deadline: 100ms}}
+  - {name: archive, url: `+archiveURL+`/workspaces/ws-archive/api/v1/remote_write, queue_config: {batch_send_deadline: 100ms}}
+receive:
+  listen_address: 127.0.0.1:0
+  api_keys:
+    - {tenant: team-a, key: key-a, remote_write_names: [archive]}
+    - {tenant: team-b, key: key-b}
+`, receive.Options{})
+	url := "http://" + a.gatewayAddr(t) + "/api/v1/write"
+	now := time.Now().UnixMilli()
+	push := func(key, name string, extra ...prompb.Label) int {
+		return pushV1(t, url, key, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+			Labels:  append([]prompb.Label{{Name: "__name__", Value: name}}, extra...),
+			Samples: []prompb.Sample{{Value: 1, Timestamp: now}},
+		}}})
+	}
+	// team-a first: once team-b's sample is at amp, amp's queue has read
+	// past team-a's in the WAL.
+	if code := push("key-a", "routed_value"); code != http.StatusNoContent {
+		t.Fatalf("team-a push: %d", code)
+	}
+	if code := push("key-b", "everywhere_value"); code != http.StatusNoContent {
+		t.Fatalf("team-b push: %d", code)
+	}
+	if code := push("key-b", "forged_value", prompb.Label{Name: wal.RouteLabel, Value: "amp"}); code != http.StatusBadRequest {
+		t.Fatalf("push with the route label: %d, want 400", code)
+	}
+	queryArchive := func(expr string) promql.Vector {
+		v, err := archive.Query(context.Background(), expr, time.Now())
+		if err != nil {
+			t.Fatalf("query %s: %v", expr, err)
+		}
+		return v
+	}
+	waitFor(t, "everywhere_value at amp", a.scalarIs(t, `everywhere_value{tenant="team-b"}`, 1))
+	waitFor(t, "everywhere_value and routed_value at archive", func() bool {
+		return len(queryArchive(`everywhere_value{tenant="team-b"}`)) == 1 && len(queryArchive(`routed_value{tenant="team-a"}`)) == 1
+	})
+	names := func(v promql.Vector) []string {
+		var out []string
+		for _, s := range v {
+			out = append(out, s.Metric.Get("__name__"))
+		}
+		slices.Sort(out)
+		return out
+	}
+	const all = `count by (__name__) ({__name__=~".+"})`
+	if got := names(a.query(t, all)); !slices.Equal(got, []string{"everywhere_value"}) {
+		t.Errorf("amp holds %q, want only everywhere_value", got)
+	}
+	if got := names(queryArchive(all)); !slices.Equal(got, []string{"everywhere_value", "routed_value"}) {
+		t.Errorf("archive holds %q, want everywhere_value and routed_value", got)
+	}
+	const routed = `{` + wal.RouteLabel + `!=""}`
+	if v := a.query(t, routed); len(v) != 0 {
+		t.Errorf("amp got the route label: %v", v)
+	}
+	if v := queryArchive(routed); len(v) != 0 {
+		t.Errorf("archive got the route label: %v", v)
+	}
+	if v := a.metric(t, "rwagent_remote_write_series_not_routed_total", map[string]string{"remote_name": "amp"}); v != 1 {
+		t.Errorf("series_not_routed_total{remote_name=amp} = %v, want 1", v)
+	}
+	if v := a.metric(t, "rwagent_remote_write_series_not_routed_total", map[string]string{"remote_name": "archive"}); v != 0 {
+		t.Errorf("series_not_routed_total{remote_name=archive} = %v, want 0", v)
 	}
 }
