@@ -41,6 +41,7 @@ type env struct {
 	t    *testing.T
 	wal  *wal.WAL
 	g    *Gateway
+	opts Options // as given to New
 	srv  *httptest.Server
 	reg  *prometheus.Registry
 	full bool
@@ -84,7 +85,7 @@ func newEnv(t *testing.T, b Tenant, mod func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.g = g
+	e.g, e.opts = g, opts
 	e.srv = httptest.NewServer(g.Handler())
 	t.Cleanup(func() {
 		e.srv.Close()
