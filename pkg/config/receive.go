@@ -42,7 +42,8 @@ type ReceiveConfig struct {
 	MaxRequestBytes ByteSize `yaml:"max_request_bytes"`
 }
 
-// ReceiveTLSConfig is the gateway's server certificate.
+// ReceiveTLSConfig is the gateway's server certificate. Load makes
+// relative paths relative to the configuration file's directory.
 type ReceiveTLSConfig struct {
 	CertFile string `yaml:"cert_file"` // PEM certificate (chain); required
 	KeyFile  string `yaml:"key_file"`  // PEM private key; required
@@ -257,6 +258,9 @@ func loadReceive(v *yaml.Node, dir string) (*ReceiveConfig, error) {
 		}
 		return nil, &Error{Line: v.Line, Field: "receive", Msg: err.Error()}
 	}
+	if t := c.TLSConfig; t != nil {
+		t.CertFile, t.KeyFile = relativeTo(dir, t.CertFile), relativeTo(dir, t.KeyFile)
+	}
 	for i := range c.APIKeys {
 		k := &c.APIKeys[i]
 		field := fmt.Sprintf("receive.api_keys[%d]", i)
@@ -265,10 +269,7 @@ func loadReceive(v *yaml.Node, dir string) (*ReceiveConfig, error) {
 			k.Digest = sha256.Sum256([]byte(k.Key))
 			k.Key = ""
 		case k.KeyFile != "":
-			path := k.KeyFile
-			if dir != "" && !filepath.IsAbs(path) {
-				path = filepath.Join(dir, path)
-			}
+			path := relativeTo(dir, k.KeyFile)
 			b, err := os.ReadFile(path)
 			if err != nil {
 				return nil, &Error{Line: lineOf(v, field+".key_file"), Field: field + ".key_file", Msg: fmt.Sprintf("read key: %v", err)}
@@ -288,6 +289,16 @@ func loadReceive(v *yaml.Node, dir string) (*ReceiveConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+// relativeTo returns path taken relative to dir, as Prometheus takes the
+// paths of a configuration file relative to its directory; an absolute
+// path, or an empty dir, leaves it as it is.
+func relativeTo(dir, path string) string {
+	if dir != "" && path != "" && !filepath.IsAbs(path) {
+		return filepath.Join(dir, path)
+	}
+	return path
 }
 
 // lineOf returns the line of the node at field ("receive.api_keys[1].key")

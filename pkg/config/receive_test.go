@@ -26,6 +26,10 @@ func TestReceiveGood(t *testing.T) {
 	if r.ListenAddress != "127.0.0.1:9201" || r.TenantLabel != "tenant" || r.MaxRequestBytes != 1<<20 {
 		t.Errorf("got listen %q, tenant_label %q, max_request_bytes %d", r.ListenAddress, r.TenantLabel, r.MaxRequestBytes)
 	}
+	// Relative to the file's directory, as key_file and Prometheus' files.
+	if tc := r.TLSConfig; tc == nil || tc.CertFile != "testdata/receive/tls.crt" || tc.KeyFile != "/etc/rwagent/tls.key" {
+		t.Errorf("tls_config %+v, want cert_file testdata/receive/tls.crt and key_file /etc/rwagent/tls.key", tc)
+	}
 	want := []struct {
 		tenant string
 		key    string
