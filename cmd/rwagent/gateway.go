@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/rwagent/rwagent/pkg/config"
 	"github.com/rwagent/rwagent/pkg/gateway"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
@@ -13,7 +17,8 @@ import (
 // gatewayRun is the receive: section's gateway, or nothing when the
 // configuration has none.
 type gatewayRun struct {
-	g *gateway.Gateway // nil: no receive: section
+	g    *gateway.Gateway // nil: no receive: section
+	addr net.Addr         // where it listens; nil without a gateway
 }
 
 // startGateway builds the gateway of the receive: section and binds its
@@ -25,6 +30,29 @@ func (p *pipeline) startGateway() (*gatewayRun, error) {
 	if rc == nil {
 		return &gatewayRun{}, nil
 	}
+	opts := gatewayOptions(rc)
+	opts.Storage = p.wal
+	opts.Full = walFull(p.wal, p.cfg.WAL.MaxSize, int64(p.cfg.WAL.SegmentSize))
+	opts.Logger = p.logger
+	opts.Registerer = p.reg
+	g, err := gateway.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	addr, err := g.Listen()
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	p.logger.Info("gateway listening", "addr", addr.String(), "tls", opts.TLSCertFile != "", "tenants", tenantCount(opts.Keys))
+	return &gatewayRun{g: g, addr: addr}, nil
+}
+
+// gatewayOptions returns the gateway options the receive: section rc
+// sets: the listener, the TLS files, the keys with their tenants (one
+// Tenant per tenant name, shared by its keys), the tenant label and the
+// body bound. startGateway adds the rest; reload applies these.
+func gatewayOptions(rc *config.ReceiveConfig) gateway.Options {
 	tenants := map[string]*gateway.Tenant{}
 	keys := make([]gateway.Key, 0, len(rc.APIKeys))
 	for _, k := range rc.APIKeys {
@@ -40,25 +68,43 @@ func (p *pipeline) startGateway() (*gatewayRun, error) {
 		Keys:            keys,
 		TenantLabel:     rc.TenantLabel,
 		MaxRequestBytes: int64(rc.MaxRequestBytes),
-		Storage:         p.wal,
-		Full:            walFull(p.wal, p.cfg.WAL.MaxSize, int64(p.cfg.WAL.SegmentSize)),
-		Logger:          p.logger,
-		Registerer:      p.reg,
 	}
 	if t := rc.TLSConfig; t != nil {
 		opts.TLSCertFile, opts.TLSKeyFile = t.CertFile, t.KeyFile
 	}
-	g, err := gateway.New(opts)
-	if err != nil {
-		return nil, err
+	return opts
+}
+
+// tenantCount is the number of tenants keys name.
+func tenantCount(keys []gateway.Key) int {
+	seen := map[*gateway.Tenant]bool{}
+	for _, k := range keys {
+		seen[k.Tenant] = true
 	}
-	addr, err := g.Listen()
-	if err != nil {
-		g.Close()
-		return nil, err
+	return len(seen)
+}
+
+// reload applies the receive: section of cfg to the running gateway:
+// keys, tenants, the tenant label, limits, routes, max_request_bytes, and
+// the TLS certificate and key read again from their files. Adding or
+// removing the section, moving listen_address, or turning TLS on or off
+// needs a restart: reload refuses them with an error naming the setting,
+// as it refuses a certificate that does not load, and then the gateway
+// serves as before. It is safe to call while run runs.
+func (r *gatewayRun) reload(cfg *config.Config) error {
+	rc := cfg.Receive
+	switch {
+	case r.g == nil && rc == nil:
+		return nil
+	case r.g == nil:
+		return errors.New("receive: added: starting the gateway needs a restart")
+	case rc == nil:
+		return errors.New("receive: removed: stopping the gateway needs a restart")
 	}
-	p.logger.Info("gateway listening", "addr", addr.String(), "tls", opts.TLSCertFile != "", "tenants", len(tenants))
-	return &gatewayRun{g: g}, nil
+	if err := r.g.Reload(gatewayOptions(rc)); err != nil {
+		return fmt.Errorf("receive: %w", err)
+	}
+	return nil
 }
 
 // run serves until ctx is done. Without a gateway it waits for ctx all
