@@ -156,12 +156,13 @@ func FuzzDecodeOTLP(f *testing.F) {
 
 	l := limits{maxDecodedBytes: 1 << 16, maxSeries: 100, tenantLabel: "tenant", tenant: "t", route: "a"}
 	conv := otlptranslator.NewPrometheusConverter(nil)
+	set := otlpSettings()
 	f.Fuzz(func(t *testing.T, body []byte, isJSON, gzipped bool) {
 		format := protoOTLP
 		if isJSON {
 			format = protoOTLPJSON
 		}
-		b, _, err := decodeOTLP(t.Context(), conv, body, format, gzipped, l)
+		b, _, err := decodeOTLP(t.Context(), conv, set, body, format, gzipped, l)
 		if err != nil {
 			if _, ok := err.(*decodeError); !ok {
 				t.Fatalf("error of type %T: %v", err, err)

@@ -112,9 +112,10 @@ type Gateway struct {
 	srv      *http.Server
 	ln       net.Listener
 	refused  lograte.Limiter
-	turns    chan struct{} // a slot per request in flight (MaxInFlight)
-	recs     sync.Pool     // *wal.Records, keeping their encode buffers
-	convs    sync.Pool     // *otlptranslator.PrometheusConverter
+	turns    chan struct{}           // a slot per request in flight (MaxInFlight)
+	recs     sync.Pool               // *wal.Records, keeping their encode buffers
+	convs    sync.Pool               // *otlptranslator.PrometheusConverter
+	otlp     otlptranslator.Settings // the translator's, from otlpSettings; read-only
 }
 
 // New validates opts and builds a Gateway. It starts nothing.
@@ -154,6 +155,7 @@ func New(opts Options) (*Gateway, error) {
 	g.cur.Store(st)
 	g.recs.New = func() any { return new(wal.Records) }
 	g.convs.New = func() any { return otlptranslator.NewPrometheusConverter(nil) }
+	g.otlp = otlpSettings()
 	var tlsConfig *tls.Config
 	if st.cert != nil {
 		// The certificate is looked up per connection, so Reload can
@@ -397,7 +399,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 func (g *Gateway) decodeOTLP(ctx context.Context, body []byte, proto protocol, gzipped bool, l limits) (*batch, []string, error) {
 	conv := g.convs.Get().(*otlptranslator.PrometheusConverter)
 	defer g.convs.Put(conv)
-	return decodeOTLP(ctx, conv, body, proto, gzipped, l)
+	return decodeOTLP(ctx, conv, g.otlp, body, proto, gzipped, l)
 }
 
 // decodeRW decompresses and decodes a remote-write body of the message
