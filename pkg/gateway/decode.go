@@ -8,6 +8,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
@@ -149,20 +150,11 @@ func decodeV1(raw []byte, l limits) (*batch, error) {
 		for _, s := range ts.Samples {
 			b.samples = append(b.samples, record.RefSample{Ref: ref, T: s.Timestamp, V: s.Value})
 		}
-		for _, h := range ts.Histograms {
-			if h.IsFloatHistogram() {
-				fh := h.ToFloatHistogram()
-				if err := fh.Validate(); err != nil {
-					return nil, badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
-				}
-				b.floatHistograms = append(b.floatHistograms, record.RefFloatHistogramSample{Ref: ref, T: h.Timestamp, FH: fh})
-				continue
+		for i := range ts.Histograms {
+			h := &ts.Histograms[i]
+			if err := b.addWireHistogram(ref, ls, 0, h.Timestamp, h); err != nil {
+				return nil, err
 			}
-			ih := h.ToIntHistogram()
-			if err := ih.Validate(); err != nil {
-				return nil, badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
-			}
-			b.histograms = append(b.histograms, record.RefHistogramSample{Ref: ref, T: h.Timestamp, H: ih})
 		}
 		for _, e := range ts.Exemplars {
 			sb.Reset()
@@ -225,20 +217,11 @@ func decodeV2(raw []byte, l limits) (*batch, error) {
 		for _, s := range ts.Samples {
 			b.samples = append(b.samples, record.RefSample{Ref: ref, ST: s.StartTimestamp, T: s.Timestamp, V: s.Value})
 		}
-		for _, h := range ts.Histograms {
-			if h.IsFloatHistogram() {
-				fh := h.ToFloatHistogram()
-				if err := fh.Validate(); err != nil {
-					return nil, badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
-				}
-				b.floatHistograms = append(b.floatHistograms, record.RefFloatHistogramSample{Ref: ref, ST: h.StartTimestamp, T: h.Timestamp, FH: fh})
-				continue
+		for i := range ts.Histograms {
+			h := &ts.Histograms[i]
+			if err := b.addWireHistogram(ref, ls, h.StartTimestamp, h.Timestamp, h); err != nil {
+				return nil, err
 			}
-			ih := h.ToIntHistogram()
-			if err := ih.Validate(); err != nil {
-				return nil, badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
-			}
-			b.histograms = append(b.histograms, record.RefHistogramSample{Ref: ref, ST: h.StartTimestamp, T: h.Timestamp, H: ih})
 		}
 		for _, e := range ts.Exemplars {
 			if len(e.LabelsRefs)%2 != 0 {
@@ -271,6 +254,40 @@ func decodeV2(raw []byte, l limits) (*batch, error) {
 		}
 	}
 	return b, nil
+}
+
+// wireHistogram is a histogram as remote write 1.0 (prompb.Histogram) and
+// 2.0 (writev2.Histogram) carry it.
+type wireHistogram interface {
+	IsFloatHistogram() bool
+	ToIntHistogram() *histogram.Histogram
+	ToFloatHistogram() *histogram.FloatHistogram
+}
+
+// addWireHistogram adds h, converted, as addHistogram does.
+func (b *batch) addWireHistogram(ref chunks.HeadSeriesRef, ls labels.Labels, st, t int64, h wireHistogram) error {
+	if h.IsFloatHistogram() {
+		return b.addHistogram(ref, ls, st, t, nil, h.ToFloatHistogram())
+	}
+	return b.addHistogram(ref, ls, st, t, h.ToIntHistogram(), nil)
+}
+
+// addHistogram validates and adds a histogram sample of the series ref
+// (whose labels ls name it in the error): fh, or else h. Its error is a
+// *decodeError.
+func (b *batch) addHistogram(ref chunks.HeadSeriesRef, ls labels.Labels, st, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) error {
+	if fh != nil {
+		if err := fh.Validate(); err != nil {
+			return badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
+		}
+		b.floatHistograms = append(b.floatHistograms, record.RefFloatHistogramSample{Ref: ref, ST: st, T: t, FH: fh})
+		return nil
+	}
+	if err := h.Validate(); err != nil {
+		return badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
+	}
+	b.histograms = append(b.histograms, record.RefHistogramSample{Ref: ref, ST: st, T: t, H: h})
+	return nil
 }
 
 func tooManySeries(n, limit int) *decodeError {

@@ -268,20 +268,12 @@ func (a *otlpAppender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64
 		}
 	}
 	ref := chunks.HeadSeriesRef(i)
-	switch {
-	case fh != nil:
-		if err := fh.Validate(); err != nil {
-			a.err = badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(b.series[i]), err)
-			return 0, a.err
+	if h != nil || fh != nil {
+		if err := b.addHistogram(ref, b.series[i], st, t, h, fh); err != nil {
+			a.err = err
+			return 0, err
 		}
-		b.floatHistograms = append(b.floatHistograms, record.RefFloatHistogramSample{Ref: ref, ST: st, T: t, FH: fh})
-	case h != nil:
-		if err := h.Validate(); err != nil {
-			a.err = badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(b.series[i]), err)
-			return 0, a.err
-		}
-		b.histograms = append(b.histograms, record.RefHistogramSample{Ref: ref, ST: st, T: t, H: h})
-	default:
+	} else {
 		b.samples = append(b.samples, record.RefSample{Ref: ref, ST: st, T: t, V: v})
 	}
 	for _, e := range opts.Exemplars {
