@@ -3,6 +3,8 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/golang/snappy"
@@ -131,15 +133,15 @@ func decodeV1(raw []byte, l limits) (*batch, error) {
 		return nil, tooManySeries(len(req.Timeseries), l.maxSeries)
 	}
 	b := &batch{series: make([]labels.Labels, 0, len(req.Timeseries))}
-	var sb labels.ScratchBuilder
+	var sb seriesBuilder
 	for i := range req.Timeseries {
 		ts := &req.Timeseries[i]
 		if len(ts.Samples) > 0 && len(ts.Histograms) > 0 {
 			return nil, badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
 		}
-		sb.Reset()
+		sb.reset()
 		for _, lp := range ts.Labels {
-			sb.Add(lp.Name, lp.Value)
+			sb.add(lp.Name, lp.Value)
 		}
 		ls, err := checkLabels(&sb, l)
 		if err != nil {
@@ -157,9 +159,9 @@ func decodeV1(raw []byte, l limits) (*batch, error) {
 			}
 		}
 		for _, e := range ts.Exemplars {
-			sb.Reset()
+			sb.reset()
 			for _, lp := range e.Labels {
-				sb.Add(lp.Name, lp.Value)
+				sb.add(lp.Name, lp.Value)
 			}
 			el, err := checkExemplarLabels(&sb)
 			if err != nil {
@@ -189,7 +191,7 @@ func decodeV2(raw []byte, l limits) (*batch, error) {
 		return syms[i], true
 	}
 	b := &batch{series: make([]labels.Labels, 0, len(req.Timeseries))}
-	var sb labels.ScratchBuilder
+	var sb seriesBuilder
 	for i := range req.Timeseries {
 		ts := &req.Timeseries[i]
 		if len(ts.Samples) > 0 && len(ts.Histograms) > 0 {
@@ -199,14 +201,14 @@ func decodeV2(raw []byte, l limits) (*batch, error) {
 		if len(refs)%2 != 0 {
 			return nil, badRequest(reasonMalformed, "series %d has an odd number of label refs", i)
 		}
-		sb.Reset()
+		sb.reset()
 		for j := 0; j < len(refs); j += 2 {
 			n, ok1 := symbol(refs[j])
 			v, ok2 := symbol(refs[j+1])
 			if !ok1 || !ok2 {
 				return nil, badRequest(reasonMalformed, "series %d: label ref outside the %d symbols", i, len(syms))
 			}
-			sb.Add(n, v)
+			sb.add(n, v)
 		}
 		ls, err := checkLabels(&sb, l)
 		if err != nil {
@@ -227,14 +229,14 @@ func decodeV2(raw []byte, l limits) (*batch, error) {
 			if len(e.LabelsRefs)%2 != 0 {
 				return nil, badRequest(reasonMalformed, "series %d: exemplar with an odd number of label refs", i)
 			}
-			sb.Reset()
+			sb.reset()
 			for j := 0; j < len(e.LabelsRefs); j += 2 {
 				n, ok1 := symbol(e.LabelsRefs[j])
 				v, ok2 := symbol(e.LabelsRefs[j+1])
 				if !ok1 || !ok2 {
 					return nil, badRequest(reasonMalformed, "series %d: exemplar label ref outside the %d symbols", i, len(syms))
 				}
-				sb.Add(n, v)
+				sb.add(n, v)
 			}
 			el, err := checkExemplarLabels(&sb)
 			if err != nil {
@@ -294,94 +296,122 @@ func tooManySeries(n, limit int) *decodeError {
 	return &decodeError{status: 413, reason: reasonTooManySeries, msg: fmt.Sprintf("%d series in the request, over max_series_per_request %d: send fewer per request", n, limit)}
 }
 
-// checkLabels validates the labels in sb in the order the sender gave
-// them (sorted by name, no name twice, valid UTF-8, AMP's lengths, a
-// metric name), sets the tenant label, checks AMP's label count, and
-// returns the labels.
-func checkLabels(sb *labels.ScratchBuilder, l limits) (labels.Labels, error) {
-	ls := sb.Labels()
-	var prev string
-	var err error
-	i := 0
-	ls.Range(func(lb labels.Label) {
-		if err != nil {
-			return
+// seriesBuilder turns the labels of a series, or of an exemplar, as a
+// sender gave them into labels.Labels, built once: a decoder calls reset,
+// add for each label, then checkLabels or checkExemplarLabels. It is not
+// safe for concurrent use.
+type seriesBuilder struct {
+	ls []labels.Label // as given, until a check sorts or completes them
+	sb labels.ScratchBuilder
+}
+
+func (s *seriesBuilder) reset() { s.ls = s.ls[:0] }
+
+func (s *seriesBuilder) add(name, value string) {
+	s.ls = append(s.ls, labels.Label{Name: name, Value: value})
+}
+
+// set sets name to value in s.ls, which must be sorted.
+func (s *seriesBuilder) set(name, value string) {
+	i, found := slices.BinarySearchFunc(s.ls, name, func(lb labels.Label, n string) int { return strings.Compare(lb.Name, n) })
+	if found {
+		s.ls[i].Value = value
+		return
+	}
+	s.ls = slices.Insert(s.ls, i, labels.Label{Name: name, Value: value})
+}
+
+// build returns s.ls, which must be sorted, as labels.Labels.
+func (s *seriesBuilder) build() labels.Labels {
+	s.sb.Reset()
+	for _, lb := range s.ls {
+		s.sb.Add(lb.Name, lb.Value)
+	}
+	return s.sb.Labels()
+}
+
+// checkLabels validates the labels added to s in the order the sender
+// gave them (sorted by name, no name twice, valid UTF-8, AMP's lengths, a
+// metric name, not wal.RouteLabel), drops those with an empty value (no
+// label, to Prometheus), sets the tenant label, checks AMP's label count,
+// sets the route label (it is removed before sending, so it does not
+// count), and returns the labels.
+func checkLabels(s *seriesBuilder, l limits) (labels.Labels, error) {
+	metric := ""
+	for _, lb := range s.ls {
+		if lb.Name == model.MetricNameLabel {
+			metric = lb.Value
+			break
+		}
+	}
+	for i, lb := range s.ls {
+		prev := ""
+		if i > 0 {
+			prev = s.ls[i-1].Name
 		}
 		switch {
 		case lb.Name == "":
-			err = badRequest(reasonInvalidLabels, "empty label name in series %s", name(ls))
+			return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "empty label name in series %s", quoteName(metric))
 		case lb.Name == wal.RouteLabel:
-			err = badRequest(reasonInvalidLabels, "label %s of series %s is reserved: rwagent routes by its tenants' remote_write_names", wal.RouteLabel, name(ls))
+			return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "label %s of series %s is reserved: rwagent routes by its tenants' remote_write_names", wal.RouteLabel, quoteName(metric))
 		case !utf8.ValidString(lb.Name) || !utf8.ValidString(lb.Value):
-			err = badRequest(reasonInvalidLabels, "label %q of series %s is not valid UTF-8", lb.Name, name(ls))
+			return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "label %q of series %s is not valid UTF-8", lb.Name, quoteName(metric))
 		case i > 0 && lb.Name == prev:
-			err = badRequest(reasonInvalidLabels, "label %q twice in series %s", lb.Name, name(ls))
+			return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "label %q twice in series %s", lb.Name, quoteName(metric))
 		case i > 0 && lb.Name < prev:
-			err = badRequest(reasonInvalidLabels, "labels of series %s are not sorted by name (%q after %q)", name(ls), lb.Name, prev)
+			return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "labels of series %s are not sorted by name (%q after %q)", quoteName(metric), lb.Name, prev)
 		case len(lb.Name) > maxNameBytes:
-			err = badRequest(reasonLabelTooLong, "label name %.64q... of series %s is %d bytes, over the limit of %d", lb.Name, name(ls), len(lb.Name), maxNameBytes)
+			return labels.EmptyLabels(), badRequest(reasonLabelTooLong, "label name %.64q... of series %s is %d bytes, over the limit of %d", lb.Name, quoteName(metric), len(lb.Name), maxNameBytes)
 		case len(lb.Value) > maxValueBytes:
-			err = badRequest(reasonLabelTooLong, "value of label %q of series %s is %d bytes, over the limit of %d", lb.Name, name(ls), len(lb.Value), maxValueBytes)
+			return labels.EmptyLabels(), badRequest(reasonLabelTooLong, "value of label %q of series %s is %d bytes, over the limit of %d", lb.Name, quoteName(metric), len(lb.Value), maxValueBytes)
 		}
-		prev = lb.Name
-		i++
-	})
-	if err != nil {
-		return labels.EmptyLabels(), err
 	}
-	if ls.Get(model.MetricNameLabel) == "" {
-		return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "series %.200s has no metric name", ls.String())
+	if metric == "" {
+		return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "series %.200s has no metric name", s.build().String())
 	}
-	// The tenant label counts towards AMP's limit; the route label is
-	// removed before sending and does not.
-	n := ls.Len()
-	if l.tenantLabel != "" && !ls.Has(l.tenantLabel) {
-		n++
+	s.ls = slices.DeleteFunc(s.ls, func(lb labels.Label) bool { return lb.Value == "" })
+	if l.tenantLabel != "" {
+		s.set(l.tenantLabel, l.tenant)
 	}
-	if n > maxLabels {
-		return labels.EmptyLabels(), badRequest(reasonTooManyLabels, "series %s has %d labels, over the limit of %d", name(ls), n, maxLabels)
+	if n := len(s.ls); n > maxLabels {
+		return labels.EmptyLabels(), badRequest(reasonTooManyLabels, "series %s has %d labels, over the limit of %d", quoteName(metric), n, maxLabels)
 	}
-	if l.tenantLabel != "" || l.route != "" {
-		lb := labels.NewBuilder(ls)
-		if l.tenantLabel != "" {
-			lb.Set(l.tenantLabel, l.tenant)
-		}
-		if l.route != "" {
-			lb.Set(wal.RouteLabel, l.route)
-		}
-		ls = lb.Labels()
+	if l.route != "" {
+		s.set(wal.RouteLabel, l.route)
 	}
-	return ls, nil
+	return s.build(), nil
 }
 
-// checkExemplarLabels validates an exemplar's labels as Prometheus does:
-// valid UTF-8 and at most 128 runes in all.
-func checkExemplarLabels(sb *labels.ScratchBuilder) (labels.Labels, error) {
-	sb.Sort()
-	ls := sb.Labels()
+// checkExemplarLabels sorts the labels added to s by name, validates them
+// as Prometheus does (valid UTF-8 and at most 128 runes in all), and
+// returns them.
+func checkExemplarLabels(s *seriesBuilder) (labels.Labels, error) {
+	slices.SortFunc(s.ls, func(a, b labels.Label) int { return strings.Compare(a.Name, b.Name) })
 	runes := 0
 	var err error
-	ls.Range(func(lb labels.Label) {
+	for _, lb := range s.ls {
 		if !utf8.ValidString(lb.Name) || !utf8.ValidString(lb.Value) {
 			err = errors.New("exemplar labels are not valid UTF-8")
 		}
 		runes += utf8.RuneCountInString(lb.Name) + utf8.RuneCountInString(lb.Value)
-	})
+	}
 	if err == nil && runes > maxExemplarRunes {
 		err = fmt.Errorf("exemplar labels have %d runes, over the limit of %d", runes, maxExemplarRunes)
 	}
 	if err != nil {
 		return labels.EmptyLabels(), badRequest(reasonInvalidSample, "%v", err)
 	}
-	return ls, nil
+	return s.build(), nil
 }
 
 // maxExemplarRunes is Prometheus' exemplar.ExemplarMaxLabelSetLength.
 const maxExemplarRunes = 128
 
 // name is a series' metric name for messages, bounded and quoted.
-func name(ls labels.Labels) string {
-	n := ls.Get(model.MetricNameLabel)
+func name(ls labels.Labels) string { return quoteName(ls.Get(model.MetricNameLabel)) }
+
+// quoteName is the metric name n for messages, bounded and quoted.
+func quoteName(n string) string {
 	if len(n) > 64 {
 		n = n[:64] + "..."
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -641,6 +642,33 @@ func TestRouteLabelRefused(t *testing.T) {
 			}
 			if got := e.contents(); len(got.samples) != 0 || got.seriesRec != 0 {
 				t.Errorf("written despite the refusal: %d series, samples %q", got.seriesRec, got.samples)
+			}
+		})
+	}
+}
+
+// TestEmptyLabelValue: a label with an empty value is no label, to
+// Prometheus and to the queues, which never send it: the gateway drops
+// it, with or without a tenant label, and it does not count towards the
+// label limit.
+func TestEmptyLabelValue(t *testing.T) {
+	pairs := []string{"__name__", "m", "a", ""}
+	for i := range maxLabels - 1 { // 70 with the name, 71 with a
+		pairs = append(pairs, fmt.Sprintf("l%02d", i), "v")
+	}
+	for _, tl := range []string{"", "tenant"} {
+		t.Run("tenant_label="+tl, func(t *testing.T) {
+			e := newEnv(t, Tenant{}, func(o *Options) { o.TenantLabel = tl })
+			if tl != "" {
+				pairs = slices.Delete(slices.Clone(pairs), len(pairs)-2, len(pairs)) // room for the tenant label
+			}
+			if resp, msg := e.post(keyA, ctV1, v1(ts(pairs, 1, 1))); resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("status %d: %s", resp.StatusCode, msg)
+			}
+			for _, ls := range e.contents().series {
+				if ls.Has("a") || ls.Len() != maxLabels {
+					t.Errorf("logged %d labels, a=%q: want %d without a", ls.Len(), ls.Get("a"), maxLabels)
+				}
 			}
 		})
 	}

@@ -226,7 +226,7 @@ type otlpAppender struct {
 	b          *batch
 	index      map[uint64]int  // series index in b by hash of the translator's labels
 	given      []labels.Labels // the translator's labels of each series in b
-	sb         labels.ScratchBuilder
+	sb         seriesBuilder
 	err        error // *decodeError
 }
 
@@ -250,8 +250,8 @@ func (a *otlpAppender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64
 			a.err = &decodeError{status: 413, reason: reasonTooManySeries, msg: fmt.Sprintf("the request translates into more than max_series_per_request %d series: send fewer per request", a.l.maxSeries)}
 			return 0, a.err
 		}
-		a.sb.Reset()
-		ls.Range(func(lb labels.Label) { a.sb.Add(lb.Name, lb.Value) })
+		a.sb.reset()
+		ls.Range(func(lb labels.Label) { a.sb.add(lb.Name, lb.Value) })
 		out, err := checkLabels(&a.sb, a.l)
 		if err != nil {
 			a.err = err
@@ -277,8 +277,8 @@ func (a *otlpAppender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64
 		b.samples = append(b.samples, record.RefSample{Ref: ref, ST: st, T: t, V: v})
 	}
 	for _, e := range opts.Exemplars {
-		a.sb.Reset()
-		e.Labels.Range(func(lb labels.Label) { a.sb.Add(lb.Name, lb.Value) })
+		a.sb.reset()
+		e.Labels.Range(func(lb labels.Label) { a.sb.add(lb.Name, lb.Value) })
 		el, err := checkExemplarLabels(&a.sb)
 		if err != nil {
 			a.err = err
