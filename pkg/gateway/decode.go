@@ -17,18 +17,18 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
 
+	"github.com/rwagent/rwagent/pkg/ampquota"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
-// Series limits, AMP's: the same numbers the sender drops series over in
-// pkg/remotewrite/limits.go (ampMaxLabels, ampMaxNameBytes,
-// ampMaxValueBytes), which explains where they come from. A series the
+// Series limits, AMP's (package ampquota says where they come from): the
+// same the sender drops series over (remotewrite.AMPLimits). A series the
 // gateway accepts is one AMP takes, so it is refused here, where the
 // sender can hear about it, not dropped later.
 const (
-	maxLabels     = 70
-	maxNameBytes  = 1024
-	maxValueBytes = 2048
+	maxLabels     = ampquota.LabelsPerSeries
+	maxNameBytes  = ampquota.LabelNameBytes
+	maxValueBytes = ampquota.LabelValueBytes
 )
 
 // protocol is the message a request carries, as the metric label says it.
