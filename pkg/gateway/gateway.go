@@ -346,11 +346,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 	n := b.samplesCount()
 	bk := ts.bucket
 	if bk != nil {
-		if float64(n) > bk.burst {
-			refuse(http.StatusRequestEntityTooLarge, reasonBurstExceeded, fmt.Sprintf("%d samples in one request, over the tenant's burst of %.0f: send fewer per request", n, bk.burst), n)
+		if float64(n) > bk.Burst() {
+			refuse(http.StatusRequestEntityTooLarge, reasonBurstExceeded, fmt.Sprintf("%d samples in one request, over the tenant's burst of %.0f: send fewer per request", n, bk.Burst()), n)
 			return
 		}
-		if wait := bk.take(n, g.opts.Now()); wait > 0 {
+		if wait := bk.Take(n, g.opts.Now()); wait > 0 {
 			w.Header().Set("Retry-After", seconds(wait))
 			refuse(http.StatusTooManyRequests, reasonRateLimited, fmt.Sprintf("over the tenant's limit of %g samples/s: nothing written, retry later", t.SamplesPerSecond), n)
 			return
@@ -359,7 +359,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 
 	if err := g.write(b); err != nil {
 		if bk != nil {
-			bk.give(n)
+			bk.Give(n)
 		}
 		g.logger.Error("write received samples to the WAL; answered 503 so the sender retries", "tenant", tenant, "samples", n, "err", err)
 		code = http.StatusServiceUnavailable
