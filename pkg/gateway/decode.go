@@ -184,12 +184,6 @@ func decodeV2(raw []byte, l limits) (*batch, error) {
 		return nil, tooManySeries(len(req.Timeseries), l.maxSeries)
 	}
 	syms := req.Symbols
-	symbol := func(i uint32) (string, bool) {
-		if int(i) >= len(syms) {
-			return "", false
-		}
-		return syms[i], true
-	}
 	b := &batch{series: make([]labels.Labels, 0, len(req.Timeseries))}
 	var sb seriesBuilder
 	for i := range req.Timeseries {
@@ -197,18 +191,12 @@ func decodeV2(raw []byte, l limits) (*batch, error) {
 		if len(ts.Samples) > 0 && len(ts.Histograms) > 0 {
 			return nil, badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
 		}
-		refs := ts.LabelsRefs
-		if len(refs)%2 != 0 {
+		if len(ts.LabelsRefs)%2 != 0 {
 			return nil, badRequest(reasonMalformed, "series %d has an odd number of label refs", i)
 		}
 		sb.reset()
-		for j := 0; j < len(refs); j += 2 {
-			n, ok1 := symbol(refs[j])
-			v, ok2 := symbol(refs[j+1])
-			if !ok1 || !ok2 {
-				return nil, badRequest(reasonMalformed, "series %d: label ref outside the %d symbols", i, len(syms))
-			}
-			sb.add(n, v)
+		if !sb.addRefs(ts.LabelsRefs, syms) {
+			return nil, badRequest(reasonMalformed, "series %d: label ref outside the %d symbols", i, len(syms))
 		}
 		ls, err := checkLabels(&sb, l)
 		if err != nil {
@@ -230,13 +218,8 @@ func decodeV2(raw []byte, l limits) (*batch, error) {
 				return nil, badRequest(reasonMalformed, "series %d: exemplar with an odd number of label refs", i)
 			}
 			sb.reset()
-			for j := 0; j < len(e.LabelsRefs); j += 2 {
-				n, ok1 := symbol(e.LabelsRefs[j])
-				v, ok2 := symbol(e.LabelsRefs[j+1])
-				if !ok1 || !ok2 {
-					return nil, badRequest(reasonMalformed, "series %d: exemplar label ref outside the %d symbols", i, len(syms))
-				}
-				sb.add(n, v)
+			if !sb.addRefs(e.LabelsRefs, syms) {
+				return nil, badRequest(reasonMalformed, "series %d: exemplar label ref outside the %d symbols", i, len(syms))
 			}
 			el, err := checkExemplarLabels(&sb)
 			if err != nil {
@@ -309,6 +292,21 @@ func (s *seriesBuilder) reset() { s.ls = s.ls[:0] }
 
 func (s *seriesBuilder) add(name, value string) {
 	s.ls = append(s.ls, labels.Label{Name: name, Value: value})
+}
+
+// addRefs adds the labels of a remote write 2.0 series or exemplar: refs
+// are pairs of indexes into syms, name then value. It returns false if
+// one is outside syms, having added the pairs before it. len(refs) must
+// be even.
+func (s *seriesBuilder) addRefs(refs []uint32, syms []string) bool {
+	for j := 0; j+1 < len(refs); j += 2 {
+		n, v := refs[j], refs[j+1]
+		if int(n) >= len(syms) || int(v) >= len(syms) {
+			return false
+		}
+		s.add(syms[n], syms[v])
+	}
+	return true
 }
 
 // set sets name to value in s.ls, which must be sorted.
