@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,8 +18,9 @@ import (
 // gatewayRun is the receive: section's gateway, or nothing when the
 // configuration has none.
 type gatewayRun struct {
-	g    *gateway.Gateway // nil: no receive: section
-	addr net.Addr         // where it listens; nil without a gateway
+	g      *gateway.Gateway // nil: no receive: section
+	addr   net.Addr         // where it listens; nil without a gateway
+	logger *slog.Logger
 }
 
 // startGateway builds the gateway of the receive: section and binds its
@@ -45,7 +47,7 @@ func (p *pipeline) startGateway() (*gatewayRun, error) {
 		return nil, err
 	}
 	p.logger.Info("gateway listening", "addr", addr.String(), "tls", opts.TLSCertFile != "", "tenants", tenantCount(opts.Keys))
-	return &gatewayRun{g: g, addr: addr}, nil
+	return &gatewayRun{g: g, addr: addr, logger: p.logger}, nil
 }
 
 // gatewayOptions returns the gateway options the receive: section rc
@@ -101,9 +103,11 @@ func (r *gatewayRun) reload(cfg *config.Config) error {
 	case rc == nil:
 		return errors.New("receive: removed: stopping the gateway needs a restart")
 	}
-	if err := r.g.Reload(gatewayOptions(rc)); err != nil {
+	opts := gatewayOptions(rc)
+	if err := r.g.Reload(opts); err != nil {
 		return fmt.Errorf("receive: %w", err)
 	}
+	r.logger.Info("gateway reloaded", "addr", r.addr.String(), "tls", opts.TLSCertFile != "", "tenants", tenantCount(opts.Keys), "keys", len(opts.Keys))
 	return nil
 }
 
