@@ -95,6 +95,7 @@ func (b *logBuffer) String() string {
 // agentUnderTest is a running agent and its receiver.
 type agentUnderTest struct {
 	recv    *receive.Server
+	recvURL string // the receiver's base URL, without the workspace path
 	web     string
 	cancel  context.CancelFunc
 	done    chan error
@@ -191,7 +192,7 @@ func startAgentWith(t *testing.T, cfgText string, ro receive.Options) *agentUnde
 	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return launch(t, &agentUnderTest{recv: recv}, agentOptions{
+	return launch(t, &agentUnderTest{recv: recv, recvURL: base}, agentOptions{
 		ConfigFile:    cfgFile,
 		StoragePath:   filepath.Join(dir, "agent"),
 		FlushDeadline: 5 * time.Second,

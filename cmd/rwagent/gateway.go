@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/rwagent/rwagent/pkg/config"
 	"github.com/rwagent/rwagent/pkg/gateway"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
@@ -13,7 +18,9 @@ import (
 // gatewayRun is the receive: section's gateway, or nothing when the
 // configuration has none.
 type gatewayRun struct {
-	g *gateway.Gateway // nil: no receive: section
+	g      *gateway.Gateway // nil: no receive: section
+	addr   net.Addr         // where it listens; nil without a gateway
+	logger *slog.Logger
 }
 
 // startGateway builds the gateway of the receive: section and binds its
@@ -25,29 +32,11 @@ func (p *pipeline) startGateway() (*gatewayRun, error) {
 	if rc == nil {
 		return &gatewayRun{}, nil
 	}
-	tenants := map[string]*gateway.Tenant{}
-	keys := make([]gateway.Key, 0, len(rc.APIKeys))
-	for _, k := range rc.APIKeys {
-		t := tenants[k.Tenant]
-		if t == nil { // config.Validate: keys of one tenant agree on its limits
-			t = &gateway.Tenant{Name: k.Tenant, SamplesPerSecond: k.SamplesPerSecond, Burst: k.Burst, MaxSeriesPerRequest: k.MaxSeriesPerRequest}
-			tenants[k.Tenant] = t
-		}
-		keys = append(keys, gateway.Key{Digest: k.Digest, Tenant: t})
-	}
-	opts := gateway.Options{
-		Addr:            rc.ListenAddress,
-		Keys:            keys,
-		TenantLabel:     rc.TenantLabel,
-		MaxRequestBytes: int64(rc.MaxRequestBytes),
-		Storage:         p.wal,
-		Full:            walFull(p.wal, p.cfg.Load().WAL.MaxSize, int64(p.cfg.Load().WAL.SegmentSize)),
-		Logger:          p.logger,
-		Registerer:      p.reg,
-	}
-	if t := rc.TLSConfig; t != nil {
-		opts.TLSCertFile, opts.TLSKeyFile = t.CertFile, t.KeyFile
-	}
+	opts := gatewayOptions(rc)
+	opts.Storage = p.wal
+	opts.Full = walFull(p.wal, p.cfg.Load().WAL.MaxSize, int64(p.cfg.Load().WAL.SegmentSize))
+	opts.Logger = p.logger
+	opts.Registerer = p.reg
 	g, err := gateway.New(opts)
 	if err != nil {
 		return nil, err
@@ -57,8 +46,69 @@ func (p *pipeline) startGateway() (*gatewayRun, error) {
 		g.Close()
 		return nil, err
 	}
-	p.logger.Info("gateway listening", "addr", addr.String(), "tls", opts.TLSCertFile != "", "tenants", len(tenants))
-	return &gatewayRun{g: g}, nil
+	p.logger.Info("gateway listening", "addr", addr.String(), "tls", opts.TLSCertFile != "", "tenants", tenantCount(opts.Keys))
+	return &gatewayRun{g: g, addr: addr, logger: p.logger}, nil
+}
+
+// gatewayOptions returns the gateway options the receive: section rc
+// sets: the listener, the TLS files, the keys with their tenants (one
+// Tenant per tenant name, shared by its keys), the tenant label and the
+// body bound. startGateway adds the rest; reload applies these.
+func gatewayOptions(rc *config.ReceiveConfig) gateway.Options {
+	tenants := map[string]*gateway.Tenant{}
+	keys := make([]gateway.Key, 0, len(rc.APIKeys))
+	for _, k := range rc.APIKeys {
+		t := tenants[k.Tenant]
+		if t == nil { // config.Validate: keys of one tenant agree on its limits and routes
+			t = &gateway.Tenant{Name: k.Tenant, SamplesPerSecond: k.SamplesPerSecond, Burst: k.Burst, MaxSeriesPerRequest: k.MaxSeriesPerRequest, RemoteWriteNames: k.RemoteWriteNames}
+			tenants[k.Tenant] = t
+		}
+		keys = append(keys, gateway.Key{Digest: k.Digest, Tenant: t})
+	}
+	opts := gateway.Options{
+		Addr:            rc.ListenAddress,
+		Keys:            keys,
+		TenantLabel:     rc.TenantLabel,
+		MaxRequestBytes: int64(rc.MaxRequestBytes),
+	}
+	if t := rc.TLSConfig; t != nil {
+		opts.TLSCertFile, opts.TLSKeyFile = t.CertFile, t.KeyFile
+	}
+	return opts
+}
+
+// tenantCount is the number of tenants keys name.
+func tenantCount(keys []gateway.Key) int {
+	seen := map[*gateway.Tenant]bool{}
+	for _, k := range keys {
+		seen[k.Tenant] = true
+	}
+	return len(seen)
+}
+
+// reload applies the receive: section of cfg to the running gateway:
+// keys, tenants, the tenant label, limits, routes, max_request_bytes, and
+// the TLS certificate and key read again from their files. Adding or
+// removing the section, moving listen_address, or turning TLS on or off
+// needs a restart: reload refuses them with an error naming the setting,
+// as it refuses a certificate that does not load, and then the gateway
+// serves as before. It is safe to call while run runs.
+func (r *gatewayRun) reload(cfg *config.Config) error {
+	rc := cfg.Receive
+	switch {
+	case r.g == nil && rc == nil:
+		return nil
+	case r.g == nil:
+		return errors.New("receive: added: starting the gateway needs a restart")
+	case rc == nil:
+		return errors.New("receive: removed: stopping the gateway needs a restart")
+	}
+	opts := gatewayOptions(rc)
+	if err := r.g.Reload(opts); err != nil {
+		return fmt.Errorf("receive: %w", err)
+	}
+	r.logger.Info("gateway reloaded", "addr", r.addr.String(), "tls", opts.TLSCertFile != "", "tenants", tenantCount(opts.Keys), "keys", len(opts.Keys))
+	return nil
 }
 
 // run serves until ctx is done. Without a gateway it waits for ctx all

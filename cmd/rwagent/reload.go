@@ -30,9 +30,11 @@ import (
 // their hold on the WAL. An endpoint whose configuration changed is
 // stopped (it flushes) and a new queue resumes where it left off. What
 // cannot change while running (the WAL's settings, an instance's own
-// settings, the instances themselves, the gateway's section, whether every
-// endpoint speaks remote write 2.0) refuses the reload by name, and
-// nothing changes.
+// settings, the instances themselves, whether every endpoint speaks
+// remote write 2.0, and of the gateway its section appearing or going,
+// its listen address and TLS turned on or off) refuses the reload by name,
+// and nothing changes. The gateway's keys, tenants, limits, routes and
+// certificate reload.
 
 // checkReload says why cfg cannot replace p's running configuration
 // while it runs, naming the setting; nil when it can.
@@ -52,8 +54,6 @@ func (p *pipeline) checkReload(cfg *config.Config) error {
 		// only when every endpoint speaks 2.0: a 1.0 endpoint would
 		// miss the _created series.
 		return fmt.Errorf("%sremote_write protobuf_message: whether every endpoint speaks remote write 2.0 changed; that takes effect at a restart", where)
-	case !reflect.DeepEqual(old.Receive, cfg.Receive):
-		return fmt.Errorf("%sreceive: the gateway's section changed; it takes effect at a restart", where)
 	}
 	return nil
 }
@@ -111,6 +111,11 @@ func (p *pipeline) reload(cfg *config.Config) error {
 	if err := p.registerSignerMetrics(cfg); err != nil {
 		return err
 	}
+	// The gateway applies all or nothing, and refuses what needs a
+	// restart: nothing else has changed yet.
+	if err := p.gw.reload(cfg); err != nil {
+		return fmt.Errorf("%w: %w", server.ErrReloadRefused, err)
+	}
 
 	// Scrape jobs: the scrape manager applies all or nothing. A job
 	// whose sigv4 block changed is rebuilt even when its scrape config
@@ -123,6 +128,9 @@ func (p *pipeline) reload(cfg *config.Config) error {
 	p.cfg.Store(cfg) // the transports of rebuilt jobs sign with the new blocks
 	if err := p.sm.ApplyConfigRenewing(scrapeCfgs, renew); err != nil {
 		p.cfg.Store(old)
+		if gerr := p.gw.reload(old); gerr != nil {
+			err = errors.Join(err, fmt.Errorf("the gateway could not go back to the running configuration: %w", gerr))
+		}
 		return err
 	}
 	// Discovery keeps every discoverer whose config is unchanged (the

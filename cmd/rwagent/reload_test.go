@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/rwagent/rwagent/pkg/sendpos"
 )
@@ -313,4 +315,77 @@ func TestReloadChangedEndpointDown(t *testing.T) {
 	a.stop(t)
 	checkSeq(t, s, target.served.Load())
 	s.checkOrder(t)
+}
+
+// TestReloadGatewayKeys: POST /-/reload rotates the gateway's keys (the
+// old one 403 after, the new one accepted), and moving its listen
+// address is refused by name with the old address still serving.
+func TestReloadGatewayKeys(t *testing.T) {
+	s, url := newSink(t)
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "agent.yml")
+	gwAddr := freeAddr(t)
+	write := func(listen, key string) {
+		t.Helper()
+		cfg := fmt.Sprintf(`
+global: {scrape_interval: 1h}
+remote_write:
+  - url: %s
+    queue_config: {batch_send_deadline: 20ms}
+receive:
+  listen_address: %s
+  api_keys:
+    - {tenant: team-a, key: %s}
+`, url, listen, key)
+		if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(gwAddr, "old-key")
+	a := launch(t, &agentUnderTest{}, agentOptions{ConfigFile: cfgFile, StoragePath: filepath.Join(dir, "state"), FlushDeadline: time.Second})
+	push := "http://" + a.gatewayAddr(t) + "/api/v1/write"
+	now := time.Now().UnixMilli()
+	req := func(v float64) *prompb.WriteRequest {
+		now++
+		return &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+			Labels: []prompb.Label{{Name: "__name__", Value: "pushed"}}, Samples: []prompb.Sample{{Value: v, Timestamp: now}},
+		}}}
+	}
+	if code := pushV1(t, push, "old-key", req(1)); code != http.StatusNoContent {
+		t.Fatalf("push with the key at start: %d", code)
+	}
+
+	write(gwAddr, "new-key")
+	if code, body := postReload(t, a); code != http.StatusOK {
+		t.Fatalf("reload rotating the key: %d %s", code, body)
+	}
+	if code := pushV1(t, push, "old-key", req(2)); code != http.StatusForbidden {
+		t.Errorf("push with the rotated-out key: %d, want 403", code)
+	}
+	if code := pushV1(t, push, "new-key", req(3)); code != http.StatusNoContent {
+		t.Errorf("push with the new key: %d, want 204", code)
+	}
+
+	write(freeAddr(t), "newer-key")
+	if code, body := postReload(t, a); code != http.StatusBadRequest || !strings.Contains(body, "listen_address") {
+		t.Errorf("reload moving the gateway: %d %q, want 400 naming listen_address", code, body)
+	}
+	if code := pushV1(t, push, "new-key", req(4)); code != http.StatusNoContent {
+		t.Errorf("push after the refused reload: %d, want 204 with the running key", code)
+	}
+	waitFor(t, "the accepted pushes at the receiver", func() bool { return len(s.values(`pushed`)) == 3 })
+	if got := s.values(`pushed`); !slices.Equal(got, []float64{1, 3, 4}) {
+		t.Errorf("received %v, want [1 3 4]: only the accepted pushes", got)
+	}
+}
+
+// freeAddr is a 127.0.0.1 address with a port free at the moment.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -262,6 +262,7 @@ func load(b []byte, getenv func(string) (string, bool), logger *slog.Logger, dir
 func loadPrometheus(root *yaml.Node, logger *slog.Logger, dir string) (*Config, error) {
 	c := &Config{WAL: DefaultWALConfig}
 	prom := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	var receive *yaml.Node
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		if k.Value == "wal" {
@@ -283,7 +284,7 @@ func loadPrometheus(root *yaml.Node, logger *slog.Logger, dir string) (*Config, 
 			if err != nil {
 				return nil, err
 			}
-			c.Receive = r
+			c.Receive, receive = r, v
 			continue
 		}
 		prom.Content = append(prom.Content, k, v)
@@ -314,6 +315,11 @@ func loadPrometheus(root *yaml.Node, logger *slog.Logger, dir string) (*Config, 
 	// it cannot be honoured there. Without one, otlp: stays ignored (above).
 	if c.Receive != nil && otlpSet(pc) {
 		return nil, refusal(prom, "", "otlp", "the gateway's /v1/metrics translates OTLP with Prometheus' default otlp: settings; remove the otlp: section or leave it at its defaults")
+	}
+	if c.Receive != nil {
+		if err := checkRoutes(c.Receive, receive, pc.RemoteWriteConfigs); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkAWS(prom, c, sigv4Cut); err != nil {
 		return nil, err

@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/alecthomas/units"
 	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
 	"gopkg.in/yaml.v3"
 )
 
@@ -40,7 +42,8 @@ type ReceiveConfig struct {
 	MaxRequestBytes ByteSize `yaml:"max_request_bytes"`
 }
 
-// ReceiveTLSConfig is the gateway's server certificate.
+// ReceiveTLSConfig is the gateway's server certificate. Load makes
+// relative paths relative to the configuration file's directory.
 type ReceiveTLSConfig struct {
 	CertFile string `yaml:"cert_file"` // PEM certificate (chain); required
 	KeyFile  string `yaml:"key_file"`  // PEM private key; required
@@ -73,8 +76,10 @@ type APIKeyConfig struct {
 	// MaxSeriesPerRequest refuses larger requests with 413. Zero: no limit
 	// beyond the size bounds.
 	MaxSeriesPerRequest int `yaml:"max_series_per_request"`
-	// RemoteWriteNames would route the tenant to named remote_write
-	// endpoints: not supported yet, refused when set.
+	// RemoteWriteNames routes the tenant's series to the remote_write
+	// endpoints of these names only. Each must be the name: of a
+	// remote_write (unnamed endpoints cannot be routed to). Empty: every
+	// endpoint, as for scrapes. Keys of one tenant must agree on it.
 	RemoteWriteNames []string `yaml:"remote_write_names"`
 }
 
@@ -134,6 +139,9 @@ func (c *ReceiveConfig) Validate() error {
 	if c.TenantLabel != "" && !model.LegacyValidation.IsValidLabelName(c.TenantLabel) {
 		return bad(".tenant_label", "%q is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)", c.TenantLabel)
 	}
+	if strings.HasPrefix(c.TenantLabel, "__") {
+		return bad(".tenant_label", "%q starts with __, which is reserved for internal labels", c.TenantLabel)
+	}
 	if c.MaxRequestBytes <= 0 {
 		return bad(".max_request_bytes", "must be positive, got %d", c.MaxRequestBytes)
 	}
@@ -161,8 +169,10 @@ func (c *ReceiveConfig) Validate() error {
 				return bad(field+".sha256", "must be the 64 hex digits of the key's SHA-256 (sha256sum)")
 			}
 		}
-		if len(k.RemoteWriteNames) > 0 {
-			return bad(field+".remote_write_names", "not supported yet: every tenant's samples go to every remote_write; remove it")
+		for _, n := range k.RemoteWriteNames {
+			if n == "" || strings.Contains(n, ",") {
+				return bad(field+".remote_write_names", "tenant %q: %q cannot be the name of a remote_write to route to (empty, or a comma in it)", k.Tenant, n)
+			}
 		}
 		if k.SamplesPerSecond < 0 {
 			return bad(field+".samples_per_second", "must not be negative")
@@ -181,8 +191,45 @@ func (c *ReceiveConfig) Validate() error {
 			if o.SamplesPerSecond != k.SamplesPerSecond || o.Burst != k.Burst || o.MaxSeriesPerRequest != k.MaxSeriesPerRequest {
 				return bad(field, "tenant %q has other limits in api_keys[%d]: keys of one tenant share its limits, give them the same", k.Tenant, j)
 			}
+			if !slices.Equal(nameSet(o.RemoteWriteNames), nameSet(k.RemoteWriteNames)) {
+				return bad(field+".remote_write_names", "tenant %q has other remote_write_names in api_keys[%d]: keys of one tenant share its routing, give them the same", k.Tenant, j)
+			}
 		} else {
 			first[k.Tenant] = i
+		}
+	}
+	return nil
+}
+
+// nameSet is names sorted, without duplicates: the routing it means.
+func nameSet(names []string) []string {
+	s := slices.Clone(names)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+// checkRoutes checks that every name in the remote_write_names of c (the
+// section at v) is the name: of one of rws, the remote_write endpoints.
+func checkRoutes(c *ReceiveConfig, v *yaml.Node, rws []*promconfig.RemoteWriteConfig) error {
+	named := map[string]bool{}
+	var names []string
+	for _, rw := range rws {
+		if rw.Name != "" {
+			named[rw.Name] = true
+			names = append(names, strconv.Quote(rw.Name))
+		}
+	}
+	for i, k := range c.APIKeys {
+		for _, n := range k.RemoteWriteNames {
+			if named[n] {
+				continue
+			}
+			field := fmt.Sprintf("receive.api_keys[%d].remote_write_names", i)
+			known := "no remote_write has a name: (only named endpoints can be routed to)"
+			if len(names) > 0 {
+				known = "the named ones are " + strings.Join(names, ", ")
+			}
+			return &Error{Line: lineOf(v, field), Field: field, Msg: fmt.Sprintf("tenant %q: no remote_write is named %q; %s", k.Tenant, n, known)}
 		}
 	}
 	return nil
@@ -211,6 +258,9 @@ func loadReceive(v *yaml.Node, dir string) (*ReceiveConfig, error) {
 		}
 		return nil, &Error{Line: v.Line, Field: "receive", Msg: err.Error()}
 	}
+	if t := c.TLSConfig; t != nil {
+		t.CertFile, t.KeyFile = relativeTo(dir, t.CertFile), relativeTo(dir, t.KeyFile)
+	}
 	for i := range c.APIKeys {
 		k := &c.APIKeys[i]
 		field := fmt.Sprintf("receive.api_keys[%d]", i)
@@ -219,10 +269,7 @@ func loadReceive(v *yaml.Node, dir string) (*ReceiveConfig, error) {
 			k.Digest = sha256.Sum256([]byte(k.Key))
 			k.Key = ""
 		case k.KeyFile != "":
-			path := k.KeyFile
-			if dir != "" && !filepath.IsAbs(path) {
-				path = filepath.Join(dir, path)
-			}
+			path := relativeTo(dir, k.KeyFile)
 			b, err := os.ReadFile(path)
 			if err != nil {
 				return nil, &Error{Line: lineOf(v, field+".key_file"), Field: field + ".key_file", Msg: fmt.Sprintf("read key: %v", err)}
@@ -242,6 +289,16 @@ func loadReceive(v *yaml.Node, dir string) (*ReceiveConfig, error) {
 		}
 	}
 	return c, nil
+}
+
+// relativeTo returns path taken relative to dir, as Prometheus takes the
+// paths of a configuration file relative to its directory; an absolute
+// path, or an empty dir, leaves it as it is.
+func relativeTo(dir, path string) string {
+	if dir != "" && path != "" && !filepath.IsAbs(path) {
+		return filepath.Join(dir, path)
+	}
+	return path
 }
 
 // lineOf returns the line of the node at field ("receive.api_keys[1].key")

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/sha256"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -25,10 +26,14 @@ func TestReceiveGood(t *testing.T) {
 	if r.ListenAddress != "127.0.0.1:9201" || r.TenantLabel != "tenant" || r.MaxRequestBytes != 1<<20 {
 		t.Errorf("got listen %q, tenant_label %q, max_request_bytes %d", r.ListenAddress, r.TenantLabel, r.MaxRequestBytes)
 	}
+	// Relative to the file's directory, as key_file and Prometheus' files.
+	if tc := r.TLSConfig; tc == nil || tc.CertFile != "testdata/receive/tls.crt" || tc.KeyFile != "/etc/rwagent/tls.key" {
+		t.Errorf("tls_config %+v, want cert_file testdata/receive/tls.crt and key_file /etc/rwagent/tls.key", tc)
+	}
 	want := []struct {
 		tenant string
 		key    string
-	}{{"team-a", "team-a-secret-key"}, {"team-b", "team-b-key"}, {"team-c", "team-c-key"}}
+	}{{"team-a", "team-a-secret-key"}, {"team-b", "team-b-key"}, {"team-c", "team-c-key"}, {"team-b", "team-b-second-key"}}
 	if len(r.APIKeys) != len(want) {
 		t.Fatalf("%d keys, want %d", len(r.APIKeys), len(want))
 	}
@@ -43,6 +48,12 @@ func TestReceiveGood(t *testing.T) {
 	}
 	if k := r.APIKeys[0]; k.SamplesPerSecond != 1000 || k.Burst != 5000 {
 		t.Errorf("api_keys[0] limits %v/%d", k.SamplesPerSecond, k.Burst)
+	}
+	if k := r.APIKeys[0]; len(k.RemoteWriteNames) != 0 {
+		t.Errorf("api_keys[0] (no remote_write_names) routed to %q", k.RemoteWriteNames)
+	}
+	if k := r.APIKeys[1]; !slices.Equal(k.RemoteWriteNames, []string{"archive", "amp"}) {
+		t.Errorf("api_keys[1] remote_write_names %q, want [archive amp]", k.RemoteWriteNames)
 	}
 }
 
@@ -69,18 +80,22 @@ func TestReceiveTenantLabelEmpty(t *testing.T) {
 
 func TestReceiveBad(t *testing.T) {
 	want := map[string]string{
-		"no-listen.bad.yml":        `no-listen.bad.yml:2: receive.listen_address: required: the host:port the gateway listens on (its own, not --web.listen-address)`,
-		"no-keys.bad.yml":          `no-keys.bad.yml:2: receive.api_keys: at least one key: the gateway does not take unauthenticated writes`,
-		"routing.bad.yml":          `routing.bad.yml:6: receive.api_keys[0].remote_write_names: not supported yet: every tenant's samples go to every remote_write; remove it`,
-		"two-keys.bad.yml":         `two-keys.bad.yml:4: receive.api_keys[0]: set exactly one of key, key_file and sha256`,
-		"bad-sha.bad.yml":          `bad-sha.bad.yml:5: receive.api_keys[1].sha256: must be the 64 hex digits of the key's SHA-256 (sha256sum)`,
-		"same-key.bad.yml":         `same-key.bad.yml:5: receive.api_keys[1]: the same key as api_keys[0]: each key names one tenant`,
-		"missing-key-file.bad.yml": `missing-key-file.bad.yml:4: receive.api_keys[0].key_file: read key: open testdata/receive/no-such.key: no such file or directory`,
-		"unknown.bad.yml":          `unknown.bad.yml:3: receive: unknown field "listen"`,
-		"size.bad.yml":             `size.bad.yml:3: receive.max_request_bytes: "lots" is not a size in bytes (like 10MiB)`,
-		"tenant-limits.bad.yml":    `tenant-limits.bad.yml:5: receive.api_keys[1]: tenant "team-a" has other limits in api_keys[0]: keys of one tenant share its limits, give them the same`,
-		"tenant-label.bad.yml":     `tenant-label.bad.yml:3: receive.tenant_label: "tenant-id" is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)`,
-		"otlp-settings.bad.yml":    "otlp-settings.bad.yml:5: otlp: not supported: the gateway's /v1/metrics translates OTLP with Prometheus' default otlp: settings; remove the otlp: section or leave it at its defaults",
+		"no-listen.bad.yml":             `no-listen.bad.yml:2: receive.listen_address: required: the host:port the gateway listens on (its own, not --web.listen-address)`,
+		"no-keys.bad.yml":               `no-keys.bad.yml:2: receive.api_keys: at least one key: the gateway does not take unauthenticated writes`,
+		"routing.bad.yml":               `routing.bad.yml:9: receive.api_keys[0].remote_write_names: tenant "team-a": no remote_write is named "ampp"; the named ones are "amp", "archive"`,
+		"routing-unnamed.bad.yml":       `routing-unnamed.bad.yml:6: receive.api_keys[0].remote_write_names: tenant "team-a": no remote_write is named "amp"; no remote_write has a name: (only named endpoints can be routed to)`,
+		"routing-keys.bad.yml":          `routing-keys.bad.yml:8: receive.api_keys[1].remote_write_names: tenant "team-a" has other remote_write_names in api_keys[0]: keys of one tenant share its routing, give them the same`,
+		"routing-comma.bad.yml":         `routing-comma.bad.yml:4: receive.api_keys[0].remote_write_names: tenant "team-a": "amp,archive" cannot be the name of a remote_write to route to (empty, or a comma in it)`,
+		"tenant-label-reserved.bad.yml": `tenant-label-reserved.bad.yml:3: receive.tenant_label: "__rwagent_remote_write_names__" starts with __, which is reserved for internal labels`,
+		"two-keys.bad.yml":              `two-keys.bad.yml:4: receive.api_keys[0]: set exactly one of key, key_file and sha256`,
+		"bad-sha.bad.yml":               `bad-sha.bad.yml:5: receive.api_keys[1].sha256: must be the 64 hex digits of the key's SHA-256 (sha256sum)`,
+		"same-key.bad.yml":              `same-key.bad.yml:5: receive.api_keys[1]: the same key as api_keys[0]: each key names one tenant`,
+		"missing-key-file.bad.yml":      `missing-key-file.bad.yml:4: receive.api_keys[0].key_file: read key: open testdata/receive/no-such.key: no such file or directory`,
+		"unknown.bad.yml":               `unknown.bad.yml:3: receive: unknown field "listen"`,
+		"size.bad.yml":                  `size.bad.yml:3: receive.max_request_bytes: "lots" is not a size in bytes (like 10MiB)`,
+		"tenant-limits.bad.yml":         `tenant-limits.bad.yml:5: receive.api_keys[1]: tenant "team-a" has other limits in api_keys[0]: keys of one tenant share its limits, give them the same`,
+		"tenant-label.bad.yml":          `tenant-label.bad.yml:3: receive.tenant_label: "tenant-id" is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)`,
+		"otlp-settings.bad.yml":         "otlp-settings.bad.yml:5: otlp: not supported: the gateway's /v1/metrics translates OTLP with Prometheus' default otlp: settings; remove the otlp: section or leave it at its defaults",
 	}
 	files, err := filepath.Glob("testdata/receive/*.bad.yml")
 	if err != nil {

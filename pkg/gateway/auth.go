@@ -24,6 +24,10 @@ type Tenant struct {
 	Burst            int
 	// MaxSeriesPerRequest refuses larger requests with 413. Zero: no limit.
 	MaxSeriesPerRequest int
+	// RemoteWriteNames, when not empty, routes the tenant's series to the
+	// remote_write endpoints of these names only: each series record
+	// carries them in wal.RouteLabel. Empty: every endpoint.
+	RemoteWriteNames []string
 }
 
 // keyFrom returns the key a request presents: `Authorization: Bearer

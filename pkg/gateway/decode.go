@@ -3,27 +3,32 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
+
+	"github.com/rwagent/rwagent/pkg/ampquota"
+	"github.com/rwagent/rwagent/pkg/wal"
 )
 
-// Series limits, AMP's: the same numbers the sender drops series over in
-// pkg/remotewrite/limits.go (ampMaxLabels, ampMaxNameBytes,
-// ampMaxValueBytes), which explains where they come from. A series the
+// Series limits, AMP's (package ampquota says where they come from): the
+// same the sender drops series over (remotewrite.AMPLimits). A series the
 // gateway accepts is one AMP takes, so it is refused here, where the
 // sender can hear about it, not dropped later.
 const (
-	maxLabels     = 70
-	maxNameBytes  = 1024
-	maxValueBytes = 2048
+	maxLabels     = ampquota.LabelsPerSeries
+	maxNameBytes  = ampquota.LabelNameBytes
+	maxValueBytes = ampquota.LabelValueBytes
 )
 
 // protocol is the message a request carries, as the metric label says it.
@@ -40,6 +45,7 @@ type limits struct {
 	maxSeries       int    // series per request; zero: no limit
 	tenantLabel     string // set on every series; "" none
 	tenant          string // its value
+	route           string // wal.RouteLabel set on every series; "" none
 }
 
 // decodeError is a request decode refuses: the status to answer and the
@@ -127,15 +133,15 @@ func decodeV1(raw []byte, l limits) (*batch, error) {
 		return nil, tooManySeries(len(req.Timeseries), l.maxSeries)
 	}
 	b := &batch{series: make([]labels.Labels, 0, len(req.Timeseries))}
-	var sb labels.ScratchBuilder
+	var sb seriesBuilder
 	for i := range req.Timeseries {
 		ts := &req.Timeseries[i]
 		if len(ts.Samples) > 0 && len(ts.Histograms) > 0 {
 			return nil, badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
 		}
-		sb.Reset()
+		sb.reset()
 		for _, lp := range ts.Labels {
-			sb.Add(lp.Name, lp.Value)
+			sb.add(lp.Name, lp.Value)
 		}
 		ls, err := checkLabels(&sb, l)
 		if err != nil {
@@ -146,25 +152,16 @@ func decodeV1(raw []byte, l limits) (*batch, error) {
 		for _, s := range ts.Samples {
 			b.samples = append(b.samples, record.RefSample{Ref: ref, T: s.Timestamp, V: s.Value})
 		}
-		for _, h := range ts.Histograms {
-			if h.IsFloatHistogram() {
-				fh := h.ToFloatHistogram()
-				if err := fh.Validate(); err != nil {
-					return nil, badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
-				}
-				b.floatHistograms = append(b.floatHistograms, record.RefFloatHistogramSample{Ref: ref, T: h.Timestamp, FH: fh})
-				continue
+		for i := range ts.Histograms {
+			h := &ts.Histograms[i]
+			if err := b.addWireHistogram(ref, ls, 0, h.Timestamp, h); err != nil {
+				return nil, err
 			}
-			ih := h.ToIntHistogram()
-			if err := ih.Validate(); err != nil {
-				return nil, badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
-			}
-			b.histograms = append(b.histograms, record.RefHistogramSample{Ref: ref, T: h.Timestamp, H: ih})
 		}
 		for _, e := range ts.Exemplars {
-			sb.Reset()
+			sb.reset()
 			for _, lp := range e.Labels {
-				sb.Add(lp.Name, lp.Value)
+				sb.add(lp.Name, lp.Value)
 			}
 			el, err := checkExemplarLabels(&sb)
 			if err != nil {
@@ -187,31 +184,19 @@ func decodeV2(raw []byte, l limits) (*batch, error) {
 		return nil, tooManySeries(len(req.Timeseries), l.maxSeries)
 	}
 	syms := req.Symbols
-	symbol := func(i uint32) (string, bool) {
-		if int(i) >= len(syms) {
-			return "", false
-		}
-		return syms[i], true
-	}
 	b := &batch{series: make([]labels.Labels, 0, len(req.Timeseries))}
-	var sb labels.ScratchBuilder
+	var sb seriesBuilder
 	for i := range req.Timeseries {
 		ts := &req.Timeseries[i]
 		if len(ts.Samples) > 0 && len(ts.Histograms) > 0 {
 			return nil, badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
 		}
-		refs := ts.LabelsRefs
-		if len(refs)%2 != 0 {
+		if len(ts.LabelsRefs)%2 != 0 {
 			return nil, badRequest(reasonMalformed, "series %d has an odd number of label refs", i)
 		}
-		sb.Reset()
-		for j := 0; j < len(refs); j += 2 {
-			n, ok1 := symbol(refs[j])
-			v, ok2 := symbol(refs[j+1])
-			if !ok1 || !ok2 {
-				return nil, badRequest(reasonMalformed, "series %d: label ref outside the %d symbols", i, len(syms))
-			}
-			sb.Add(n, v)
+		sb.reset()
+		if !sb.addRefs(ts.LabelsRefs, syms) {
+			return nil, badRequest(reasonMalformed, "series %d: label ref outside the %d symbols", i, len(syms))
 		}
 		ls, err := checkLabels(&sb, l)
 		if err != nil {
@@ -222,33 +207,19 @@ func decodeV2(raw []byte, l limits) (*batch, error) {
 		for _, s := range ts.Samples {
 			b.samples = append(b.samples, record.RefSample{Ref: ref, ST: s.StartTimestamp, T: s.Timestamp, V: s.Value})
 		}
-		for _, h := range ts.Histograms {
-			if h.IsFloatHistogram() {
-				fh := h.ToFloatHistogram()
-				if err := fh.Validate(); err != nil {
-					return nil, badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
-				}
-				b.floatHistograms = append(b.floatHistograms, record.RefFloatHistogramSample{Ref: ref, ST: h.StartTimestamp, T: h.Timestamp, FH: fh})
-				continue
+		for i := range ts.Histograms {
+			h := &ts.Histograms[i]
+			if err := b.addWireHistogram(ref, ls, h.StartTimestamp, h.Timestamp, h); err != nil {
+				return nil, err
 			}
-			ih := h.ToIntHistogram()
-			if err := ih.Validate(); err != nil {
-				return nil, badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
-			}
-			b.histograms = append(b.histograms, record.RefHistogramSample{Ref: ref, ST: h.StartTimestamp, T: h.Timestamp, H: ih})
 		}
 		for _, e := range ts.Exemplars {
 			if len(e.LabelsRefs)%2 != 0 {
 				return nil, badRequest(reasonMalformed, "series %d: exemplar with an odd number of label refs", i)
 			}
-			sb.Reset()
-			for j := 0; j < len(e.LabelsRefs); j += 2 {
-				n, ok1 := symbol(e.LabelsRefs[j])
-				v, ok2 := symbol(e.LabelsRefs[j+1])
-				if !ok1 || !ok2 {
-					return nil, badRequest(reasonMalformed, "series %d: exemplar label ref outside the %d symbols", i, len(syms))
-				}
-				sb.Add(n, v)
+			sb.reset()
+			if !sb.addRefs(e.LabelsRefs, syms) {
+				return nil, badRequest(reasonMalformed, "series %d: exemplar label ref outside the %d symbols", i, len(syms))
 			}
 			el, err := checkExemplarLabels(&sb)
 			if err != nil {
@@ -270,85 +241,175 @@ func decodeV2(raw []byte, l limits) (*batch, error) {
 	return b, nil
 }
 
+// wireHistogram is a histogram as remote write 1.0 (prompb.Histogram) and
+// 2.0 (writev2.Histogram) carry it.
+type wireHistogram interface {
+	IsFloatHistogram() bool
+	ToIntHistogram() *histogram.Histogram
+	ToFloatHistogram() *histogram.FloatHistogram
+}
+
+// addWireHistogram adds h, converted, as addHistogram does.
+func (b *batch) addWireHistogram(ref chunks.HeadSeriesRef, ls labels.Labels, st, t int64, h wireHistogram) error {
+	if h.IsFloatHistogram() {
+		return b.addHistogram(ref, ls, st, t, nil, h.ToFloatHistogram())
+	}
+	return b.addHistogram(ref, ls, st, t, h.ToIntHistogram(), nil)
+}
+
+// addHistogram validates and adds a histogram sample of the series ref
+// (whose labels ls name it in the error): fh, or else h. Its error is a
+// *decodeError.
+func (b *batch) addHistogram(ref chunks.HeadSeriesRef, ls labels.Labels, st, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) error {
+	if fh != nil {
+		if err := fh.Validate(); err != nil {
+			return badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
+		}
+		b.floatHistograms = append(b.floatHistograms, record.RefFloatHistogramSample{Ref: ref, ST: st, T: t, FH: fh})
+		return nil
+	}
+	if err := h.Validate(); err != nil {
+		return badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(ls), err)
+	}
+	b.histograms = append(b.histograms, record.RefHistogramSample{Ref: ref, ST: st, T: t, H: h})
+	return nil
+}
+
 func tooManySeries(n, limit int) *decodeError {
 	return &decodeError{status: 413, reason: reasonTooManySeries, msg: fmt.Sprintf("%d series in the request, over max_series_per_request %d: send fewer per request", n, limit)}
 }
 
-// checkLabels validates the labels in sb in the order the sender gave
-// them (sorted by name, no name twice, valid UTF-8, AMP's lengths, a
-// metric name), sets the tenant label, checks AMP's label count, and
-// returns the labels.
-func checkLabels(sb *labels.ScratchBuilder, l limits) (labels.Labels, error) {
-	ls := sb.Labels()
-	var prev string
-	var err error
-	i := 0
-	ls.Range(func(lb labels.Label) {
-		if err != nil {
-			return
+// seriesBuilder turns the labels of a series, or of an exemplar, as a
+// sender gave them into labels.Labels, built once: a decoder calls reset,
+// add for each label, then checkLabels or checkExemplarLabels. It is not
+// safe for concurrent use.
+type seriesBuilder struct {
+	ls []labels.Label // as given, until a check sorts or completes them
+	sb labels.ScratchBuilder
+}
+
+func (s *seriesBuilder) reset() { s.ls = s.ls[:0] }
+
+func (s *seriesBuilder) add(name, value string) {
+	s.ls = append(s.ls, labels.Label{Name: name, Value: value})
+}
+
+// addRefs adds the labels of a remote write 2.0 series or exemplar: refs
+// are pairs of indexes into syms, name then value. It returns false if
+// one is outside syms, having added the pairs before it. len(refs) must
+// be even.
+func (s *seriesBuilder) addRefs(refs []uint32, syms []string) bool {
+	for j := 0; j+1 < len(refs); j += 2 {
+		n, v := refs[j], refs[j+1]
+		if int(n) >= len(syms) || int(v) >= len(syms) {
+			return false
+		}
+		s.add(syms[n], syms[v])
+	}
+	return true
+}
+
+// set sets name to value in s.ls, which must be sorted.
+func (s *seriesBuilder) set(name, value string) {
+	i, found := slices.BinarySearchFunc(s.ls, name, func(lb labels.Label, n string) int { return strings.Compare(lb.Name, n) })
+	if found {
+		s.ls[i].Value = value
+		return
+	}
+	s.ls = slices.Insert(s.ls, i, labels.Label{Name: name, Value: value})
+}
+
+// build returns s.ls, which must be sorted, as labels.Labels.
+func (s *seriesBuilder) build() labels.Labels {
+	s.sb.Reset()
+	for _, lb := range s.ls {
+		s.sb.Add(lb.Name, lb.Value)
+	}
+	return s.sb.Labels()
+}
+
+// checkLabels validates the labels added to s in the order the sender
+// gave them (sorted by name, no name twice, valid UTF-8, AMP's lengths, a
+// metric name, not wal.RouteLabel), drops those with an empty value (no
+// label, to Prometheus), sets the tenant label, checks AMP's label count,
+// sets the route label (it is removed before sending, so it does not
+// count), and returns the labels.
+func checkLabels(s *seriesBuilder, l limits) (labels.Labels, error) {
+	metric := ""
+	for _, lb := range s.ls {
+		if lb.Name == model.MetricNameLabel {
+			metric = lb.Value
+			break
+		}
+	}
+	for i, lb := range s.ls {
+		prev := ""
+		if i > 0 {
+			prev = s.ls[i-1].Name
 		}
 		switch {
 		case lb.Name == "":
-			err = badRequest(reasonInvalidLabels, "empty label name in series %s", name(ls))
+			return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "empty label name in series %s", quoteName(metric))
+		case lb.Name == wal.RouteLabel:
+			return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "label %s of series %s is reserved: rwagent routes by its tenants' remote_write_names", wal.RouteLabel, quoteName(metric))
 		case !utf8.ValidString(lb.Name) || !utf8.ValidString(lb.Value):
-			err = badRequest(reasonInvalidLabels, "label %q of series %s is not valid UTF-8", lb.Name, name(ls))
+			return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "label %q of series %s is not valid UTF-8", lb.Name, quoteName(metric))
 		case i > 0 && lb.Name == prev:
-			err = badRequest(reasonInvalidLabels, "label %q twice in series %s", lb.Name, name(ls))
+			return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "label %q twice in series %s", lb.Name, quoteName(metric))
 		case i > 0 && lb.Name < prev:
-			err = badRequest(reasonInvalidLabels, "labels of series %s are not sorted by name (%q after %q)", name(ls), lb.Name, prev)
+			return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "labels of series %s are not sorted by name (%q after %q)", quoteName(metric), lb.Name, prev)
 		case len(lb.Name) > maxNameBytes:
-			err = badRequest(reasonLabelTooLong, "label name %.64q... of series %s is %d bytes, over the limit of %d", lb.Name, name(ls), len(lb.Name), maxNameBytes)
+			return labels.EmptyLabels(), badRequest(reasonLabelTooLong, "label name %.64q... of series %s is %d bytes, over the limit of %d", lb.Name, quoteName(metric), len(lb.Name), maxNameBytes)
 		case len(lb.Value) > maxValueBytes:
-			err = badRequest(reasonLabelTooLong, "value of label %q of series %s is %d bytes, over the limit of %d", lb.Name, name(ls), len(lb.Value), maxValueBytes)
+			return labels.EmptyLabels(), badRequest(reasonLabelTooLong, "value of label %q of series %s is %d bytes, over the limit of %d", lb.Name, quoteName(metric), len(lb.Value), maxValueBytes)
 		}
-		prev = lb.Name
-		i++
-	})
-	if err != nil {
-		return labels.EmptyLabels(), err
 	}
-	if ls.Get(model.MetricNameLabel) == "" {
-		return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "series %.200s has no metric name", ls.String())
+	if metric == "" {
+		return labels.EmptyLabels(), badRequest(reasonInvalidLabels, "series %.200s has no metric name", s.build().String())
 	}
+	s.ls = slices.DeleteFunc(s.ls, func(lb labels.Label) bool { return lb.Value == "" })
 	if l.tenantLabel != "" {
-		lb := labels.NewBuilder(ls)
-		lb.Set(l.tenantLabel, l.tenant)
-		ls = lb.Labels()
+		s.set(l.tenantLabel, l.tenant)
 	}
-	if n := ls.Len(); n > maxLabels {
-		return labels.EmptyLabels(), badRequest(reasonTooManyLabels, "series %s has %d labels, over the limit of %d", name(ls), n, maxLabels)
+	if n := len(s.ls); n > maxLabels {
+		return labels.EmptyLabels(), badRequest(reasonTooManyLabels, "series %s has %d labels, over the limit of %d", quoteName(metric), n, maxLabels)
 	}
-	return ls, nil
+	if l.route != "" {
+		s.set(wal.RouteLabel, l.route)
+	}
+	return s.build(), nil
 }
 
-// checkExemplarLabels validates an exemplar's labels as Prometheus does:
-// valid UTF-8 and at most 128 runes in all.
-func checkExemplarLabels(sb *labels.ScratchBuilder) (labels.Labels, error) {
-	sb.Sort()
-	ls := sb.Labels()
+// checkExemplarLabels sorts the labels added to s by name, validates them
+// as Prometheus does (valid UTF-8 and at most 128 runes in all), and
+// returns them.
+func checkExemplarLabels(s *seriesBuilder) (labels.Labels, error) {
+	slices.SortFunc(s.ls, func(a, b labels.Label) int { return strings.Compare(a.Name, b.Name) })
 	runes := 0
 	var err error
-	ls.Range(func(lb labels.Label) {
+	for _, lb := range s.ls {
 		if !utf8.ValidString(lb.Name) || !utf8.ValidString(lb.Value) {
 			err = errors.New("exemplar labels are not valid UTF-8")
 		}
 		runes += utf8.RuneCountInString(lb.Name) + utf8.RuneCountInString(lb.Value)
-	})
+	}
 	if err == nil && runes > maxExemplarRunes {
 		err = fmt.Errorf("exemplar labels have %d runes, over the limit of %d", runes, maxExemplarRunes)
 	}
 	if err != nil {
 		return labels.EmptyLabels(), badRequest(reasonInvalidSample, "%v", err)
 	}
-	return ls, nil
+	return s.build(), nil
 }
 
 // maxExemplarRunes is Prometheus' exemplar.ExemplarMaxLabelSetLength.
 const maxExemplarRunes = 128
 
 // name is a series' metric name for messages, bounded and quoted.
-func name(ls labels.Labels) string {
-	n := ls.Get(model.MetricNameLabel)
+func name(ls labels.Labels) string { return quoteName(ls.Get(model.MetricNameLabel)) }
+
+// quoteName is the metric name n for messages, bounded and quoted.
+func quoteName(n string) string {
 	if len(n) > 64 {
 		n = n[:64] + "..."
 	}

@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+
+	"github.com/rwagent/rwagent/pkg/wal"
 )
 
 // FuzzDecode feeds the request decoders arbitrary bytes, as a body (snappy)
@@ -21,6 +23,7 @@ func FuzzDecode(f *testing.F) {
 	for _, b := range [][]byte{
 		v1(ts([]string{"__name__", "up", "job", "node"}, 1000, 1, 2)),
 		v1(ts([]string{"__name__", "m", "b", "1", "a", "2"}, 1, 1)),
+		v1(ts([]string{wal.RouteLabel, "a", "__name__", "m"}, 1, 1)),
 		v2req([]string{"__name__", "a_total", "x", "1"}, []string{"__name__", "b_total"}),
 		snappyBomb(1 << 30),
 	} {
@@ -36,7 +39,7 @@ func FuzzDecode(f *testing.F) {
 	raw, _ := (&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{hist}}).Marshal()
 	f.Add(raw, false)
 
-	l := limits{maxDecodedBytes: 1 << 20, maxSeries: 100, tenantLabel: "tenant", tenant: "t"}
+	l := limits{maxDecodedBytes: 1 << 20, maxSeries: 100, tenantLabel: "tenant", tenant: "t", route: "a,b"}
 	f.Fuzz(func(t *testing.T, data []byte, isV2 bool) {
 		if raw, err := decompress(data, l.maxDecodedBytes); err == nil {
 			check(t, raw, isV2, l)
@@ -151,14 +154,15 @@ func FuzzDecodeOTLP(f *testing.F) {
 	}
 	f.Add(gzipBody(make([]byte, 1<<20)), false, true)
 
-	l := limits{maxDecodedBytes: 1 << 16, maxSeries: 100, tenantLabel: "tenant", tenant: "t"}
+	l := limits{maxDecodedBytes: 1 << 16, maxSeries: 100, tenantLabel: "tenant", tenant: "t", route: "a"}
 	conv := otlptranslator.NewPrometheusConverter(nil)
+	set := otlpSettings()
 	f.Fuzz(func(t *testing.T, body []byte, isJSON, gzipped bool) {
 		format := protoOTLP
 		if isJSON {
 			format = protoOTLPJSON
 		}
-		b, _, err := decodeOTLP(t.Context(), conv, body, format, gzipped, l)
+		b, _, err := decodeOTLP(t.Context(), conv, set, body, format, gzipped, l)
 		if err != nil {
 			if _, ok := err.(*decodeError); !ok {
 				t.Fatalf("error of type %T: %v", err, err)

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,7 +57,9 @@ const (
 )
 
 // Options configures New. Zero values of optional fields mean the
-// defaults given on each.
+// defaults given on each. Reload applies Keys, TenantLabel,
+// MaxRequestBytes, MaxDecodedBytes and the TLS files of new Options to a
+// running Gateway.
 type Options struct {
 	Addr        string // listen address, host:port; port 0 picks one
 	TLSCertFile string // with TLSKeyFile, serve HTTPS; empty: HTTP
@@ -98,35 +101,27 @@ type Options struct {
 // Run, and Close it when Run has returned. Its handler is safe for
 // concurrent use.
 type Gateway struct {
-	opts    Options
+	opts    Options // as New filled it; Reload replaces cur, not this
 	logger  *slog.Logger
 	metrics *metrics
 	series  *seriesCache
-	buckets map[*Tenant]*bucket // read-only after New
-	srv     *http.Server
-	ln      net.Listener
-	refused lograte.Limiter
-	turns   chan struct{} // a slot per request in flight (MaxInFlight)
-	recs    sync.Pool     // *wal.Records, keeping their encode buffers
-	convs   sync.Pool     // *otlptranslator.PrometheusConverter
+	// cur holds the live settings; each request loads it once. Reload
+	// stores a new one, under reloadMu.
+	cur      atomic.Pointer[state]
+	reloadMu sync.Mutex
+	srv      *http.Server
+	ln       net.Listener
+	refused  lograte.Limiter
+	turns    chan struct{}           // a slot per request in flight (MaxInFlight)
+	recs     sync.Pool               // *wal.Records, keeping their encode buffers
+	convs    sync.Pool               // *otlptranslator.PrometheusConverter
+	otlp     otlptranslator.Settings // the translator's, from otlpSettings; read-only
 }
 
 // New validates opts and builds a Gateway. It starts nothing.
 func New(opts Options) (*Gateway, error) {
 	if opts.Storage == nil {
 		return nil, errors.New("gateway: Options.Storage is nil")
-	}
-	if len(opts.Keys) == 0 {
-		return nil, errors.New("gateway: no API keys: the gateway does not take unauthenticated writes")
-	}
-	if (opts.TLSCertFile == "") != (opts.TLSKeyFile == "") {
-		return nil, errors.New("gateway: set both TLS cert and key files, or neither")
-	}
-	if opts.MaxRequestBytes <= 0 {
-		opts.MaxRequestBytes = DefaultMaxRequestBytes
-	}
-	if opts.MaxDecodedBytes <= 0 {
-		opts.MaxDecodedBytes = max(minMaxDecodedBytes, 8*opts.MaxRequestBytes)
 	}
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = DefaultMaxInFlight
@@ -150,24 +145,22 @@ func New(opts Options) (*Gateway, error) {
 		opts:    opts,
 		logger:  opts.Logger.With("component", "gateway"),
 		series:  newSeriesCache(opts.Storage, opts.SeriesIdle),
-		buckets: map[*Tenant]*bucket{},
 		refused: lograte.Limiter{Interval: time.Minute},
 		turns:   make(chan struct{}, opts.MaxInFlight),
 	}
-	for _, k := range opts.Keys {
-		if t := k.Tenant; t.SamplesPerSecond > 0 && g.buckets[t] == nil {
-			g.buckets[t] = newBucket(t.SamplesPerSecond, t.Burst, opts.Now())
-		}
+	st, err := newState(opts, nil, opts.Now())
+	if err != nil {
+		return nil, err
 	}
+	g.cur.Store(st)
 	g.recs.New = func() any { return new(wal.Records) }
 	g.convs.New = func() any { return otlptranslator.NewPrometheusConverter(nil) }
+	g.otlp = otlpSettings()
 	var tlsConfig *tls.Config
-	if opts.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(opts.TLSCertFile, opts.TLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load the gateway's TLS certificate %s and key %s: %w", opts.TLSCertFile, opts.TLSKeyFile, err)
-		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if st.cert != nil {
+		// The certificate is looked up per connection, so Reload can
+		// rotate it.
+		tlsConfig = &tls.Config{GetCertificate: g.certificate, MinVersion: tls.VersionTLS12}
 	}
 	g.metrics = newMetrics(opts.Registerer)
 	if err := g.metrics.register(); err != nil {
@@ -218,7 +211,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go func() {
 		var err error
 		if g.srv.TLSConfig != nil {
-			err = g.srv.ServeTLS(g.ln, "", "") // the certificate loaded by New
+			err = g.srv.ServeTLS(g.ln, "", "") // the current state's certificate
 		} else {
 			err = g.srv.Serve(g.ln)
 		}
@@ -261,6 +254,7 @@ func (g *Gateway) Close() {
 // and in how they answer.
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 	start := time.Now()
+	st := g.cur.Load()
 	var (
 		tenant string
 		proto  protocol
@@ -295,12 +289,13 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 		refuse(http.StatusUnauthorized, reasonUnauthorized, "no API key: send Authorization: Bearer <key> or X-API-Key", 0)
 		return
 	}
-	t := lookup(g.opts.Keys, key)
+	t := lookup(st.keys, key)
 	if t == nil {
 		refuse(http.StatusForbidden, reasonForbidden, "API key not accepted", 0)
 		return
 	}
 	tenant = t.Name
+	ts := st.tenants[t]
 	var err error
 	if otlp {
 		proto, err = otlpType(r.Header)
@@ -324,10 +319,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 		code = 499 // the sender gave up waiting; nothing read
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.opts.MaxRequestBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, st.maxRequestBytes))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			refuse(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("body over max_request_bytes (%d bytes)", g.opts.MaxRequestBytes), 0)
+			refuse(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("body over max_request_bytes (%d bytes)", st.maxRequestBytes), 0)
 			return
 		}
 		refuse(http.StatusBadRequest, reasonMalformed, "read body: "+err.Error(), 0)
@@ -338,9 +333,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 		warnings []string
 	)
 	if otlp {
-		b, warnings, err = g.decodeOTLP(r.Context(), body, proto, r.Header.Get("Content-Encoding") != "" && !strings.EqualFold(r.Header.Get("Content-Encoding"), "identity"), t)
+		b, warnings, err = g.decodeOTLP(r.Context(), body, proto, r.Header.Get("Content-Encoding") != "" && !strings.EqualFold(r.Header.Get("Content-Encoding"), "identity"), st.limits(ts))
 	} else {
-		b, err = g.decode(body, proto, t)
+		b, err = decodeRW(body, proto, st.limits(ts))
 	}
 	if err != nil {
 		de, _ := errors.AsType[*decodeError](err) // decode returns no other
@@ -349,13 +344,13 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 	}
 
 	n := b.samplesCount()
-	bk := g.buckets[t]
+	bk := ts.bucket
 	if bk != nil {
-		if float64(n) > bk.burst {
-			refuse(http.StatusRequestEntityTooLarge, reasonBurstExceeded, fmt.Sprintf("%d samples in one request, over the tenant's burst of %.0f: send fewer per request", n, bk.burst), n)
+		if float64(n) > bk.Burst() {
+			refuse(http.StatusRequestEntityTooLarge, reasonBurstExceeded, fmt.Sprintf("%d samples in one request, over the tenant's burst of %.0f: send fewer per request", n, bk.Burst()), n)
 			return
 		}
-		if wait := bk.take(n, g.opts.Now()); wait > 0 {
+		if wait := bk.Take(n, g.opts.Now()); wait > 0 {
 			w.Header().Set("Retry-After", seconds(wait))
 			refuse(http.StatusTooManyRequests, reasonRateLimited, fmt.Sprintf("over the tenant's limit of %g samples/s: nothing written, retry later", t.SamplesPerSecond), n)
 			return
@@ -364,7 +359,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 
 	if err := g.write(b); err != nil {
 		if bk != nil {
-			bk.give(n)
+			bk.Give(n)
 		}
 		g.logger.Error("write received samples to the WAL; answered 503 so the sender retries", "tenant", tenant, "samples", n, "err", err)
 		code = http.StatusServiceUnavailable
@@ -400,22 +395,20 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 }
 
 // decodeOTLP decodes and translates an OTLP/HTTP body of the message type
-// proto for tenant t. Its errors are *decodeError.
-func (g *Gateway) decodeOTLP(ctx context.Context, body []byte, proto protocol, gzipped bool, t *Tenant) (*batch, []string, error) {
+// proto within l. Its errors are *decodeError.
+func (g *Gateway) decodeOTLP(ctx context.Context, body []byte, proto protocol, gzipped bool, l limits) (*batch, []string, error) {
 	conv := g.convs.Get().(*otlptranslator.PrometheusConverter)
 	defer g.convs.Put(conv)
-	l := limits{maxDecodedBytes: int(g.opts.MaxDecodedBytes), maxSeries: t.MaxSeriesPerRequest, tenantLabel: g.opts.TenantLabel, tenant: t.Name}
-	return decodeOTLP(ctx, conv, body, proto, gzipped, l)
+	return decodeOTLP(ctx, conv, g.otlp, body, proto, gzipped, l)
 }
 
-// decode decompresses and decodes a body of the message type proto for
-// tenant t. Its errors are *decodeError.
-func (g *Gateway) decode(body []byte, proto protocol, t *Tenant) (*batch, error) {
-	raw, err := decompress(body, int(g.opts.MaxDecodedBytes))
+// decodeRW decompresses and decodes a remote-write body of the message
+// type proto within l. Its errors are *decodeError.
+func decodeRW(body []byte, proto protocol, l limits) (*batch, error) {
+	raw, err := decompress(body, l.maxDecodedBytes)
 	if err != nil {
 		return nil, err
 	}
-	l := limits{maxSeries: t.MaxSeriesPerRequest, tenantLabel: g.opts.TenantLabel, tenant: t.Name}
 	if proto == protoV2 {
 		return decodeV2(raw, l)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -41,6 +42,7 @@ type env struct {
 	t    *testing.T
 	wal  *wal.WAL
 	g    *Gateway
+	opts Options // as given to New
 	srv  *httptest.Server
 	reg  *prometheus.Registry
 	full bool
@@ -84,7 +86,7 @@ func newEnv(t *testing.T, b Tenant, mod func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.g = g
+	e.g, e.opts = g, opts
 	e.srv = httptest.NewServer(g.Handler())
 	t.Cleanup(func() {
 		e.srv.Close()
@@ -586,5 +588,88 @@ func TestMaxInFlight(t *testing.T) {
 		if c := <-codes; c != http.StatusNoContent {
 			t.Errorf("status %d", c)
 		}
+	}
+}
+
+// TestRoute: a tenant with remote_write_names has its route on every
+// series record it writes, one without has none, and the route label does
+// not count towards AMP's label limit (it is never sent).
+func TestRoute(t *testing.T) {
+	e := newEnv(t, Tenant{RemoteWriteNames: []string{"y", "x", "y"}}, nil)
+	most := []string{"__name__", "m"}
+	for i := range maxLabels - 2 { // 69 with the name, 70 with the tenant label
+		most = append(most, fmt.Sprintf("l%02d", i), "v")
+	}
+	for _, c := range []struct {
+		key, ct string
+		body    []byte
+	}{
+		{keyA, ctV1, v1(ts([]string{"__name__", "up"}, 1, 1))},
+		{keyB, ctV1, v1(ts([]string{"__name__", "up"}, 2, 2))},
+		{keyB, ctV1, v1(ts(most, 3, 3))},
+		{keyB, ctV2, v2req([]string{"__name__", "v2_total"})},
+	} {
+		if resp, msg := e.post(c.key, c.ct, c.body); resp.StatusCode/100 != 2 {
+			t.Fatalf("status %d: %s", resp.StatusCode, msg)
+		}
+	}
+	got := e.contents()
+	routes := map[string]string{}
+	for _, ls := range got.series {
+		routes[ls.Get("__name__")+"/"+ls.Get("tenant")] = ls.Get(wal.RouteLabel)
+	}
+	want := map[string]string{"up/team-a": "", "up/team-b": "x,y", "m/team-b": "x,y", "v2_total/team-b": "x,y"}
+	if fmt.Sprint(routes) != fmt.Sprint(want) {
+		t.Errorf("routes by series %v, want %v", routes, want)
+	}
+}
+
+// TestRouteLabelRefused: a sender cannot forge a route; a request with the
+// route label is refused whole, for remote write 1.0 and 2.0 alike.
+func TestRouteLabelRefused(t *testing.T) {
+	for _, c := range []struct {
+		name, ct string
+		body     []byte
+	}{
+		{"1.0", ctV1, v1(ts([]string{"__name__", "ok"}, 1, 1), ts([]string{wal.RouteLabel, "x", "__name__", "m"}, 1, 1))},
+		{"2.0", ctV2, v2req([]string{"__name__", "ok"}, []string{"__name__", "m", wal.RouteLabel, "x"})},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, Tenant{}, nil)
+			resp, msg := e.post(keyA, c.ct, c.body)
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(msg, wal.RouteLabel+" of series \"m\" is reserved") {
+				t.Errorf("answer %d %q, want 400 naming %s", resp.StatusCode, msg, wal.RouteLabel)
+			}
+			if got := e.contents(); len(got.samples) != 0 || got.seriesRec != 0 {
+				t.Errorf("written despite the refusal: %d series, samples %q", got.seriesRec, got.samples)
+			}
+		})
+	}
+}
+
+// TestEmptyLabelValue: a label with an empty value is no label, to
+// Prometheus and to the queues, which never send it: the gateway drops
+// it, with or without a tenant label, and it does not count towards the
+// label limit.
+func TestEmptyLabelValue(t *testing.T) {
+	pairs := []string{"__name__", "m", "a", ""}
+	for i := range maxLabels - 1 { // 70 with the name, 71 with a
+		pairs = append(pairs, fmt.Sprintf("l%02d", i), "v")
+	}
+	for _, tl := range []string{"", "tenant"} {
+		t.Run("tenant_label="+tl, func(t *testing.T) {
+			e := newEnv(t, Tenant{}, func(o *Options) { o.TenantLabel = tl })
+			if tl != "" {
+				pairs = slices.Delete(slices.Clone(pairs), len(pairs)-2, len(pairs)) // room for the tenant label
+			}
+			if resp, msg := e.post(keyA, ctV1, v1(ts(pairs, 1, 1))); resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("status %d: %s", resp.StatusCode, msg)
+			}
+			for _, ls := range e.contents().series {
+				if ls.Has("a") || ls.Len() != maxLabels {
+					t.Errorf("logged %d labels, a=%q: want %d without a", ls.Len(), ls.Get("a"), maxLabels)
+				}
+			}
+		})
 	}
 }

@@ -33,7 +33,7 @@ const (
 // UnderscoreEscapingWithSuffixes, no promote_resource_attributes,
 // keep_identifying_resource_attributes false, target_info on, cumulative
 // temporality only), so a series is named here as a Prometheus receiving
-// the same OTLP would name it.
+// the same OTLP would name it. The Gateway builds them once, in New.
 func otlpSettings() otlptranslator.Settings {
 	c := config.DefaultOTLPConfig
 	return otlptranslator.Settings{
@@ -152,8 +152,9 @@ func gunzip(body []byte, maxDecoded int) ([]byte, error) {
 
 // decodeOTLP decompresses (gzipped: within l.maxDecodedBytes), decodes
 // and translates an OTLP/HTTP body of format for the tenant of l, with
-// conv. It returns the translator's warnings. Its errors are *decodeError.
-func decodeOTLP(ctx context.Context, conv *otlptranslator.PrometheusConverter, body []byte, format protocol, gzipped bool, l limits) (*batch, []string, error) {
+// conv and set. It returns the translator's warnings. Its errors are
+// *decodeError.
+func decodeOTLP(ctx context.Context, conv *otlptranslator.PrometheusConverter, set otlptranslator.Settings, body []byte, format protocol, gzipped bool, l limits) (*batch, []string, error) {
 	raw := body
 	if gzipped {
 		var err error
@@ -165,7 +166,7 @@ func decodeOTLP(ctx context.Context, conv *otlptranslator.PrometheusConverter, b
 	if err != nil {
 		return nil, nil, err
 	}
-	return translateOTLP(ctx, conv, req, l, maxOTLPSamples(len(raw)))
+	return translateOTLP(ctx, conv, set, req, l, maxOTLPSamples(len(raw)))
 }
 
 // unmarshalOTLP decodes an ExportMetricsServiceRequest (uncompressed) in
@@ -194,16 +195,16 @@ func unmarshalOTLP(raw []byte, format protocol) (pmetricotlp.ExportRequest, erro
 func maxOTLPSamples(raw int) int { return raw/8 + 1<<14 }
 
 // translateOTLP translates req with Prometheus' OTLP translator (conv,
-// reset here) into a batch within l and at most maxSamples samples.
+// reset here, with settings set) into a batch within l and at most maxSamples samples.
 // Translation errors (a delta temporality, an unsupported type, a name
 // it cannot build) refuse the whole request, as Prometheus' receiver
 // rolls the request back: nothing of it is written. It returns the
 // translator's warnings. Its errors are *decodeError.
-func translateOTLP(ctx context.Context, conv *otlptranslator.PrometheusConverter, req pmetricotlp.ExportRequest, l limits, maxSamples int) (*batch, []string, error) {
+func translateOTLP(ctx context.Context, conv *otlptranslator.PrometheusConverter, set otlptranslator.Settings, req pmetricotlp.ExportRequest, l limits, maxSamples int) (*batch, []string, error) {
 	app := &otlpAppender{l: l, maxSamples: maxSamples, b: &batch{}, index: map[uint64]int{}}
 	conv.Reset(app)
 	defer conv.Reset(nil)
-	annots, err := conv.FromMetrics(ctx, req.Metrics(), otlpSettings())
+	annots, err := conv.FromMetrics(ctx, req.Metrics(), set)
 	if app.err != nil {
 		return nil, nil, app.err
 	}
@@ -225,7 +226,7 @@ type otlpAppender struct {
 	b          *batch
 	index      map[uint64]int  // series index in b by hash of the translator's labels
 	given      []labels.Labels // the translator's labels of each series in b
-	sb         labels.ScratchBuilder
+	sb         seriesBuilder
 	err        error // *decodeError
 }
 
@@ -249,8 +250,8 @@ func (a *otlpAppender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64
 			a.err = &decodeError{status: 413, reason: reasonTooManySeries, msg: fmt.Sprintf("the request translates into more than max_series_per_request %d series: send fewer per request", a.l.maxSeries)}
 			return 0, a.err
 		}
-		a.sb.Reset()
-		ls.Range(func(lb labels.Label) { a.sb.Add(lb.Name, lb.Value) })
+		a.sb.reset()
+		ls.Range(func(lb labels.Label) { a.sb.add(lb.Name, lb.Value) })
 		out, err := checkLabels(&a.sb, a.l)
 		if err != nil {
 			a.err = err
@@ -267,25 +268,17 @@ func (a *otlpAppender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64
 		}
 	}
 	ref := chunks.HeadSeriesRef(i)
-	switch {
-	case fh != nil:
-		if err := fh.Validate(); err != nil {
-			a.err = badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(b.series[i]), err)
-			return 0, a.err
+	if h != nil || fh != nil {
+		if err := b.addHistogram(ref, b.series[i], st, t, h, fh); err != nil {
+			a.err = err
+			return 0, err
 		}
-		b.floatHistograms = append(b.floatHistograms, record.RefFloatHistogramSample{Ref: ref, ST: st, T: t, FH: fh})
-	case h != nil:
-		if err := h.Validate(); err != nil {
-			a.err = badRequest(reasonInvalidSample, "series %s: invalid histogram: %v", name(b.series[i]), err)
-			return 0, a.err
-		}
-		b.histograms = append(b.histograms, record.RefHistogramSample{Ref: ref, ST: st, T: t, H: h})
-	default:
+	} else {
 		b.samples = append(b.samples, record.RefSample{Ref: ref, ST: st, T: t, V: v})
 	}
 	for _, e := range opts.Exemplars {
-		a.sb.Reset()
-		e.Labels.Range(func(lb labels.Label) { a.sb.Add(lb.Name, lb.Value) })
+		a.sb.reset()
+		e.Labels.Range(func(lb labels.Label) { a.sb.add(lb.Name, lb.Value) })
 		el, err := checkExemplarLabels(&a.sb)
 		if err != nil {
 			a.err = err

@@ -26,6 +26,8 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/rwagent/rwagent/pkg/wal"
 )
 
 // TestOTLPExporter pushes a counter, a gauge and a histogram with the OTel
@@ -338,6 +340,7 @@ func TestOTLPRefused(t *testing.T) {
 		{name: "delta", key: keyA, body: delta, status: 400, reason: reasonUntranslatable, msg: `invalid temporality and type combination for metric "hits"`},
 		{name: "labels", key: keyA, body: protoBody(otlpRequest(func(ms pmetric.MetricSlice) { gauge(ms, "m", now, 1, manyAttrs) })), status: 400, reason: reasonTooManyLabels, msg: "71 labels, over the limit of 70"},
 		{name: "body size", key: keyA, body: make([]byte, 2<<10), status: 413, reason: reasonBodyTooLarge, msg: "max_request_bytes (1024 bytes)"},
+		{name: "route label", key: keyA, body: protoBody(otlpRequest(func(ms pmetric.MetricSlice) { gauge(ms, "m", now, 1, map[string]string{wal.RouteLabel: "x"}) })), status: 400, reason: reasonInvalidLabels, msg: wal.RouteLabel + ` of series "m" is reserved`},
 		{name: "gzip bomb", key: keyA, enc: "gzip", body: gzipBody(make([]byte, 64<<20)), maxBody: 1 << 20, status: 413, reason: reasonDecodedTooBig, msg: "decompressed body is over the limit of 33554432 bytes"},
 		{name: "target_info spread", key: keyA, body: spread, status: 413, reason: reasonTooManySamples, msg: "more than 16"},
 		{name: "series per request", key: keyB, body: three, status: 413, reason: reasonTooManySeries, msg: "more than max_series_per_request 2"},

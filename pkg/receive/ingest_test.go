@@ -80,34 +80,6 @@ func wantAWSError(t *testing.T, resp *http.Response, body []byte, status int, co
 	}
 }
 
-func TestTokenBucket(t *testing.T) {
-	t0 := fixedNow
-	b := newTokenBucket(10, 20)
-	steps := []struct {
-		at   time.Duration
-		take int
-		want bool
-	}{
-		{0, 15, true},                      // 20 → 5
-		{0, 6, false},                      // 5 left: all or nothing
-		{0, 5, true},                       // → 0
-		{500 * time.Millisecond, 5, true},  // refilled 5 → 0
-		{500 * time.Millisecond, 1, false}, // same instant: nothing more
-		{400 * time.Millisecond, 1, false}, // clock stepped back: no refill
-		{10 * time.Second, 21, false},      // full at 20: more than the burst never passes
-		{10 * time.Second, 20, true},       // the whole burst does
-		{12 * time.Second, 20, true},       // 2s refill 20
-	}
-	for i, s := range steps {
-		if got := b.take(s.take, t0.Add(s.at)); got != s.want {
-			t.Fatalf("step %d: take(%d) at +%v = %v, want %v", i, s.take, s.at, got, s.want)
-		}
-	}
-	if off := newTokenBucket(-1, 0); !off.take(1e9, t0) {
-		t.Error("a negative rate throttles")
-	}
-}
-
 func TestRemoteWrite_Throttled(t *testing.T) {
 	clock := newStepClock()
 	ts := newTestServer(t, Options{Now: clock.Now, Limits: Limits{IngestionRate: 10, IngestionBurst: 20}})

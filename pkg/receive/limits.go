@@ -6,28 +6,18 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/rwagent/rwagent/pkg/ampquota"
 )
 
 // Limits are the workspace quotas ampemu enforces on remote write, with
 // AMP's defaults. A zero field takes its default from DefaultLimits; a
 // negative one turns that limit off.
 //
-// Where the numbers come from:
-//   - AMP's quota page, https://docs.aws.amazon.com/prometheus/latest/userguide/AMP_quotas.html
-//     ("Ingestion rate per workspace", "Ingestion burst size per workspace",
-//     "Labels per metric series", "Active series per workspace", "Active
-//     metrics with metadata per workspace", "Maximum HA clusters"). An
-//     earlier version of that page listed each quota's error message; the
-//     texts below are those, completed from Cortex, on which AMP runs.
-//   - AMP documents no label name or value length in bytes; Cortex's
-//     defaults (validation.Limits: max_label_name_length 1024,
-//     max_label_value_length 2048) apply, and rwagent's remotewrite drops
-//     series over them for AMP endpoints too.
-//   - HA deduplication: https://docs.aws.amazon.com/prometheus/latest/userguide/AMP-ingest-dedupe.html
-//     and Send-high-availability-data.html name the labels; the failover
-//     timeout is Cortex's -distributor.ha-tracker.failover-timeout default,
-//     30s (https://cortexmetrics.io/docs/configuration/config-file-reference/,
-//     ha_tracker_config).
+// The numbers are AMP's, from package ampquota, which says where each
+// comes from. HA deduplication's labels are named in
+// https://docs.aws.amazon.com/prometheus/latest/userguide/AMP-ingest-dedupe.html
+// and Send-high-availability-data.html.
 type Limits struct {
 	// IngestionRate is how many samples per second the workspace's token
 	// bucket refills (AMP: "Ingestion rate per workspace", 140,000 on the
@@ -64,21 +54,21 @@ type Limits struct {
 // ActiveSeriesWindow is how long a series counts as active after its last
 // sample (AMP: "A series is active if a sample has been reported in the past
 // 2 hours").
-const ActiveSeriesWindow = 2 * time.Hour
+const ActiveSeriesWindow = ampquota.ActiveSeriesWindow
 
-// DefaultLimits are AMP's defaults; see Limits for the sources.
+// DefaultLimits are AMP's defaults (package ampquota).
 var DefaultLimits = Limits{
-	IngestionRate:          140_000,
-	IngestionBurst:         1_000_000,
-	MaxLabelNamesPerSeries: 70,
-	MaxLabelNameLength:     1024,
-	MaxLabelValueLength:    2048,
-	MaxActiveSeries:        10_000_000,
-	MaxMetadataMetrics:     20_000,
+	IngestionRate:          ampquota.IngestionRate,
+	IngestionBurst:         ampquota.IngestionBurst,
+	MaxLabelNamesPerSeries: ampquota.LabelsPerSeries,
+	MaxLabelNameLength:     ampquota.LabelNameBytes,
+	MaxLabelValueLength:    ampquota.LabelValueBytes,
+	MaxActiveSeries:        ampquota.ActiveSeries,
+	MaxMetadataMetrics:     ampquota.MetadataMetrics,
 	HAClusterLabel:         "cluster",
 	HAReplicaLabel:         "__replica__",
-	HAFailoverTimeout:      30 * time.Second,
-	MaxHAClusters:          500,
+	HAFailoverTimeout:      ampquota.HAFailoverTimeout,
+	MaxHAClusters:          ampquota.HAClusters,
 }
 
 // Validate reports a field that cannot be honoured.

@@ -40,16 +40,18 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rwagent/rwagent/pkg/ampquota"
 )
 
 // DefaultWorkspaceID is the workspace served when Options.WorkspaceID is empty.
 const DefaultWorkspaceID = "ws-local"
 
 // DefaultMaxBodyBytes caps a request body (as sent, i.e. snappy-compressed for
-// remote write). AMP refuses remote-write payloads over 1 MB with 413, as users
-// report in opentelemetry-collector-contrib#20289; we take 1 MiB. A sender with
-// Prometheus' default of 2,000 samples per request sends well under 100 KiB.
-const DefaultMaxBodyBytes = 1 << 20
+// remote write) at AMP's limit, above which it answers 413 (ampquota.RequestBytes).
+// A sender with Prometheus' default of 2,000 samples per request sends well
+// under 100 KiB.
+const DefaultMaxBodyBytes = ampquota.RequestBytes
 
 // OutOfOrderWindow is how far behind the newest sample of the workspace a
 // sample may be and still be stored. Senders that retry or replay a WAL after

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/rwagent/rwagent/pkg/tokenbucket"
 )
 
 // Server is one emulated AMP workspace over a local TSDB. It is safe for
@@ -35,7 +37,7 @@ type Server struct {
 
 	// AMP's ingestion rules (Options.Limits); each is safe for concurrent
 	// use on its own.
-	bucket *tokenBucket
+	bucket *tokenbucket.Bucket
 	ha     *haTracker
 	active *activeSeries
 	meta   *metadataStore
@@ -62,7 +64,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts:   opts,
 		logger: opts.Logger,
-		bucket: newTokenBucket(lim.IngestionRate, lim.IngestionBurst),
+		bucket: tokenbucket.New(lim.IngestionRate, lim.IngestionBurst, opts.Now()),
 		ha:     newHATracker(lim.HAFailoverTimeout, lim.MaxHAClusters),
 		active: newActiveSeries(lim.MaxActiveSeries),
 		meta:   newMetadataStore(lim.MaxMetadataMetrics),

@@ -99,7 +99,7 @@ func (s *Server) serveRemoteWrite(w http.ResponseWriter, r *http.Request, body [
 	}
 
 	samples, md := wr.totalSamples(keep), wr.metadataCount()
-	if !s.bucket.take(samples+md, now) {
+	if s.bucket.Take(samples+md, now) > 0 {
 		var msg string
 		if samples+md > lim.IngestionBurst {
 			msg = fmt.Sprintf("ingestion burst size limit (%d) exceeded while adding %d samples and %d metadata", lim.IngestionBurst, samples, md)

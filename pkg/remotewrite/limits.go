@@ -3,51 +3,20 @@ package remotewrite
 import (
 	"strings"
 	"time"
+
+	"github.com/rwagent/rwagent/pkg/ampquota"
 )
 
-// Receiver limits. AMP documents a quota of 70 labels per series ("series
-// has too many labels (...) series: '%s'", AMP_quotas.html) and rejects a
-// whole request over it with 400. Its request size limit is not on the
-// quota page; users report 413 above 1 MB of (compressed) payload
-// (opentelemetry-collector-contrib#20289), which pkg/receive copies.
+// Receiver limits. AMP's request size limit is not on its quota page;
+// users report 413 above 1 MB of (compressed) payload
+// (ampquota.RequestBytes).
 const (
 	// DefaultMaxRequestBytes is the largest compressed request sent as is:
 	// a batch that encodes larger is split in halves until each fits (a
 	// single sample is sent whatever its size). Prometheus' default 2,000
 	// samples per send make 50-100 KiB, so only unusually large batches or
 	// labels split. A 413 answer splits the same way.
-	DefaultMaxRequestBytes = 1 << 20
-	// ampMaxLabels is AMP's labels-per-series quota. Series over it are
-	// dropped before sending, so one bad series cannot make AMP refuse a
-	// whole batch of good ones.
-	ampMaxLabels = 70
-	// ampMaxNameBytes and ampMaxValueBytes are the label name and value
-	// lengths AMP accepts: Cortex's max_label_name_length and
-	// max_label_value_length defaults, which AMP (built on Cortex) answers
-	// with "label name too long" / "label value too long" and a 400 for
-	// the whole request. The quota page's rows for them could not be
-	// checked when this was written (search excerpts stop before them);
-	// Grafana Cloud, also Cortex-derived, documents the same 1024/2048.
-	ampMaxNameBytes  = 1024
-	ampMaxValueBytes = 2048
-)
-
-// AMP's time window. AMP refuses a sample older than an hour with 400 for
-// the whole request: "Metric samples older than 1 hour are refused from
-// being ingested" (AMP_quotas.html,
-// https://docs.aws.amazon.com/prometheus/latest/userguide/AMP_quotas.html,
-// as quoted in aws/amazon-managed-service-for-prometheus-roadmap#27). Its
-// out-of-order window (60 seconds by default, at most 10 minutes:
-// AMP-workspace-configuration.html) is relative to each series' newest
-// sample, which per-series order already respects. AMP documents no future
-// limit; Cortex, which AMP runs, refuses samples more than its
-// creation_grace_period (10 minutes by default) ahead, as Prometheus'
-// scraper does.
-const (
-	// ampMaxAge is AMPLimits' SampleAgeLimit.
-	ampMaxAge = time.Hour
-	// ampMaxFuture is AMPLimits' MaxFuture.
-	ampMaxFuture = 10 * time.Minute
+	DefaultMaxRequestBytes = ampquota.RequestBytes
 )
 
 // split413Floor is the body size under which a 413 is not answered by
@@ -75,13 +44,15 @@ type Limits struct {
 	MaxFuture time.Duration
 }
 
-// AMPLimits are the limits of Amazon Managed Service for Prometheus: its
-// quota of labels per series, Cortex's label lengths, its hour of sample
-// age and Cortex's ten minutes ahead.
+// AMPLimits are the limits of Amazon Managed Service for Prometheus
+// (package ampquota says where each comes from): its quota of labels per
+// series, Cortex's label lengths, its hour of sample age and Cortex's ten
+// minutes ahead. Series over them are dropped before sending, so one bad
+// series cannot make AMP refuse a whole batch of good ones.
 func AMPLimits() Limits {
 	return Limits{
-		MaxLabels: ampMaxLabels, MaxNameBytes: ampMaxNameBytes, MaxValueBytes: ampMaxValueBytes,
-		SampleAgeLimit: ampMaxAge, MaxFuture: ampMaxFuture,
+		MaxLabels: ampquota.LabelsPerSeries, MaxNameBytes: ampquota.LabelNameBytes, MaxValueBytes: ampquota.LabelValueBytes,
+		SampleAgeLimit: ampquota.MaxSampleAge, MaxFuture: ampquota.MaxFuture,
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/record"
+
+	"github.com/rwagent/rwagent/pkg/ampquota"
 )
 
 // sizeTransport records the size of every request body and passes it on.
@@ -76,7 +78,7 @@ func TestQueue_SplitsLargeRequests(t *testing.T) {
 // reason and logged; the others arrive.
 func TestQueue_AMPLabelLimits(t *testing.T) {
 	many := []string{"__name__", "wide"}
-	for i := range ampMaxLabels {
+	for i := range ampquota.LabelsPerSeries {
 		many = append(many, fmt.Sprintf("l%02d", i), "v")
 	}
 	for _, tc := range []struct {
@@ -86,9 +88,9 @@ func TestQueue_AMPLabelLimits(t *testing.T) {
 		wantLog []string
 	}{
 		{"too many labels", many, reasonTooManyLabels, []string{"more labels than the receiver accepts", "l69"}},
-		{"name too long", []string{"__name__", "long_name", strings.Repeat("n", ampMaxNameBytes+1), "v"}, reasonLabelTooLong,
+		{"name too long", []string{"__name__", "long_name", strings.Repeat("n", ampquota.LabelNameBytes+1), "v"}, reasonLabelTooLong,
 			[]string{"label longer than the receiver accepts", "long_name", "bytes=1025"}},
-		{"value too long", []string{"__name__", "long_value", "path", strings.Repeat("v", ampMaxValueBytes+1)}, reasonLabelTooLong,
+		{"value too long", []string{"__name__", "long_value", "path", strings.Repeat("v", ampquota.LabelValueBytes+1)}, reasonLabelTooLong,
 			[]string{"label longer than the receiver accepts", "long_value", "label=path", "bytes=2049"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,7 +139,7 @@ func TestQueue_LabelLimitsOnlyForAMP(t *testing.T) {
 	tr := newHandlerTransport(st, remoteapi.MessageTypes{remoteapi.WriteV1MessageType})
 	log := newFakeLog()
 	end := log.append(
-		seriesRec(rs(1, "__name__", "long", "path", strings.Repeat("v", ampMaxValueBytes+1))),
+		seriesRec(rs(1, "__name__", "long", "path", strings.Repeat("v", ampquota.LabelValueBytes+1))),
 		samplesRec(record.RefSample{Ref: 1, T: nowMs(), V: 1}),
 	)
 	r := startQueue(t, Options{Config: testConfig(t, "http://127.0.0.1:1/write", nil), Log: log, Transport: tr})

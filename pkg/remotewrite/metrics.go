@@ -20,7 +20,7 @@ type queueMetrics struct {
 	samplesRetried, histogramsRetried, exemplarsRetried prometheus.Counter
 	samplesDropped, histogramsDropped, exemplarsDropped *prometheus.CounterVec
 	samplesPending, histogramsPending, exemplarsPending prometheus.Gauge
-	seriesDropped, walReadErrors                        prometheus.Counter
+	seriesDropped, seriesNotRouted, walReadErrors       prometheus.Counter
 	enqueueRetries                                      prometheus.Counter
 	metadataTotal, metadataFailed                       prometheus.Counter
 	metadataRetried, metadataBytes                      prometheus.Counter
@@ -93,7 +93,11 @@ func newQueueMetrics(reg prometheus.Registerer, name, url string, lagBytes func(
 		Namespace: "rwagent", Subsystem: "remote_write", Name: "wal_read_errors_total", ConstLabels: constLabels,
 		Help: "Total number of WAL read errors; the reader skips what it cannot read.",
 	})
-	m.all.Add(m.seriesDropped, m.walReadErrors)
+	m.seriesNotRouted = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "rwagent", Subsystem: "remote_write", Name: "series_not_routed_total", ConstLabels: constLabels,
+		Help: "Total number of series the gateway routed to other remote_write endpoints (a tenant's remote_write_names): not sent here, and not dropped.",
+	})
+	m.all.Add(m.seriesDropped, m.seriesNotRouted, m.walReadErrors)
 	m.shards = gauge("shards", "The number of shards used for parallel sending to the remote storage.")
 	m.shardsMin = gauge("shards_min", "The minimum number of shards that the queue is allowed to run.")
 	m.shardsMax = gauge("shards_max", "The maximum number of shards that the queue is allowed to run.")

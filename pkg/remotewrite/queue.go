@@ -279,6 +279,7 @@ func New(ctx context.Context, opts Options) (*Queue, error) {
 		q.rejectLog[r] = &lograte.Limiter{Interval: 10 * time.Second, Level: slog.LevelError}
 	}
 	q.series.limits = opts.Limits.series()
+	q.series.route = cfg.Name
 	if q.ageLimit <= 0 {
 		q.ageLimit = opts.Limits.SampleAgeLimit
 	}

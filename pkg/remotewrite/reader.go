@@ -129,6 +129,9 @@ func (q *Queue) read(ctx, sendCtx context.Context, r Reader) {
 			if n := q.series.store(r.Series()); n > 0 {
 				q.metrics.seriesDropped.Add(float64(n))
 			}
+			if n := q.series.notRouted; n > 0 {
+				q.metrics.seriesNotRouted.Add(float64(n))
+			}
 			q.logOverLimit()
 		case record.Tombstones:
 			q.released = r.Released(q.released[:0])
@@ -251,10 +254,13 @@ func (q *Queue) begin() {
 // labels.Labels. add returns false if ctx was done
 // while the shard was full; the caller must stop adding then.
 func (q *Queue) add(ctx context.Context, ref chunks.HeadSeriesRef, t, start int64, v float64, x any) bool {
+	st, known := q.series.get(ref)
+	if st == q.series.unrouted {
+		return true // routed to other endpoints: not this one's to send, nor dropped
+	}
 	c := &q.cur
 	c.read = max(c.read, t)
 	s := sample{seq: c.seq, t: t, st: start, v: v}
-	st, known := q.series.get(ref)
 	drop := -1
 	switch {
 	case !known:

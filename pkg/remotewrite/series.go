@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/rwagent/rwagent/pkg/wal"
 )
 
 // series is one WAL series as it is sent: its labels after external labels
@@ -62,13 +64,20 @@ type seriesTable struct {
 	// dropped marks, in a slot, a series dropped by relabeling, so that
 	// its samples are skipped cheaply; refused[i] a series the receiver
 	// would refuse for drop reason refusedReasons[i].
-	dropped  *series
-	refused  [len(refusedReasons)]*series
-	external labels.Labels
-	relabel  []*relabel.Config
-	builder  labels.Builder
-	buf      []byte // scratch for encoding a label
-	ids      []byte // scratch for a series' pair ids
+	dropped *series
+	refused [len(refusedReasons)]*series
+	// unrouted marks a series whose wal.RouteLabel does not name this
+	// endpoint (route): it was never meant for it, so its samples are
+	// skipped without being counted as dropped.
+	unrouted *series
+	route    string // the endpoint's name: as routes name it; "": routed to by none
+	// notRouted is how many new series the last store found unrouted.
+	notRouted int
+	external  labels.Labels
+	relabel   []*relabel.Config
+	builder   labels.Builder
+	buf       []byte // scratch for encoding a label
+	ids       []byte // scratch for a series' pair ids
 	// limits are the receiver's per-series limits; zero: none.
 	limits seriesLimits
 	// overLimit lists the series the last store found over a limit, for
@@ -154,6 +163,7 @@ func newSeriesTable(pt *pairTable, external labels.Labels, rcfgs []*relabel.Conf
 	t := &seriesTable{
 		pairs:    pt,
 		dropped:  &series{},
+		unrouted: &series{},
 		external: external,
 		relabel:  rcfgs,
 		builder:  *labels.NewBuilder(labels.EmptyLabels()),
@@ -165,23 +175,34 @@ func newSeriesTable(pt *pairTable, external labels.Labels, rcfgs []*relabel.Conf
 }
 
 // store adds the series of a Series record. A ref already known is skipped:
-// the WAL may repeat Series records, but never changes a ref's labels. It
-// returns how many new series were dropped by relabeling. The labels in rs
-// are copied.
+// the WAL may repeat Series records, but never changes a ref's labels. A
+// series with a wal.RouteLabel not naming t.route is marked unrouted (and
+// counted in t.notRouted); the label is removed from the others before
+// anything else. It returns how many new series were dropped by
+// relabeling. The labels in rs are copied.
 func (t *seriesTable) store(rs []record.RefSeries) (dropped int) {
 	t.overLimit = t.overLimit[:0]
+	t.notRouted = 0
 	for i := range rs {
 		slot := t.slot(rs[i].Ref, true)
 		if *slot != nil {
 			continue
 		}
+		t.pages[uint64(rs[i].Ref)>>pageBits-t.base].live++
 		t.builder.Reset(rs[i].Labels)
+		if route := rs[i].Labels.Get(wal.RouteLabel); route != "" {
+			if !wal.Routed(route, t.route) {
+				*slot = t.unrouted
+				t.notRouted++
+				continue
+			}
+			t.builder.Del(wal.RouteLabel)
+		}
 		t.external.Range(func(l labels.Label) {
 			if t.builder.Get(l.Name) == "" {
 				t.builder.Set(l.Name, l.Value)
 			}
 		})
-		t.pages[uint64(rs[i].Ref)>>pageBits-t.base].live++
 		if !relabel.ProcessBuilder(&t.builder, t.relabel...) {
 			*slot = t.dropped
 			dropped++

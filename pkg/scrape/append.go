@@ -317,7 +317,8 @@ func (a *appender) resolve(p textparse.Parser, met []byte, slot int32) (ei int32
 
 // mutate adds the target labels to lset (honor_labels decides conflicts, the
 // losers of which are kept under exported_ names) and applies
-// metric_relabel_configs. An empty result means drop.
+// metric_relabel_configs, then removes wal.RouteLabel. An empty result
+// means drop.
 func (a *appender) mutate(lset labels.Labels) labels.Labels {
 	lb := a.lb
 	lb.Reset(lset)
@@ -351,6 +352,9 @@ func (a *appender) mutate(lset labels.Labels) labels.Labels {
 	if !relabel.ProcessBuilder(lb, a.opts.metricRelabel...) {
 		return labels.EmptyLabels()
 	}
+	// Only the gateway routes: a target or a relabeling that makes the
+	// route label would send its series to some endpoints only.
+	lb.Del(wal.RouteLabel)
 	return lb.Labels()
 }
 

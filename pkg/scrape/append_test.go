@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/rwagent/rwagent/pkg/wal"
 )
 
 const (
@@ -109,6 +111,23 @@ func TestAppend_TargetLabels(t *testing.T) {
 			}},
 			body:   "m{a=\"drop\"} 1\nm{a=\"keep\"} 2\n",
 			want:   []string{`{__name__="m", a="keep", instance="host:9100", job="node"}`},
+			wantOK: true,
+		},
+		{
+			name:   "route label exposed is removed",
+			honor:  true,
+			body:   "m{__rwagent_remote_write_names__=\"amp\",a=\"1\"} 1\n",
+			want:   []string{`{__name__="m", a="1", instance="host:9100", job="node"}`},
+			wantOK: true,
+		},
+		{
+			name: "route label made by relabeling is removed",
+			mrc: []*relabel.Config{{
+				SourceLabels: model.LabelNames{"a"}, Regex: relabel.MustNewRegexp("(.*)"), TargetLabel: wal.RouteLabel,
+				Replacement: "amp", Action: relabel.Replace, Separator: ";", NameValidationScheme: model.UTF8Validation,
+			}},
+			body:   "m{a=\"1\"} 1\n",
+			want:   []string{`{__name__="m", a="1", instance="host:9100", job="node"}`},
 			wantOK: true,
 		},
 		{
