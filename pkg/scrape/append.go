@@ -198,10 +198,10 @@ func (a *appender) append(b []byte, contentType string, t, now int64) (res appen
 			res.duplicates++
 			continue
 		}
-		if st <= e.pendT {
+		if pend := e.pending(t); st <= pend {
 			// A repeated timestamp (an exporter's cached value) is skipped
 			// silently; an older one is out of order.
-			if st < e.pendT {
+			if st < pend {
 				res.outOfOrder++
 			}
 			continue
@@ -228,7 +228,7 @@ func (a *appender) append(b []byte, contentType string, t, now int64) (res appen
 		if isNew {
 			res.seriesAdded++
 		}
-		e.pendT = st
+		c.appended(ei, st, t)
 		var start int64
 		if opts.startTimestamps {
 			start = p.StartTimestamp() // a look-ahead in OpenMetrics 1.0: only when asked

@@ -33,14 +33,19 @@ import (
 //
 // Both hashes are 128 bits, and a hit trusts them: two texts (or two label
 // sets) of one target with the same hash would share a ref, and one
-// series' samples would go silently to the other. Every text not seen
-// before is checked against every live one; a target of 10 million series
-// with 10% of them new each minute makes 5·10¹⁸ such pairs a year, which at
-// 64 bits (2⁶⁴ = 1.8·10¹⁹) is one collision every three or four years, and
-// at 128 bits one in 10²⁰ years. The first half of each hash is xxhash64
+// series' samples would go silently to the other. At 64 bits, 10 million
+// series of one target hold such a pair with a chance of n²/2⁶⁵ = 3·10⁻⁶,
+// and churn adds up: every text not seen before is checked against every
+// live one, and with 10% of the 10 million new each minute that is 5·10¹⁸
+// pairs a year, a collision every three or four years (2⁶⁴ = 1.8·10¹⁹). At
+// 128 bits it is one in 10²⁰ years. The first half of each hash is xxhash64
 // (labels.Hash for label sets), which places it in its index; the second is
-// maphash under the cache's own random seed, so a target cannot choose
-// texts that collide.
+// maphash under the cache's own random seed, computed only when a first
+// half matches, so a target cannot choose texts that collide either. The
+// 16 bytes a series this costs beside 64-bit hashes buy that.
+//
+// Memory: an entry is 56 bytes; with the two indexes (4 bytes a slot, at
+// most three quarters full) a series costs about 70 bytes, aliases aside.
 //
 // Iterations: each scrape attempt, failed or not, is one iteration. A sample
 // seen in an iteration marks its entry; finish commits the marks of a
@@ -79,6 +84,7 @@ type seriesCache struct {
 
 	// Scratch for one iteration, reused.
 	created  []int32                // entries created in this iteration, freed on rollback
+	undo     []undoT                // committed timestamps overwritten in this iteration, restored on rollback
 	released []chunks.HeadSeriesRef // refs to release after this iteration's Log; reset by finish and end
 
 	// Stale histogram values, shared by every stale marker of this cache and
@@ -113,17 +119,25 @@ const (
 )
 
 // cacheEntry is one series: the hashes of its own raw text and of its
-// label set, its WAL ref and the timestamps that decide which of its
-// samples are logged. It is 64 bytes.
+// label set, its WAL ref and the timestamp that decides which of its
+// samples are logged. It is 56 bytes.
 type cacheEntry struct {
-	text  hash128 // of the raw text the entry was resolved from; zero after resetKeys
-	lbls  hash128 // of the label set
-	ref   chunks.HeadSeriesRef
-	lastT int64  // timestamp of the last committed sample; math.MinInt64 if none
-	pendT int64  // timestamp of the sample marked in this iteration
+	text hash128 // of the raw text the entry was resolved from; zero after resetKeys
+	lbls hash128 // of the label set
+	ref  chunks.HeadSeriesRef
+	// lastT is the timestamp of the last committed sample (math.MinInt64 if
+	// none), or, with flagUndo, of the sample appended in this iteration.
+	lastT int64
 	name  uint32 // the series' metric name: seriesCache.names[name]
 	kind  valueKind
 	flags entryFlags
+}
+
+// undoT is the committed timestamp of an entry whose lastT a sample with
+// its own timestamp overwrote in this iteration.
+type undoT struct {
+	entry int32
+	t     int64
 }
 
 // entryFlags are the state bits of an entry. Two bits stand for the
@@ -135,8 +149,8 @@ type entryFlags uint8
 
 const (
 	flagLive entryFlags = 1 << iota
-	// flagMarked: a sample of the series was seen in this iteration; pendT
-	// and flagMarkTracked are set.
+	// flagMarked: a sample of the series was seen in this iteration;
+	// flagMarkTracked is set.
 	flagMarked
 	// flagMarkTracked: the sample marked in this iteration takes part in
 	// staleness.
@@ -147,20 +161,55 @@ const (
 	// flagTracked: the committed sample takes part in staleness (not a
 	// sample with its own timestamp, as in Prometheus).
 	flagTracked
+	// flagPendNow: a sample at the scrape's own timestamp was appended in
+	// this iteration (the common case, which needs no more than this bit).
+	flagPendNow
+	// flagUndo: lastT holds the timestamp of a sample with its own
+	// timestamp appended in this iteration, and seriesCache.undo the
+	// committed one.
+	flagUndo
 )
+
+// pendingFlags are the flags that hold for one iteration.
+const pendingFlags = flagMarked | flagMarkTracked | flagPendNow | flagUndo
 
 // has says whether every flag of f is set.
 func (e *cacheEntry) has(f entryFlags) bool { return e.flags&f == f }
 
-// mark records the first sight of the series in this iteration: nothing
-// marked yet, so the sample is compared with the committed one. tracked
-// says whether it takes part in staleness.
+// mark records the first sight of the series in this iteration. tracked
+// says whether its sample takes part in staleness.
 func (e *cacheEntry) mark(tracked bool) {
-	e.pendT = e.lastT
 	e.flags |= flagMarked
 	if tracked {
 		e.flags |= flagMarkTracked
 	}
+}
+
+// pending returns the timestamp of the newest sample appended to entry e
+// in this iteration, scraped at t, or, if none, of the committed one.
+func (e *cacheEntry) pending(t int64) int64 {
+	if e.flags&flagPendNow != 0 {
+		return t
+	}
+	return e.lastT
+}
+
+// appended records that a sample at st, newer than e's pending one, was
+// appended to entry i in this iteration, scraped at t. It stays revocable
+// until finish: a sample at t costs a bit; one with its own timestamp
+// overwrites lastT and keeps the committed value in c.undo.
+func (c *seriesCache) appended(i int32, st, t int64) {
+	e := &c.entries[i]
+	if st == t {
+		e.flags |= flagPendNow
+		return
+	}
+	if e.flags&flagUndo == 0 {
+		c.undo = append(c.undo, undoT{entry: i, t: e.lastT})
+		e.flags |= flagUndo
+	}
+	e.lastT = st
+	e.flags &^= flagPendNow
 }
 
 // metaEntry is the metadata of one metric family.
@@ -415,16 +464,21 @@ func (c *seriesCache) clearCreated() {
 	c.created = c.created[:0]
 }
 
-// finish ends the iteration at timestamp t. If ok, the marks of this
-// iteration are committed; otherwise the scrape counts as empty and the
-// entries created in it are forgotten. Stale markers go into recs. The refs
+// finish ends the iteration at timestamp t, the scrape timestamp append
+// was given in it. If ok, the marks of this iteration are committed;
+// otherwise the scrape counts as empty, the timestamps of its samples are
+// forgotten and so are the entries created in it. Stale markers go into recs. The refs
 // of the forgotten entries are put in c.released (to which report adds), to
 // be released once recs is logged. The entries created in this iteration
 // stay revocable (rollback) until the outcome of logging is known.
 func (c *seriesCache) finish(ok bool, t int64, recs *wal.Records) {
 	if !ok {
+		for i := len(c.undo) - 1; i >= 0; i-- {
+			c.entries[c.undo[i].entry].lastT = c.undo[i].t
+		}
 		c.rollback()
 	}
+	c.undo = c.undo[:0]
 	c.released = c.released[:0]
 	stale := math.Float64frombits(value.StaleNaN)
 	for i := range c.entries {
@@ -433,7 +487,9 @@ func (c *seriesCache) finish(ok bool, t int64, recs *wal.Records) {
 			continue
 		}
 		if ok && e.has(flagMarked) {
-			e.lastT = e.pendT
+			if e.has(flagPendNow) {
+				e.lastT = t
+			}
 			f := flagLive | flagCommitted
 			if e.has(flagMarkTracked) {
 				f |= flagTracked
@@ -445,7 +501,7 @@ func (c *seriesCache) finish(ok bool, t int64, recs *wal.Records) {
 			if e.has(flagTracked) && t > e.lastT {
 				c.appendStale(recs, e, t, stale)
 			}
-			e.flags &^= flagCommitted | flagMarked | flagMarkTracked
+			e.flags &^= flagCommitted | pendingFlags
 			continue
 		}
 		c.released = append(c.released, e.ref)

@@ -367,11 +367,11 @@ func TestCache_Churn(t *testing.T) {
 }
 
 // TestCache_BytesPerSeries holds the cache to what its doc comments claim:
-// a 64-byte entry, and about 80 bytes a series in all for a target of
+// a 56-byte entry, and about 72 bytes a series in all for a target of
 // 10,000 series (entries, indexes, free lists, at most 1/16 spare).
 func TestCache_BytesPerSeries(t *testing.T) {
-	if n := unsafe.Sizeof(cacheEntry{}); n != 64 {
-		t.Errorf("cacheEntry is %d bytes, want 64", n)
+	if n := unsafe.Sizeof(cacheEntry{}); n != 56 {
+		t.Errorf("cacheEntry is %d bytes, want 56", n)
 	}
 	body, _ := loadgen.NewTarget(10_000, 1).Scrape()
 	a := newTestAppender(testOptions(), &nopStorage{})
@@ -383,7 +383,87 @@ func TestCache_BytesPerSeries(t *testing.T) {
 		4*(c.keys.Slots()+c.byHash.Slots()+cap(c.freeE)+cap(c.freeA))
 	perSeries := float64(bytes) / float64(c.series())
 	t.Logf("%d series, %.1f bytes a series", c.series(), perSeries)
-	if perSeries > 82 {
-		t.Errorf("the cache holds %.1f bytes a series, want at most 82", perSeries)
+	if perSeries > 74 {
+		t.Errorf("the cache holds %.1f bytes a series, want at most 74", perSeries)
+	}
+}
+
+// TestCache_FailedScrapeKeepsTimestamps: the samples of a failed scrape
+// are not logged, so they must not count as logged: afterwards a sample
+// with the timestamp of one of them is appended, not skipped as a repeat,
+// and one older than the last logged is out of order; a series without
+// timestamps is staled by the failure and goes on.
+func TestCache_FailedScrapeKeepsTimestamps(t *testing.T) {
+	s := newMemStorage()
+	a := newTestAppender(testOptions(), s)
+	mustStep := func(body string, ts int64) appendResult {
+		t.Helper()
+		res, err := step(a, s, body, ctText, ts)
+		if err != nil {
+			t.Fatalf("scrape at %d: %v", ts, err)
+		}
+		return res
+	}
+	times := func(name string) []int64 {
+		var ts []int64
+		for _, x := range s.floats(t, "__name__", name) {
+			ts = append(ts, x.T)
+		}
+		return ts
+	}
+	mustStep("m 1 1000\nk 1\n", 10_000)
+	// m twice with its own timestamps (both kept), then a line that fails the scrape.
+	if _, err := step(a, s, "m 2 2000\nm 3 3000\nk 2\nbad 1 x\n", ctText, 20_000); err == nil {
+		t.Fatal("a malformed exposition did not fail the scrape")
+	}
+	if res := mustStep("m 2 2000\nk 3\n", 30_000); res.outOfOrder != 0 {
+		t.Errorf("%d samples out of order after the failed scrape, want 0", res.outOfOrder)
+	}
+	if res := mustStep("m 1 1500\nk 4\n", 40_000); res.outOfOrder != 1 {
+		t.Errorf("a sample older than the last logged: %d out of order, want 1", res.outOfOrder)
+	}
+	if got, want := times("m"), []int64{1000, 2000}; !slices.Equal(got, want) {
+		t.Errorf("m logged at %v, want %v", got, want)
+	}
+	if got, want := times("k"), []int64{10_000, 20_000, 30_000, 40_000}; !slices.Equal(got, want) {
+		t.Errorf("k logged at %v, want %v (a stale marker at the failure)", got, want)
+	}
+	if !value.IsStaleNaN(s.floats(t, "__name__", "k")[1].V) {
+		t.Error("k not staled by the failed scrape")
+	}
+}
+
+// TestCache_ScrapeTimestamps: a sample without a timestamp counts as
+// logged at the scrape's time, within the scrape and after it: a sample of
+// the same series with an older timestamp of its own is out of order, and
+// so is the next scrape's when the clock stepped back.
+func TestCache_ScrapeTimestamps(t *testing.T) {
+	s := newMemStorage()
+	a := newTestAppender(testOptions(), s)
+	for _, tc := range []struct {
+		body string
+		ts   int64
+		ooo  int
+	}{
+		{"k 1\n", 10_000, 0},
+		{"k 2\n", 9_000, 1},             // the clock stepped back
+		{"k 3\nk 4 15000\n", 20_000, 1}, // its own timestamp, older than the scrape's
+		{"k 5\nk 6 25000\n", 20_500, 0}, // its own timestamp, newer: appended too
+		{"k 7 25000\nk 8\n", 30_000, 0}, // the second sighting is a duplicate
+	} {
+		res, err := step(a, s, tc.body, ctText, tc.ts)
+		if err != nil {
+			t.Fatalf("scrape at %d: %v", tc.ts, err)
+		}
+		if res.outOfOrder != tc.ooo {
+			t.Errorf("scrape at %d: %d out of order, want %d", tc.ts, res.outOfOrder, tc.ooo)
+		}
+	}
+	var got []int64
+	for _, x := range s.floats(t, "__name__", "k") {
+		got = append(got, x.T)
+	}
+	if want := []int64{10_000, 20_000, 20_500, 25_000}; !slices.Equal(got, want) {
+		t.Errorf("k logged at %v, want %v", got, want)
 	}
 }
