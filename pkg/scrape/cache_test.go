@@ -379,9 +379,7 @@ func TestCache_BytesPerSeries(t *testing.T) {
 		appendOnce(t, a, body, ctText, int64(1_000_000+i*15_000))
 	}
 	c := a.cache
-	bytes := int(unsafe.Sizeof(cacheEntry{}))*cap(c.entries) + int(unsafe.Sizeof(alias{}))*cap(c.aliases) +
-		4*(c.keys.Slots()+c.byHash.Slots()+cap(c.freeE)+cap(c.freeA))
-	perSeries := float64(bytes) / float64(c.series())
+	perSeries := float64(cacheBytes(c)) / float64(c.series())
 	t.Logf("%d series, %.1f bytes a series", c.series(), perSeries)
 	if perSeries > 74 {
 		t.Errorf("the cache holds %.1f bytes a series, want at most 74", perSeries)
@@ -465,5 +463,51 @@ func TestCache_ScrapeTimestamps(t *testing.T) {
 	}
 	if want := []int64{10_000, 20_000, 20_500, 25_000}; !slices.Equal(got, want) {
 		t.Errorf("k logged at %v, want %v", got, want)
+	}
+}
+
+// cacheBytes is what c's slices and indexes hold, capacity included.
+func cacheBytes(c *seriesCache) int {
+	return int(unsafe.Sizeof(cacheEntry{}))*cap(c.entries) + int(unsafe.Sizeof(alias{}))*cap(c.aliases) +
+		int(unsafe.Sizeof(undoT{}))*cap(c.undo) + 8*cap(c.released) +
+		4*(c.keys.Slots()+c.byHash.Slots()+cap(c.freeE)+cap(c.freeA)+cap(c.created))
+}
+
+// TestCache_ChurnBounded: with a tenth of a target's series replaced at
+// every scrape, some spelled one way and then another, some with
+// timestamps of their own, the cache holds no more after ten cycles than
+// after the first: freed entries and aliases are reused, and the indexes
+// do not grow.
+func TestCache_ChurnBounded(t *testing.T) {
+	const n, churn = 2000, 200
+	a := newTestAppender(testOptions(), &nopStorage{})
+	var body []byte
+	scrape := func(i int) {
+		body = body[:0]
+		for j := i * churn; j < i*churn+n; j++ {
+			switch (j + i) % 7 {
+			case 0:
+				body = fmt.Appendf(body, "m{k=\"v\",i=\"%d\"} 1\n", j) // the other spelling
+			case 1:
+				body = fmt.Appendf(body, "m{i=\"%d\",k=\"v\"} 1 %d\n", j, 1000*i) // own timestamp
+			default:
+				body = fmt.Appendf(body, "m{i=\"%d\",k=\"v\"} 1\n", j)
+			}
+		}
+		appendOnce(t, a, body, ctText, int64(1_000_000+i*1000))
+	}
+	cycle := n / churn
+	for i := range cycle {
+		scrape(i)
+	}
+	first := cacheBytes(a.cache)
+	for i := cycle; i < 10*cycle; i++ {
+		scrape(i)
+		if got := cacheBytes(a.cache); got > first {
+			t.Fatalf("scrape %d: the cache holds %d bytes, more than the %d after the first cycle", i, got, first)
+		}
+	}
+	if got := a.cache.series(); got > n+churn {
+		t.Errorf("%d series cached, want at most %d", got, n+churn)
 	}
 }
