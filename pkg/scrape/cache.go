@@ -98,12 +98,14 @@ type seriesCache struct {
 type hash128 struct{ h, x uint64 }
 
 // aliasBit marks a position in keys as an alias rather than an entry.
+// Entries and aliases are each fewer than 2³¹: 2³¹ entries would take
+// 120 GB.
 const aliasBit = 1 << 31
 
 // alias is a raw text that is not its entry's own (see seriesCache); entry
 // is -1 for a text whose series relabelling dropped. Aliases of a freed
-// entry are swept by the same finish, so between iterations every alias
-// leads to a live entry.
+// entry are swept by the finish or rollback that frees it, so between
+// iterations every alias leads to a live entry (or to none).
 type alias struct {
 	text  hash128
 	entry int32
@@ -444,13 +446,18 @@ func (c *seriesCache) free(i int32) {
 	c.freeE = append(c.freeE, i)
 }
 
-// rollback forgets the entries created in this iteration: their series
-// records were never logged.
+// rollback forgets the entries created in this iteration, with their
+// texts: their series records were never logged. It is called by finish
+// of a failed scrape, and after finish when logging failed.
 func (c *seriesCache) rollback() {
+	if len(c.created) == 0 {
+		return
+	}
 	for _, i := range c.created {
 		c.free(i)
 	}
 	c.clearCreated()
+	c.sweepAliases()
 }
 
 // clearCreated empties c.created. A long list (a target's first scrape, or

@@ -511,3 +511,32 @@ func TestCache_ChurnBounded(t *testing.T) {
 		t.Errorf("%d series cached, want at most %d", got, n+churn)
 	}
 }
+
+// TestCache_LogFailureForgetsAliases: when the WAL refuses a scrape's
+// records, the series created in it are forgotten (their series records
+// are lost), and so must the other spellings that lead to them: otherwise
+// the next scrape, reusing the freed entry for another series, would file
+// a sample of the first under the ref of the second.
+func TestCache_LogFailureForgetsAliases(t *testing.T) {
+	s := newMemStorage()
+	a := newTestAppender(testOptions(), s)
+	s.setFail(errTestLog)
+	if _, err := step(a, s, "m{a=\"1\",b=\"2\"} 1\nm{b=\"2\",a=\"1\"} 1\n", ctText, 1000); err != nil {
+		t.Fatal(err)
+	}
+	s.setFail(nil)
+	checkIndexes(t, a.cache)
+	if _, err := step(a, s, "n 2\nm{b=\"2\",a=\"1\"} 2\n", ctText, 2000); err != nil {
+		t.Fatal(err)
+	}
+	checkIndexes(t, a.cache)
+	for _, name := range []string{"m", "n"} {
+		refs := s.find("__name__", name)
+		if len(refs) != 1 {
+			t.Fatalf("%s has refs %v, want one", name, refs)
+		}
+		if got := s.samples[refs[0]]; len(got) != 1 || got[0].V != 2 {
+			t.Errorf("%s samples = %v, want one of 2", name, got)
+		}
+	}
+}
