@@ -173,14 +173,14 @@ func (a *appender) append(b []byte, contentType string, t, now int64) (res appen
 			st, tracked = *ts, opts.trackTimestampsStaleness
 		}
 
-		slot, ei, dropped := c.lookup(met)
+		ei, dropped := c.lookup(met)
 		if dropped {
 			continue
 		}
 		isNew := ei < 0
 		if isNew {
 			var keep bool
-			if ei, keep, err = a.resolve(p, met, slot); err != nil {
+			if ei, keep, err = a.resolve(p, met); err != nil {
 				return res, err
 			}
 			if !keep {
@@ -189,19 +189,19 @@ func (a *appender) append(b []byte, contentType string, t, now int64) (res appen
 		}
 		res.added++
 		e := &c.entries[ei]
-		if e.mark != c.iter {
+		if !e.has(flagMarked) {
 			// First sight in this scrape: the series is present (kept in
 			// the cache) even if its sample turns out unusable.
-			e.mark, e.pendT, e.markTracked = c.iter, e.lastT, tracked
+			e.mark(tracked)
 		} else if tracked {
 			// Same series twice in one exposition.
 			res.duplicates++
 			continue
 		}
-		if st <= e.pendT {
+		if pend := e.pending(t); st <= pend {
 			// A repeated timestamp (an exporter's cached value) is skipped
 			// silently; an older one is out of order.
-			if st < e.pendT {
+			if st < pend {
 				res.outOfOrder++
 			}
 			continue
@@ -228,7 +228,7 @@ func (a *appender) append(b []byte, contentType string, t, now int64) (res appen
 		if isNew {
 			res.seriesAdded++
 		}
-		e.pendT = st
+		c.appended(ei, st, t)
 		var start int64
 		if opts.startTimestamps {
 			start = p.StartTimestamp() // a look-ahead in OpenMetrics 1.0: only when asked
@@ -244,7 +244,7 @@ func (a *appender) append(b []byte, contentType string, t, now int64) (res appen
 			e.kind = kindFloat
 			a.recs.Samples = append(a.recs.Samples, record.RefSample{Ref: e.ref, ST: start, T: st, V: v})
 		}
-		a.appendExemplars(p, e, st, isHist)
+		a.appendExemplars(p, ei, st, isHist)
 		if meta != nil && (isNew || meta.changed == c.iter) {
 			a.appendMetadata(e, meta)
 		}
@@ -283,12 +283,12 @@ func (a *appender) truncate(l recsLen) {
 // resolve builds the labels of a raw series text not in the cache (target
 // labels, metric relabelling, validation, limits), finds or creates its entry
 // and points the text at it. keep is false if relabelling dropped it.
-func (a *appender) resolve(p textparse.Parser, met []byte, slot int32) (ei int32, keep bool, err error) {
+func (a *appender) resolve(p textparse.Parser, met []byte) (ei int32, keep bool, err error) {
 	c := a.cache
 	p.Labels(&a.lset)
 	lset := a.mutate(a.lset)
 	if lset.IsEmpty() {
-		c.setKey(slot, met, -1)
+		c.setKey(met, -1)
 		return -1, false, nil
 	}
 	if !lset.Has(model.MetricNameLabel) {
@@ -304,14 +304,14 @@ func (a *appender) resolve(p textparse.Parser, met []byte, slot int32) (ei int32
 		a.metrics.labelLimits.Inc()
 		return -1, false, err
 	}
-	h := lset.Hash()
+	h := c.labelsHash(lset)
 	ei = c.find(h)
 	if ei < 0 {
 		ref := a.storage.NewRef()
 		ei = c.add(ref, lset, h)
 		a.recs.Series = append(a.recs.Series, record.RefSeries{Ref: ref, Labels: lset})
 	}
-	c.setKey(slot, met, ei)
+	c.setKey(met, ei)
 	return ei, true, nil
 }
 
@@ -441,8 +441,14 @@ func maxSchemaFor(factor float64) int32 {
 // are skipped, as Prometheus' exemplar storage does). Exemplars without a
 // timestamp take the sample's, except on native histograms where they are
 // dropped.
-func (a *appender) appendExemplars(p textparse.Parser, e *cacheEntry, t int64, isHist bool) {
-	newest := e.exT
+func (a *appender) appendExemplars(p textparse.Parser, ei int32, t int64, isHist bool) {
+	var (
+		c      = a.cache
+		ref    = c.entries[ei].ref
+		last   int64
+		newest int64
+		read   bool
+	)
 	for a.ex = (exemplar.Exemplar{}); p.Exemplar(&a.ex); a.ex = (exemplar.Exemplar{}) {
 		if !a.ex.HasTs {
 			if isHist {
@@ -450,13 +456,19 @@ func (a *appender) appendExemplars(p textparse.Parser, e *cacheEntry, t int64, i
 			}
 			a.ex.Ts = t
 		}
-		if a.ex.Ts <= e.exT {
+		if !read {
+			last = c.exemplarT(ei)
+			newest, read = last, true
+		}
+		if a.ex.Ts <= last {
 			continue
 		}
 		newest = max(newest, a.ex.Ts)
-		a.recs.Exemplars = append(a.recs.Exemplars, record.RefExemplar{Ref: e.ref, T: a.ex.Ts, V: a.ex.Value, Labels: a.ex.Labels})
+		a.recs.Exemplars = append(a.recs.Exemplars, record.RefExemplar{Ref: ref, T: a.ex.Ts, V: a.ex.Value, Labels: a.ex.Labels})
 	}
-	e.exT = newest
+	if newest > last {
+		c.setExemplarT(ei, newest)
+	}
 }
 
 // appendMetadata logs the family metadata for series e if e belongs to it

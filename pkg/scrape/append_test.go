@@ -520,6 +520,7 @@ func FuzzAppend(f *testing.F) {
 		ct := contentTypes[int(kind)%len(contentTypes)]
 		for i := range int64(2) {
 			_, _ = step(a, s, string(b), ct, 1_000_000+i*1000)
+			checkIndexes(t, a.cache)
 		}
 		if s.orphans != 0 {
 			t.Fatalf("%d samples without a series record", s.orphans)

@@ -131,6 +131,33 @@ func BenchmarkScrapeAppend(b *testing.B) {
 	}
 }
 
+// BenchmarkScrapeAppendResolve is BenchmarkScrapeAppend/*/10000 with the
+// cache's texts forgotten before every scrape, so that every sample's
+// labels are built, relabelled, checked and hashed again, and its series
+// found by its labels: what a scrape would cost if the scrape side kept no
+// key per raw text and produced every series' labels on every scrape (as a
+// WAL of samples with their labels would need; bench/RESULTS.md).
+func BenchmarkScrapeAppendResolve(b *testing.B) {
+	for _, f := range []expositionFormat{formatText, formatProto} {
+		b.Run(fmt.Sprintf("%s/10000", f), func(b *testing.B) {
+			const n = 10_000
+			body := renderExposition(b, n, f)
+			a := newTestAppender(testOptions(), &nopStorage{})
+			t := int64(1_000_000)
+			appendOnce(b, a, body, f.contentType(), t) // fill the cache
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				t += 1000
+				a.cache.resetKeys()
+				appendOnce(b, a, body, f.contentType(), t)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+		})
+	}
+}
+
 // BenchmarkScrapeAppendStartTimestamps is BenchmarkScrapeAppend with start
 // timestamps parsed, as when every remote_write endpoint speaks 2.0, for
 // the text formats (families of 100 series, half of them counters).

@@ -1,6 +1,7 @@
 package scrape
 
 import (
+	"hash/maphash"
 	"math"
 	"strings"
 
@@ -17,38 +18,63 @@ import (
 )
 
 // seriesCache remembers, for one target, which WAL series ref each exposed
-// series was given and in which scrape it was last seen.
+// series was given and when it was last seen. It keeps neither the raw
+// series text nor the labels: the labels go to the WAL once, in the series
+// record, and staleness needs only the ref.
 //
-// Two indexes lead to an entry: keys, by a 64-bit hash of the raw series
-// text of the exposition (p.Series() bytes: a hit costs a hash, one map
-// lookup and no labels; the text itself is not kept), and byHash, by the
-// hash of the final label set (so the same series written two ways, or
-// handed over from a loop whose relabelling changed, keeps its ref). The
-// label sets are not kept either: they go to the WAL once, in the series
-// record. Two series of one target with the same 64-bit label hash would
-// share a ref, a chance of about n²/2⁶⁵ for n series (3·10⁻¹² at 10,000);
-// keeping every label set to rule it out would cost about 150 bytes a series.
+// An entry is one series, found two ways. keys leads from the hash of a raw
+// series text of the exposition (the p.Series() bytes: a hit costs a hash,
+// a probe and no labels) to the entry whose own text it is, or to an alias:
+// another text of a series (its labels written in another order, or made
+// equal by relabelling), or a text whose series relabelling dropped. byHash
+// leads from the hash of the final label set to the entry, so that a text
+// not seen before whose labels are a known series' (or a cache handed over
+// to a loop whose relabelling changed) keeps that series' ref.
+//
+// Both hashes are 128 bits, and a hit trusts them: two texts (or two label
+// sets) of one target with the same hash would share a ref, and one
+// series' samples would go silently to the other. At 64 bits, 10 million
+// series of one target hold such a pair with a chance of n²/2⁶⁵ = 3·10⁻⁶,
+// and churn adds up: every text not seen before is checked against every
+// live one, and with 10% of the 10 million new each minute that is 5·10¹⁸
+// pairs a year, a collision every three or four years (2⁶⁴ = 1.8·10¹⁹). At
+// 128 bits it is one in 10²⁰ years. The first half of each hash is xxhash64
+// (labels.Hash for label sets), which places it in its index; the second is
+// maphash under the cache's own random seed, computed only when a first
+// half matches, so a target cannot choose texts that collide either. The
+// 16 bytes a series this costs beside 64-bit hashes buy that.
+//
+// Memory: an entry is 56 bytes; with the two indexes (4 bytes a slot, at
+// most three quarters full) a series costs about 70 bytes, aliases aside.
 //
 // Iterations: each scrape attempt, failed or not, is one iteration. A sample
-// appended in an iteration marks its entry; finish commits the marks of a
+// seen in an iteration marks its entry; finish commits the marks of a
 // successful scrape, writes a stale marker for every tracked entry that was
 // committed in the previous iteration but not in this one, and forgets (and
-// releases the ref of) every entry unseen for two iterations.
+// releases the ref of) every entry unseen for two iterations, with its
+// text and aliases.
 //
 // A seriesCache is owned by one loop at a time and is not safe for
 // concurrent use. The zero value is not usable; use newSeriesCache.
 type seriesCache struct {
 	iter uint32 // current iteration; starts at 2 so that 0 means "never"
 
-	keys  hashindex.Index // hash of the raw series text -> index in slots
-	slots []keySlot
-	freeS []int32
+	keys    hashindex.Index // text hash -> entry, or aliasBit|alias
+	aliases []alias
+	freeA   []int32
 
 	entries []cacheEntry
 	freeE   []int32
-	byHash  hashindex.Index   // label hash -> first entry of its chain
+	byHash  hashindex.Index   // label hash -> entry
 	names   []string          // metric names of the entries, by cacheEntry.name
 	nameIDs map[string]uint32 // index of each name in names
+
+	seed  maphash.Seed // of the second half of the text hashes
+	lhash maphash.Hash // of the second half of the label hashes; seeded once
+
+	// exT is the timestamp of the newest exemplar logged, by entry, for the
+	// series that had one (few do; nil until then).
+	exT map[int32]int64
 
 	meta map[string]*metaEntry // metric family name -> metadata
 
@@ -58,6 +84,7 @@ type seriesCache struct {
 
 	// Scratch for one iteration, reused.
 	created  []int32                // entries created in this iteration, freed on rollback
+	undo     []undoT                // committed timestamps overwritten in this iteration, restored on rollback
 	released []chunks.HeadSeriesRef // refs to release after this iteration's Log; reset by finish and end
 
 	// Stale histogram values, shared by every stale marker of this cache and
@@ -66,17 +93,23 @@ type seriesCache struct {
 	staleFH *histogram.FloatHistogram
 }
 
-// keySlot is one raw series text, known by its hash and length: two texts
-// of one target with the same hash and length would share a slot, which at
-// 64 bits is a chance of about n²/2⁶⁵ for n series (3·10⁻¹² at 10,000); a
-// same-hash text of another length only costs resolving its labels again.
-// entry is -1 for text whose series metric relabelling dropped.
-type keySlot struct {
-	hash  uint64
-	size  uint32 // length of the text
+// hash128 is a 128-bit hash: h places it in an index, x confirms it. The
+// zero value stands for no hash.
+type hash128 struct{ h, x uint64 }
+
+// aliasBit marks a position in keys as an alias rather than an entry.
+// Entries and aliases are each fewer than 2³¹: 2³¹ entries would take
+// 120 GB.
+const aliasBit = 1 << 31
+
+// alias is a raw text that is not its entry's own (see seriesCache); entry
+// is -1 for a text whose series relabelling dropped. Aliases of a freed
+// entry are swept by the finish or rollback that frees it, so between
+// iterations every alias leads to a live entry (or to none).
+type alias struct {
+	text  hash128
 	entry int32
-	gen   uint32 // gen of the entry when the slot was filled; a mismatch means the entry is gone
-	seen  uint32 // last iteration the text was exposed; 0 for a free slot
+	seen  uint32 // last iteration the text was exposed; 0 for a free alias
 }
 
 type valueKind uint8
@@ -87,25 +120,98 @@ const (
 	kindFloatHistogram
 )
 
-// cacheEntry is one series: the hash of its label set and its WAL ref. It
-// is 64 bytes.
+// cacheEntry is one series: the hashes of its own raw text and of its
+// label set, its WAL ref and the timestamp that decides which of its
+// samples are logged. It is 56 bytes.
 type cacheEntry struct {
-	ref   chunks.HeadSeriesRef
-	hash  uint64 // of the label set
-	lastT int64  // timestamp of the last committed sample; math.MinInt64 if none
-	pendT int64  // timestamp of the sample marked in this iteration
-	exT   int64  // timestamp of the newest exemplar logged
-	mark  uint32
-	last  uint32 // last committed iteration; 0 if none
-	next  int32  // next entry with the same label hash, -1 if none
-	gen   uint32 // incremented when the entry is freed
+	text hash128 // of the raw text the entry was resolved from; zero after resetKeys
+	lbls hash128 // of the label set
+	ref  chunks.HeadSeriesRef
+	// lastT is the timestamp of the last committed sample (math.MinInt64 if
+	// none), or, with flagUndo, of the sample appended in this iteration.
+	lastT int64
 	name  uint32 // the series' metric name: seriesCache.names[name]
 	kind  valueKind
-	live  bool
-	// tracked says whether the committed sample takes part in staleness
-	// (false for samples with their own timestamp, like Prometheus);
-	// markTracked is the same for the sample marked in this iteration.
-	tracked, markTracked bool
+	flags entryFlags
+}
+
+// undoT is the committed timestamp of an entry whose lastT a sample with
+// its own timestamp overwrote in this iteration.
+type undoT struct {
+	entry int32
+	t     int64
+}
+
+// entryFlags are the state bits of an entry. Two bits stand for the
+// iterations of its last mark and commit: finish visits every live entry
+// in each iteration, and forgets one unseen for two iterations, so an
+// entry is marked in this iteration or not, and was committed in the last
+// iteration or in the one before.
+type entryFlags uint8
+
+const (
+	flagLive entryFlags = 1 << iota
+	// flagMarked: a sample of the series was seen in this iteration;
+	// flagMarkTracked is set.
+	flagMarked
+	// flagMarkTracked: the sample marked in this iteration takes part in
+	// staleness.
+	flagMarkTracked
+	// flagCommitted: the series was committed in the last finished
+	// iteration (else in the one before).
+	flagCommitted
+	// flagTracked: the committed sample takes part in staleness (not a
+	// sample with its own timestamp, as in Prometheus).
+	flagTracked
+	// flagPendNow: a sample at the scrape's own timestamp was appended in
+	// this iteration (the common case, which needs no more than this bit).
+	flagPendNow
+	// flagUndo: lastT holds the timestamp of a sample with its own
+	// timestamp appended in this iteration, and seriesCache.undo the
+	// committed one.
+	flagUndo
+)
+
+// pendingFlags are the flags that hold for one iteration.
+const pendingFlags = flagMarked | flagMarkTracked | flagPendNow | flagUndo
+
+// has says whether every flag of f is set.
+func (e *cacheEntry) has(f entryFlags) bool { return e.flags&f == f }
+
+// mark records the first sight of the series in this iteration. tracked
+// says whether its sample takes part in staleness.
+func (e *cacheEntry) mark(tracked bool) {
+	e.flags |= flagMarked
+	if tracked {
+		e.flags |= flagMarkTracked
+	}
+}
+
+// pending returns the timestamp of the newest sample appended to entry e
+// in this iteration, scraped at t, or, if none, of the committed one.
+func (e *cacheEntry) pending(t int64) int64 {
+	if e.flags&flagPendNow != 0 {
+		return t
+	}
+	return e.lastT
+}
+
+// appended records that a sample at st, newer than e's pending one, was
+// appended to entry i in this iteration, scraped at t. It stays revocable
+// until finish: a sample at t costs a bit; one with its own timestamp
+// overwrites lastT and keeps the committed value in c.undo.
+func (c *seriesCache) appended(i int32, st, t int64) {
+	e := &c.entries[i]
+	if st == t {
+		e.flags |= flagPendNow
+		return
+	}
+	if e.flags&flagUndo == 0 {
+		c.undo = append(c.undo, undoT{entry: i, t: e.lastT})
+		e.flags |= flagUndo
+	}
+	e.lastT = st
+	e.flags &^= flagPendNow
 }
 
 // metaEntry is the metadata of one metric family.
@@ -127,93 +233,153 @@ const minIndexSlots = 64
 const metaRetention = 10
 
 func newSeriesCache() *seriesCache {
-	return &seriesCache{
+	c := &seriesCache{
 		iter:    2,
 		keys:    hashindex.New(minIndexSlots),
 		byHash:  hashindex.New(minIndexSlots),
 		nameIDs: map[string]uint32{},
+		seed:    maphash.MakeSeed(),
 		meta:    map[string]*metaEntry{},
 		staleH:  &histogram.Histogram{Sum: math.Float64frombits(value.StaleNaN)},
 		staleFH: &histogram.FloatHistogram{Sum: math.Float64frombits(value.StaleNaN)},
 	}
+	c.lhash.SetSeed(maphash.MakeSeed())
+	return c
 }
 
-// lookup returns the entry for the raw series text b. slot is the index of
-// the text's slot, or -1 if the text is unknown. dropped says relabelling
-// dropped the series. entry is -1 when the text is unknown or its series is
-// gone; then the caller resolves the labels and calls setKey.
-// lookup does not allocate.
-func (c *seriesCache) lookup(b []byte) (slot, entry int32, dropped bool) {
-	// Probing here rather than calling c.keys.Find: with hashOf, lookup
-	// took about 5% longer.
+// lookup returns the entry for the raw series text b, or -1 when the text
+// is unknown or its series was dropped (dropped says which); for an unknown
+// text the caller resolves the labels and calls setKey. lookup does not
+// allocate.
+func (c *seriesCache) lookup(b []byte) (entry int32, dropped bool) {
+	// Probing here rather than through a hashOf callback: with one, lookup
+	// took about 5% longer. The second half of the hash is computed only
+	// when a first half matches.
 	h := xxhash.Sum64(b)
-	si := int32(-1)
+	var x uint64
 	for i := c.keys.Home(h); ; i = c.keys.Next(i) {
 		p := c.keys.At(i)
 		if p < 0 {
-			break
+			return -1, false
 		}
-		if c.slots[p].hash == h {
-			si = int32(p)
-			break
+		if p&aliasBit == 0 {
+			e := &c.entries[p]
+			if e.text.h != h {
+				continue
+			}
+			if x == 0 {
+				x = maphash.Bytes(c.seed, b)
+			}
+			if e.text.x == x {
+				return int32(p), false
+			}
+			continue
+		}
+		a := &c.aliases[p&^aliasBit]
+		if a.text.h != h {
+			continue
+		}
+		if x == 0 {
+			x = maphash.Bytes(c.seed, b)
+		}
+		if a.text.x == x {
+			a.seen = c.iter
+			return a.entry, a.entry < 0
 		}
 	}
-	if si < 0 {
-		return -1, -1, false
-	}
-	s := &c.slots[si]
-	if s.size != uint32(len(b)) {
-		return -1, -1, false // another text with the same hash
-	}
-	s.seen = c.iter
-	if s.entry < 0 {
-		return si, -1, true
-	}
-	if c.entries[s.entry].gen != s.gen {
-		return si, -1, false
-	}
-	return si, s.entry, false
 }
 
-// setKey points the raw text b at entry (or at "dropped" when entry is -1).
-// slot is what lookup returned for b.
-func (c *seriesCache) setKey(slot int32, b []byte, entry int32) {
-	var gen uint32
-	if entry >= 0 {
-		gen = c.entries[entry].gen
-	}
-	if slot >= 0 {
-		s := &c.slots[slot]
-		s.entry, s.gen, s.seen = entry, gen, c.iter
+// textHash returns the 128-bit hash of the raw text b.
+func (c *seriesCache) textHash(b []byte) hash128 {
+	return hash128{xxhash.Sum64(b), maphash.Bytes(c.seed, b)}
+}
+
+// labelsHash returns the 128-bit hash of a label set.
+func (c *seriesCache) labelsHash(lset labels.Labels) hash128 {
+	c.lhash.Reset()
+	lset.Range(func(l labels.Label) {
+		c.lhash.WriteString(l.Name)
+		c.lhash.WriteByte(0xff)
+		c.lhash.WriteString(l.Value)
+		c.lhash.WriteByte(0xff)
+	})
+	return hash128{lset.Hash(), c.lhash.Sum64()}
+}
+
+// setKey makes the raw text b, for which lookup returned -1 and not
+// dropped, lead to entry (or to "dropped" when entry is -1): as the
+// entry's own text if it has none, else as an alias.
+func (c *seriesCache) setKey(b []byte, entry int32) {
+	k := c.textHash(b)
+	if entry >= 0 && c.entries[entry].text == (hash128{}) && k != (hash128{}) {
+		c.entries[entry].text = k
+		c.keys.Insert(freeSlot(&c.keys, k.h), uint32(entry), c.keyHash)
 		return
 	}
-	h := xxhash.Sum64(b)
-	s := keySlot{hash: h, size: uint32(len(b)), entry: entry, gen: gen, seen: c.iter}
-	if n := len(c.freeS); n > 0 {
-		slot = c.freeS[n-1]
-		c.freeS = c.freeS[:n-1]
-		c.slots[slot] = s
+	a := alias{text: k, entry: entry, seen: c.iter}
+	var i int32
+	if n := len(c.freeA); n > 0 {
+		i = c.freeA[n-1]
+		c.freeA = c.freeA[:n-1]
+		c.aliases[i] = a
 	} else {
-		slot = int32(len(c.slots))
-		c.slots = append(c.slots, s)
+		i = int32(len(c.aliases))
+		c.aliases = append(c.aliases, a)
 	}
-	c.keys.Set(h, uint32(slot), c.slotHash) // a same-hash text of another length loses its slot
+	c.keys.Insert(freeSlot(&c.keys, k.h), aliasBit|uint32(i), c.keyHash)
 }
 
-func (c *seriesCache) slotHash(i uint32) uint64  { return c.slots[i].hash }
-func (c *seriesCache) entryHash(i uint32) uint64 { return c.entries[i].hash }
-
-// find returns the live entry whose label set has hash h, or -1.
-func (c *seriesCache) find(h uint64) int32 {
-	if i, ok := c.byHash.Find(h, c.entryHash); ok {
-		return int32(i)
+// keyHash is the hashOf of keys.
+func (c *seriesCache) keyHash(p uint32) uint64 {
+	if p&aliasBit != 0 {
+		return c.aliases[p&^aliasBit].text.h
 	}
-	return -1
+	return c.entries[p].text.h
 }
 
-// add creates an entry for a new series with ref. It is recorded as created
-// in this iteration until finish or rollback.
-func (c *seriesCache) add(ref chunks.HeadSeriesRef, lset labels.Labels, h uint64) int32 {
+// labelHash is the hashOf of byHash.
+func (c *seriesCache) labelHash(p uint32) uint64 { return c.entries[p].lbls.h }
+
+// freeSlot returns the free slot that ends the probe for h in x, where a
+// position for h is inserted.
+func freeSlot(x *hashindex.Index, h uint64) hashindex.Slot {
+	i := x.Home(h)
+	for x.At(i) >= 0 {
+		i = x.Next(i)
+	}
+	return i
+}
+
+// unindex forgets position pos, held for hash h, in x.
+func unindex(x *hashindex.Index, h uint64, pos uint32, hashOf func(uint32) uint64) {
+	for i := x.Home(h); ; i = x.Next(i) {
+		switch p := x.At(i); {
+		case p < 0:
+			return
+		case uint32(p) == pos:
+			x.Delete(i, hashOf)
+			return
+		}
+	}
+}
+
+// find returns the live entry whose label set has hash l, or -1.
+func (c *seriesCache) find(l hash128) int32 {
+	for i := c.byHash.Home(l.h); ; i = c.byHash.Next(i) {
+		p := c.byHash.At(i)
+		if p < 0 {
+			return -1
+		}
+		if c.entries[p].lbls == l {
+			return int32(p)
+		}
+	}
+}
+
+// add creates an entry for a new series with ref, whose label set (of hash
+// l, not in the cache) is lset. It is recorded as created in this
+// iteration until finish or rollback. Its text is set by setKey.
+func (c *seriesCache) add(ref chunks.HeadSeriesRef, lset labels.Labels, l hash128) int32 {
 	var i int32
 	if n := len(c.freeE); n > 0 {
 		i = c.freeE[n-1]
@@ -222,19 +388,14 @@ func (c *seriesCache) add(ref chunks.HeadSeriesRef, lset labels.Labels, h uint64
 		i = int32(len(c.entries))
 		c.entries = append(c.entries, cacheEntry{})
 	}
-	e := &c.entries[i]
-	head := c.find(h)
-	*e = cacheEntry{
+	c.entries[i] = cacheEntry{
 		ref:   ref,
-		hash:  h,
+		lbls:  l,
 		name:  c.intern(lset.Get(model.MetricNameLabel)),
 		lastT: math.MinInt64,
-		exT:   math.MinInt64,
-		next:  head,
-		gen:   e.gen,
-		live:  true,
+		flags: flagLive,
 	}
-	c.byHash.Set(h, uint32(i), c.entryHash)
+	c.byHash.Insert(freeSlot(&c.byHash, l.h), uint32(i), c.labelHash)
 	c.created = append(c.created, i)
 	return i
 }
@@ -255,35 +416,48 @@ func (c *seriesCache) intern(name string) uint32 {
 // name returns the metric name of entry e.
 func (c *seriesCache) name(e *cacheEntry) string { return c.names[e.name] }
 
-// free forgets entry i. Key slots pointing at it become misses.
+// exemplarT returns the timestamp of the newest exemplar logged for entry
+// i, or math.MinInt64.
+func (c *seriesCache) exemplarT(i int32) int64 {
+	if t, ok := c.exT[i]; ok {
+		return t
+	}
+	return math.MinInt64
+}
+
+// setExemplarT records t as the newest exemplar logged for entry i.
+func (c *seriesCache) setExemplarT(i int32, t int64) {
+	if c.exT == nil {
+		c.exT = map[int32]int64{}
+	}
+	c.exT[i] = t
+}
+
+// free forgets entry i and its own text. Its aliases are swept by
+// sweepAliases.
 func (c *seriesCache) free(i int32) {
 	e := &c.entries[i]
-	h := e.hash
-	if head := c.find(h); head == i {
-		if e.next >= 0 {
-			c.byHash.Set(h, uint32(e.next), c.entryHash)
-		} else {
-			c.byHash.Remove(h, c.entryHash)
-		}
-	} else {
-		for p := head; p >= 0; p = c.entries[p].next {
-			if c.entries[p].next == i {
-				c.entries[p].next = e.next
-				break
-			}
-		}
+	unindex(&c.byHash, e.lbls.h, uint32(i), c.labelHash)
+	if e.text != (hash128{}) {
+		unindex(&c.keys, e.text.h, uint32(i), c.keyHash)
 	}
-	*e = cacheEntry{gen: e.gen + 1, next: -1}
+	delete(c.exT, i)
+	*e = cacheEntry{}
 	c.freeE = append(c.freeE, i)
 }
 
-// rollback forgets the entries created in this iteration: their series
-// records were never logged.
+// rollback forgets the entries created in this iteration, with their
+// texts: their series records were never logged. It is called by finish
+// of a failed scrape, and after finish when logging failed.
 func (c *seriesCache) rollback() {
+	if len(c.created) == 0 {
+		return
+	}
 	for _, i := range c.created {
 		c.free(i)
 	}
 	c.clearCreated()
+	c.sweepAliases()
 }
 
 // clearCreated empties c.created. A long list (a target's first scrape, or
@@ -297,40 +471,52 @@ func (c *seriesCache) clearCreated() {
 	c.created = c.created[:0]
 }
 
-// finish ends the iteration at timestamp t. If ok, the marks of this
-// iteration are committed; otherwise the scrape counts as empty and the
-// entries created in it are forgotten. Stale markers go into recs. The refs
+// finish ends the iteration at timestamp t, the scrape timestamp append
+// was given in it. If ok, the marks of this iteration are committed;
+// otherwise the scrape counts as empty, the timestamps of its samples are
+// forgotten and so are the entries created in it. Stale markers go into recs. The refs
 // of the forgotten entries are put in c.released (to which report adds), to
 // be released once recs is logged. The entries created in this iteration
 // stay revocable (rollback) until the outcome of logging is known.
 func (c *seriesCache) finish(ok bool, t int64, recs *wal.Records) {
 	if !ok {
+		for i := len(c.undo) - 1; i >= 0; i-- {
+			c.entries[c.undo[i].entry].lastT = c.undo[i].t
+		}
 		c.rollback()
 	}
+	c.undo = c.undo[:0]
 	c.released = c.released[:0]
 	stale := math.Float64frombits(value.StaleNaN)
 	for i := range c.entries {
 		e := &c.entries[i]
-		if !e.live {
+		if !e.has(flagLive) {
 			continue
 		}
-		if ok && e.mark == c.iter {
-			e.last, e.lastT, e.tracked = c.iter, e.pendT, e.markTracked
+		if ok && e.has(flagMarked) {
+			if e.has(flagPendNow) {
+				e.lastT = t
+			}
+			f := flagLive | flagCommitted
+			if e.has(flagMarkTracked) {
+				f |= flagTracked
+			}
+			e.flags = f
 			continue
 		}
-		switch {
-		case e.last == c.iter-1:
-			if e.tracked && t > e.lastT {
+		if e.has(flagCommitted) {
+			if e.has(flagTracked) && t > e.lastT {
 				c.appendStale(recs, e, t, stale)
 			}
-		case e.last+1 < c.iter:
-			c.released = append(c.released, e.ref)
-			c.free(int32(i))
+			e.flags &^= flagCommitted | pendingFlags
+			continue
 		}
+		c.released = append(c.released, e.ref)
+		c.free(int32(i))
 	}
-	c.sweepKeys()
+	c.sweepAliases()
 	c.entries = clip(c.entries)
-	c.slots = clip(c.slots)
+	c.aliases = clip(c.aliases)
 	if ok {
 		for name, m := range c.meta {
 			if m.seen+metaRetention < c.iter {
@@ -363,20 +549,18 @@ func clip[E any](s []E) []E {
 	return append(make([]E, 0, len(s)), s...)
 }
 
-// sweepKeys forgets raw texts unseen for two iterations and texts whose
+// sweepAliases forgets aliases unseen for two iterations and those whose
 // entry is gone.
-func (c *seriesCache) sweepKeys() {
-	for i := range c.slots {
-		s := &c.slots[i]
-		if s.seen == 0 {
+func (c *seriesCache) sweepAliases() {
+	for i := range c.aliases {
+		a := &c.aliases[i]
+		if a.seen == 0 {
 			continue
 		}
-		if s.seen+1 < c.iter || (s.entry >= 0 && c.entries[s.entry].gen != s.gen) {
-			if p, ok := c.keys.Find(s.hash, c.slotHash); ok && p == uint32(i) {
-				c.keys.Remove(s.hash, c.slotHash)
-			}
-			*s = keySlot{}
-			c.freeS = append(c.freeS, int32(i))
+		if a.seen+1 < c.iter || (a.entry >= 0 && !c.entries[a.entry].has(flagLive)) {
+			unindex(&c.keys, a.text.h, aliasBit|uint32(i), c.keyHash)
+			*a = alias{}
+			c.freeA = append(c.freeA, int32(i))
 		}
 	}
 }
@@ -386,8 +570,11 @@ func (c *seriesCache) sweepKeys() {
 // label limits), so each text is resolved again and finds its entry by labels.
 func (c *seriesCache) resetKeys() {
 	c.keys.Reset()
-	c.slots = c.slots[:0]
-	c.freeS = c.freeS[:0]
+	c.aliases = c.aliases[:0]
+	c.freeA = c.freeA[:0]
+	for i := range c.entries {
+		c.entries[i].text = hash128{}
+	}
 }
 
 // end writes stale markers at t for every tracked series committed in the
@@ -398,10 +585,10 @@ func (c *seriesCache) end(t int64, recs *wal.Records) {
 	c.released = c.released[:0]
 	for i := range c.entries {
 		e := &c.entries[i]
-		if !e.live {
+		if !e.has(flagLive) {
 			continue
 		}
-		if e.last == c.iter-1 && e.tracked && t > e.lastT {
+		if e.has(flagCommitted|flagTracked) && t > e.lastT {
 			c.appendStale(recs, e, t, stale)
 		}
 		c.released = append(c.released, e.ref)

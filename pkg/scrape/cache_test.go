@@ -1,15 +1,20 @@
 package scrape
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
+
+	"github.com/rwagent/rwagent/bench/loadgen"
+	"github.com/rwagent/rwagent/pkg/hashindex"
 )
 
 func TestCache_Staleness(t *testing.T) {
@@ -150,34 +155,388 @@ func TestCache_EndOfRun(t *testing.T) {
 	}
 }
 
-// TestSeriesCache_KeyHashes: a raw text is found by its hash; a slot of the
-// same hash but another length (another text) is a miss, not a wrong hit,
-// and a sweep of the slot it displaced leaves the new one.
+// TestSeriesCache_KeyHashes: a raw text is found by its 128-bit hash; a
+// text whose first half matches another's but whose second half does not
+// is a miss, not a wrong hit; both then live side by side, and forgetting
+// one leaves the other found. The same holds for label sets.
 func TestSeriesCache_KeyHashes(t *testing.T) {
 	c := newSeriesCache()
 	a := []byte(`up{job="a"}`)
-	e := c.add(1, labels.FromStrings("__name__", "up", "job", "a"), 1)
-	c.setKey(-1, a, e)
-	if slot, entry, _ := c.lookup(a); slot < 0 || entry != e {
-		t.Fatalf("lookup of a known text: slot %d entry %d, want entry %d", slot, entry, e)
+	la := labels.FromStrings("__name__", "up", "job", "a")
+	e := c.add(1, la, c.labelsHash(la))
+	c.setKey(a, e)
+	if entry, dropped := c.lookup(a); entry != e || dropped {
+		t.Fatalf("lookup of a known text: entry %d dropped %v, want entry %d", entry, dropped, e)
 	}
-	if slot, _, _ := c.lookup([]byte(`up{job="b"}`)); slot >= 0 {
-		t.Fatalf("lookup of an unknown text hit slot %d", slot)
+	if entry, _ := c.lookup([]byte(`up{job="b"}`)); entry >= 0 {
+		t.Fatalf("lookup of an unknown text hit entry %d", entry)
 	}
-	// Another text with a's hash: pretend a's slot holds a longer text.
-	old, _ := c.keys.Find(xxhash.Sum64(a), c.slotHash)
-	c.slots[old].size++
-	slot, entry, _ := c.lookup(a)
-	if slot >= 0 || entry >= 0 {
-		t.Fatalf("lookup with a same-hash text of another length: slot %d entry %d, want a miss", slot, entry)
+
+	// Another text with a's first half: pretend e's own text is that one.
+	c.entries[e].text.x++
+	if entry, dropped := c.lookup(a); entry >= 0 || dropped {
+		t.Fatalf("lookup with a text of the same first half: entry %d dropped %v, want a miss", entry, dropped)
 	}
-	c.iter += 2 // the old slot is now unseen for two iterations
-	c.setKey(slot, a, e)
-	c.sweepKeys()
-	if c.slots[old].seen != 0 {
-		t.Errorf("the displaced slot was not swept")
+	lb := labels.FromStrings("__name__", "up", "job", "b")
+	hb := c.labelsHash(lb)
+	hb.h = c.entries[e].lbls.h // a label set of the same first half too
+	f := c.add(2, lb, hb)
+	if got := c.find(hb); got != f {
+		t.Fatalf("find of a label hash sharing its first half: %d, want %d", got, f)
 	}
-	if slot, entry, _ := c.lookup(a); slot < 0 || entry != e {
-		t.Fatalf("after sweeping the displaced slot: slot %d entry %d, want entry %d", slot, entry, e)
+	if got := c.find(c.labelsHash(la)); got != e {
+		t.Fatalf("find of the first label hash: %d, want %d", got, e)
+	}
+	c.setKey(a, f)
+	if entry, _ := c.lookup(a); entry != f {
+		t.Fatalf("lookup after the text was set beside its namesake: entry %d, want %d", entry, f)
+	}
+	if c.keys.Len() != 2 {
+		t.Fatalf("keys holds %d texts, want 2", c.keys.Len())
+	}
+
+	// Forgetting the impostor leaves a found, by text and by labels.
+	c.free(e)
+	if entry, _ := c.lookup(a); entry != f {
+		t.Fatalf("lookup after the other text was forgotten: entry %d, want %d", entry, f)
+	}
+	if got := c.find(hb); got != f {
+		t.Fatalf("find after the other label set was forgotten: %d, want %d", got, f)
+	}
+	if c.keys.Len() != 1 || c.byHash.Len() != 1 {
+		t.Fatalf("after free: %d texts and %d label sets indexed, want 1 and 1", c.keys.Len(), c.byHash.Len())
+	}
+}
+
+// TestCache_AnotherSpelling: a series whose labels come written in another
+// order is found by its labels, keeps its ref and gets no stale marker;
+// both spellings in one scrape are a duplicate; the second spelling is
+// forgotten once unseen for two scrapes, and the series with its text once
+// gone for two.
+func TestCache_AnotherSpelling(t *testing.T) {
+	s := newMemStorage()
+	a := newTestAppender(testOptions(), s)
+	c := a.cache
+	mustStep := func(body string, ts int64) appendResult {
+		t.Helper()
+		res, err := step(a, s, body, ctText, ts)
+		if err != nil {
+			t.Fatalf("scrape at %d: %v", ts, err)
+		}
+		return res
+	}
+	mustStep("m{a=\"1\",b=\"2\"} 1\n", 1000)
+	ref := s.find("__name__", "m")
+	mustStep("m{b=\"2\",a=\"1\"} 2\n", 2000)
+	if got := s.find("__name__", "m"); len(ref) != 1 || !slices.Equal(got, ref) {
+		t.Fatalf("m refs = %v after the labels were reordered, want %v", got, ref)
+	}
+	if n := s.staleCount(); n != 0 {
+		t.Fatalf("%d stale markers after the labels were reordered, want none", n)
+	}
+	if res := mustStep("m{a=\"1\",b=\"2\"} 3\nm{b=\"2\",a=\"1\"} 3\n", 3000); res.duplicates != 1 {
+		t.Errorf("both spellings in one scrape: %d duplicates, want 1", res.duplicates)
+	}
+	if got := s.floats(t, "__name__", "m"); len(got) != 3 {
+		t.Fatalf("m samples = %v, want 3", got)
+	}
+	mustStep("m{a=\"1\",b=\"2\"} 4\n", 4000)
+	mustStep("m{a=\"1\",b=\"2\"} 5\n", 5000)
+	if n := len(c.aliases) - len(c.freeA); n != 0 || c.keys.Len() != 1 {
+		t.Errorf("after two scrapes without the second spelling: %d aliases and %d keys, want 0 and 1", n, c.keys.Len())
+	}
+	mustStep("x 6\n", 6000)
+	if !s.endsStale(ref[0]) {
+		t.Error("m got no stale marker when it disappeared")
+	}
+	mustStep("x 7\n", 7000)
+	if !s.released[ref[0]] {
+		t.Error("m's ref was not released after two scrapes without it")
+	}
+	if c.series() != 1 || c.keys.Len() != 1 || c.byHash.Len() != 1 {
+		t.Errorf("after m was forgotten: %d series, %d keys, %d label hashes; want 1 each (x)", c.series(), c.keys.Len(), c.byHash.Len())
+	}
+	if s.orphans != 0 {
+		t.Errorf("%d samples for refs without series record", s.orphans)
+	}
+}
+
+// checkIndexes fails t unless c's indexes hold exactly its live entries
+// and aliases, each found by its hash.
+func checkIndexes(t *testing.T, c *seriesCache) {
+	t.Helper()
+	texts, aliases := 0, 0
+	for i := range c.entries {
+		e := &c.entries[i]
+		if !e.has(flagLive) {
+			if *e != (cacheEntry{}) {
+				t.Fatalf("freed entry %d not cleared: %+v", i, *e)
+			}
+			continue
+		}
+		if got := c.find(e.lbls); got != int32(i) {
+			t.Fatalf("entry %d found by its labels as %d", i, got)
+		}
+		if e.text != (hash128{}) {
+			texts++
+			if _, ok := holding(&c.keys, e.text.h, uint32(i)); !ok {
+				t.Fatalf("entry %d's text is not indexed", i)
+			}
+		}
+	}
+	for i := range c.aliases {
+		a := &c.aliases[i]
+		if a.seen == 0 {
+			continue
+		}
+		aliases++
+		if a.entry >= 0 && !c.entries[a.entry].has(flagLive) {
+			t.Fatalf("alias %d leads to freed entry %d", i, a.entry)
+		}
+		if _, ok := holding(&c.keys, a.text.h, aliasBit|uint32(i)); !ok {
+			t.Fatalf("alias %d is not indexed", i)
+		}
+	}
+	if c.byHash.Len() != c.series() {
+		t.Fatalf("%d label hashes indexed for %d series", c.byHash.Len(), c.series())
+	}
+	if c.keys.Len() != texts+aliases {
+		t.Fatalf("%d texts indexed for %d own texts and %d aliases", c.keys.Len(), texts, aliases)
+	}
+}
+
+// holding returns the slot of x that holds pos, probing from h's home.
+func holding(x *hashindex.Index, h uint64, pos uint32) (hashindex.Slot, bool) {
+	for i := x.Home(h); ; i = x.Next(i) {
+		switch p := x.At(i); {
+		case p < 0:
+			return 0, false
+		case uint32(p) == pos:
+			return i, true
+		}
+	}
+}
+
+// TestCache_Churn: series come and go, some spelled two ways and some
+// dropped by relabelling, some scrapes fail; after every scrape the
+// indexes hold exactly the live series and texts, every sample logged has
+// its series record, and every series that disappeared got its stale
+// marker and its ref released.
+func TestCache_Churn(t *testing.T) {
+	s := newMemStorage()
+	opts := testOptions()
+	opts.metricRelabel = []*relabel.Config{{
+		SourceLabels: model.LabelNames{"drop"}, Regex: relabel.MustNewRegexp("yes"), Action: relabel.Drop,
+		Separator: ";", NameValidationScheme: model.UTF8Validation,
+	}}
+	a := newTestAppender(opts, s)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var body strings.Builder
+	for i := range 60 {
+		body.Reset()
+		base := i * 7 // a sliding window of 40 series: 7 new ones each scrape
+		for j := base; j < base+40; j++ {
+			switch {
+			case j%11 == 0:
+				fmt.Fprintf(&body, "m{drop=\"yes\",i=\"%d\"} 1\n", j)
+			case j%5 == 0 && rng.IntN(2) == 0:
+				fmt.Fprintf(&body, "m{k=\"v\",i=\"%d\"} 1\n", j) // the other spelling
+			default:
+				fmt.Fprintf(&body, "m{i=\"%d\",k=\"v\"} 1\n", j)
+			}
+		}
+		ts := int64(i+1) * 1000
+		if i%13 == 12 {
+			step(a, s, "", "", ts) // a failed scrape
+		} else if _, err := step(a, s, body.String(), ctText, ts); err != nil {
+			t.Fatal(err)
+		}
+		checkIndexes(t, a.cache)
+	}
+	if s.orphans != 0 {
+		t.Errorf("%d samples for refs without series record", s.orphans)
+	}
+	for ref, ok := range s.released {
+		if ok && !s.endsStale(ref) {
+			t.Errorf("released ref %d (%v) has no stale marker", ref, s.series[ref])
+		}
+	}
+	if len(s.released) < 300 {
+		t.Errorf("released %d refs, want the churned series released", len(s.released))
+	}
+}
+
+// TestCache_BytesPerSeries holds the cache to what its doc comments claim:
+// a 56-byte entry, and about 72 bytes a series in all for a target of
+// 10,000 series (entries, indexes, free lists, at most 1/16 spare).
+func TestCache_BytesPerSeries(t *testing.T) {
+	if n := unsafe.Sizeof(cacheEntry{}); n != 56 {
+		t.Errorf("cacheEntry is %d bytes, want 56", n)
+	}
+	body, _ := loadgen.NewTarget(10_000, 1).Scrape()
+	a := newTestAppender(testOptions(), &nopStorage{})
+	for i := range 3 {
+		appendOnce(t, a, body, ctText, int64(1_000_000+i*15_000))
+	}
+	c := a.cache
+	perSeries := float64(cacheBytes(c)) / float64(c.series())
+	t.Logf("%d series, %.1f bytes a series", c.series(), perSeries)
+	if perSeries > 74 {
+		t.Errorf("the cache holds %.1f bytes a series, want at most 74", perSeries)
+	}
+}
+
+// TestCache_FailedScrapeKeepsTimestamps: the samples of a failed scrape
+// are not logged, so they must not count as logged: afterwards a sample
+// with the timestamp of one of them is appended, not skipped as a repeat,
+// and one older than the last logged is out of order; a series without
+// timestamps is staled by the failure and goes on.
+func TestCache_FailedScrapeKeepsTimestamps(t *testing.T) {
+	s := newMemStorage()
+	a := newTestAppender(testOptions(), s)
+	mustStep := func(body string, ts int64) appendResult {
+		t.Helper()
+		res, err := step(a, s, body, ctText, ts)
+		if err != nil {
+			t.Fatalf("scrape at %d: %v", ts, err)
+		}
+		return res
+	}
+	times := func(name string) []int64 {
+		var ts []int64
+		for _, x := range s.floats(t, "__name__", name) {
+			ts = append(ts, x.T)
+		}
+		return ts
+	}
+	mustStep("m 1 1000\nk 1\n", 10_000)
+	// m twice with its own timestamps (both kept), then a line that fails the scrape.
+	if _, err := step(a, s, "m 2 2000\nm 3 3000\nk 2\nbad 1 x\n", ctText, 20_000); err == nil {
+		t.Fatal("a malformed exposition did not fail the scrape")
+	}
+	if res := mustStep("m 2 2000\nk 3\n", 30_000); res.outOfOrder != 0 {
+		t.Errorf("%d samples out of order after the failed scrape, want 0", res.outOfOrder)
+	}
+	if res := mustStep("m 1 1500\nk 4\n", 40_000); res.outOfOrder != 1 {
+		t.Errorf("a sample older than the last logged: %d out of order, want 1", res.outOfOrder)
+	}
+	if got, want := times("m"), []int64{1000, 2000}; !slices.Equal(got, want) {
+		t.Errorf("m logged at %v, want %v", got, want)
+	}
+	if got, want := times("k"), []int64{10_000, 20_000, 30_000, 40_000}; !slices.Equal(got, want) {
+		t.Errorf("k logged at %v, want %v (a stale marker at the failure)", got, want)
+	}
+	if !value.IsStaleNaN(s.floats(t, "__name__", "k")[1].V) {
+		t.Error("k not staled by the failed scrape")
+	}
+}
+
+// TestCache_ScrapeTimestamps: a sample without a timestamp counts as
+// logged at the scrape's time, within the scrape and after it: a sample of
+// the same series with an older timestamp of its own is out of order, and
+// so is the next scrape's when the clock stepped back.
+func TestCache_ScrapeTimestamps(t *testing.T) {
+	s := newMemStorage()
+	a := newTestAppender(testOptions(), s)
+	for _, tc := range []struct {
+		body string
+		ts   int64
+		ooo  int
+	}{
+		{"k 1\n", 10_000, 0},
+		{"k 2\n", 9_000, 1},             // the clock stepped back
+		{"k 3\nk 4 15000\n", 20_000, 1}, // its own timestamp, older than the scrape's
+		{"k 5\nk 6 25000\n", 20_500, 0}, // its own timestamp, newer: appended too
+		{"k 7 25000\nk 8\n", 30_000, 0}, // the second sighting is a duplicate
+	} {
+		res, err := step(a, s, tc.body, ctText, tc.ts)
+		if err != nil {
+			t.Fatalf("scrape at %d: %v", tc.ts, err)
+		}
+		if res.outOfOrder != tc.ooo {
+			t.Errorf("scrape at %d: %d out of order, want %d", tc.ts, res.outOfOrder, tc.ooo)
+		}
+	}
+	var got []int64
+	for _, x := range s.floats(t, "__name__", "k") {
+		got = append(got, x.T)
+	}
+	if want := []int64{10_000, 20_000, 20_500, 25_000}; !slices.Equal(got, want) {
+		t.Errorf("k logged at %v, want %v", got, want)
+	}
+}
+
+// cacheBytes is what c's slices and indexes hold, capacity included.
+func cacheBytes(c *seriesCache) int {
+	return int(unsafe.Sizeof(cacheEntry{}))*cap(c.entries) + int(unsafe.Sizeof(alias{}))*cap(c.aliases) +
+		int(unsafe.Sizeof(undoT{}))*cap(c.undo) + 8*cap(c.released) +
+		4*(c.keys.Slots()+c.byHash.Slots()+cap(c.freeE)+cap(c.freeA)+cap(c.created))
+}
+
+// TestCache_ChurnBounded: with a tenth of a target's series replaced at
+// every scrape, some spelled one way and then another, some with
+// timestamps of their own, the cache holds no more after ten cycles than
+// after the first: freed entries and aliases are reused, and the indexes
+// do not grow.
+func TestCache_ChurnBounded(t *testing.T) {
+	const n, churn = 2000, 200
+	a := newTestAppender(testOptions(), &nopStorage{})
+	var body []byte
+	scrape := func(i int) {
+		body = body[:0]
+		for j := i * churn; j < i*churn+n; j++ {
+			switch (j + i) % 7 {
+			case 0:
+				body = fmt.Appendf(body, "m{k=\"v\",i=\"%d\"} 1\n", j) // the other spelling
+			case 1:
+				body = fmt.Appendf(body, "m{i=\"%d\",k=\"v\"} 1 %d\n", j, 1000*i) // own timestamp
+			default:
+				body = fmt.Appendf(body, "m{i=\"%d\",k=\"v\"} 1\n", j)
+			}
+		}
+		appendOnce(t, a, body, ctText, int64(1_000_000+i*1000))
+	}
+	cycle := n / churn
+	for i := range cycle {
+		scrape(i)
+	}
+	first := cacheBytes(a.cache)
+	for i := cycle; i < 10*cycle; i++ {
+		scrape(i)
+		if got := cacheBytes(a.cache); got > first {
+			t.Fatalf("scrape %d: the cache holds %d bytes, more than the %d after the first cycle", i, got, first)
+		}
+	}
+	if got := a.cache.series(); got > n+churn {
+		t.Errorf("%d series cached, want at most %d", got, n+churn)
+	}
+}
+
+// TestCache_LogFailureForgetsAliases: when the WAL refuses a scrape's
+// records, the series created in it are forgotten (their series records
+// are lost), and so must the other spellings that lead to them: otherwise
+// the next scrape, reusing the freed entry for another series, would file
+// a sample of the first under the ref of the second.
+func TestCache_LogFailureForgetsAliases(t *testing.T) {
+	s := newMemStorage()
+	a := newTestAppender(testOptions(), s)
+	s.setFail(errTestLog)
+	if _, err := step(a, s, "m{a=\"1\",b=\"2\"} 1\nm{b=\"2\",a=\"1\"} 1\n", ctText, 1000); err != nil {
+		t.Fatal(err)
+	}
+	s.setFail(nil)
+	checkIndexes(t, a.cache)
+	if _, err := step(a, s, "n 2\nm{b=\"2\",a=\"1\"} 2\n", ctText, 2000); err != nil {
+		t.Fatal(err)
+	}
+	checkIndexes(t, a.cache)
+	for _, name := range []string{"m", "n"} {
+		refs := s.find("__name__", name)
+		if len(refs) != 1 {
+			t.Fatalf("%s has refs %v, want one", name, refs)
+		}
+		if got := s.samples[refs[0]]; len(got) != 1 || got[0].V != 2 {
+			t.Errorf("%s samples = %v, want one of 2", name, got)
+		}
 	}
 }

@@ -188,7 +188,7 @@ func (l *loop) publishStats(samples int, now time.Time) {
 	st.at = now
 	st.names = map[string]int{}
 	for i := range c.entries {
-		if e := &c.entries[i]; e.live {
+		if e := &c.entries[i]; e.has(flagLive) {
 			st.names[c.name(e)]++
 		}
 	}
