@@ -286,12 +286,18 @@ func TestReloaded(t *testing.T) {
 	if cfg := get("/api/v1/status/config"); !strings.Contains(cfg, `"yaml":"global: {}\n"`) {
 		t.Errorf("config after a failed reload: %s", cfg)
 	}
+	if page := get("/"); !strings.Contains(page, "the last reload failed") {
+		t.Error("the page does not say the last reload failed")
+	}
 	u.Reloaded(true, "scrape_configs: []\n", 25, start.Add(2*time.Minute))
 	if rt := get("/api/v1/status/runtimeinfo"); !strings.Contains(rt, `"reloadConfigSuccess":true`) || !strings.Contains(rt, `"lastConfigTime":"1970-01-12T13:48:40Z"`) || !strings.Contains(rt, `"GOGC":"25"`) {
 		t.Errorf("runtimeinfo after a reload: %s", rt)
 	}
 	if cfg := get("/api/v1/status/config"); !strings.Contains(cfg, `"yaml":"scrape_configs: []\n"`) {
 		t.Errorf("config after a reload: %s", cfg)
+	}
+	if page := get("/"); strings.Contains(page, "the last reload failed") || !strings.Contains(page, "loaded 1970-01-12 13:48:40 UTC") {
+		t.Error("the page does not show the reloaded configuration's time, or still says a reload failed")
 	}
 }
 
