@@ -10,7 +10,8 @@
 // histograms, comments, and anything unusual or malformed) is parsed by
 // Prometheus' parsers, so the output, errors included, is Prometheus'.
 // OpenMetrics is Prometheus' parser, spared start-timestamp look-aheads
-// that cannot succeed (createdLookahead).
+// that cannot succeed and guarded against those that would loop forever or
+// panic (createdLookahead).
 package exposition
 
 import (
@@ -55,18 +56,39 @@ func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opt
 		return ps.text, nil
 	}
 	if !fast(contentType, protobufMediaType, opts) {
-		p, err := textparse.New(b, contentType, st, opts)
-		if om, ok := p.(*textparse.OpenMetricsParser); ok {
-			ps.created.reset(om, b, st)
-			return &ps.created, err
-		}
-		return p, err
+		return ps.prometheus(b, contentType, st, opts)
 	}
 	if ps.proto == nil {
 		ps.proto = newProtobufParser(nil, st, opts)
 	}
 	ps.proto.reset(b, st, opts)
 	return ps.proto, nil
+}
+
+// prometheus returns textparse's parser, as textparse.New does, with its
+// OpenMetrics 1.0 parser wrapped in createdLookahead, under the conversion
+// of classic histograms too.
+func (ps *Parsers) prometheus(b []byte, contentType string, st *labels.SymbolTable, opts textparse.ParserOptions) (textparse.Parser, error) {
+	if st == nil {
+		st = labels.NewSymbolTable()
+	}
+	// textparse.New wraps its OpenMetrics parser for the conversion, out
+	// of our reach: ask for it without, and wrap it as New would.
+	base := opts
+	base.ConvertClassicHistogramsToNHCB = false
+	p, err := textparse.New(b, contentType, st, base)
+	om, ok := p.(*textparse.OpenMetricsParser)
+	if !ok {
+		if opts.ConvertClassicHistogramsToNHCB {
+			return textparse.New(b, contentType, st, opts)
+		}
+		return p, err
+	}
+	ps.created.reset(om, b, st)
+	if opts.ConvertClassicHistogramsToNHCB {
+		return textparse.NewNHCBParser(&ps.created, st, opts.KeepClassicOnClassicAndNativeHistograms, opts.OpenMetricsSkipSTSeries), err
+	}
+	return &ps.created, err
 }
 
 // fast says whether our own parser of mediaType serves contentType with

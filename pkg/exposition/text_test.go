@@ -96,14 +96,22 @@ func compareText(t testing.TB, b []byte, contentType string, opts textparse.Pars
 		// of StartTimestamp on some malformed expositions; ours answers 0
 		// (TestOpenMetricsStartTimestampMalformed). Start timestamps of an
 		// exposition that fails to parse are never kept: compare them only
-		// where it parses.
+		// where it parses. Where it panics, ours must not, and answers 0
+		// (TestOpenMetricsStartTimestampOutOfRange).
 		if _, err := parseMasked(prometheusParser(t, bytes.Clone(b), contentType, opts), 0); err != nil {
+			stMask = 0
+		} else if panics(func() { parseMasked(prometheusParser(t, exact(b), contentType, opts), stMask) }) {
+			var ps Parsers
+			p, _ := ps.New(bytes.Clone(b), contentType, labels.NewSymbolTable(), opts)
+			if p != nil {
+				parseMasked(p, stMask)
+			}
 			stMask = 0
 		}
 	}
 	// Prometheus' text parser may append a newline to its input: each
 	// parser gets its own copy.
-	want, werr := parseMasked(prometheusParser(t, bytes.Clone(b), contentType, opts), stMask)
+	want, werr := parseMasked(prometheusParser(t, exact(b), contentType, opts), stMask)
 	var ps Parsers
 	p, err := ps.New(bytes.Clone(b), contentType, labels.NewSymbolTable(), opts)
 	if p == nil {
@@ -126,6 +134,21 @@ func compareText(t testing.TB, b []byte, contentType string, opts textparse.Pars
 		t.Fatalf("%s %+v: after %d entries, error:\nPrometheus: %v\nours:       %v", contentType, opts, len(got), werr, gerr)
 	}
 	return p
+}
+
+// exact returns a copy of b whose capacity is its length: Prometheus'
+// OpenMetrics parser may read past the length of its input up to the
+// capacity, where ours (and a copy of the same length) stops.
+func exact(b []byte) []byte {
+	c := bytes.Clone(b)
+	return c[:len(c):len(c)]
+}
+
+// panics says whether f panics.
+func panics(f func()) (p bool) {
+	defer func() { p = recover() != nil }()
+	f()
+	return false
 }
 
 // encodeText renders the families client_golang's registry gathers in the
@@ -160,8 +183,8 @@ func encodeText(t testing.TB, reg prometheus.Gatherer, contentType string, creat
 
 // textSeeds are the expositions the text comparisons start from, by name:
 // the files in testdata and what client_golang serves for the registry of
-// gathered (every kind of metric, exemplars), in both text formats, with
-// and without _created lines.
+// registerKinds (every kind of metric, exemplars), in both text formats,
+// with and without _created lines.
 func textSeeds(t testing.TB) map[string][]byte {
 	t.Helper()
 	seeds := map[string][]byte{}
@@ -193,7 +216,7 @@ func seedContentType(name string) string {
 	return textContentType
 }
 
-// registerKinds registers on reg what gathered does: one of each kind of
+// registerKinds registers on reg one of each kind of
 // metric with exemplars, and enough counters without _created lines to
 // make a look-ahead per sample show.
 func registerKinds(t testing.TB, reg *prometheus.Registry) {
@@ -279,6 +302,45 @@ func TestOpenMetricsStartTimestampMalformed(t *testing.T) {
 	}
 	if !strings.HasSuffix(got[1].text, " st=0") {
 		t.Errorf("start timestamp: %s", got[1].text)
+	}
+}
+
+// TestOpenMetricsStartTimestampOutOfRange checks that expositions on which
+// Prometheus' StartTimestamp slices out of its input and panics (a family
+// name longer than the rest of the exposition, a quoted name after a
+// label) give start timestamps of 0 instead, through our parser and
+// through Prometheus' wrapped in createdLookahead, and otherwise the same
+// entries.
+func TestOpenMetricsStartTimestampOutOfRange(t *testing.T) {
+	for _, in := range []string{
+		"# TYPE aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa counter\nb 1\n# EOF\n",
+		"# TYPE aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa counter\nb 1\n{\"x\"} 1\n# EOF\n",
+		"# TYPE a counter\n{x=\"1\",\"a_total\"} 1\n# EOF\n",
+	} {
+		b := []byte(in)
+		for _, opts := range []textparse.ParserOptions{{}, {ConvertClassicHistogramsToNHCB: true}} {
+			if !panics(func() { parseMasked(prometheusParser(t, exact(b), omContentType, opts), ^uint64(0)) }) {
+				t.Errorf("%+v: Prometheus' parser does not panic on %q: the guard is not needed", opts, in)
+			}
+			want, werr := parseMasked(prometheusParser(t, exact(b), omContentType, opts), 0)
+			var ps Parsers
+			p, _ := ps.New(exact(b), omContentType, labels.NewSymbolTable(), opts)
+			got, gerr := parseMasked(p, ^uint64(0))
+			if fmt.Sprint(werr) != fmt.Sprint(gerr) || len(got) != len(want) {
+				t.Fatalf("%+v: %q: got %d entries and %v, want %d and %v", opts, in, len(got), gerr, len(want), werr)
+			}
+			for i := range got {
+				if w := want[i].text; got[i].text != w && got[i].text != w+" st=0" {
+					t.Errorf("%+v: %q: entry %d: got %s, want %s with st=0", opts, in, i, got[i].text, w)
+				}
+			}
+		}
+		var c createdLookahead
+		body, st := exact(b), labels.NewSymbolTable()
+		c.reset(textparse.NewOpenMetricsParser(body, st), body, st)
+		if _, err := parseMasked(&c, ^uint64(0)); err != nil {
+			t.Errorf("%q: createdLookahead: %v", in, err)
+		}
 	}
 }
 
