@@ -1,17 +1,18 @@
 // Package exposition parses scraped expositions for the scrape loop.
 //
 // It is Prometheus' textparse with parsers of our own for the protobuf
-// format and the Prometheus text format. Their series keys (what Series
-// and Histogram return) are raw bytes of the exposition rather than a
-// label set built and sorted for every sample, so that a scrape whose
-// series are all known costs a hash and a map lookup per sample and no
-// label work. Labels are built only when asked for, which the scrape cache
-// does once per new series. What the fast paths do not handle (native
-// histograms, comments, and anything unusual or malformed) is parsed by
-// Prometheus' parsers, so the output, errors included, is Prometheus'.
-// OpenMetrics is Prometheus' parser, spared start-timestamp look-aheads
-// that cannot succeed and guarded against those that would loop forever or
-// panic (createdLookahead).
+// format, the Prometheus text format and OpenMetrics 1.0. Their series
+// keys (what Series and Histogram return) are raw bytes of the exposition
+// rather than a label set built and sorted for every sample, so that a
+// scrape whose series are all known costs a hash and a map lookup per
+// sample and no label work. Labels are built only when asked for, which
+// the scrape cache does once per new series. What the fast paths do not
+// handle (native histograms, comments, quoted names, and anything unusual
+// or malformed) is parsed by Prometheus' parsers, so the output, errors
+// and OpenMetrics start timestamps included, is Prometheus'. Prometheus'
+// OpenMetrics parser, where it still parses, is spared start-timestamp
+// look-aheads that cannot succeed, and guarded against the inputs that
+// make that look-ahead loop forever or panic (createdLookahead).
 package exposition
 
 import (
@@ -22,8 +23,13 @@ import (
 )
 
 const (
-	protobufMediaType = "application/vnd.google.protobuf"
-	textMediaType     = "text/plain"
+	protobufMediaType    = "application/vnd.google.protobuf"
+	textMediaType        = "text/plain"
+	openMetricsMediaType = "application/openmetrics-text"
+
+	// openMetrics2Version is the version parameter textparse reads as
+	// OpenMetrics 2.0, which our parser does not take.
+	openMetrics2Version = "2.0.0"
 )
 
 // New returns a parser for the exposition b of media type contentType, as
@@ -43,6 +49,7 @@ func New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.Pa
 type Parsers struct {
 	proto   *protobufParser
 	text    *textParser
+	om      *omParser
 	created createdLookahead
 }
 
@@ -54,6 +61,13 @@ func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opt
 		}
 		ps.text.reset(b, st)
 		return ps.text, nil
+	}
+	if fast(contentType, openMetricsMediaType, opts) {
+		if ps.om == nil {
+			ps.om = new(omParser)
+		}
+		ps.om.reset(b, st, opts.OpenMetricsSkipSTSeries)
+		return ps.om, nil
 	}
 	if !fast(contentType, protobufMediaType, opts) {
 		return ps.prometheus(b, contentType, st, opts)
@@ -94,7 +108,8 @@ func (ps *Parsers) prometheus(b []byte, contentType string, st *labels.SymbolTab
 // fast says whether our own parser of mediaType serves contentType with
 // opts: a well-formed contentType of that media type (for text/plain, the
 // Prometheus text format, which textparse reads whatever its version
-// parameter says), and no option that changes the series (conversion of
+// parameter says; for OpenMetrics, any version but 2.0.0, which textparse
+// reads as 1.0), and no option that changes the series (conversion of
 // classic histograms, type and unit labels).
 func fast(contentType, mediaType string, opts textparse.ParserOptions) bool {
 	if opts.ConvertClassicHistogramsToNHCB || opts.EnableTypeAndUnitLabels {
@@ -103,6 +118,9 @@ func fast(contentType, mediaType string, opts textparse.ParserOptions) bool {
 	if len(contentType) < len(mediaType) || contentType[:len(mediaType)] != mediaType {
 		return false
 	}
-	mt, _, err := mime.ParseMediaType(contentType)
-	return err == nil && mt == mediaType
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != mediaType {
+		return false
+	}
+	return mediaType != openMetricsMediaType || params["version"] != openMetrics2Version
 }

@@ -448,12 +448,20 @@ func (p *textParser) Labels(l *labels.Labels) {
 		p.fb.Labels(l)
 		return
 	}
-	b := &p.builder
+	p.unesc = seriesLabels(l, &p.builder, p.unesc, p.series, p.mtype)
+}
+
+// seriesLabels writes into l the labels of the series key s, a line up to
+// its value as the fast paths of both text formats take it: the metric
+// name, the labels with \\, \n and \" unescaped, le of a histogram and
+// quantile of a summary in OpenMetrics' float format, sorted by name, as
+// textparse's parsers do. It returns unesc, the buffer of the unescaped
+// values, which the labels point into.
+func seriesLabels(l *labels.Labels, b *labels.ScratchBuilder, unesc, s []byte, mtype model.MetricType) []byte {
 	b.Reset()
-	s := p.series
 	n := metricNameLen(s)
 	b.Add(labels.MetricName, unsafeString(s[:n]))
-	p.unesc = p.unesc[:0]
+	unesc = unesc[:0]
 	for i := n + 1; i < len(s); {
 		ln := labelNameLen(s[i:])
 		if ln == 0 {
@@ -472,12 +480,12 @@ func (p *textParser) Labels(l *labels.Labels) {
 		}
 		v := s[vs:i]
 		if esc {
-			start := len(p.unesc)
-			p.unesc = unescape(p.unesc, v, true)
-			v = p.unesc[start:]
+			start := len(unesc)
+			unesc = unescape(unesc, v, true)
+			v = unesc[start:]
 		}
 		val := unsafeString(v)
-		if (p.mtype == model.MetricTypeHistogram && name == model.BucketLabel) || (p.mtype == model.MetricTypeSummary && name == model.QuantileLabel) {
+		if (mtype == model.MetricTypeHistogram && name == model.BucketLabel) || (mtype == model.MetricTypeSummary && name == model.QuantileLabel) {
 			if f, err := strconv.ParseFloat(val, 64); err == nil {
 				val = labels.FormatOpenMetricsFloat(f)
 			}
@@ -487,6 +495,7 @@ func (p *textParser) Labels(l *labels.Labels) {
 	}
 	b.Sort()
 	*l = b.Labels()
+	return unesc
 }
 
 // unescape appends s to dst with \\ and \n replaced, and \" if quote, as

@@ -184,7 +184,8 @@ func encodeText(t testing.TB, reg prometheus.Gatherer, contentType string, creat
 // textSeeds are the expositions the text comparisons start from, by name:
 // the files in testdata and what client_golang serves for the registry of
 // registerKinds (every kind of metric, exemplars), in both text formats,
-// with and without _created lines.
+// with and without _created lines, encoded and as promhttp's handler
+// serves OpenMetrics over HTTP.
 func textSeeds(t testing.TB) map[string][]byte {
 	t.Helper()
 	seeds := map[string][]byte{}
@@ -204,6 +205,8 @@ func textSeeds(t testing.TB) map[string][]byte {
 	seeds["client_golang.prom"] = encodeText(t, reg, textContentType, false)
 	seeds["client_golang.om"] = encodeText(t, reg, omContentType, false)
 	seeds["client_golang_created.om"] = encodeText(t, reg, omContentType, true)
+	seeds["promhttp.om"] = serveOpenMetrics(t, reg, false)
+	seeds["promhttp_created.om"] = serveOpenMetrics(t, reg, true)
 	return seeds
 }
 
