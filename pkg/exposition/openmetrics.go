@@ -82,7 +82,7 @@ type omParser struct {
 	stKey  []byte
 	stVal  int64
 	look   omLookahead
-	key    []byte // scratch for the look-ahead's keys
+	key    []byte // the current series' appendSTKey
 
 	builder labels.ScratchBuilder
 	unesc   []byte // unescaped label values for Labels
@@ -105,13 +105,14 @@ type omLine struct {
 
 // omLookahead remembers a look-ahead: the lines from from up to to are
 // series lines the fast path takes, none of them a _created series; at to
-// starts the first _created series (line) if found, or else the end of the
-// look-ahead.
+// starts the first _created series (line, with key, its appendSTKey) if
+// found, or else the end of the look-ahead.
 type omLookahead struct {
 	valid    bool
 	from, to int
 	found    bool
 	line     omLine
+	key      []byte
 }
 
 // reset readies p for the exposition b, keeping its buffers. skip is
@@ -132,7 +133,7 @@ func (p *omParser) reset(b []byte, st *labels.SymbolTable, skip bool) {
 	p.restart, p.emitted, p.restartSkip, p.stCalls = 0, 0, skip, p.stCalls[:0]
 	p.mtype, p.mfNameLen = "", 0
 	p.name, p.text, p.cur = nil, nil, omLine{}
-	p.skip, p.cached, p.look = skip, false, omLookahead{}
+	p.skip, p.cached, p.look.valid = skip, false, false
 	// Prometheus' lexer skips a NUL in some places and not in others: all
 	// of it goes to Prometheus' parser.
 	if bytes.IndexByte(b, 0) >= 0 {
@@ -516,23 +517,33 @@ func (p *omParser) StartTimestamp() int64 {
 	if end > len(p.in) {
 		return 0
 	}
-	p.key = appendSTKey(p.key[:0], p.cur.series, p.in[p.line:end], p.mtype)
-	if p.cached && bytes.Equal(p.key, p.stKey) {
-		p.stCalls = append(p.stCalls, int32(p.emitted-1))
-		return p.stVal
+	name := p.in[p.line:end]
+	keyed := false
+	if p.cached {
+		p.key, keyed = appendSTKey(p.key[:0], p.cur.series, name, p.mtype), true
+		if bytes.Equal(p.key, p.stKey) {
+			p.stCalls = append(p.stCalls, int32(p.emitted-1))
+			return p.stVal
+		}
 	}
-	found, ok := p.lookahead()
+	la, ok := p.lookahead()
 	if !ok {
 		return p.giveUpST()
 	}
 	p.stCalls = append(p.stCalls, int32(p.emitted-1))
 	p.skip = true
-	if !found {
+	if !la.found {
 		p.cached = false
 		return 0
 	}
-	c := &p.look.line
-	st := int64(c.val * 1000.0)
+	if !keyed {
+		p.key = appendSTKey(p.key[:0], p.cur.series, name, p.mtype)
+	}
+	if !bytes.Equal(p.key, la.key) {
+		p.cached = false
+		return 0
+	}
+	st := int64(la.line.val * 1000.0)
 	p.stKey, p.stVal = append(p.stKey[:0], p.key...), st
 	p.cached = st > 0
 	return st
@@ -545,36 +556,31 @@ func (p *omParser) giveUpST() int64 {
 }
 
 // lookahead finds, from the line after the current series to the next line
-// starting with '#' or the end, the first _created series, and says whether
-// it has the current series' key (in p.key). ok is false if a line on the
-// way is one the fast path does not take.
-func (p *omParser) lookahead() (found, ok bool) {
-	la := &p.look
-	if !la.valid || p.pos < la.from || p.pos > la.to {
-		la.valid, la.from, la.found = false, p.pos, false
-		q := p.pos
-		for q < len(p.in) && p.in[q] != '#' {
-			end := bytes.IndexByte(p.in[q:], '\n')
-			if end <= 0 || !parseOMLine(p.in[q:q+end], &la.line) {
-				return false, false
-			}
-			if bytes.HasSuffix(la.line.series[:la.line.nameLen], createdSuffix) {
-				la.found = true
-				break
-			}
-			q += end + 1
+// starting with '#' or the end, the first _created series. ok is false if
+// a line on the way is one the fast path does not take.
+func (p *omParser) lookahead() (la *omLookahead, ok bool) {
+	la = &p.look
+	if la.valid && la.from <= p.pos && p.pos <= la.to {
+		return la, true
+	}
+	la.valid, la.from, la.found = false, p.pos, false
+	q := p.pos
+	for q < len(p.in) && p.in[q] != '#' {
+		end := bytes.IndexByte(p.in[q:], '\n')
+		if end <= 0 || !parseOMLine(p.in[q:q+end], &la.line) {
+			return nil, false
 		}
-		la.valid, la.to = true, q
+		c := &la.line
+		if name := c.series[:c.nameLen]; bytes.HasSuffix(name, createdSuffix) {
+			// The type cannot change before the look-ahead's end.
+			la.found = true
+			la.key = appendSTKey(la.key[:0], c.series, name[:len(name)-len(createdSuffix)], p.mtype)
+			break
+		}
+		q += end + 1
 	}
-	if !la.found {
-		return false, true
-	}
-	c := &la.line
-	k := len(p.key)
-	p.key = appendSTKey(p.key, c.series, c.series[:c.nameLen-len(createdSuffix)], p.mtype)
-	found = bytes.Equal(p.key[:k], p.key[k:])
-	p.key = p.key[:k]
-	return found, true
+	la.valid, la.to = true, q
+	return la, true
 }
 
 // appendSTKey appends to dst what Prometheus' parser hashes to match a
