@@ -135,11 +135,16 @@ func BenchmarkTextParser(b *testing.B) {
 // without start timestamps (StartTimestamp for every sample, as when every
 // remote_write endpoint is 2.0): what promhttp serves for 2,000 counters,
 // 2,000 gauges and 200 histograms in families of 100 series, without and
-// with _created lines, and the kube-state-metrics-like testdata.
+// with _created lines, and the kube-state-metrics-like and Java
+// simpleclient-like testdata.
 // "prometheus" is textparse's OpenMetricsParser, "lookahead" it wrapped in
 // createdLookahead (rwagent's parser before ours), "rwagent" ours.
 func BenchmarkOpenMetricsParser(b *testing.B) {
 	ksm, err := os.ReadFile(filepath.Join("testdata", "kube_state_metrics.om.txt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	java, err := os.ReadFile(filepath.Join("testdata", "java_simpleclient.om.txt"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -150,6 +155,7 @@ func BenchmarkOpenMetricsParser(b *testing.B) {
 		{"client_golang", benchOpenMetrics(b, 20, false)},
 		{"client_golang_created", benchOpenMetrics(b, 20, true)},
 		{"kube_state_metrics", ksm},
+		{"java_simpleclient", java},
 	} {
 		for _, st := range []bool{false, true} {
 			for _, tc := range []struct {

@@ -329,27 +329,42 @@ func parseValue(b []byte) (float64, bool) {
 	if len(b) == 0 {
 		return 0, false
 	}
-	// Integers of up to 15 digits convert exactly.
-	if len(b) <= 15 {
+	// Integers and decimals (1.5, as OpenMetrics writes 1 as 1.0) of up
+	// to 15 digits: the digits convert to a float64 exactly, and so does
+	// the power of ten, so one division, correctly rounded, gives what
+	// strconv.ParseFloat would.
+	if len(b) <= 16 {
 		var n int64
 		i := 0
 		neg := b[0] == '-'
 		if neg {
 			i = 1
 		}
-		if i < len(b) {
+		digits := i
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			n = n*10 + int64(b[i]-'0')
+		}
+		digits, frac := i-digits, 0
+		if i < len(b) && b[i] == '.' && digits > 0 {
+			i++
+			f := i
 			for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
 				n = n*10 + int64(b[i]-'0')
 			}
-			if i == len(b) {
-				if neg {
-					if n == 0 {
-						return math.Copysign(0, -1), true
-					}
-					return float64(-n), true
-				}
-				return float64(n), true
+			frac = i - f
+			if frac == 0 {
+				i = -1 // "1.": ParseFloat's
 			}
+		}
+		if i == len(b) && digits > 0 && digits+frac <= 15 {
+			v := float64(n)
+			if frac > 0 {
+				v /= exactPow10[frac]
+			}
+			if neg {
+				v = -v
+			}
+			return v, true
 		}
 	}
 	for _, c := range b {
@@ -367,6 +382,10 @@ func parseValue(b []byte) (float64, bool) {
 	}
 	return v, true
 }
+
+// exactPow10 are the powers of ten a float64 holds exactly that
+// parseValue divides by.
+var exactPow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
 
 // parseTimestamp parses a timestamp in ms: digits only, as PromParser.
 func parseTimestamp(b []byte) (int64, bool) {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -404,4 +406,32 @@ func FuzzTextParser(f *testing.F) {
 		}
 		compareText(t, b, textContentTypes[int(ct)%len(textContentTypes)], textparse.ParserOptions{}, stMask)
 	})
+}
+
+// TestParseValue checks parseValue's fast paths for integers and decimals
+// against strconv.ParseFloat, bit for bit, and that it leaves the rest to
+// it.
+func TestParseValue(t *testing.T) {
+	in := []string{"0", "-0", "0.0", "-0.0", "1.0", "00.10", "1.", ".5", "-.5", "+1.5", "1.5e3",
+		"123456789012345", "1234567890123456", "12345678901234.5", "-12345678901234.5", "1234567890123.45",
+		"0.000000000000001", "0.1", "0.2", "0.3", "3.1622776601683795", "9007199254740993", "1..5", "1.5.", "-", "NaN", "Inf"}
+	r := rand.New(rand.NewPCG(15, 15))
+	for range 20000 {
+		digits := 1 + r.IntN(15)
+		d := strconv.FormatUint(r.Uint64N(uint64(math.Pow10(digits))), 10)
+		if cut := r.IntN(len(d) + 1); cut > 0 && cut < len(d) {
+			d = d[:cut] + "." + d[cut:]
+		}
+		if r.IntN(2) == 0 {
+			d = "-" + d
+		}
+		in = append(in, d)
+	}
+	for _, s := range in {
+		want, err := strconv.ParseFloat(s, 64)
+		got, ok := parseValue([]byte(s))
+		if ok != (err == nil) || ok && math.Float64bits(got) != math.Float64bits(want) && !math.IsNaN(want) {
+			t.Errorf("parseValue(%q) = %v, %v; strconv: %v, %v", s, got, ok, want, err)
+		}
+	}
 }
