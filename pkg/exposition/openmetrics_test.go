@@ -242,3 +242,35 @@ func TestOpenMetricsTestdata(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenMetricsContentTypes checks which media types our OpenMetrics
+// parser serves: OpenMetrics of any version textparse reads as 1.0, with
+// no option that changes the series; and that the others get textparse's
+// parser with textparse's error.
+func TestOpenMetricsContentTypes(t *testing.T) {
+	body := []byte("# TYPE a counter\na_total 1\n# EOF\n")
+	for _, tc := range []struct {
+		contentType string
+		opts        textparse.ParserOptions
+		ours        bool
+	}{
+		{omContentType, textparse.ParserOptions{}, true},
+		{"application/openmetrics-text; version=0.0.1; charset=utf-8", textparse.ParserOptions{}, true},
+		{"application/openmetrics-text", textparse.ParserOptions{OpenMetricsSkipSTSeries: true, IgnoreNativeHistograms: true}, true},
+		{"application/openmetrics-text; version=2.0.0", textparse.ParserOptions{}, false},
+		{"application/openmetrics-text; version=2.0.0", textparse.ParserOptions{FallbackContentType: "application/openmetrics-text"}, false},
+		{"application/openmetrics-text; version=1.0.0; charset", textparse.ParserOptions{FallbackContentType: "application/openmetrics-text"}, false},
+		{omContentType, textparse.ParserOptions{ConvertClassicHistogramsToNHCB: true}, false},
+		{omContentType, textparse.ParserOptions{EnableTypeAndUnitLabels: true}, false},
+	} {
+		var ps Parsers
+		p, err := ps.New(body, tc.contentType, labels.NewSymbolTable(), tc.opts)
+		_, wantErr := textparse.New(body, tc.contentType, labels.NewSymbolTable(), tc.opts)
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Errorf("%q %+v: error %v, want %v", tc.contentType, tc.opts, err, wantErr)
+		}
+		if _, ours := p.(*omParser); ours != tc.ours {
+			t.Errorf("%q %+v: our parser: %v, want %v", tc.contentType, tc.opts, ours, tc.ours)
+		}
+	}
+}
