@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
 )
@@ -272,5 +273,38 @@ func TestOpenMetricsContentTypes(t *testing.T) {
 		if _, ours := p.(*omParser); ours != tc.ours {
 			t.Errorf("%q %+v: our parser: %v, want %v", tc.contentType, tc.opts, ours, tc.ours)
 		}
+	}
+}
+
+// TestOpenMetricsExemplarBeforeFallback checks that an exemplar already
+// returned is not returned again when a StartTimestamp after it hands the
+// exposition to Prometheus' parser, as Prometheus' returns it once.
+func TestOpenMetricsExemplarBeforeFallback(t *testing.T) {
+	b := []byte("# TYPE a counter\na_total 1 # {t=\"x\"} 1\n{\"a_created\"} 5\n# EOF\n")
+	run := func(p textparse.Parser) (out []string) {
+		for {
+			e, err := p.Next()
+			if err != nil {
+				return append(out, fmt.Sprint(err))
+			}
+			if e != textparse.EntrySeries {
+				continue
+			}
+			var ex exemplar.Exemplar
+			first := p.Exemplar(&ex)
+			st := p.StartTimestamp()
+			again := p.Exemplar(&ex)
+			out = append(out, fmt.Sprintf("%v %s st=%d %v", first, ex.Labels, st, again))
+		}
+	}
+	want := run(prometheusParser(t, exact(b), omContentType, textparse.ParserOptions{}))
+	var ps Parsers
+	p, _ := ps.New(exact(b), omContentType, labels.NewSymbolTable(), textparse.ParserOptions{})
+	got := run(p)
+	if p.(*omParser).fb == nil {
+		t.Error("the fast path took the quoted name")
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }
