@@ -50,6 +50,16 @@ import (
 // timestamp above 0 is cached for the samples with the same labels (a
 // histogram's buckets). The look-ahead remembers where it found the next
 // _created line, so a family without one is read once, not once a sample.
+// Where Prometheus' parser would take the family name from past the end of
+// the exposition and panic, StartTimestamp returns 0 and changes nothing,
+// as createdLookahead does.
+//
+// While a start timestamp is cached, a TYPE line does not move the
+// fallback's restart (a fresh Prometheus parser could not recreate the
+// cache), so stCalls then grows by 4 bytes a sample until one is not.
+//
+// omParser is not safe for concurrent use; what it returns is valid until
+// the next call of Next or reset.
 type omParser struct {
 	in  []byte
 	pos int // start of the next line
