@@ -88,6 +88,7 @@ fuzz-short:
 	$(GO) test -run XXX -fuzz '^FuzzVerifyAuthorization$$' -fuzztime 30000x ./pkg/sigv4/
 	$(GO) test -run XXX -fuzz '^FuzzProtobufParser$$' -fuzztime 30000x ./pkg/exposition/
 	$(GO) test -run XXX -fuzz '^FuzzTextParser$$' -fuzztime 30000x ./pkg/exposition/
+	$(GO) test -run XXX -fuzz '^FuzzOpenMetricsParser$$' -fuzztime 30000x -fuzzminimizetime 100x ./pkg/exposition/
 	$(GO) test -run XXX -fuzz '^FuzzReadBody$$' -fuzztime 2000x ./pkg/scrape/
 	$(GO) test -run XXX -fuzz '^FuzzDecode$$' -fuzztime 30000x ./pkg/gateway/
 	$(GO) test -run XXX -fuzz '^FuzzDecodeOTLP$$' -fuzztime 30000x ./pkg/gateway/

@@ -6,6 +6,7 @@ import (
 	"io"
 	"unsafe"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
 )
@@ -29,6 +30,16 @@ import (
 // series, as any further call would) the rest return 0 without asking.
 // The output is Prometheus' to the byte: the fuzz test compares them.
 //
+// Another guards against a panic of that parser: it takes the family name
+// of a sample as the bytes of the series from where its name starts, as
+// many as the last metadata line's name has, and slices past the end of
+// the exposition where the series is shorter than that name near the end
+// (`# TYPE aaaaaaaaaaaaaaaaaaaa counter` then `b 1`), or before the
+// name's start where a quoted name follows a label (`{x="1","a"} 1`).
+// A target could stop the agent with it. Where it would slice out of the
+// exposition, StartTimestamp returns 0 without asking it, and changes
+// nothing of its state (outOfRange).
+//
 // One exception guards against a bug of that parser: its look-ahead spins
 // forever on a malformed exemplar (`a_total 2 # {d=x"} 5`), which would
 // hang the scrape loop. A region with _created lines and exemplars is
@@ -47,6 +58,11 @@ type createdLookahead struct {
 	pending int
 	stale   bool
 
+	// nameLen and mtype are those of the last metadata entry and the
+	// last TYPE entry, as Prometheus' parser has them.
+	nameLen int
+	mtype   model.MetricType
+
 	start   int  // offset of the current region's first line
 	created bool // the current region contains "_created"
 	zero    bool // a StartTimestamp in the current region returned 0
@@ -62,6 +78,7 @@ var createdSuffix = []byte("_created")
 func (c *createdLookahead) reset(p textparse.Parser, body []byte, st *labels.SymbolTable) {
 	c.Parser, c.body, c.st = p, body, st
 	c.pending, c.stale = 0, true
+	c.nameLen, c.mtype = 0, ""
 }
 
 // Next is the wrapped parser's Next; a metadata entry starts a region.
@@ -70,8 +87,12 @@ func (c *createdLookahead) Next() (textparse.Entry, error) {
 	if err == nil && (e == textparse.EntryHelp || e == textparse.EntryType || e == textparse.EntryUnit) {
 		// The OpenMetrics parser returns the family name of any metadata
 		// entry from Type, as a slice of the body, without copying.
-		name, _ := c.Parser.Type()
+		name, t := c.Parser.Type()
 		c.pending, c.stale = offsetIn(c.body, name), true
+		c.nameLen = len(name)
+		if e == textparse.EntryType {
+			c.mtype = t
+		}
 	}
 	return e, err
 }
@@ -120,6 +141,9 @@ func (c *createdLookahead) check() {
 // StartTimestamp is the wrapped parser's, without the look-ahead where it
 // cannot succeed.
 func (c *createdLookahead) StartTimestamp() int64 {
+	if c.outOfRange() {
+		return 0
+	}
 	if c.stale {
 		c.startRegion(c.pending)
 		c.stale = false
@@ -150,4 +174,69 @@ func offsetIn(b, s []byte) int {
 		return -1
 	}
 	return int(off)
+}
+
+// outOfRange says whether Prometheus' StartTimestamp would take the family
+// name of the current series from outside the exposition, and panic.
+func (c *createdLookahead) outOfRange() bool {
+	if !typeRequiresST(c.mtype) {
+		return false // it answers 0 before
+	}
+	series, _, _ := c.Parser.Series()
+	off := offsetIn(c.body, series)
+	if off < 0 {
+		return true
+	}
+	lo, hi := nameStart(series), c.nameLen
+	if len(series) > 1 && series[0] == '{' && series[1] == '"' {
+		hi += 2
+	}
+	return lo < 0 || lo > hi || off+hi > len(c.body)
+}
+
+// nameStart returns the offset of the metric name in a series key as
+// Prometheus' OpenMetrics parser reads it: 0 for a name before the
+// braces, else the first byte inside the quoted string in the braces that
+// is not followed by '=', or -1 if there is none.
+func nameStart(s []byte) int {
+	if len(s) == 0 || s[0] != '{' {
+		return 0
+	}
+	for i := 1; i < len(s); {
+		switch s[i] {
+		case '=':
+			i = skipQuoted(s, i+1) // the value
+		case '"':
+			j := skipQuoted(s, i)
+			if j >= len(s) || s[j] != '=' {
+				return i + 1
+			}
+			i = j
+		default:
+			i++
+		}
+	}
+	return -1
+}
+
+// skipQuoted returns the offset after the quoted string starting at s[i],
+// escapes included, or len(s).
+func skipQuoted(s []byte, i int) int {
+	if i >= len(s) || s[i] != '"' {
+		return i
+	}
+	for i++; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(s)
+}
+
+// typeRequiresST says whether samples of type t have start timestamps.
+func typeRequiresST(t model.MetricType) bool {
+	return t == model.MetricTypeCounter || t == model.MetricTypeSummary || t == model.MetricTypeHistogram
 }

@@ -1,16 +1,18 @@
 // Package exposition parses scraped expositions for the scrape loop.
 //
 // It is Prometheus' textparse with parsers of our own for the protobuf
-// format and the Prometheus text format. Their series keys (what Series
-// and Histogram return) are raw bytes of the exposition rather than a
-// label set built and sorted for every sample, so that a scrape whose
-// series are all known costs a hash and a map lookup per sample and no
-// label work. Labels are built only when asked for, which the scrape cache
-// does once per new series. What the fast paths do not handle (native
-// histograms, comments, and anything unusual or malformed) is parsed by
-// Prometheus' parsers, so the output, errors included, is Prometheus'.
-// OpenMetrics is Prometheus' parser, spared start-timestamp look-aheads
-// that cannot succeed (createdLookahead).
+// format, the Prometheus text format and OpenMetrics 1.0. Their series
+// keys (what Series and Histogram return) are raw bytes of the exposition
+// rather than a label set built and sorted for every sample, so that a
+// scrape whose series are all known costs a hash and a map lookup per
+// sample and no label work. Labels are built only when asked for, which
+// the scrape cache does once per new series. What the fast paths do not
+// handle (native histograms, comments, quoted names, and anything unusual
+// or malformed) is parsed by Prometheus' parsers, so the output, errors
+// and OpenMetrics start timestamps included, is Prometheus'. Prometheus'
+// OpenMetrics parser, where it still parses, is spared start-timestamp
+// look-aheads that cannot succeed, and guarded against the inputs that
+// make that look-ahead loop forever or panic (createdLookahead).
 package exposition
 
 import (
@@ -21,8 +23,13 @@ import (
 )
 
 const (
-	protobufMediaType = "application/vnd.google.protobuf"
-	textMediaType     = "text/plain"
+	protobufMediaType    = "application/vnd.google.protobuf"
+	textMediaType        = "text/plain"
+	openMetricsMediaType = "application/openmetrics-text"
+
+	// openMetrics2Version is the version parameter textparse reads as
+	// OpenMetrics 2.0, which our parser does not take.
+	openMetrics2Version = "2.0.0"
 )
 
 // New returns a parser for the exposition b of media type contentType, as
@@ -42,6 +49,7 @@ func New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.Pa
 type Parsers struct {
 	proto   *protobufParser
 	text    *textParser
+	om      *omParser
 	created createdLookahead
 }
 
@@ -54,13 +62,15 @@ func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opt
 		ps.text.reset(b, st)
 		return ps.text, nil
 	}
-	if !fast(contentType, protobufMediaType, opts) {
-		p, err := textparse.New(b, contentType, st, opts)
-		if om, ok := p.(*textparse.OpenMetricsParser); ok {
-			ps.created.reset(om, b, st)
-			return &ps.created, err
+	if fast(contentType, openMetricsMediaType, opts) {
+		if ps.om == nil {
+			ps.om = new(omParser)
 		}
-		return p, err
+		ps.om.reset(b, st, opts.OpenMetricsSkipSTSeries)
+		return ps.om, nil
+	}
+	if !fast(contentType, protobufMediaType, opts) {
+		return ps.prometheus(b, contentType, st, opts)
 	}
 	if ps.proto == nil {
 		ps.proto = newProtobufParser(nil, st, opts)
@@ -69,10 +79,37 @@ func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opt
 	return ps.proto, nil
 }
 
+// prometheus returns textparse's parser, as textparse.New does, with its
+// OpenMetrics 1.0 parser wrapped in createdLookahead, under the conversion
+// of classic histograms too.
+func (ps *Parsers) prometheus(b []byte, contentType string, st *labels.SymbolTable, opts textparse.ParserOptions) (textparse.Parser, error) {
+	if st == nil {
+		st = labels.NewSymbolTable()
+	}
+	// textparse.New wraps its OpenMetrics parser for the conversion, out
+	// of our reach: ask for it without, and wrap it as New would.
+	base := opts
+	base.ConvertClassicHistogramsToNHCB = false
+	p, err := textparse.New(b, contentType, st, base)
+	om, ok := p.(*textparse.OpenMetricsParser)
+	if !ok {
+		if opts.ConvertClassicHistogramsToNHCB {
+			return textparse.New(b, contentType, st, opts)
+		}
+		return p, err
+	}
+	ps.created.reset(om, b, st)
+	if opts.ConvertClassicHistogramsToNHCB {
+		return textparse.NewNHCBParser(&ps.created, st, opts.KeepClassicOnClassicAndNativeHistograms, opts.OpenMetricsSkipSTSeries), err
+	}
+	return &ps.created, err
+}
+
 // fast says whether our own parser of mediaType serves contentType with
 // opts: a well-formed contentType of that media type (for text/plain, the
 // Prometheus text format, which textparse reads whatever its version
-// parameter says), and no option that changes the series (conversion of
+// parameter says; for OpenMetrics, any version but 2.0.0, which textparse
+// reads as 1.0), and no option that changes the series (conversion of
 // classic histograms, type and unit labels).
 func fast(contentType, mediaType string, opts textparse.ParserOptions) bool {
 	if opts.ConvertClassicHistogramsToNHCB || opts.EnableTypeAndUnitLabels {
@@ -81,6 +118,9 @@ func fast(contentType, mediaType string, opts textparse.ParserOptions) bool {
 	if len(contentType) < len(mediaType) || contentType[:len(mediaType)] != mediaType {
 		return false
 	}
-	mt, _, err := mime.ParseMediaType(contentType)
-	return err == nil && mt == mediaType
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != mediaType {
+		return false
+	}
+	return mediaType != openMetricsMediaType || params["version"] != openMetrics2Version
 }

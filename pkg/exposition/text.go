@@ -329,27 +329,42 @@ func parseValue(b []byte) (float64, bool) {
 	if len(b) == 0 {
 		return 0, false
 	}
-	// Integers of up to 15 digits convert exactly.
-	if len(b) <= 15 {
+	// Integers and decimals (1.5, as OpenMetrics writes 1 as 1.0) of up
+	// to 15 digits: the digits convert to a float64 exactly, and so does
+	// the power of ten, so one division, correctly rounded, gives what
+	// strconv.ParseFloat would.
+	if len(b) <= 16 {
 		var n int64
 		i := 0
 		neg := b[0] == '-'
 		if neg {
 			i = 1
 		}
-		if i < len(b) {
+		digits := i
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+			n = n*10 + int64(b[i]-'0')
+		}
+		digits, frac := i-digits, 0
+		if i < len(b) && b[i] == '.' && digits > 0 {
+			i++
+			f := i
 			for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
 				n = n*10 + int64(b[i]-'0')
 			}
-			if i == len(b) {
-				if neg {
-					if n == 0 {
-						return math.Copysign(0, -1), true
-					}
-					return float64(-n), true
-				}
-				return float64(n), true
+			frac = i - f
+			if frac == 0 {
+				i = -1 // "1.": ParseFloat's
 			}
+		}
+		if i == len(b) && digits > 0 && digits+frac <= 15 {
+			v := float64(n)
+			if frac > 0 {
+				v /= exactPow10[frac]
+			}
+			if neg {
+				v = -v
+			}
+			return v, true
 		}
 	}
 	for _, c := range b {
@@ -367,6 +382,10 @@ func parseValue(b []byte) (float64, bool) {
 	}
 	return v, true
 }
+
+// exactPow10 are the powers of ten a float64 holds exactly that
+// parseValue divides by.
+var exactPow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
 
 // parseTimestamp parses a timestamp in ms: digits only, as PromParser.
 func parseTimestamp(b []byte) (int64, bool) {
@@ -448,12 +467,20 @@ func (p *textParser) Labels(l *labels.Labels) {
 		p.fb.Labels(l)
 		return
 	}
-	b := &p.builder
+	p.unesc = seriesLabels(l, &p.builder, p.unesc, p.series, p.mtype)
+}
+
+// seriesLabels writes into l the labels of the series key s, a line up to
+// its value as the fast paths of both text formats take it: the metric
+// name, the labels with \\, \n and \" unescaped, le of a histogram and
+// quantile of a summary in OpenMetrics' float format, sorted by name, as
+// textparse's parsers do. It returns unesc, the buffer of the unescaped
+// values, which the labels point into.
+func seriesLabels(l *labels.Labels, b *labels.ScratchBuilder, unesc, s []byte, mtype model.MetricType) []byte {
 	b.Reset()
-	s := p.series
 	n := metricNameLen(s)
 	b.Add(labels.MetricName, unsafeString(s[:n]))
-	p.unesc = p.unesc[:0]
+	unesc = unesc[:0]
 	for i := n + 1; i < len(s); {
 		ln := labelNameLen(s[i:])
 		if ln == 0 {
@@ -472,12 +499,12 @@ func (p *textParser) Labels(l *labels.Labels) {
 		}
 		v := s[vs:i]
 		if esc {
-			start := len(p.unesc)
-			p.unesc = unescape(p.unesc, v, true)
-			v = p.unesc[start:]
+			start := len(unesc)
+			unesc = unescape(unesc, v, true)
+			v = unesc[start:]
 		}
 		val := unsafeString(v)
-		if (p.mtype == model.MetricTypeHistogram && name == model.BucketLabel) || (p.mtype == model.MetricTypeSummary && name == model.QuantileLabel) {
+		if (mtype == model.MetricTypeHistogram && name == model.BucketLabel) || (mtype == model.MetricTypeSummary && name == model.QuantileLabel) {
 			if f, err := strconv.ParseFloat(val, 64); err == nil {
 				val = labels.FormatOpenMetricsFloat(f)
 			}
@@ -487,6 +514,7 @@ func (p *textParser) Labels(l *labels.Labels) {
 	}
 	b.Sort()
 	*l = b.Labels()
+	return unesc
 }
 
 // unescape appends s to dst with \\ and \n replaced, and \" if quote, as

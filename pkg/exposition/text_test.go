@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -96,14 +98,22 @@ func compareText(t testing.TB, b []byte, contentType string, opts textparse.Pars
 		// of StartTimestamp on some malformed expositions; ours answers 0
 		// (TestOpenMetricsStartTimestampMalformed). Start timestamps of an
 		// exposition that fails to parse are never kept: compare them only
-		// where it parses.
+		// where it parses. Where it panics, ours must not, and answers 0
+		// (TestOpenMetricsStartTimestampOutOfRange).
 		if _, err := parseMasked(prometheusParser(t, bytes.Clone(b), contentType, opts), 0); err != nil {
+			stMask = 0
+		} else if panics(func() { parseMasked(prometheusParser(t, exact(b), contentType, opts), stMask) }) {
+			var ps Parsers
+			p, _ := ps.New(bytes.Clone(b), contentType, labels.NewSymbolTable(), opts)
+			if p != nil {
+				parseMasked(p, stMask)
+			}
 			stMask = 0
 		}
 	}
 	// Prometheus' text parser may append a newline to its input: each
 	// parser gets its own copy.
-	want, werr := parseMasked(prometheusParser(t, bytes.Clone(b), contentType, opts), stMask)
+	want, werr := parseMasked(prometheusParser(t, exact(b), contentType, opts), stMask)
 	var ps Parsers
 	p, err := ps.New(bytes.Clone(b), contentType, labels.NewSymbolTable(), opts)
 	if p == nil {
@@ -126,6 +136,21 @@ func compareText(t testing.TB, b []byte, contentType string, opts textparse.Pars
 		t.Fatalf("%s %+v: after %d entries, error:\nPrometheus: %v\nours:       %v", contentType, opts, len(got), werr, gerr)
 	}
 	return p
+}
+
+// exact returns a copy of b whose capacity is its length: Prometheus'
+// OpenMetrics parser may read past the length of its input up to the
+// capacity, where ours (and a copy of the same length) stops.
+func exact(b []byte) []byte {
+	c := bytes.Clone(b)
+	return c[:len(c):len(c)]
+}
+
+// panics says whether f panics.
+func panics(f func()) (p bool) {
+	defer func() { p = recover() != nil }()
+	f()
+	return false
 }
 
 // encodeText renders the families client_golang's registry gathers in the
@@ -160,8 +185,9 @@ func encodeText(t testing.TB, reg prometheus.Gatherer, contentType string, creat
 
 // textSeeds are the expositions the text comparisons start from, by name:
 // the files in testdata and what client_golang serves for the registry of
-// gathered (every kind of metric, exemplars), in both text formats, with
-// and without _created lines.
+// registerKinds (every kind of metric, exemplars), in both text formats,
+// with and without _created lines, encoded and as promhttp's handler
+// serves OpenMetrics over HTTP.
 func textSeeds(t testing.TB) map[string][]byte {
 	t.Helper()
 	seeds := map[string][]byte{}
@@ -181,6 +207,8 @@ func textSeeds(t testing.TB) map[string][]byte {
 	seeds["client_golang.prom"] = encodeText(t, reg, textContentType, false)
 	seeds["client_golang.om"] = encodeText(t, reg, omContentType, false)
 	seeds["client_golang_created.om"] = encodeText(t, reg, omContentType, true)
+	seeds["promhttp.om"] = serveOpenMetrics(t, reg, false)
+	seeds["promhttp_created.om"] = serveOpenMetrics(t, reg, true)
 	return seeds
 }
 
@@ -193,7 +221,7 @@ func seedContentType(name string) string {
 	return textContentType
 }
 
-// registerKinds registers on reg what gathered does: one of each kind of
+// registerKinds registers on reg one of each kind of
 // metric with exemplars, and enough counters without _created lines to
 // make a look-ahead per sample show.
 func registerKinds(t testing.TB, reg *prometheus.Registry) {
@@ -282,6 +310,45 @@ func TestOpenMetricsStartTimestampMalformed(t *testing.T) {
 	}
 }
 
+// TestOpenMetricsStartTimestampOutOfRange checks that expositions on which
+// Prometheus' StartTimestamp slices out of its input and panics (a family
+// name longer than the rest of the exposition, a quoted name after a
+// label) give start timestamps of 0 instead, through our parser and
+// through Prometheus' wrapped in createdLookahead, and otherwise the same
+// entries.
+func TestOpenMetricsStartTimestampOutOfRange(t *testing.T) {
+	for _, in := range []string{
+		"# TYPE aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa counter\nb 1\n# EOF\n",
+		"# TYPE aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa counter\nb 1\n{\"x\"} 1\n# EOF\n",
+		"# TYPE a counter\n{x=\"1\",\"a_total\"} 1\n# EOF\n",
+	} {
+		b := []byte(in)
+		for _, opts := range []textparse.ParserOptions{{}, {ConvertClassicHistogramsToNHCB: true}} {
+			if !panics(func() { parseMasked(prometheusParser(t, exact(b), omContentType, opts), ^uint64(0)) }) {
+				t.Errorf("%+v: Prometheus' parser does not panic on %q: the guard is not needed", opts, in)
+			}
+			want, werr := parseMasked(prometheusParser(t, exact(b), omContentType, opts), 0)
+			var ps Parsers
+			p, _ := ps.New(exact(b), omContentType, labels.NewSymbolTable(), opts)
+			got, gerr := parseMasked(p, ^uint64(0))
+			if fmt.Sprint(werr) != fmt.Sprint(gerr) || len(got) != len(want) {
+				t.Fatalf("%+v: %q: got %d entries and %v, want %d and %v", opts, in, len(got), gerr, len(want), werr)
+			}
+			for i := range got {
+				if w := want[i].text; got[i].text != w && got[i].text != w+" st=0" {
+					t.Errorf("%+v: %q: entry %d: got %s, want %s with st=0", opts, in, i, got[i].text, w)
+				}
+			}
+		}
+		var c createdLookahead
+		body, st := exact(b), labels.NewSymbolTable()
+		c.reset(textparse.NewOpenMetricsParser(body, st), body, st)
+		if _, err := parseMasked(&c, ^uint64(0)); err != nil {
+			t.Errorf("%q: createdLookahead: %v", in, err)
+		}
+	}
+}
+
 // TestTextParserFastPath checks that the fast path takes the text
 // expositions of client_golang and node_exporter to the end, and hands
 // the rest of an exposition to Prometheus' parser from the first line it
@@ -339,4 +406,32 @@ func FuzzTextParser(f *testing.F) {
 		}
 		compareText(t, b, textContentTypes[int(ct)%len(textContentTypes)], textparse.ParserOptions{}, stMask)
 	})
+}
+
+// TestParseValue checks parseValue's fast paths for integers and decimals
+// against strconv.ParseFloat, bit for bit, and that it leaves the rest to
+// it.
+func TestParseValue(t *testing.T) {
+	in := []string{"0", "-0", "0.0", "-0.0", "1.0", "00.10", "1.", ".5", "-.5", "+1.5", "1.5e3",
+		"123456789012345", "1234567890123456", "12345678901234.5", "-12345678901234.5", "1234567890123.45",
+		"0.000000000000001", "0.1", "0.2", "0.3", "3.1622776601683795", "9007199254740993", "1..5", "1.5.", "-", "NaN", "Inf"}
+	r := rand.New(rand.NewPCG(15, 15))
+	for range 20000 {
+		digits := 1 + r.IntN(15)
+		d := strconv.FormatUint(r.Uint64N(uint64(math.Pow10(digits))), 10)
+		if cut := r.IntN(len(d) + 1); cut > 0 && cut < len(d) {
+			d = d[:cut] + "." + d[cut:]
+		}
+		if r.IntN(2) == 0 {
+			d = "-" + d
+		}
+		in = append(in, d)
+	}
+	for _, s := range in {
+		want, err := strconv.ParseFloat(s, 64)
+		got, ok := parseValue([]byte(s))
+		if ok != (err == nil) || ok && math.Float64bits(got) != math.Float64bits(want) && !math.IsNaN(want) {
+			t.Errorf("parseValue(%q) = %v, %v; strconv: %v, %v", s, got, ok, want, err)
+		}
+	}
 }
