@@ -1,0 +1,609 @@
+package gateway
+
+import (
+	"io"
+	"math"
+	"slices"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/record"
+)
+
+// decoder decodes remote write 1.0 and 2.0 requests into buffers it keeps
+// from one request to the next: the gateway pools decoders, so a steady
+// sender's requests allocate next to nothing. It reads the protobuf
+// itself (wire.go), accepting and refusing what prompb's and writev2's
+// Unmarshal do, and decodes in three passes so that it refuses a request
+// for the same first problem as decoding into those types did: the
+// whole message first (malformed protobuf, max series), then each
+// series' structure (samples and histograms both, label refs), then, in
+// the order of the series, their labels, histograms, exemplars and
+// metadata.
+//
+// The batch a decode returns, and everything in it, is valid until the
+// next decode or release: the Help and Unit of its metadata are the
+// request's bytes, not copies. A decoder is not safe for concurrent use.
+type decoder struct {
+	body   []byte // the request's body, as read
+	raw    []byte // the decompressed body
+	b      batch
+	series []wireSeries
+	pairs  []wirePair // 1.0: each series' labels as given, in order
+	refs   []uint32   // 2.0: each series' label refs
+	syms   [][]byte   // 2.0: the symbols, in raw
+	symStr []string   // 2.0: the symbols as strings, made when needed; "" not yet
+	h1     []prompb.Histogram
+	e1     []prompb.Exemplar
+	h2     []writev2.Histogram
+	e2     []writev2.Exemplar
+	md     prompb.MetricMetadata // 1.0 metadata, checked then dropped
+	sb     seriesBuilder
+}
+
+// wireSeries is a series as the first pass read it: ranges into the
+// decoder's slices, and its 2.0 metadata.
+type wireSeries struct {
+	labels     span // pairs (1.0) or refs (2.0)
+	samples    int  // how many, in b.samples
+	histograms span // h1 or h2
+	exemplars  span // e1 or e2
+	meta       writev2.Metadata
+}
+
+type span struct{ from, to int }
+
+// wirePair is a label of a 1.0 series, in the decoder's raw bytes.
+type wirePair struct{ name, value []byte }
+
+// maxPooledBytes is the largest decoded body whose buffers a decoder
+// keeps for the next request: a rare huge request does not pin its
+// memory in the pool.
+const maxPooledBytes = 16 << 20
+
+// release drops what the last batch refers to, so the pool holds no
+// series the cache has let go, and keeps the buffers unless they are
+// over maxPooledBytes.
+func (d *decoder) release() {
+	if cap(d.raw) > maxPooledBytes || cap(d.body) > maxPooledBytes {
+		*d = decoder{}
+		return
+	}
+	clear(d.b.series)
+	clear(d.b.histograms)
+	clear(d.b.floatHistograms)
+	clear(d.b.exemplars)
+	clear(d.b.metadata)
+	clear(d.symStr)
+	clear(d.h1)
+	clear(d.e1)
+	clear(d.h2)
+	clear(d.e2)
+}
+
+// reset readies the decoder for a request.
+func (d *decoder) reset() {
+	b := &d.b
+	b.series = b.series[:0]
+	b.samples, b.histograms, b.floatHistograms = b.samples[:0], b.histograms[:0], b.floatHistograms[:0]
+	b.exemplars, b.metadata = b.exemplars[:0], b.metadata[:0]
+	d.series, d.pairs, d.refs, d.syms, d.symStr = d.series[:0], d.pairs[:0], d.refs[:0], d.syms[:0], d.symStr[:0]
+	d.h1, d.e1, d.h2, d.e2 = d.h1[:0], d.e1[:0], d.h2[:0], d.e2[:0]
+}
+
+// readBody reads r to its end into the decoder's body buffer and
+// returns it. A positive size (the request's Content-Length, at most the
+// body's bound) is read without growing the buffer on the way.
+func (d *decoder) readBody(r io.Reader, size int64) ([]byte, error) {
+	buf := d.body[:0]
+	if size > 0 {
+		buf = slices.Grow(buf, int(size)+1) // +1: the read that finds EOF
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			d.body = buf
+			return buf, nil
+		}
+		if err != nil {
+			d.body = buf
+			return nil, err
+		}
+	}
+}
+
+// decompress decodes the snappy body into the decoder's buffer, checking
+// its decoded length against the bound before growing the buffer.
+func (d *decoder) decompress(body []byte, maxDecoded int) ([]byte, error) {
+	raw, err := decompressInto(d.raw[:0], body, maxDecoded)
+	if err != nil {
+		return nil, err
+	}
+	d.raw = raw
+	return raw, nil
+}
+
+// decodeV1 decodes a remote write 1.0 WriteRequest (uncompressed) into
+// the decoder's batch, checking every bound. Its metadata (per metric
+// family, not per series) is checked and not kept. Its errors are
+// *decodeError.
+func (d *decoder) decodeV1(raw []byte, l limits) (*batch, error) {
+	d.reset()
+	if err := d.parseV1(raw); err != nil {
+		return nil, badRequest(reasonMalformed, "decode prometheus.WriteRequest: %v", err)
+	}
+	if l.maxSeries > 0 && len(d.series) > l.maxSeries {
+		return nil, tooManySeries(len(d.series), l.maxSeries)
+	}
+	// Each series' structure.
+	n, structErr := len(d.series), error(nil)
+	for i := range d.series {
+		ws := &d.series[i]
+		if ws.samples > 0 && ws.histograms.to > ws.histograms.from {
+			n, structErr = i, badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
+			break
+		}
+	}
+	// Labels, histograms, exemplars, in the order of the series.
+	b := &d.b
+	next := 0 // the first sample of series i
+	for i := range n {
+		ws := &d.series[i]
+		d.sb.reset()
+		for _, p := range d.pairs[ws.labels.from:ws.labels.to] {
+			d.sb.add(string(p.name), string(p.value))
+		}
+		ls, err := checkLabels(&d.sb, l)
+		if err != nil {
+			return nil, err
+		}
+		b.series = append(b.series, ls)
+		ref := chunks.HeadSeriesRef(i)
+		for j := next; j < next+ws.samples; j++ {
+			b.samples[j].Ref = ref
+		}
+		next += ws.samples
+		for j := ws.histograms.from; j < ws.histograms.to; j++ {
+			h := &d.h1[j]
+			if err := b.addWireHistogram(ref, ls, 0, h.Timestamp, h); err != nil {
+				return nil, err
+			}
+		}
+		for j := ws.exemplars.from; j < ws.exemplars.to; j++ {
+			e := &d.e1[j]
+			d.sb.reset()
+			for _, lp := range e.Labels {
+				d.sb.add(lp.Name, lp.Value)
+			}
+			el, err := checkExemplarLabels(&d.sb)
+			if err != nil {
+				return nil, err
+			}
+			b.exemplars = append(b.exemplars, record.RefExemplar{Ref: ref, T: e.Timestamp, V: e.Value, Labels: el})
+		}
+	}
+	if structErr != nil {
+		return nil, structErr
+	}
+	return b, nil
+}
+
+// decodeV2 decodes a remote write 2.0 Request (uncompressed) into the
+// decoder's batch, checking every bound. Each series' metadata is kept.
+// Its errors are *decodeError.
+func (d *decoder) decodeV2(raw []byte, l limits) (*batch, error) {
+	d.reset()
+	if err := d.parseV2(raw); err != nil {
+		return nil, badRequest(reasonMalformed, "decode io.prometheus.write.v2.Request: %v", err)
+	}
+	if l.maxSeries > 0 && len(d.series) > l.maxSeries {
+		return nil, tooManySeries(len(d.series), l.maxSeries)
+	}
+	for range d.syms {
+		d.symStr = append(d.symStr, "")
+	}
+	// Each series' structure.
+	n, structErr := len(d.series), error(nil)
+	for i := range d.series {
+		ws := &d.series[i]
+		refs := d.refs[ws.labels.from:ws.labels.to]
+		switch {
+		case ws.samples > 0 && ws.histograms.to > ws.histograms.from:
+			structErr = badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
+		case len(refs)%2 != 0:
+			structErr = badRequest(reasonMalformed, "series %d has an odd number of label refs", i)
+		case !d.inSymbols(refs):
+			structErr = badRequest(reasonMalformed, "series %d: label ref outside the %d symbols", i, len(d.syms))
+		}
+		if structErr != nil {
+			n = i
+			break
+		}
+	}
+	// Labels, histograms, exemplars and metadata, in the order of the
+	// series.
+	b := &d.b
+	next := 0
+	for i := range n {
+		ws := &d.series[i]
+		d.sb.reset()
+		d.addRefs(d.refs[ws.labels.from:ws.labels.to])
+		ls, err := checkLabels(&d.sb, l)
+		if err != nil {
+			return nil, err
+		}
+		b.series = append(b.series, ls)
+		ref := chunks.HeadSeriesRef(i)
+		for j := next; j < next+ws.samples; j++ {
+			b.samples[j].Ref = ref
+		}
+		next += ws.samples
+		for j := ws.histograms.from; j < ws.histograms.to; j++ {
+			h := &d.h2[j]
+			if err := b.addWireHistogram(ref, ls, h.StartTimestamp, h.Timestamp, h); err != nil {
+				return nil, err
+			}
+		}
+		for j := ws.exemplars.from; j < ws.exemplars.to; j++ {
+			e := &d.e2[j]
+			if len(e.LabelsRefs)%2 != 0 {
+				return nil, badRequest(reasonMalformed, "series %d: exemplar with an odd number of label refs", i)
+			}
+			d.sb.reset()
+			if !d.inSymbols(e.LabelsRefs) {
+				return nil, badRequest(reasonMalformed, "series %d: exemplar label ref outside the %d symbols", i, len(d.syms))
+			}
+			d.addRefs(e.LabelsRefs)
+			el, err := checkExemplarLabels(&d.sb)
+			if err != nil {
+				return nil, err
+			}
+			b.exemplars = append(b.exemplars, record.RefExemplar{Ref: ref, T: e.Timestamp, V: e.Value, Labels: el})
+		}
+		if md := &ws.meta; md.Type != writev2.Metadata_METRIC_TYPE_UNSPECIFIED || md.HelpRef != 0 || md.UnitRef != 0 {
+			if int(md.UnitRef) >= len(d.syms) {
+				return nil, badRequest(reasonMalformed, "series %d: metadata unit_ref %d outside of symbols table (size %d)", i, md.UnitRef, len(d.syms))
+			}
+			if int(md.HelpRef) >= len(d.syms) {
+				return nil, badRequest(reasonMalformed, "series %d: metadata help_ref %d outside of symbols table (size %d)", i, md.HelpRef, len(d.syms))
+			}
+			help, unit := d.syms[md.HelpRef], d.syms[md.UnitRef]
+			if !utf8.Valid(help) || !utf8.Valid(unit) {
+				return nil, badRequest(reasonInvalidLabels, "series %s: metadata is not valid UTF-8", name(ls))
+			}
+			b.metadata = append(b.metadata, record.RefMetadata{
+				Ref:  ref,
+				Type: record.GetMetricType(metricType(md.Type)),
+				// In raw: the WAL's Log encodes them and keeps nothing.
+				Unit: unsafe.String(unsafe.SliceData(unit), len(unit)),
+				Help: unsafe.String(unsafe.SliceData(help), len(help)),
+			})
+		}
+	}
+	if structErr != nil {
+		return nil, structErr
+	}
+	return b, nil
+}
+
+// metricType is the model type of a 2.0 metadata type, as writev2 maps
+// it (ToMetadata, given one symbol for its refs of 0).
+func metricType(t writev2.Metadata_MetricType) model.MetricType {
+	m, _ := writev2.TimeSeries{Metadata: writev2.Metadata{Type: t}}.ToMetadata([]string{""})
+	return m.Type
+}
+
+// inSymbols says whether every ref is a symbol.
+func (d *decoder) inSymbols(refs []uint32) bool {
+	for _, r := range refs {
+		if int(r) >= len(d.syms) {
+			return false
+		}
+	}
+	return true
+}
+
+// addRefs adds the labels of 2.0 refs, pairs of symbols all in range, to
+// d.sb.
+func (d *decoder) addRefs(refs []uint32) {
+	for j := 0; j+1 < len(refs); j += 2 {
+		d.sb.add(d.symbol(refs[j]), d.symbol(refs[j+1]))
+	}
+}
+
+// symbol is symbol r as a string, made once per request.
+func (d *decoder) symbol(r uint32) string {
+	if s := d.symStr[r]; s != "" || len(d.syms[r]) == 0 {
+		return s
+	}
+	s := string(d.syms[r])
+	d.symStr[r] = s
+	return s
+}
+
+// parseV1 reads a WriteRequest into d.series, d.pairs, b.samples, d.h1
+// and d.e1, as prompb.WriteRequest.Unmarshal reads it.
+func (d *decoder) parseV1(b []byte) error {
+	for i := 0; i < len(b); {
+		field, typ, next, err := tag(b, i, "WriteRequest")
+		if err != nil {
+			return err
+		}
+		switch field {
+		case 1, 3:
+			if typ != wireBytes {
+				return wrongType(typ, [...]string{1: "Timeseries", 3: "Metadata"}[field])
+			}
+			s, e, err := delimited(b, next)
+			if err != nil {
+				return err
+			}
+			if field == 1 {
+				err = d.parseSeriesV1(b[s:e])
+			} else {
+				d.md = prompb.MetricMetadata{}
+				err = d.md.Unmarshal(b[s:e])
+			}
+			if err != nil {
+				return err
+			}
+			i = e
+		default:
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// parseSeriesV1 reads a prompb.TimeSeries.
+func (d *decoder) parseSeriesV1(b []byte) error {
+	ws := wireSeries{
+		labels:     span{len(d.pairs), len(d.pairs)},
+		histograms: span{len(d.h1), len(d.h1)},
+		exemplars:  span{len(d.e1), len(d.e1)},
+	}
+	for i := 0; i < len(b); {
+		field, typ, next, err := tag(b, i, "TimeSeries")
+		if err != nil {
+			return err
+		}
+		if field < 1 || field > 4 {
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+			continue
+		}
+		if typ != wireBytes {
+			return wrongType(typ, [...]string{1: "Labels", 2: "Samples", 3: "Exemplars", 4: "Histograms"}[field])
+		}
+		s, e, err := delimited(b, next)
+		if err != nil {
+			return err
+		}
+		switch field {
+		case 1:
+			err = d.parseLabel(b[s:e])
+			ws.labels.to = len(d.pairs)
+		case 2:
+			err = d.parseSample(b[s:e], "Sample", false)
+			ws.samples++
+		case 3:
+			d.e1 = append(d.e1, prompb.Exemplar{})
+			err = d.e1[len(d.e1)-1].Unmarshal(b[s:e])
+			ws.exemplars.to = len(d.e1)
+		case 4:
+			d.h1 = append(d.h1, prompb.Histogram{})
+			err = d.h1[len(d.h1)-1].Unmarshal(b[s:e])
+			ws.histograms.to = len(d.h1)
+		}
+		if err != nil {
+			return err
+		}
+		i = e
+	}
+	d.series = append(d.series, ws)
+	return nil
+}
+
+// parseLabel reads a prompb.Label into d.pairs.
+func (d *decoder) parseLabel(b []byte) error {
+	var p wirePair
+	for i := 0; i < len(b); {
+		field, typ, next, err := tag(b, i, "Label")
+		if err != nil {
+			return err
+		}
+		if field != 1 && field != 2 {
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+			continue
+		}
+		if typ != wireBytes {
+			return wrongType(typ, [...]string{1: "Name", 2: "Value"}[field])
+		}
+		s, e, err := delimited(b, next)
+		if err != nil {
+			return err
+		}
+		if field == 1 {
+			p.name = b[s:e]
+		} else {
+			p.value = b[s:e]
+		}
+		i = e
+	}
+	d.pairs = append(d.pairs, p)
+	return nil
+}
+
+// parseSample reads a sample (prompb.Sample, or writev2.Sample when v2)
+// into b.samples.
+func (d *decoder) parseSample(b []byte, msg string, v2 bool) error {
+	var s record.RefSample
+	for i := 0; i < len(b); {
+		field, typ, next, err := tag(b, i, msg)
+		if err != nil {
+			return err
+		}
+		switch {
+		case field == 1:
+			if typ != wireFixed64 {
+				return wrongType(typ, "Value")
+			}
+			var v uint64
+			if v, i, err = fixed64(b, next); err != nil {
+				return err
+			}
+			s.V = math.Float64frombits(v)
+		case field == 2, field == 3 && v2:
+			if typ != wireVarint {
+				return wrongType(typ, [...]string{2: "Timestamp", 3: "StartTimestamp"}[field])
+			}
+			var v uint64
+			if v, i, err = uvarint(b, next); err != nil {
+				return err
+			}
+			if field == 2 {
+				s.T = int64(v)
+			} else {
+				s.ST = int64(v)
+			}
+		default:
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+		}
+	}
+	d.b.samples = append(d.b.samples, s)
+	return nil
+}
+
+// parseV2 reads a writev2.Request into d.syms, d.series, d.refs,
+// b.samples, d.h2 and d.e2, as writev2.Request.Unmarshal reads it.
+func (d *decoder) parseV2(b []byte) error {
+	for i := 0; i < len(b); {
+		field, typ, next, err := tag(b, i, "Request")
+		if err != nil {
+			return err
+		}
+		switch field {
+		case 4, 5:
+			if typ != wireBytes {
+				return wrongType(typ, [...]string{4: "Symbols", 5: "Timeseries"}[field])
+			}
+			s, e, err := delimited(b, next)
+			if err != nil {
+				return err
+			}
+			if field == 4 {
+				d.syms = append(d.syms, b[s:e])
+			} else if err := d.parseSeriesV2(b[s:e]); err != nil {
+				return err
+			}
+			i = e
+		default:
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// parseSeriesV2 reads a writev2.TimeSeries.
+func (d *decoder) parseSeriesV2(b []byte) error {
+	ws := wireSeries{
+		labels:     span{len(d.refs), len(d.refs)},
+		histograms: span{len(d.h2), len(d.h2)},
+		exemplars:  span{len(d.e2), len(d.e2)},
+	}
+	for i := 0; i < len(b); {
+		field, typ, next, err := tag(b, i, "TimeSeries")
+		if err != nil {
+			return err
+		}
+		if field == 1 {
+			if i, err = d.parseRefs(b, typ, next); err != nil {
+				return err
+			}
+			continue
+		}
+		if field < 1 || field > 5 {
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+			continue
+		}
+		if typ != wireBytes {
+			return wrongType(typ, [...]string{2: "Samples", 3: "Histograms", 4: "Exemplars", 5: "Metadata"}[field])
+		}
+		s, e, err := delimited(b, next)
+		if err != nil {
+			return err
+		}
+		switch field {
+		case 2:
+			err = d.parseSample(b[s:e], "Sample", true)
+			ws.samples++
+		case 3:
+			d.h2 = append(d.h2, writev2.Histogram{})
+			err = d.h2[len(d.h2)-1].Unmarshal(b[s:e])
+			ws.histograms.to = len(d.h2)
+		case 4:
+			d.e2 = append(d.e2, writev2.Exemplar{})
+			err = d.e2[len(d.e2)-1].Unmarshal(b[s:e])
+			ws.exemplars.to = len(d.e2)
+		case 5:
+			err = ws.meta.Unmarshal(b[s:e]) // merges, as a repeated field 5 does
+		}
+		if err != nil {
+			return err
+		}
+		i = e
+	}
+	ws.labels.to = len(d.refs)
+	d.series = append(d.series, ws)
+	return nil
+}
+
+// parseRefs reads the labels_refs field (packed or not) whose content
+// starts at b[i], of wire type typ, into d.refs. As gogo's code does, a
+// packed varint may read past the field's end, and the series goes on
+// after it.
+func (d *decoder) parseRefs(b []byte, typ, i int) (int, error) {
+	switch typ {
+	case wireVarint:
+		v, i, err := uvarint(b, i)
+		if err != nil {
+			return i, err
+		}
+		d.refs = append(d.refs, uint32(v))
+		return i, nil
+	case wireBytes:
+		s, e, err := delimited(b, i)
+		if err != nil {
+			return i, err
+		}
+		for i = s; i < e; {
+			var v uint64
+			if v, i, err = uvarint(b, i); err != nil {
+				return i, err
+			}
+			d.refs = append(d.refs, uint32(v))
+		}
+		return i, nil
+	default:
+		return i, wrongType(typ, "LabelsRefs")
+	}
+}

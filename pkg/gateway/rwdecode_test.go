@@ -1,0 +1,224 @@
+package gateway
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/tsdb/record"
+
+	"github.com/rwagent/rwagent/pkg/wal"
+)
+
+// FuzzDecodeDifferential holds the decoder to the reference decoders
+// (prompb's and writev2's Unmarshal, then the checks): on the same bytes
+// both refuse with the same status, reason and message, or both accept
+// the same series, samples, histograms, exemplars and metadata.
+func FuzzDecodeDifferential(f *testing.F) {
+	for _, raw := range diffSeeds() {
+		f.Add(raw, false)
+		f.Add(raw, true)
+		for _, cut := range []int{1, len(raw) / 2, len(raw) - 1} {
+			if cut > 0 && cut < len(raw) {
+				f.Add(raw[:cut], false)
+				f.Add(raw[:cut], true)
+			}
+		}
+	}
+	l := limits{maxDecodedBytes: 1 << 20, maxSeries: 100, tenantLabel: "tenant", tenant: "t", route: "a,b"}
+	var d decoder
+	f.Fuzz(func(t *testing.T, raw []byte, isV2 bool) {
+		ref := refDecodeV1
+		if isV2 {
+			ref = refDecodeV2
+		}
+		want, wantErr := ref(raw, l)
+		got, err := decodeWith(&d, raw, isV2, l)
+		compareDecodes(t, "decoder", want, wantErr, got, err)
+		d.release()
+	})
+}
+
+// TestDecodeAllocs: a request allocates only for its labels, built once
+// per series, not per label or sample as decoding into prompb did.
+func TestDecodeAllocs(t *testing.T) {
+	l := limits{maxDecodedBytes: 1 << 20, tenantLabel: "tenant", tenant: "t"}
+	for _, isV2 := range []bool{false, true} {
+		raw := benchRequest(t, 100, isV2)
+		var d decoder
+		allocs := testing.AllocsPerRun(20, func() {
+			if _, err := decodeWith(&d, raw, isV2, l); err != nil {
+				t.Fatal(err)
+			}
+			d.release()
+		})
+		// 1.0: a string per label name and value, and the label set, per
+		// series; 2.0: a string per symbol (shared), and the label set.
+		max := 100.0 * 9
+		if isV2 {
+			max = 100.0 * 3
+		}
+		if allocs > max {
+			t.Errorf("v2=%t: %.0f allocations decoding 100 series, want at most %.0f", isV2, allocs, max)
+		}
+	}
+}
+
+// benchRequest is an uncompressed request of n series of one sample
+// each, shaped as Prometheus sends them, of 2.0 if isV2.
+func benchRequest(tb testing.TB, n int, isV2 bool) []byte {
+	v1Req := prompb.WriteRequest{}
+	st := writev2.NewSymbolTable()
+	v2Req := writev2.Request{}
+	for i := range n {
+		p := []string{"__name__", fmt.Sprintf("metric_%d", i%50), "instance", "host-1:9100", "job", "node", "series", fmt.Sprint(i)}
+		ts := prompb.TimeSeries{Samples: []prompb.Sample{{Timestamp: 1700000000000, Value: float64(i)}}}
+		for j := 0; j < len(p); j += 2 {
+			ts.Labels = append(ts.Labels, prompb.Label{Name: p[j], Value: p[j+1]})
+		}
+		v1Req.Timeseries = append(v1Req.Timeseries, ts)
+		v2Req.Timeseries = append(v2Req.Timeseries, writev2.TimeSeries{
+			LabelsRefs: st.SymbolizeLabels(labels.FromStrings(p...), nil),
+			Samples:    []writev2.Sample{{Timestamp: 1700000000000, Value: float64(i)}},
+			Metadata:   writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_GAUGE, HelpRef: st.Symbolize("help of " + p[1])},
+		})
+	}
+	v2Req.Symbols = st.Symbols()
+	var raw []byte
+	var err error
+	if isV2 {
+		raw, err = v2Req.Marshal()
+	} else {
+		raw, err = v1Req.Marshal()
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return raw
+}
+
+// diffSeeds are uncompressed requests of either version with every kind
+// of content: labels, samples, histograms of both kinds, exemplars,
+// metadata, and refusals of each check.
+func diffSeeds() [][]byte {
+	unsnappy := func(b []byte) []byte {
+		raw, err := snappy.Decode(nil, b)
+		if err != nil {
+			panic(err)
+		}
+		return raw
+	}
+	marshal := func(m interface{ Marshal() ([]byte, error) }) []byte {
+		raw, err := m.Marshal()
+		if err != nil {
+			panic(err)
+		}
+		return raw
+	}
+	hist := prompb.Histogram{Count: &prompb.Histogram_CountInt{CountInt: 1}, ZeroCount: &prompb.Histogram_ZeroCountInt{}, Schema: 0, PositiveSpans: []prompb.BucketSpan{{Offset: 0, Length: 1}}, PositiveDeltas: []int64{1}, Timestamp: 7}
+	fhist := prompb.Histogram{Count: &prompb.Histogram_CountFloat{CountFloat: 2}, ZeroCount: &prompb.Histogram_ZeroCountFloat{}, Sum: 1.5, PositiveSpans: []prompb.BucketSpan{{Offset: 0, Length: 1}}, PositiveCounts: []float64{2}, Timestamp: 8}
+	badHist := prompb.Histogram{Count: &prompb.Histogram_CountInt{CountInt: 5}, PositiveSpans: []prompb.BucketSpan{{Offset: 0, Length: 1}}, PositiveDeltas: []int64{1}}
+	v1Full := prompb.WriteRequest{
+		Timeseries: []prompb.TimeSeries{
+			{Labels: []prompb.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: "a"}}, Samples: []prompb.Sample{{Value: 1, Timestamp: 1}, {Value: math.NaN(), Timestamp: 2}},
+				Exemplars: []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: "abc"}, {Name: "a", Value: "b"}}, Value: 1, Timestamp: 1}}},
+			{Labels: []prompb.Label{{Name: "__name__", Value: "h"}}, Histograms: []prompb.Histogram{hist, fhist}},
+			{Labels: []prompb.Label{{Name: "__name__", Value: "e"}, {Name: "x", Value: ""}}, Samples: []prompb.Sample{{Value: 3}}},
+		},
+		Metadata: []prompb.MetricMetadata{{MetricFamilyName: "up", Help: "h", Type: prompb.MetricMetadata_GAUGE}},
+	}
+	v1Bad := []prompb.TimeSeries{
+		{Labels: []prompb.Label{{Name: "__name__", Value: "h"}}, Samples: []prompb.Sample{{Value: 1}}, Histograms: []prompb.Histogram{hist}},
+		{Labels: []prompb.Label{{Name: "__name__", Value: "h"}}, Histograms: []prompb.Histogram{badHist}},
+		{Labels: []prompb.Label{{Name: "b", Value: "1"}, {Name: "a", Value: "1"}}},
+		{Labels: []prompb.Label{{Name: "__name__", Value: "m"}}, Exemplars: []prompb.Exemplar{{Labels: []prompb.Label{{Name: "x", Value: string([]byte{0xff})}}}}},
+	}
+	seeds := [][]byte{marshal(&v1Full)}
+	for i := range v1Bad {
+		// Each refusal after a good series, and two refusals in one
+		// request: the first is the one reported.
+		good := v1Full.Timeseries[0]
+		seeds = append(seeds, marshal(&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{good, v1Bad[i], v1Bad[(i+1)%len(v1Bad)]}}))
+	}
+	st := writev2.NewSymbolTable()
+	v2Full := writev2.Request{Timeseries: []writev2.TimeSeries{
+		{LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "up", "job", "a"), nil), Samples: []writev2.Sample{{Value: 1, Timestamp: 2, StartTimestamp: 1}},
+			Exemplars: []writev2.Exemplar{{LabelsRefs: st.SymbolizeLabels(labels.FromStrings("trace_id", "abc"), nil), Value: 1, Timestamp: 2}},
+			Metadata:  writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER, HelpRef: st.Symbolize("Help."), UnitRef: st.Symbolize("seconds")}},
+		{LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "h"), nil), Histograms: []writev2.Histogram{writev2.FromIntHistogram(6, 7, hist.ToIntHistogram()), writev2.FromFloatHistogram(6, 8, fhist.ToFloatHistogram())}},
+		{LabelsRefs: []uint32{1, 2, 3}},
+		{LabelsRefs: []uint32{1, 200}},
+		{LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "m"), nil), Metadata: writev2.Metadata{HelpRef: 300}},
+		{LabelsRefs: st.SymbolizeLabels(labels.FromStrings("__name__", "m"), nil), Exemplars: []writev2.Exemplar{{LabelsRefs: []uint32{1}}}},
+	}}
+	v2Full.Symbols = st.Symbols()
+	for n := 1; n <= len(v2Full.Timeseries); n++ {
+		r := writev2.Request{Symbols: v2Full.Symbols, Timeseries: v2Full.Timeseries[:n]}
+		seeds = append(seeds, marshal(&r))
+	}
+	return append(seeds,
+		unsnappy(v1(ts([]string{"__name__", "up", "job", "node"}, 1000, 1, 2))),
+		unsnappy(v1(ts([]string{wal.RouteLabel, "a", "__name__", "m"}, 1, 1))),
+		unsnappy(v2req([]string{"__name__", "a_total", "x", "1"}, []string{"__name__", "b_total"})),
+		[]byte{0x0a, 0x80}, []byte{0x08}, []byte{0x0b, 0x0c}, []byte{0x0c}, []byte{0x00},
+	)
+}
+
+// compareDecodes fails t unless the decoder's outcome (got, err) is the
+// reference's (want, wantErr).
+func compareDecodes(t *testing.T, pass string, want *batch, wantErr error, got *batch, err error) {
+	t.Helper()
+	if (err == nil) != (wantErr == nil) {
+		t.Fatalf("%s: error %v, the reference's %v", pass, err, wantErr)
+	}
+	if err != nil {
+		de, ok := err.(*decodeError)
+		if !ok {
+			t.Fatalf("%s: error of type %T: %v", pass, err, err)
+		}
+		if wde := wantErr.(*decodeError); *de != *wde {
+			t.Fatalf("%s: error %d %s %q, the reference's %d %s %q", pass, de.status, de.reason, de.msg, wde.status, wde.reason, wde.msg)
+		}
+		return
+	}
+	if len(got.series) != len(want.series) {
+		t.Fatalf("%s: %d series, the reference %d", pass, len(got.series), len(want.series))
+	}
+	for i := range want.series {
+		if !labels.Equal(got.series[i], want.series[i]) {
+			t.Fatalf("%s: series %d is %s, the reference's %s", pass, i, got.series[i], want.series[i])
+		}
+	}
+	same := func(what string, a, b any) {
+		if sa, sb := fmt.Sprintf("%#v", a), fmt.Sprintf("%#v", b); sa != sb {
+			t.Fatalf("%s: %s\n%s\nthe reference's\n%s", pass, what, sa, sb)
+		}
+	}
+	if len(got.samples) != len(want.samples) {
+		t.Fatalf("%s: %d samples, the reference %d", pass, len(got.samples), len(want.samples))
+	}
+	for i, s := range want.samples {
+		g := got.samples[i]
+		if g.Ref != s.Ref || g.T != s.T || g.ST != s.ST || math.Float64bits(g.V) != math.Float64bits(s.V) {
+			t.Fatalf("%s: sample %d is %+v, the reference's %+v", pass, i, g, s)
+		}
+	}
+	same("histograms", deref(got.histograms, func(h record.RefHistogramSample) any { return []any{h.Ref, h.ST, h.T, *h.H} }), deref(want.histograms, func(h record.RefHistogramSample) any { return []any{h.Ref, h.ST, h.T, *h.H} }))
+	same("float histograms", deref(got.floatHistograms, func(h record.RefFloatHistogramSample) any { return []any{h.Ref, h.ST, h.T, *h.FH} }), deref(want.floatHistograms, func(h record.RefFloatHistogramSample) any { return []any{h.Ref, h.ST, h.T, *h.FH} }))
+	same("exemplars", deref(got.exemplars, func(e record.RefExemplar) any { return []any{e.Ref, e.T, math.Float64bits(e.V), e.Labels.String()} }), deref(want.exemplars, func(e record.RefExemplar) any { return []any{e.Ref, e.T, math.Float64bits(e.V), e.Labels.String()} }))
+	id := func(m record.RefMetadata) any { return m }
+	same("metadata", deref(got.metadata, id), deref(want.metadata, id))
+}
+
+// deref maps s with f, for comparing what pointers point to.
+func deref[T any](s []T, f func(T) any) []any {
+	out := make([]any, 0, len(s))
+	for _, v := range s {
+		out = append(out, f(v))
+	}
+	return out
+}
