@@ -87,7 +87,14 @@ const (
 // each sample, histogram, exemplar and metadata entry is the index of its
 // series in series until resolve replaces it with the series' WAL ref.
 type batch struct {
-	series          []labels.Labels
+	series []labels.Labels
+	// keys and hints, if set, are per series: the key of its labels as
+	// the request gave them (decoder), and the cache's entry of that key
+	// when the decoder found one (nil: none, build and look up labels).
+	keys            [][]byte
+	hints           []*cachedSeries
+	refs            []chunks.HeadSeriesRef // resolve's scratch, by series
+	fresh           []bool                 // resolve's scratch, by series
 	samples         []record.RefSample
 	histograms      []record.RefHistogramSample
 	floatHistograms []record.RefFloatHistogramSample

@@ -50,7 +50,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 func check(t *testing.T, d *decoder, raw []byte, isV2 bool, l limits) {
-	b, err := decodeWith(d, raw, isV2, l)
+	b, err := decodeWith(d, raw, isV2, l, nil)
 	if err != nil {
 		if _, ok := err.(*decodeError); !ok {
 			t.Fatalf("error of type %T: %v", err, err)
@@ -60,12 +60,13 @@ func check(t *testing.T, d *decoder, raw []byte, isV2 bool, l limits) {
 	checkBatch(t, b, l)
 }
 
-// decodeWith decodes raw, of 2.0 if isV2, with d.
-func decodeWith(d *decoder, raw []byte, isV2 bool, l limits) (*batch, error) {
+// decodeWith decodes raw, of 2.0 if isV2, with d and the cache c (nil:
+// none).
+func decodeWith(d *decoder, raw []byte, isV2 bool, l limits, c *seriesCache) (*batch, error) {
 	if isV2 {
-		return d.decodeV2(raw, l)
+		return d.decodeV2(raw, l, c)
 	}
-	return d.decodeV1(raw, l)
+	return d.decodeV1(raw, l, c)
 }
 
 // checkBatch checks the promises of a decoded batch: refs index the

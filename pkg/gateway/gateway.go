@@ -351,7 +351,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 	if otlp {
 		b, warnings, err = g.decodeOTLP(r.Context(), body, proto, r.Header.Get("Content-Encoding") != "" && !strings.EqualFold(r.Header.Get("Content-Encoding"), "identity"), st.limits(ts))
 	} else {
-		b, err = d.decodeRW(body, proto, st.limits(ts))
+		b, err = d.decodeRW(body, proto, st.limits(ts), g.series)
 	}
 	if err != nil {
 		de, _ := errors.AsType[*decodeError](err) // decode returns no other
@@ -419,16 +419,17 @@ func (g *Gateway) decodeOTLP(ctx context.Context, body []byte, proto protocol, g
 }
 
 // decodeRW decompresses and decodes a remote-write body of the message
-// type proto within l. Its errors are *decodeError.
-func (d *decoder) decodeRW(body []byte, proto protocol, l limits) (*batch, error) {
+// type proto within l, with the labels of series c has seen. Its errors
+// are *decodeError.
+func (d *decoder) decodeRW(body []byte, proto protocol, l limits, c *seriesCache) (*batch, error) {
 	raw, err := d.decompress(body, l.maxDecodedBytes)
 	if err != nil {
 		return nil, err
 	}
 	if proto == protoV2 {
-		return d.decodeV2(raw, l)
+		return d.decodeV2(raw, l, c)
 	}
-	return d.decodeV1(raw, l)
+	return d.decodeV1(raw, l, c)
 }
 
 // write logs b to the WAL: series records for series new to the cache,

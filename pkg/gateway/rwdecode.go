@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"io"
 	"math"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/tsdb/chunks"
@@ -24,6 +26,12 @@ import (
 // series' structure (samples and histograms both, label refs), then, in
 // the order of the series, their labels, histograms, exemplars and
 // metadata.
+//
+// A series whose labels arrive as bytes already seen, for the same
+// tenant label, tenant and route (its key), takes its labels from the
+// series cache: they were valid then and are the same now, so they are
+// neither built nor checked again, and resolve finds its ref without
+// hashing them. Only a series new to the cache has its labels built.
 //
 // The batch a decode returns, and everything in it, is valid until the
 // next decode or release: the Help and Unit of its metadata are the
@@ -42,6 +50,7 @@ type decoder struct {
 	h2     []writev2.Histogram
 	e2     []writev2.Exemplar
 	md     prompb.MetricMetadata // 1.0 metadata, checked then dropped
+	keys   []byte                // each series' key, series after series
 	sb     seriesBuilder
 }
 
@@ -52,6 +61,7 @@ type wireSeries struct {
 	samples    int  // how many, in b.samples
 	histograms span // h1 or h2
 	exemplars  span // e1 or e2
+	key        span // in keys
 	meta       writev2.Metadata
 }
 
@@ -74,6 +84,8 @@ func (d *decoder) release() {
 		return
 	}
 	clear(d.b.series)
+	clear(d.b.hints)
+	clear(d.b.keys)
 	clear(d.b.histograms)
 	clear(d.b.floatHistograms)
 	clear(d.b.exemplars)
@@ -88,11 +100,12 @@ func (d *decoder) release() {
 // reset readies the decoder for a request.
 func (d *decoder) reset() {
 	b := &d.b
-	b.series = b.series[:0]
+	b.series, b.hints, b.keys = b.series[:0], b.hints[:0], b.keys[:0]
 	b.samples, b.histograms, b.floatHistograms = b.samples[:0], b.histograms[:0], b.floatHistograms[:0]
 	b.exemplars, b.metadata = b.exemplars[:0], b.metadata[:0]
 	d.series, d.pairs, d.refs, d.syms, d.symStr = d.series[:0], d.pairs[:0], d.refs[:0], d.syms[:0], d.symStr[:0]
 	d.h1, d.e1, d.h2, d.e2 = d.h1[:0], d.e1[:0], d.h2[:0], d.e2[:0]
+	d.keys = d.keys[:0]
 }
 
 // readBody reads r to its end into the decoder's body buffer and
@@ -132,10 +145,10 @@ func (d *decoder) decompress(body []byte, maxDecoded int) ([]byte, error) {
 }
 
 // decodeV1 decodes a remote write 1.0 WriteRequest (uncompressed) into
-// the decoder's batch, checking every bound. Its metadata (per metric
-// family, not per series) is checked and not kept. Its errors are
-// *decodeError.
-func (d *decoder) decodeV1(raw []byte, l limits) (*batch, error) {
+// the decoder's batch, checking every bound; c, if not nil, gives the
+// labels of series seen before. Its metadata (per metric family, not per
+// series) is checked and not kept. Its errors are *decodeError.
+func (d *decoder) decodeV1(raw []byte, l limits, c *seriesCache) (*batch, error) {
 	d.reset()
 	if err := d.parseV1(raw); err != nil {
 		return nil, badRequest(reasonMalformed, "decode prometheus.WriteRequest: %v", err)
@@ -143,27 +156,41 @@ func (d *decoder) decodeV1(raw []byte, l limits) (*batch, error) {
 	if l.maxSeries > 0 && len(d.series) > l.maxSeries {
 		return nil, tooManySeries(len(d.series), l.maxSeries)
 	}
-	// Each series' structure.
+	// Each series' structure, and its key.
 	n, structErr := len(d.series), error(nil)
+	prefix := d.keyPrefix(l)
 	for i := range d.series {
 		ws := &d.series[i]
 		if ws.samples > 0 && ws.histograms.to > ws.histograms.from {
 			n, structErr = i, badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
 			break
 		}
+		from := len(d.keys)
+		d.keys = append(d.keys, d.keys[prefix.from:prefix.to]...)
+		for _, p := range d.pairs[ws.labels.from:ws.labels.to] {
+			d.keys = appendKeyBytes(d.keys, p.name)
+			d.keys = appendKeyBytes(d.keys, p.value)
+		}
+		ws.key = span{from, len(d.keys)}
 	}
+	d.lookup(c, n)
 	// Labels, histograms, exemplars, in the order of the series.
 	b := &d.b
 	next := 0 // the first sample of series i
 	for i := range n {
 		ws := &d.series[i]
-		d.sb.reset()
-		for _, p := range d.pairs[ws.labels.from:ws.labels.to] {
-			d.sb.add(string(p.name), string(p.value))
-		}
-		ls, err := checkLabels(&d.sb, l)
-		if err != nil {
-			return nil, err
+		ls := labels.EmptyLabels()
+		if e := b.hints[i]; e != nil {
+			ls = e.labels
+		} else {
+			d.sb.reset()
+			for _, p := range d.pairs[ws.labels.from:ws.labels.to] {
+				d.sb.add(string(p.name), string(p.value))
+			}
+			var err error
+			if ls, err = checkLabels(&d.sb, l); err != nil {
+				return nil, err
+			}
 		}
 		b.series = append(b.series, ls)
 		ref := chunks.HeadSeriesRef(i)
@@ -197,9 +224,10 @@ func (d *decoder) decodeV1(raw []byte, l limits) (*batch, error) {
 }
 
 // decodeV2 decodes a remote write 2.0 Request (uncompressed) into the
-// decoder's batch, checking every bound. Each series' metadata is kept.
-// Its errors are *decodeError.
-func (d *decoder) decodeV2(raw []byte, l limits) (*batch, error) {
+// decoder's batch, checking every bound; c, if not nil, gives the labels
+// of series seen before. Each series' metadata is kept. Its errors are
+// *decodeError.
+func (d *decoder) decodeV2(raw []byte, l limits, c *seriesCache) (*batch, error) {
 	d.reset()
 	if err := d.parseV2(raw); err != nil {
 		return nil, badRequest(reasonMalformed, "decode io.prometheus.write.v2.Request: %v", err)
@@ -210,8 +238,9 @@ func (d *decoder) decodeV2(raw []byte, l limits) (*batch, error) {
 	for range d.syms {
 		d.symStr = append(d.symStr, "")
 	}
-	// Each series' structure.
+	// Each series' structure, and its key.
 	n, structErr := len(d.series), error(nil)
+	prefix := d.keyPrefix(l)
 	for i := range d.series {
 		ws := &d.series[i]
 		refs := d.refs[ws.labels.from:ws.labels.to]
@@ -227,18 +256,30 @@ func (d *decoder) decodeV2(raw []byte, l limits) (*batch, error) {
 			n = i
 			break
 		}
+		from := len(d.keys)
+		d.keys = append(d.keys, d.keys[prefix.from:prefix.to]...)
+		for _, r := range refs {
+			d.keys = appendKeyBytes(d.keys, d.syms[r])
+		}
+		ws.key = span{from, len(d.keys)}
 	}
+	d.lookup(c, n)
 	// Labels, histograms, exemplars and metadata, in the order of the
 	// series.
 	b := &d.b
 	next := 0
 	for i := range n {
 		ws := &d.series[i]
-		d.sb.reset()
-		d.addRefs(d.refs[ws.labels.from:ws.labels.to])
-		ls, err := checkLabels(&d.sb, l)
-		if err != nil {
-			return nil, err
+		ls := labels.EmptyLabels()
+		if e := b.hints[i]; e != nil {
+			ls = e.labels
+		} else {
+			d.sb.reset()
+			d.addRefs(d.refs[ws.labels.from:ws.labels.to])
+			var err error
+			if ls, err = checkLabels(&d.sb, l); err != nil {
+				return nil, err
+			}
 		}
 		b.series = append(b.series, ls)
 		ref := chunks.HeadSeriesRef(i)
@@ -299,6 +340,38 @@ func (d *decoder) decodeV2(raw []byte, l limits) (*batch, error) {
 func metricType(t writev2.Metadata_MetricType) model.MetricType {
 	m, _ := writev2.TimeSeries{Metadata: writev2.Metadata{Type: t}}.ToMetadata([]string{""})
 	return m.Type
+}
+
+// keyPrefix appends the part of every series' key that the request's
+// limits decide (tenant label, tenant, route) to d.keys, where each key
+// copies it from.
+func (d *decoder) keyPrefix(l limits) span {
+	from := len(d.keys)
+	d.keys = appendKeyBytes(d.keys, l.tenantLabel)
+	d.keys = appendKeyBytes(d.keys, l.tenant)
+	d.keys = appendKeyBytes(d.keys, l.route)
+	return span{from, len(d.keys)}
+}
+
+// appendKeyBytes appends b to a key, length first, so that no two
+// sequences of labels make the same key.
+func appendKeyBytes[T string | []byte](key []byte, b T) []byte {
+	key = binary.AppendUvarint(key, uint64(len(b)))
+	return append(key, b...)
+}
+
+// lookup sets b.keys and b.hints of the first n series: their keys, and
+// the cached series of those keys (nil: not cached, or no cache).
+func (d *decoder) lookup(c *seriesCache, n int) {
+	b := &d.b
+	for i := range n {
+		k := d.series[i].key
+		b.keys = append(b.keys, d.keys[k.from:k.to])
+		b.hints = append(b.hints, nil)
+	}
+	if c != nil {
+		c.lookup(b.keys, b.hints)
+	}
 }
 
 // inSymbols says whether every ref is a symbol.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
@@ -17,7 +18,10 @@ import (
 // FuzzDecodeDifferential holds the decoder to the reference decoders
 // (prompb's and writev2's Unmarshal, then the checks): on the same bytes
 // both refuse with the same status, reason and message, or both accept
-// the same series, samples, histograms, exemplars and metadata.
+// the same series, samples, histograms, exemplars and metadata. Each
+// input is decoded three times: without a cache, with a cache that has
+// not seen it, and again once the cache has (every series then taken
+// from the cache by its key).
 func FuzzDecodeDifferential(f *testing.F) {
 	for _, raw := range diffSeeds() {
 		f.Add(raw, false)
@@ -30,6 +34,7 @@ func FuzzDecodeDifferential(f *testing.F) {
 		}
 	}
 	l := limits{maxDecodedBytes: 1 << 20, maxSeries: 100, tenantLabel: "tenant", tenant: "t", route: "a,b"}
+	w := openWAL(f)
 	var d decoder
 	f.Fuzz(func(t *testing.T, raw []byte, isV2 bool) {
 		ref := refDecodeV1
@@ -37,21 +42,35 @@ func FuzzDecodeDifferential(f *testing.F) {
 			ref = refDecodeV2
 		}
 		want, wantErr := ref(raw, l)
-		got, err := decodeWith(&d, raw, isV2, l)
-		compareDecodes(t, "decoder", want, wantErr, got, err)
-		d.release()
+		c := newSeriesCache(w, time.Hour)
+		for _, pass := range []string{"no cache", "cache cold", "cache warm"} {
+			var cache *seriesCache
+			if pass != "no cache" {
+				cache = c
+			}
+			got, err := decodeWith(&d, raw, isV2, l, cache)
+			compareDecodes(t, pass, want, wantErr, got, err)
+			if err == nil && cache != nil {
+				cache.gate.RLock()
+				res := cache.resolve(got, &wal.Records{}, time.Now())
+				cache.done(res, true)
+				cache.gate.RUnlock()
+			}
+			d.release()
+		}
 	})
 }
 
-// TestDecodeAllocs: a request allocates only for its labels, built once
-// per series, not per label or sample as decoding into prompb did.
+// TestDecodeAllocs: a request of series new to the cache allocates only
+// for their labels, built once per series, not per label or sample as
+// decoding into prompb did.
 func TestDecodeAllocs(t *testing.T) {
 	l := limits{maxDecodedBytes: 1 << 20, tenantLabel: "tenant", tenant: "t"}
 	for _, isV2 := range []bool{false, true} {
 		raw := benchRequest(t, 100, isV2)
 		var d decoder
 		allocs := testing.AllocsPerRun(20, func() {
-			if _, err := decodeWith(&d, raw, isV2, l); err != nil {
+			if _, err := decodeWith(&d, raw, isV2, l, nil); err != nil {
 				t.Fatal(err)
 			}
 			d.release()
@@ -66,6 +85,112 @@ func TestDecodeAllocs(t *testing.T) {
 			t.Errorf("v2=%t: %.0f allocations decoding 100 series, want at most %.0f", isV2, allocs, max)
 		}
 	}
+}
+
+// TestDecodeCachedSeries: a series decoded again after resolve has its
+// labels from the cache, the same as built, for its tenant only, and a
+// request of known series allocates nothing.
+func TestDecodeCachedSeries(t *testing.T) {
+	l := limits{maxDecodedBytes: 1 << 20, tenantLabel: "tenant", tenant: "t"}
+	w := openWAL(t)
+	for _, isV2 := range []bool{false, true} {
+		c := newSeriesCache(w, time.Hour)
+		raw := benchRequest(t, 100, isV2)
+		var d decoder
+		first, err := decodeWith(&d, raw, isV2, l, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append([]labels.Labels(nil), first.series...)
+		for i, h := range first.hints {
+			if h != nil {
+				t.Fatalf("v2=%t: series %d cached before it was received", isV2, i)
+			}
+		}
+		c.gate.RLock()
+		c.done(c.resolve(first, &wal.Records{}, time.Now()), true)
+		c.gate.RUnlock()
+		d.release()
+
+		again, err := decodeWith(&d, raw, isV2, l, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, h := range again.hints {
+			if h == nil {
+				t.Fatalf("v2=%t: series %d not found by its key the second time", isV2, i)
+			}
+			if !labels.Equal(again.series[i], want[i]) {
+				t.Fatalf("v2=%t: series %d is %s from the cache, %s when built", isV2, i, again.series[i], want[i])
+			}
+		}
+		// Another tenant sending the same bytes is not the same series.
+		other, err := decodeWith(&d, raw, isV2, limits{maxDecodedBytes: 1 << 20, tenantLabel: "tenant", tenant: "u"}, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other.hints[0] != nil || other.series[0].Get("tenant") != "u" {
+			t.Fatalf("v2=%t: tenant u's series taken from tenant t's: %s", isV2, other.series[0])
+		}
+		d.release()
+
+		// A known series allocates nothing per sample.
+		allocs := testing.AllocsPerRun(20, func() {
+			if _, err := decodeWith(&d, raw, isV2, l, c); err != nil {
+				t.Fatal(err)
+			}
+			d.release()
+		})
+		if allocs > 0 {
+			t.Errorf("v2=%t: %.0f allocations decoding 100 known series, want 0", isV2, allocs)
+		}
+	}
+}
+
+// TestDecodeHintForgotten: a series the cache forgot between a request's
+// decode and its resolve gets a new entry, not the forgotten one's ref.
+func TestDecodeHintForgotten(t *testing.T) {
+	l := limits{maxDecodedBytes: 1 << 20}
+	w := openWAL(t)
+	c := newSeriesCache(w, time.Minute)
+	raw := benchRequest(t, 1, false)
+	var d decoder
+	now := time.Now()
+	b, err := d.decodeV1(raw, l, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.done(c.resolve(b, &wal.Records{}, now), true)
+	d.release()
+	b, err = d.decodeV1(raw, l, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := b.hints[0]
+	if old == nil {
+		t.Fatal("series not found by key")
+	}
+	if n := c.gc(now.Add(time.Hour)); n != 0 {
+		t.Fatalf("%d series left after gc", n)
+	}
+	recs := &wal.Records{}
+	c.resolve(b, recs, now.Add(time.Hour))
+	if len(recs.Series) != 1 || recs.Series[0].Ref == old.ref {
+		t.Fatalf("series records %v after the series of ref %d was forgotten: want one, with a new ref", recs.Series, old.ref)
+	}
+	if c.byKey[string(b.keys[0])] == old {
+		t.Fatal("the forgotten entry is still found by its key")
+	}
+}
+
+// openWAL opens a WAL in a temporary directory, closed at the end of tb.
+func openWAL(tb testing.TB) *wal.WAL {
+	w, err := wal.Open(wal.Options{Dir: tb.TempDir(), Fsync: wal.FsyncNever}, nil, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { w.Close() })
+	return w
 }
 
 // benchRequest is an uncompressed request of n series of one sample
