@@ -96,28 +96,20 @@ func (c *seriesCache) resolve(b *batch, recs *wal.Records, now time.Time) resolv
 	b.refs, b.fresh = refs, fresh
 	c.mu.Lock()
 	for i, ls := range b.series {
-		var e *cachedSeries
-		if i < len(b.hints) && b.hints[i] != nil && !b.hints[i].gone {
+		e := (*cachedSeries)(nil)
+		if i < len(b.hints) {
 			e = b.hints[i]
-		} else {
-			h := ls.Hash()
-			if e = c.byHash[h]; e == nil {
-				e = &cachedSeries{ref: c.storage.NewRef(), labels: ls}
-				c.byHash[h] = e
+		}
+		if e == nil || e.gone {
+			var collided bool
+			if e, collided = c.byLabels(ls, b, i); collided {
+				// Another series has the hash: a ref for this request only.
+				ref := c.storage.NewRef()
+				res.collided = append(res.collided, ref)
+				refs[i], fresh[i] = ref, true
+				recs.Series = append(recs.Series, record.RefSeries{Ref: ref, Labels: ls})
+				continue
 			}
-		}
-		if !labels.Equal(e.labels, ls) {
-			// Another series has the hash: a ref for this request only.
-			ref := c.storage.NewRef()
-			res.collided = append(res.collided, ref)
-			refs[i], fresh[i] = ref, true
-			recs.Series = append(recs.Series, record.RefSeries{Ref: ref, Labels: ls})
-			continue
-		}
-		if i < len(b.keys) && b.keys[i] != nil && c.byKey[string(b.keys[i])] == nil {
-			k := string(b.keys[i])
-			c.byKey[k] = e
-			e.keys = append(e.keys, k)
 		}
 		e.seen = now
 		refs[i] = e.ref
@@ -154,6 +146,29 @@ func (c *seriesCache) resolve(b *batch, recs *wal.Records, now time.Time) resolv
 	recs.Exemplars = b.exemplars
 	recs.Metadata = md
 	return res
+}
+
+// byLabels finds or adds the entry of the labels ls of b's series i,
+// and adds the series' key, if it has one, to byKey. It returns
+// collided, and no entry, if another series has the hash of ls. c.mu
+// must be held.
+func (c *seriesCache) byLabels(ls labels.Labels, b *batch, i int) (e *cachedSeries, collided bool) {
+	h := ls.Hash()
+	switch e = c.byHash[h]; {
+	case e == nil:
+		e = &cachedSeries{ref: c.storage.NewRef(), labels: ls}
+		c.byHash[h] = e
+	case !labels.Equal(e.labels, ls):
+		return nil, true
+	}
+	if i < len(b.keys) && b.keys[i] != nil {
+		if _, ok := c.byKey[string(b.keys[i])]; !ok {
+			k := string(b.keys[i])
+			c.byKey[k] = e
+			e.keys = append(e.keys, k)
+		}
+	}
+	return e, false
 }
 
 // seen says whether e is in used; a request repeats a series rarely, and
