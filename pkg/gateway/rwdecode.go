@@ -8,7 +8,6 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
@@ -45,6 +44,8 @@ type decoder struct {
 	refs   []uint32   // 2.0: each series' label refs
 	syms   [][]byte   // 2.0: the symbols, in raw
 	symStr []string   // 2.0: the symbols as strings, made when needed; "" not yet
+	symOK  []uint8    // 2.0: the symbols' UTF-8 validity, checked when needed (symUnchecked...)
+	types  []uint8    // WAL metadata types by 2.0 metadata type; nil until needed
 	h1     []prompb.Histogram
 	e1     []prompb.Exemplar
 	h2     []writev2.Histogram
@@ -103,7 +104,7 @@ func (d *decoder) reset() {
 	b.series, b.hints, b.keys = b.series[:0], b.hints[:0], b.keys[:0]
 	b.samples, b.histograms, b.floatHistograms = b.samples[:0], b.histograms[:0], b.floatHistograms[:0]
 	b.exemplars, b.metadata = b.exemplars[:0], b.metadata[:0]
-	d.series, d.pairs, d.refs, d.syms, d.symStr = d.series[:0], d.pairs[:0], d.refs[:0], d.syms[:0], d.symStr[:0]
+	d.series, d.pairs, d.refs, d.syms, d.symStr, d.symOK = d.series[:0], d.pairs[:0], d.refs[:0], d.syms[:0], d.symStr[:0], d.symOK[:0]
 	d.h1, d.e1, d.h2, d.e2 = d.h1[:0], d.e1[:0], d.h2[:0], d.e2[:0]
 	d.keys = d.keys[:0]
 }
@@ -237,6 +238,7 @@ func (d *decoder) decodeV2(raw []byte, l limits, c *seriesCache) (*batch, error)
 	}
 	for range d.syms {
 		d.symStr = append(d.symStr, "")
+		d.symOK = append(d.symOK, symUnchecked)
 	}
 	// Each series' structure, and its key.
 	n, structErr := len(d.series), error(nil)
@@ -317,12 +319,12 @@ func (d *decoder) decodeV2(raw []byte, l limits, c *seriesCache) (*batch, error)
 				return nil, badRequest(reasonMalformed, "series %d: metadata help_ref %d outside of symbols table (size %d)", i, md.HelpRef, len(d.syms))
 			}
 			help, unit := d.syms[md.HelpRef], d.syms[md.UnitRef]
-			if !utf8.Valid(help) || !utf8.Valid(unit) {
+			if !d.validSymbol(md.HelpRef) || !d.validSymbol(md.UnitRef) {
 				return nil, badRequest(reasonInvalidLabels, "series %s: metadata is not valid UTF-8", name(ls))
 			}
 			b.metadata = append(b.metadata, record.RefMetadata{
 				Ref:  ref,
-				Type: record.GetMetricType(metricType(md.Type)),
+				Type: d.metricType(md.Type),
 				// In raw: the WAL's Log encodes them and keeps nothing.
 				Unit: unsafe.String(unsafe.SliceData(unit), len(unit)),
 				Help: unsafe.String(unsafe.SliceData(help), len(help)),
@@ -335,12 +337,50 @@ func (d *decoder) decodeV2(raw []byte, l limits, c *seriesCache) (*batch, error)
 	return b, nil
 }
 
-// metricType is the model type of a 2.0 metadata type, as writev2 maps
-// it (ToMetadata, given one symbol for its refs of 0).
-func metricType(t writev2.Metadata_MetricType) model.MetricType {
-	m, _ := writev2.TimeSeries{Metadata: writev2.Metadata{Type: t}}.ToMetadata([]string{""})
-	return m.Type
+// metricType is the WAL's metadata type of a 2.0 metadata type, as
+// writev2 maps it (ToMetadata, given one symbol for its refs of 0), kept
+// in d.types for the types writev2 defines.
+func (d *decoder) metricType(t writev2.Metadata_MetricType) uint8 {
+	if d.types == nil {
+		d.types = make([]uint8, len(writev2.Metadata_MetricType_name))
+		for i := range d.types {
+			d.types[i] = d.metricTypeOf(writev2.Metadata_MetricType(i))
+		}
+	}
+	if t >= 0 && int(t) < len(d.types) {
+		return d.types[t]
+	}
+	return d.metricTypeOf(t)
 }
+
+func (d *decoder) metricTypeOf(t writev2.Metadata_MetricType) uint8 {
+	m, _ := writev2.TimeSeries{Metadata: writev2.Metadata{Type: t}}.ToMetadata([]string{""})
+	return record.GetMetricType(m.Type)
+}
+
+// validSymbol says whether symbol r is valid UTF-8, checked once per
+// request.
+func (d *decoder) validSymbol(r uint32) bool {
+	switch d.symOK[r] {
+	case symValid:
+		return true
+	case symInvalid:
+		return false
+	}
+	ok := utf8.Valid(d.syms[r])
+	d.symOK[r] = symInvalid
+	if ok {
+		d.symOK[r] = symValid
+	}
+	return ok
+}
+
+// The states of d.symOK's entries.
+const (
+	symUnchecked = iota
+	symValid
+	symInvalid
+)
 
 // keyPrefix appends the part of every series' key that the request's
 // limits decide (tenant label, tenant, route) to d.keys, where each key
@@ -490,6 +530,14 @@ func (d *decoder) parseSeriesV1(b []byte) error {
 
 // parseLabel reads a prompb.Label into d.pairs.
 func (d *decoder) parseLabel(b []byte) error {
+	// As senders write it: name, value, short, nothing else.
+	if len(b) >= 4 && b[0] == 0x0a && b[1] < 0x80 {
+		n := 2 + int(b[1])
+		if n+2 <= len(b) && b[n] == 0x12 && b[n+1] < 0x80 && n+2+int(b[n+1]) == len(b) {
+			d.pairs = append(d.pairs, wirePair{b[2:n], b[n+2:]})
+			return nil
+		}
+	}
 	var p wirePair
 	for i := 0; i < len(b); {
 		field, typ, next, err := tag(b, i, "Label")
@@ -523,6 +571,14 @@ func (d *decoder) parseLabel(b []byte) error {
 // parseSample reads a sample (prompb.Sample, or writev2.Sample when v2)
 // into b.samples.
 func (d *decoder) parseSample(b []byte, msg string, v2 bool) error {
+	// As senders write it: value, then timestamp, nothing else.
+	if len(b) >= 11 && b[0] == 0x09 && b[9] == 0x10 {
+		if t, i, err := uvarint(b, 10); err == nil && i == len(b) {
+			v, _, _ := fixed64(b, 1)
+			d.b.samples = append(d.b.samples, record.RefSample{T: int64(t), V: math.Float64frombits(v)})
+			return nil
+		}
+	}
 	var s record.RefSample
 	for i := 0; i < len(b); {
 		field, typ, next, err := tag(b, i, msg)

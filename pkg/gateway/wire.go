@@ -52,6 +52,13 @@ func uvarint(b []byte, i int) (uint64, int, error) {
 
 // tag reads a field's tag at b[i:] in a message of type msg (for errors).
 func tag(b []byte, i int, msg string) (field int32, typ int, next int, err error) {
+	if i < len(b) && b[i] < 0x80 && b[i] >= 8 && b[i]&7 != 4 { // one byte, a field, not an end of group
+		return int32(b[i] >> 3), int(b[i] & 7), i + 1, nil
+	}
+	return tagSlow(b, i, msg)
+}
+
+func tagSlow(b []byte, i int, msg string) (field int32, typ int, next int, err error) {
 	w, i, err := uvarint(b, i)
 	if err != nil {
 		return 0, 0, i, err
@@ -74,6 +81,13 @@ func wrongType(typ int, field string) error {
 // delimited reads the length of a length-delimited field at b[i:] and
 // returns the bounds of its content.
 func delimited(b []byte, i int) (start, end int, err error) {
+	if i < len(b) && b[i] < 0x80 && i+1+int(b[i]) <= len(b) {
+		return i + 1, i + 1 + int(b[i]), nil
+	}
+	return delimitedSlow(b, i)
+}
+
+func delimitedSlow(b []byte, i int) (start, end int, err error) {
 	v, i, err := uvarint(b, i)
 	if err != nil {
 		return 0, 0, err
