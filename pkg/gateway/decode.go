@@ -89,9 +89,11 @@ const (
 type batch struct {
 	series []labels.Labels
 	// keys and hints, if set, are per series: the key of its labels as
-	// the request gave them (decoder), and the cache's entry of that key
-	// when the decoder found one (nil: none, build and look up labels).
-	keys            [][]byte
+	// the request gave them (decoder), in keyBytes, if the cache does not
+	// know it (empty: it does, or no key), and the cache's entry of that
+	// key when the decoder found one (nil: none, look up the labels).
+	keys            []span
+	keyBytes        []byte
 	hints           []*cachedSeries
 	refs            []chunks.HeadSeriesRef // resolve's scratch, by series
 	fresh           []bool                 // resolve's scratch, by series

@@ -36,23 +36,26 @@ import (
 // next decode or release: the Help and Unit of its metadata are the
 // request's bytes, not copies. A decoder is not safe for concurrent use.
 type decoder struct {
-	body   []byte // the request's body, as read
-	raw    []byte // the decompressed body
-	b      batch
-	series []wireSeries
-	pairs  []wirePair // 1.0: each series' labels as given, in order
-	refs   []uint32   // 2.0: each series' label refs
-	syms   [][]byte   // 2.0: the symbols, in raw
-	symStr []string   // 2.0: the symbols as strings, made when needed; "" not yet
-	symOK  []uint8    // 2.0: the symbols' UTF-8 validity, checked when needed (symUnchecked...)
-	types  []uint8    // WAL metadata types by 2.0 metadata type; nil until needed
-	h1     []prompb.Histogram
-	e1     []prompb.Exemplar
-	h2     []writev2.Histogram
-	e2     []writev2.Exemplar
-	md     prompb.MetricMetadata // 1.0 metadata, checked then dropped
-	keys   []byte                // each series' key, series after series
-	sb     seriesBuilder
+	body      []byte // the request's body, as read
+	raw       []byte // the decompressed body
+	b         batch
+	series    []wireSeries
+	pairs     []wirePair // 1.0: each series' labels as given, in order
+	refs      []uint32   // 2.0: each series' label refs
+	syms      [][]byte   // 2.0: the symbols, in raw
+	symStr    []string   // 2.0: the symbols as strings, made when needed; "" not yet
+	symOK     []uint8    // 2.0: the symbols' UTF-8 validity, checked when needed (symUnchecked...)
+	types     []uint8    // WAL metadata types by 2.0 metadata type; nil until needed
+	h1        []prompb.Histogram
+	e1        []prompb.Exemplar
+	h2        []writev2.Histogram
+	e2        []writev2.Exemplar
+	md        prompb.MetricMetadata // 1.0 metadata, checked then dropped
+	prefix    []byte                // every key's start: the request's tenant label, tenant and route
+	block     []span                // the keys of the series of a block, in blockKeys
+	blockKeys []byte
+	keys      []byte // the keys of the series not found by them (b.keyBytes)
+	sb        seriesBuilder
 }
 
 // wireSeries is a series as the first pass read it: ranges into the
@@ -62,7 +65,6 @@ type wireSeries struct {
 	samples    int  // how many, in b.samples
 	histograms span // h1 or h2
 	exemplars  span // e1 or e2
-	key        span // in keys
 	meta       writev2.Metadata
 }
 
@@ -86,7 +88,6 @@ func (d *decoder) release() {
 	}
 	clear(d.b.series)
 	clear(d.b.hints)
-	clear(d.b.keys)
 	clear(d.b.histograms)
 	clear(d.b.floatHistograms)
 	clear(d.b.exemplars)
@@ -101,7 +102,7 @@ func (d *decoder) release() {
 // reset readies the decoder for a request.
 func (d *decoder) reset() {
 	b := &d.b
-	b.series, b.hints, b.keys = b.series[:0], b.hints[:0], b.keys[:0]
+	b.series, b.hints, b.keys, b.keyBytes = b.series[:0], b.hints[:0], b.keys[:0], nil
 	b.samples, b.histograms, b.floatHistograms = b.samples[:0], b.histograms[:0], b.floatHistograms[:0]
 	b.exemplars, b.metadata = b.exemplars[:0], b.metadata[:0]
 	d.series, d.pairs, d.refs, d.syms, d.symStr, d.symOK = d.series[:0], d.pairs[:0], d.refs[:0], d.syms[:0], d.symStr[:0], d.symOK[:0]
@@ -157,69 +158,55 @@ func (d *decoder) decodeV1(raw []byte, l limits, c *seriesCache) (*batch, error)
 	if l.maxSeries > 0 && len(d.series) > l.maxSeries {
 		return nil, tooManySeries(len(d.series), l.maxSeries)
 	}
-	// Each series' structure, and its key.
-	n, structErr := len(d.series), error(nil)
-	prefix := d.keyPrefix(l)
-	for i := range d.series {
-		ws := &d.series[i]
-		if ws.samples > 0 && ws.histograms.to > ws.histograms.from {
-			n, structErr = i, badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
-			break
-		}
-		from := len(d.keys)
-		d.keys = append(d.keys, d.keys[prefix.from:prefix.to]...)
-		for _, p := range d.pairs[ws.labels.from:ws.labels.to] {
-			d.keys = appendKeyBytes(d.keys, p.name)
-			d.keys = appendKeyBytes(d.keys, p.value)
-		}
-		ws.key = span{from, len(d.keys)}
-	}
-	d.lookup(c, n)
-	// Labels, histograms, exemplars, in the order of the series.
 	b := &d.b
-	next := 0 // the first sample of series i
-	for i := range n {
-		ws := &d.series[i]
-		ls := labels.EmptyLabels()
-		if e := b.hints[i]; e != nil {
-			ls = e.labels
-		} else {
+	err := d.passes(l, c, seriesPasses{
+		check: func(i int) error {
+			if ws := &d.series[i]; ws.samples > 0 && ws.histograms.to > ws.histograms.from {
+				return badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
+			}
+			return nil
+		},
+		key: func(key []byte, i int) []byte {
+			ws := &d.series[i]
+			for _, p := range d.pairs[ws.labels.from:ws.labels.to] {
+				key = appendKeyBytes(key, p.name)
+				key = appendKeyBytes(key, p.value)
+			}
+			return key
+		},
+		labels: func(i int) (labels.Labels, error) {
+			ws := &d.series[i]
 			d.sb.reset()
 			for _, p := range d.pairs[ws.labels.from:ws.labels.to] {
 				d.sb.add(string(p.name), string(p.value))
 			}
-			var err error
-			if ls, err = checkLabels(&d.sb, l); err != nil {
-				return nil, err
+			return checkLabels(&d.sb, l)
+		},
+		rest: func(i int, ls labels.Labels) error {
+			ws, ref := &d.series[i], chunks.HeadSeriesRef(i)
+			for j := ws.histograms.from; j < ws.histograms.to; j++ {
+				h := &d.h1[j]
+				if err := b.addWireHistogram(ref, ls, 0, h.Timestamp, h); err != nil {
+					return err
+				}
 			}
-		}
-		b.series = append(b.series, ls)
-		ref := chunks.HeadSeriesRef(i)
-		for j := next; j < next+ws.samples; j++ {
-			b.samples[j].Ref = ref
-		}
-		next += ws.samples
-		for j := ws.histograms.from; j < ws.histograms.to; j++ {
-			h := &d.h1[j]
-			if err := b.addWireHistogram(ref, ls, 0, h.Timestamp, h); err != nil {
-				return nil, err
+			for j := ws.exemplars.from; j < ws.exemplars.to; j++ {
+				e := &d.e1[j]
+				d.sb.reset()
+				for _, lp := range e.Labels {
+					d.sb.add(lp.Name, lp.Value)
+				}
+				el, err := checkExemplarLabels(&d.sb)
+				if err != nil {
+					return err
+				}
+				b.exemplars = append(b.exemplars, record.RefExemplar{Ref: ref, T: e.Timestamp, V: e.Value, Labels: el})
 			}
-		}
-		for j := ws.exemplars.from; j < ws.exemplars.to; j++ {
-			e := &d.e1[j]
-			d.sb.reset()
-			for _, lp := range e.Labels {
-				d.sb.add(lp.Name, lp.Value)
-			}
-			el, err := checkExemplarLabels(&d.sb)
-			if err != nil {
-				return nil, err
-			}
-			b.exemplars = append(b.exemplars, record.RefExemplar{Ref: ref, T: e.Timestamp, V: e.Value, Labels: el})
-		}
-	}
-	if structErr != nil {
-		return nil, structErr
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, err
 	}
 	return b, nil
 }
@@ -240,88 +227,72 @@ func (d *decoder) decodeV2(raw []byte, l limits, c *seriesCache) (*batch, error)
 		d.symStr = append(d.symStr, "")
 		d.symOK = append(d.symOK, symUnchecked)
 	}
-	// Each series' structure, and its key.
-	n, structErr := len(d.series), error(nil)
-	prefix := d.keyPrefix(l)
-	for i := range d.series {
-		ws := &d.series[i]
-		refs := d.refs[ws.labels.from:ws.labels.to]
-		switch {
-		case ws.samples > 0 && ws.histograms.to > ws.histograms.from:
-			structErr = badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
-		case len(refs)%2 != 0:
-			structErr = badRequest(reasonMalformed, "series %d has an odd number of label refs", i)
-		case !d.inSymbols(refs):
-			structErr = badRequest(reasonMalformed, "series %d: label ref outside the %d symbols", i, len(d.syms))
-		}
-		if structErr != nil {
-			n = i
-			break
-		}
-		from := len(d.keys)
-		d.keys = append(d.keys, d.keys[prefix.from:prefix.to]...)
-		for _, r := range refs {
-			d.keys = appendKeyBytes(d.keys, d.syms[r])
-		}
-		ws.key = span{from, len(d.keys)}
-	}
-	d.lookup(c, n)
-	// Labels, histograms, exemplars and metadata, in the order of the
-	// series.
 	b := &d.b
-	next := 0
-	for i := range n {
-		ws := &d.series[i]
-		ls := labels.EmptyLabels()
-		if e := b.hints[i]; e != nil {
-			ls = e.labels
-		} else {
+	err := d.passes(l, c, seriesPasses{
+		check: func(i int) error {
+			ws := &d.series[i]
+			refs := d.refs[ws.labels.from:ws.labels.to]
+			switch {
+			case ws.samples > 0 && ws.histograms.to > ws.histograms.from:
+				return badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
+			case len(refs)%2 != 0:
+				return badRequest(reasonMalformed, "series %d has an odd number of label refs", i)
+			case !d.inSymbols(refs):
+				return badRequest(reasonMalformed, "series %d: label ref outside the %d symbols", i, len(d.syms))
+			}
+			return nil
+		},
+		key: func(key []byte, i int) []byte {
+			ws := &d.series[i]
+			for _, r := range d.refs[ws.labels.from:ws.labels.to] {
+				key = appendKeyBytes(key, d.syms[r])
+			}
+			return key
+		},
+		labels: func(i int) (labels.Labels, error) {
+			ws := &d.series[i]
 			d.sb.reset()
 			d.addRefs(d.refs[ws.labels.from:ws.labels.to])
-			var err error
-			if ls, err = checkLabels(&d.sb, l); err != nil {
-				return nil, err
+			return checkLabels(&d.sb, l)
+		},
+		rest: func(i int, ls labels.Labels) error {
+			ws, ref := &d.series[i], chunks.HeadSeriesRef(i)
+			for j := ws.histograms.from; j < ws.histograms.to; j++ {
+				h := &d.h2[j]
+				if err := b.addWireHistogram(ref, ls, h.StartTimestamp, h.Timestamp, h); err != nil {
+					return err
+				}
 			}
-		}
-		b.series = append(b.series, ls)
-		ref := chunks.HeadSeriesRef(i)
-		for j := next; j < next+ws.samples; j++ {
-			b.samples[j].Ref = ref
-		}
-		next += ws.samples
-		for j := ws.histograms.from; j < ws.histograms.to; j++ {
-			h := &d.h2[j]
-			if err := b.addWireHistogram(ref, ls, h.StartTimestamp, h.Timestamp, h); err != nil {
-				return nil, err
+			for j := ws.exemplars.from; j < ws.exemplars.to; j++ {
+				e := &d.e2[j]
+				if len(e.LabelsRefs)%2 != 0 {
+					return badRequest(reasonMalformed, "series %d: exemplar with an odd number of label refs", i)
+				}
+				d.sb.reset()
+				if !d.inSymbols(e.LabelsRefs) {
+					return badRequest(reasonMalformed, "series %d: exemplar label ref outside the %d symbols", i, len(d.syms))
+				}
+				d.addRefs(e.LabelsRefs)
+				el, err := checkExemplarLabels(&d.sb)
+				if err != nil {
+					return err
+				}
+				b.exemplars = append(b.exemplars, record.RefExemplar{Ref: ref, T: e.Timestamp, V: e.Value, Labels: el})
 			}
-		}
-		for j := ws.exemplars.from; j < ws.exemplars.to; j++ {
-			e := &d.e2[j]
-			if len(e.LabelsRefs)%2 != 0 {
-				return nil, badRequest(reasonMalformed, "series %d: exemplar with an odd number of label refs", i)
+			md := &ws.meta
+			if md.Type == writev2.Metadata_METRIC_TYPE_UNSPECIFIED && md.HelpRef == 0 && md.UnitRef == 0 {
+				return nil
 			}
-			d.sb.reset()
-			if !d.inSymbols(e.LabelsRefs) {
-				return nil, badRequest(reasonMalformed, "series %d: exemplar label ref outside the %d symbols", i, len(d.syms))
-			}
-			d.addRefs(e.LabelsRefs)
-			el, err := checkExemplarLabels(&d.sb)
-			if err != nil {
-				return nil, err
-			}
-			b.exemplars = append(b.exemplars, record.RefExemplar{Ref: ref, T: e.Timestamp, V: e.Value, Labels: el})
-		}
-		if md := &ws.meta; md.Type != writev2.Metadata_METRIC_TYPE_UNSPECIFIED || md.HelpRef != 0 || md.UnitRef != 0 {
 			if int(md.UnitRef) >= len(d.syms) {
-				return nil, badRequest(reasonMalformed, "series %d: metadata unit_ref %d outside of symbols table (size %d)", i, md.UnitRef, len(d.syms))
+				return badRequest(reasonMalformed, "series %d: metadata unit_ref %d outside of symbols table (size %d)", i, md.UnitRef, len(d.syms))
 			}
 			if int(md.HelpRef) >= len(d.syms) {
-				return nil, badRequest(reasonMalformed, "series %d: metadata help_ref %d outside of symbols table (size %d)", i, md.HelpRef, len(d.syms))
+				return badRequest(reasonMalformed, "series %d: metadata help_ref %d outside of symbols table (size %d)", i, md.HelpRef, len(d.syms))
+			}
+			if !d.validSymbol(md.HelpRef) || !d.validSymbol(md.UnitRef) {
+				return badRequest(reasonInvalidLabels, "series %s: metadata is not valid UTF-8", name(ls))
 			}
 			help, unit := d.syms[md.HelpRef], d.syms[md.UnitRef]
-			if !d.validSymbol(md.HelpRef) || !d.validSymbol(md.UnitRef) {
-				return nil, badRequest(reasonInvalidLabels, "series %s: metadata is not valid UTF-8", name(ls))
-			}
 			b.metadata = append(b.metadata, record.RefMetadata{
 				Ref:  ref,
 				Type: d.metricType(md.Type),
@@ -329,12 +300,94 @@ func (d *decoder) decodeV2(raw []byte, l limits, c *seriesCache) (*batch, error)
 				Unit: unsafe.String(unsafe.SliceData(unit), len(unit)),
 				Help: unsafe.String(unsafe.SliceData(help), len(help)),
 			})
-		}
-	}
-	if structErr != nil {
-		return nil, structErr
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, err
 	}
 	return b, nil
+}
+
+// seriesPasses are what a version reads of series i in the passes after
+// parsing, each returning a *decodeError: check its structure, append its
+// labels as sent to its key, build and check its labels, and check and
+// add its histograms, exemplars and metadata (labelled ls).
+type seriesPasses struct {
+	check  func(i int) error
+	key    func(key []byte, i int) []byte
+	labels func(i int) (labels.Labels, error)
+	rest   func(i int, ls labels.Labels) error
+}
+
+// lookupBlock is how many series the passes take at a time: the keys of
+// a block are built and looked up together (one lock of the cache), then
+// dropped, so a request's keys cost memory only for its new series.
+const lookupBlock = 256
+
+// passes checks the series of the parsed request and fills the batch
+// with their labels, in the order of the series and, within a series, in
+// the order of p's functions, so that the first problem is the one
+// reported. A series whose key c knows takes its labels from the cache;
+// others have them built and checked, and keep their key for resolve.
+func (d *decoder) passes(l limits, c *seriesCache, p seriesPasses) error {
+	b := &d.b
+	d.prefix = d.prefix[:0]
+	d.prefix = appendKeyBytes(d.prefix, l.tenantLabel)
+	d.prefix = appendKeyBytes(d.prefix, l.tenant)
+	d.prefix = appendKeyBytes(d.prefix, l.route)
+	next := 0 // the first sample of the series
+	for start := 0; start < len(d.series); start += lookupBlock {
+		end := min(start+lookupBlock, len(d.series))
+		d.block, d.blockKeys = d.block[:0], d.blockKeys[:0]
+		var structErr error
+		for i := start; i < end; i++ {
+			if structErr = p.check(i); structErr != nil {
+				end = i
+				break
+			}
+			from := len(d.blockKeys)
+			d.blockKeys = append(d.blockKeys, d.prefix...)
+			d.blockKeys = p.key(d.blockKeys, i)
+			d.block = append(d.block, span{from, len(d.blockKeys)})
+			b.hints = append(b.hints, nil)
+		}
+		if c != nil {
+			c.lookup(d.blockKeys, d.block, b.hints[start:end])
+		}
+		for i := start; i < end; i++ {
+			var ls labels.Labels
+			key := span{} // none: found by it
+			if e := b.hints[i]; e != nil {
+				ls = e.labels
+			} else {
+				var err error
+				if ls, err = p.labels(i); err != nil {
+					return err
+				}
+				k := d.block[i-start]
+				key.from = len(d.keys)
+				d.keys = append(d.keys, d.blockKeys[k.from:k.to]...)
+				key.to = len(d.keys)
+			}
+			b.series = append(b.series, ls)
+			b.keys = append(b.keys, key)
+			ref := chunks.HeadSeriesRef(i)
+			n := d.series[i].samples
+			for j := next; j < next+n; j++ {
+				b.samples[j].Ref = ref
+			}
+			next += n
+			if err := p.rest(i, ls); err != nil {
+				return err
+			}
+		}
+		if structErr != nil {
+			return structErr
+		}
+	}
+	b.keyBytes = d.keys
+	return nil
 }
 
 // metricType is the WAL's metadata type of a 2.0 metadata type, as
@@ -382,36 +435,11 @@ const (
 	symInvalid
 )
 
-// keyPrefix appends the part of every series' key that the request's
-// limits decide (tenant label, tenant, route) to d.keys, where each key
-// copies it from.
-func (d *decoder) keyPrefix(l limits) span {
-	from := len(d.keys)
-	d.keys = appendKeyBytes(d.keys, l.tenantLabel)
-	d.keys = appendKeyBytes(d.keys, l.tenant)
-	d.keys = appendKeyBytes(d.keys, l.route)
-	return span{from, len(d.keys)}
-}
-
 // appendKeyBytes appends b to a key, length first, so that no two
 // sequences of labels make the same key.
 func appendKeyBytes[T string | []byte](key []byte, b T) []byte {
 	key = binary.AppendUvarint(key, uint64(len(b)))
 	return append(key, b...)
-}
-
-// lookup sets b.keys and b.hints of the first n series: their keys, and
-// the cached series of those keys (nil: not cached, or no cache).
-func (d *decoder) lookup(c *seriesCache, n int) {
-	b := &d.b
-	for i := range n {
-		k := d.series[i].key
-		b.keys = append(b.keys, d.keys[k.from:k.to])
-		b.hints = append(b.hints, nil)
-	}
-	if c != nil {
-		c.lookup(b.keys, b.hints)
-	}
 }
 
 // inSymbols says whether every ref is a symbol.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,8 +179,19 @@ func TestDecodeHintForgotten(t *testing.T) {
 	if len(recs.Series) != 1 || recs.Series[0].Ref == old.ref {
 		t.Fatalf("series records %v after the series of ref %d was forgotten: want one, with a new ref", recs.Series, old.ref)
 	}
-	if c.byKey[string(b.keys[0])] == old {
-		t.Fatal("the forgotten entry is still found by its key")
+	d.release()
+	// The key is learnt again by the next request, for the new entry.
+	b, err = d.decodeV1(raw, l, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.resolve(b, &wal.Records{}, now.Add(time.Hour))
+	d.release()
+	if b, err = d.decodeV1(raw, l, c); err != nil {
+		t.Fatal(err)
+	}
+	if h := b.hints[0]; h == nil || h == old || h.ref != recs.Series[0].Ref {
+		t.Fatalf("series found by key as %+v, want the entry of ref %d", h, recs.Series[0].Ref)
 	}
 }
 
@@ -346,4 +358,49 @@ func deref[T any](s []T, f func(T) any) []any {
 		out = append(out, f(v))
 	}
 	return out
+}
+
+// TestDecodeKeysBounded: the keys a request's series are looked up by
+// are built a block at a time, and kept only for series new to the
+// cache, so a request of known series keeps none and a request refused
+// at its first series builds one block's worth, however many series it
+// has.
+func TestDecodeKeysBounded(t *testing.T) {
+	l := limits{maxDecodedBytes: 64 << 20, tenantLabel: "tenant", tenant: "t"}
+	w := openWAL(t)
+	c := newSeriesCache(w, time.Hour)
+	raw := benchRequest(t, 2000, false)
+	var d decoder
+	b, err := d.decodeV1(raw, l, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.done(c.resolve(b, &wal.Records{}, time.Now()), true)
+	d.release()
+	if b, err = d.decodeV1(raw, l, c); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.keyBytes) != 0 {
+		t.Errorf("%d bytes of keys kept for 2,000 known series, want none", len(b.keyBytes))
+	}
+	oneBlock := cap(d.blockKeys)
+	d.release()
+
+	// 100,000 series without a metric name, each with a label of 20
+	// bytes: refused at the first.
+	var req prompb.WriteRequest
+	for range 100000 {
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: []prompb.Label{{Name: "a", Value: "bbbbbbbbbbbbbbbbbbbb"}}})
+	}
+	bad, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d2 decoder
+	if _, err := d2.decodeV1(bad, l, c); err == nil || !strings.Contains(err.Error(), "has no metric name") {
+		t.Fatalf("error %v, want no metric name", err)
+	}
+	if n := cap(d2.blockKeys) + cap(d2.keys); n > 2*oneBlock {
+		t.Errorf("%d bytes of keys built for a request refused at its first series, want at most %d (a block's)", n, 2*oneBlock)
+	}
 }

@@ -69,12 +69,13 @@ type resolved struct {
 	collided []chunks.HeadSeriesRef // one-off refs of hash collisions, released after the Log
 }
 
-// lookup sets hints[i] to the series of keys[i], or nil if there is
-// none. A hint is checked again by resolve, as gc may forget it first.
-func (c *seriesCache) lookup(keys [][]byte, hints []*cachedSeries) {
+// lookup sets hints[i] to the series of the key buf[keys[i]], or nil if
+// there is none. A hint is checked again by resolve, as gc may forget it
+// first.
+func (c *seriesCache) lookup(buf []byte, keys []span, hints []*cachedSeries) {
 	c.mu.Lock()
 	for i, k := range keys {
-		hints[i] = c.byKey[string(k)]
+		hints[i] = c.byKey[string(buf[k.from:k.to])]
 	}
 	c.mu.Unlock()
 }
@@ -161,9 +162,9 @@ func (c *seriesCache) byLabels(ls labels.Labels, b *batch, i int) (e *cachedSeri
 	case !labels.Equal(e.labels, ls):
 		return nil, true
 	}
-	if i < len(b.keys) && b.keys[i] != nil {
-		if _, ok := c.byKey[string(b.keys[i])]; !ok {
-			k := string(b.keys[i])
+	if i < len(b.keys) && b.keys[i].to > b.keys[i].from {
+		if key := b.keyBytes[b.keys[i].from:b.keys[i].to]; c.byKey[string(key)] == nil {
+			k := string(key)
 			c.byKey[k] = e
 			e.keys = append(e.keys, k)
 		}
