@@ -72,16 +72,17 @@ type span struct{ from, to int }
 // wirePair is a label of a 1.0 series, in the decoder's raw bytes.
 type wirePair struct{ name, value []byte }
 
-// maxPooledBytes is the largest decoded body whose buffers a decoder
-// keeps for the next request: a rare huge request does not pin its
-// memory in the pool.
-const maxPooledBytes = 16 << 20
+// maxPooledBytes bounds the buffers a decoder keeps for the next
+// request: a rare huge request, or one of very many tiny series, does not
+// pin its memory in the pool. Prometheus' requests (2,000 samples by
+// default) take well under 1 MiB.
+const maxPooledBytes = 32 << 20
 
 // release drops what the last batch refers to, so the pool holds no
-// series the cache has let go, and keeps the buffers unless they are
-// over maxPooledBytes.
+// series the cache has let go, and keeps the buffers unless they hold
+// more than maxPooledBytes.
 func (d *decoder) release() {
-	if cap(d.raw) > maxPooledBytes || cap(d.body) > maxPooledBytes {
+	if d.bufferBytes() > maxPooledBytes {
 		*d = decoder{}
 		return
 	}
@@ -96,6 +97,22 @@ func (d *decoder) release() {
 	clear(d.e1)
 	clear(d.h2)
 	clear(d.e2)
+}
+
+// bufferBytes is about what the decoder's buffers hold, by capacity: the
+// bodies and those of a size per series, label or sample.
+func (d *decoder) bufferBytes() int {
+	return cap(d.body) + cap(d.raw) + cap(d.keys) + cap(d.blockKeys) + cap(d.b.keyBytes) +
+		cap(d.series)*int(unsafe.Sizeof(wireSeries{})) +
+		cap(d.pairs)*int(unsafe.Sizeof(wirePair{})) +
+		cap(d.refs)*int(unsafe.Sizeof(uint32(0))) +
+		cap(d.syms)*int(unsafe.Sizeof([]byte(nil))) +
+		cap(d.symStr)*int(unsafe.Sizeof("")) + cap(d.symOK) +
+		cap(d.b.series)*int(unsafe.Sizeof(labels.Labels{})) +
+		cap(d.b.hints)*int(unsafe.Sizeof((*cachedSeries)(nil))) +
+		cap(d.b.keys)*int(unsafe.Sizeof(span{})) +
+		cap(d.b.samples)*int(unsafe.Sizeof(record.RefSample{})) +
+		cap(d.b.refs)*int(unsafe.Sizeof(chunks.HeadSeriesRef(0))) + cap(d.b.fresh)
 }
 
 // reset readies the decoder for a request.

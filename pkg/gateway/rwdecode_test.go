@@ -404,3 +404,41 @@ func TestDecodeKeysBounded(t *testing.T) {
 		t.Errorf("%d bytes of keys built for a request refused at its first series, want at most %d (a block's)", n, 2*oneBlock)
 	}
 }
+
+// TestDecoderPoolBound: a decoder keeps its buffers for the next request
+// unless they hold more than maxPooledBytes, counting those that grow
+// with the number of series, not only the body's.
+func TestDecoderPoolBound(t *testing.T) {
+	l := limits{maxDecodedBytes: 64 << 20, tenantLabel: "tenant", tenant: "t"}
+	var d decoder
+	if _, err := d.decodeV1(benchRequest(t, 2000, false), l, nil); err != nil {
+		t.Fatal(err)
+	}
+	d.release()
+	if cap(d.series) == 0 || cap(d.b.samples) == 0 {
+		t.Fatal("the buffers of a request of 2,000 series were not kept")
+	}
+
+	// 400,000 series of a sample each: a small body, many series.
+	var req prompb.WriteRequest
+	for range 400000 {
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Samples: []prompb.Sample{{Value: 1}}})
+	}
+	raw, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) > maxPooledBytes/4 {
+		t.Fatalf("the body is %d bytes: the test needs one well under the bound", len(raw))
+	}
+	if _, err := d.decodeV1(raw, l, nil); err == nil {
+		t.Fatal("series without labels accepted")
+	}
+	if n := d.bufferBytes(); n <= maxPooledBytes {
+		t.Fatalf("decoding 400,000 series grew the buffers to %d bytes only", n)
+	}
+	d.release()
+	if cap(d.series) != 0 || cap(d.b.samples) != 0 {
+		t.Errorf("a decoder holding more than %d bytes kept its buffers for the pool", maxPooledBytes)
+	}
+}
