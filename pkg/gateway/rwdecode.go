@@ -33,7 +33,8 @@ import (
 //
 // The batch a decode returns, and everything in it, is valid until the
 // next decode or release: the Help and Unit of its metadata are the
-// request's bytes, not copies. A decoder is not safe for concurrent use.
+// request's bytes, not copies (its label sets are copies). A decoder is
+// not safe for concurrent use.
 type decoder struct {
 	body      []byte // the request's body, as read
 	raw       []byte // the decompressed body
@@ -42,7 +43,6 @@ type decoder struct {
 	pairs     []wirePair // 1.0: each series' labels as given, in order
 	refs      []uint32   // 2.0: each series' label refs
 	syms      [][]byte   // 2.0: the symbols, in raw
-	symStr    []string   // 2.0: the symbols as strings, made when needed; "" not yet
 	symOK     []uint8    // 2.0: the symbols' UTF-8 validity, checked when needed (symUnchecked...)
 	types     []uint8    // WAL metadata types by 2.0 metadata type; nil until needed
 	h1        []prompb.Histogram
@@ -92,7 +92,6 @@ func (d *decoder) release() {
 	clear(d.b.floatHistograms)
 	clear(d.b.exemplars)
 	clear(d.b.metadata)
-	clear(d.symStr)
 	clear(d.h1)
 	clear(d.e1)
 	clear(d.h2)
@@ -107,7 +106,7 @@ func (d *decoder) bufferBytes() int {
 		cap(d.pairs)*int(unsafe.Sizeof(wirePair{})) +
 		cap(d.refs)*int(unsafe.Sizeof(uint32(0))) +
 		cap(d.syms)*int(unsafe.Sizeof([]byte(nil))) +
-		cap(d.symStr)*int(unsafe.Sizeof("")) + cap(d.symOK) +
+		cap(d.symOK) +
 		cap(d.b.series)*int(unsafe.Sizeof(labels.Labels{})) +
 		cap(d.b.hints)*int(unsafe.Sizeof((*cachedSeries)(nil))) +
 		cap(d.b.keys)*int(unsafe.Sizeof(span{})) +
@@ -121,7 +120,7 @@ func (d *decoder) reset() {
 	b.series, b.hints, b.keys, b.keyBytes = b.series[:0], b.hints[:0], b.keys[:0], nil
 	b.samples, b.histograms, b.floatHistograms = b.samples[:0], b.histograms[:0], b.floatHistograms[:0]
 	b.exemplars, b.metadata = b.exemplars[:0], b.metadata[:0]
-	d.series, d.pairs, d.refs, d.syms, d.symStr, d.symOK = d.series[:0], d.pairs[:0], d.refs[:0], d.syms[:0], d.symStr[:0], d.symOK[:0]
+	d.series, d.pairs, d.refs, d.syms, d.symOK = d.series[:0], d.pairs[:0], d.refs[:0], d.syms[:0], d.symOK[:0]
 	d.h1, d.e1, d.h2, d.e2 = d.h1[:0], d.e1[:0], d.h2[:0], d.e2[:0]
 	d.keys = d.keys[:0]
 }
@@ -194,7 +193,7 @@ func (d *decoder) decodeV1(raw []byte, l limits, c *seriesCache) (*batch, error)
 			ws := &d.series[i]
 			d.sb.reset()
 			for _, p := range d.pairs[ws.labels.from:ws.labels.to] {
-				d.sb.add(string(p.name), string(p.value))
+				d.sb.add(labelString(p.name), labelString(p.value))
 			}
 			return checkLabels(&d.sb, l)
 		},
@@ -240,7 +239,6 @@ func (d *decoder) decodeV2(raw []byte, l limits, c *seriesCache) (*batch, error)
 		return nil, tooManySeries(len(d.series), l.maxSeries)
 	}
 	for range d.syms {
-		d.symStr = append(d.symStr, "")
 		d.symOK = append(d.symOK, symUnchecked)
 	}
 	b := &d.b
@@ -312,9 +310,9 @@ func (d *decoder) decodeV2(raw []byte, l limits, c *seriesCache) (*batch, error)
 			b.metadata = append(b.metadata, record.RefMetadata{
 				Ref:  ref,
 				Type: d.metricType(md.Type),
-				// In raw: the WAL's Log encodes them and keeps nothing.
-				Unit: unsafe.String(unsafe.SliceData(unit), len(unit)),
-				Help: unsafe.String(unsafe.SliceData(help), len(help)),
+				// The WAL's Log encodes them and keeps nothing.
+				Unit: rawString(unit),
+				Help: rawString(help),
 			})
 			return nil
 		},
@@ -476,12 +474,20 @@ func (d *decoder) addRefs(refs []uint32) {
 	}
 }
 
-// symbol is symbol r as a string, made once per request.
-func (d *decoder) symbol(r uint32) string {
-	if s := d.symStr[r]; s != "" || len(d.syms[r]) == 0 {
-		return s
+// symbol is symbol r as a string to build labels of (labelString).
+func (d *decoder) symbol(r uint32) string { return labelString(d.syms[r]) }
+
+// rawString is b as a string without a copy: valid while the decoder's
+// buffers are (until the next decode or release).
+func rawString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// labelString is b as a string to check and build labels of: b itself
+// (rawString) where labels.ScratchBuilder.Labels copies what it is given
+// (labelsCopy), else a copy, so no label set the cache keeps points into
+// a request. Error messages made of it are copies.
+func labelString(b []byte) string {
+	if labelsCopy {
+		return rawString(b)
 	}
-	s := string(d.syms[r])
-	d.symStr[r] = s
-	return s
+	return string(b)
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,8 +64,8 @@ func FuzzDecodeDifferential(f *testing.F) {
 }
 
 // TestDecodeAllocs: a request of series new to the cache allocates only
-// for their labels, built once per series, not per label or sample as
-// decoding into prompb did.
+// for their label sets, one per series, not per label, symbol or sample
+// as decoding into prompb did.
 func TestDecodeAllocs(t *testing.T) {
 	l := limits{maxDecodedBytes: 1 << 20, tenantLabel: "tenant", tenant: "t"}
 	for _, isV2 := range []bool{false, true} {
@@ -76,11 +77,11 @@ func TestDecodeAllocs(t *testing.T) {
 			}
 			d.release()
 		})
-		// 1.0: a string per label name and value, and the label set, per
-		// series; 2.0: a string per symbol (shared), and the label set.
-		max := 100.0 * 9
-		if isV2 {
-			max = 100.0 * 3
+		// The label set of each series, and no more than a few per
+		// request; where label sets do not copy their strings, those too.
+		max := 100.0 + 10
+		if !labelsCopy {
+			max += 100 * 8
 		}
 		if allocs > max {
 			t.Errorf("v2=%t: %.0f allocations decoding 100 series, want at most %.0f", isV2, allocs, max)
@@ -440,5 +441,43 @@ func TestDecoderPoolBound(t *testing.T) {
 	d.release()
 	if cap(d.series) != 0 || cap(d.b.samples) != 0 {
 		t.Errorf("a decoder holding more than %d bytes kept its buffers for the pool", maxPooledBytes)
+	}
+}
+
+// TestDecodedLabelsOwnTheirBytes: the labels the decoder builds, and the
+// cache keeps, are copies, not the request's bytes, which the next
+// request overwrites.
+func TestDecodedLabelsOwnTheirBytes(t *testing.T) {
+	l := limits{maxDecodedBytes: 1 << 20, tenantLabel: "tenant", tenant: "t"}
+	for _, isV2 := range []bool{false, true} {
+		c := newSeriesCache(openWAL(t), time.Hour)
+		raw := benchRequest(t, 10, isV2)
+		buf := slices.Clone(raw)
+		var d decoder
+		b, err := decodeWith(&d, buf, isV2, l, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]bool{}
+		for _, ls := range b.series {
+			want[ls.String()] = true
+		}
+		c.done(c.resolve(b, &wal.Records{}, time.Now()), true)
+		d.release()
+		for i := range buf {
+			buf[i] = 'x'
+		}
+		if len(c.byHash) != len(want) {
+			t.Fatalf("v2=%t: %d series cached, want %d", isV2, len(c.byHash), len(want))
+		}
+		for _, e := range c.byHash {
+			if !want[e.labels.String()] {
+				t.Fatalf("v2=%t: a cached series is %s once the request's bytes are overwritten", isV2, e.labels)
+			}
+		}
+		again, err := decodeWith(&d, raw, isV2, l, c)
+		if err != nil || again.hints[0] == nil || !want[again.series[0].String()] {
+			t.Fatalf("v2=%t: the cache's series is %v (err %v)", isV2, again.series, err)
+		}
 	}
 }
