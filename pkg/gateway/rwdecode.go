@@ -17,13 +17,13 @@ import (
 // decoder decodes remote write 1.0 and 2.0 requests into buffers it keeps
 // from one request to the next: the gateway pools decoders, so a steady
 // sender's requests allocate next to nothing. It reads the protobuf
-// itself (wire.go), accepting and refusing what prompb's and writev2's
-// Unmarshal do, and decodes in three passes so that it refuses a request
-// for the same first problem as decoding into those types did: the
-// whole message first (malformed protobuf, max series), then each
-// series' structure (samples and histograms both, label refs), then, in
-// the order of the series, their labels, histograms, exemplars and
-// metadata.
+// itself (wire.go, rwparse.go), accepting and refusing what prompb's and
+// writev2's Unmarshal do, and checks in an order that refuses a request
+// for the same first problem as decoding into those types did: the whole
+// message first (malformed protobuf, max series), then, a block of series
+// at a time, their structure (samples and histograms both, label refs),
+// then, in the order of the series, their labels, histograms, exemplars
+// and metadata (passes).
 //
 // A series whose labels arrive as bytes already seen, for the same
 // tenant label, tenant and route (its key), takes its labels from the
