@@ -1,10 +1,15 @@
 package gateway
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
 
 	"github.com/rwagent/rwagent/pkg/wal"
@@ -479,5 +485,100 @@ func TestDecodedLabelsOwnTheirBytes(t *testing.T) {
 		if err != nil || again.hints[0] == nil || !want[again.series[0].String()] {
 			t.Fatalf("v2=%t: the cache's series is %v (err %v)", isV2, again.series, err)
 		}
+	}
+}
+
+// TestGCWhileReceiving: requests finding their series by key while gc
+// forgets and releases them never log a sample for a released ref, and
+// every sample follows its series record.
+func TestGCWhileReceiving(t *testing.T) {
+	e := newEnv(t, Tenant{}, func(o *Options) { o.SeriesIdle = time.Minute })
+	var series [][]string
+	for j := range 20 {
+		series = append(series, []string{"__name__", "m", "n", fmt.Sprint(j)})
+	}
+	bodies := map[string][]byte{ctV1: nil, ctV2: v2req(series...)}
+	var v1Series []prompb.TimeSeries
+	for _, p := range series {
+		v1Series = append(v1Series, ts(p, 1, 1))
+	}
+	bodies[ctV1] = v1(v1Series...)
+	done := make(chan struct{})
+	var gcs sync.WaitGroup
+	gcs.Go(func() {
+		for range 100000 { // until the senders are done, bounded
+			select {
+			case <-done:
+				return
+			default:
+			}
+			e.g.series.gc(e.now.Add(time.Hour)) // every series idle: all forgotten
+			runtime.Gosched()
+		}
+	})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		ct := ctV1
+		if i%2 == 1 {
+			ct = ctV2
+		}
+		wg.Go(func() {
+			for range 30 {
+				req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/api/v1/write", bytes.NewReader(bodies[ct]))
+				req.Header.Set("Authorization", "Bearer "+keyA)
+				req.Header.Set("Content-Encoding", "snappy")
+				req.Header.Set("Content-Type", ct)
+				resp, err := e.srv.Client().Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 204 {
+					t.Errorf("status %d", resp.StatusCode)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	gcs.Wait()
+
+	if err := e.wal.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.wal.NewReader(wal.Position{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	logged := map[chunks.HeadSeriesRef]bool{}
+	released := map[chunks.HeadSeriesRef]bool{}
+	samples := 0
+	var rel []chunks.HeadSeriesRef
+	for {
+		err := r.Next(t.Context())
+		if errors.Is(err, wal.ErrClosed) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range r.Series() {
+			logged[s.Ref] = true
+		}
+		for _, s := range r.Samples() {
+			if !logged[s.Ref] || released[s.Ref] {
+				t.Fatalf("sample of ref %d: series logged %t, released %t", s.Ref, logged[s.Ref], released[s.Ref])
+			}
+			samples++
+		}
+		rel = r.Released(rel[:0])
+		for _, ref := range rel {
+			released[ref] = true
+		}
+	}
+	if samples != 4*30*20 {
+		t.Errorf("%d samples logged, want %d", samples, 4*30*20)
 	}
 }
