@@ -91,6 +91,7 @@ fuzz-short:
 	$(GO) test -run XXX -fuzz '^FuzzOpenMetricsParser$$' -fuzztime 30000x -fuzzminimizetime 100x ./pkg/exposition/
 	$(GO) test -run XXX -fuzz '^FuzzReadBody$$' -fuzztime 2000x ./pkg/scrape/
 	$(GO) test -run XXX -fuzz '^FuzzDecode$$' -fuzztime 30000x ./pkg/gateway/
+	$(GO) test -run XXX -fuzz '^FuzzDecodeDifferential$$' -fuzztime 30000x ./pkg/gateway/
 	$(GO) test -run XXX -fuzz '^FuzzDecodeOTLP$$' -fuzztime 30000x ./pkg/gateway/
 
 # Short runs of every fuzz target (seed corpora also run in `make test`).

@@ -12,8 +12,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/prompb"
-	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
 
@@ -89,7 +87,16 @@ const (
 // each sample, histogram, exemplar and metadata entry is the index of its
 // series in series until resolve replaces it with the series' WAL ref.
 type batch struct {
-	series          []labels.Labels
+	series []labels.Labels
+	// keys and hints, if set, are per series: the key of its labels as
+	// the request gave them (decoder), in keyBytes, if the cache does not
+	// know it (empty: it does, or no key), and the cache's entry of that
+	// key when the decoder found one (nil: none, look up the labels).
+	keys            []span
+	keyBytes        []byte
+	hints           []*cachedSeries
+	refs            []chunks.HeadSeriesRef // resolve's scratch, by series
+	fresh           []bool                 // resolve's scratch, by series
 	samples         []record.RefSample
 	histograms      []record.RefHistogramSample
 	floatHistograms []record.RefFloatHistogramSample
@@ -103,10 +110,10 @@ func (b *batch) samplesCount() int {
 	return len(b.samples) + len(b.histograms) + len(b.floatHistograms)
 }
 
-// decompress checks the decoded length of the snappy body against the
-// bound before allocating, then decodes it (s2 reads snappy's block
-// format).
-func decompress(body []byte, maxDecoded int) ([]byte, error) {
+// decompressInto checks the decoded length of the snappy body against
+// the bound before growing dst, then decodes it into dst (s2 reads
+// snappy's block format) and returns it.
+func decompressInto(dst, body []byte, maxDecoded int) ([]byte, error) {
 	n, err := snappy.DecodedLen(body)
 	if err != nil {
 		return nil, badRequest(reasonMalformed, "body is not snappy-compressed: %v", err)
@@ -114,131 +121,11 @@ func decompress(body []byte, maxDecoded int) ([]byte, error) {
 	if n > maxDecoded {
 		return nil, &decodeError{status: 413, reason: reasonDecodedTooBig, msg: fmt.Sprintf("decompressed body of %d bytes is over the limit of %d bytes", n, maxDecoded)}
 	}
-	out, err := s2.Decode(make([]byte, n), body)
+	out, err := s2.Decode(slices.Grow(dst[:0], n)[:n], body)
 	if err != nil {
 		return nil, badRequest(reasonMalformed, "body is not snappy-compressed: %v", err)
 	}
 	return out, nil
-}
-
-// decodeV1 decodes a remote write 1.0 WriteRequest (uncompressed) into a
-// batch, checking every bound. Its metadata (per metric family, not per
-// series) is not kept.
-func decodeV1(raw []byte, l limits) (*batch, error) {
-	var req prompb.WriteRequest
-	if err := req.Unmarshal(raw); err != nil {
-		return nil, badRequest(reasonMalformed, "decode prometheus.WriteRequest: %v", err)
-	}
-	if l.maxSeries > 0 && len(req.Timeseries) > l.maxSeries {
-		return nil, tooManySeries(len(req.Timeseries), l.maxSeries)
-	}
-	b := &batch{series: make([]labels.Labels, 0, len(req.Timeseries))}
-	var sb seriesBuilder
-	for i := range req.Timeseries {
-		ts := &req.Timeseries[i]
-		if len(ts.Samples) > 0 && len(ts.Histograms) > 0 {
-			return nil, badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
-		}
-		sb.reset()
-		for _, lp := range ts.Labels {
-			sb.add(lp.Name, lp.Value)
-		}
-		ls, err := checkLabels(&sb, l)
-		if err != nil {
-			return nil, err
-		}
-		ref := chunks.HeadSeriesRef(len(b.series))
-		b.series = append(b.series, ls)
-		for _, s := range ts.Samples {
-			b.samples = append(b.samples, record.RefSample{Ref: ref, T: s.Timestamp, V: s.Value})
-		}
-		for i := range ts.Histograms {
-			h := &ts.Histograms[i]
-			if err := b.addWireHistogram(ref, ls, 0, h.Timestamp, h); err != nil {
-				return nil, err
-			}
-		}
-		for _, e := range ts.Exemplars {
-			sb.reset()
-			for _, lp := range e.Labels {
-				sb.add(lp.Name, lp.Value)
-			}
-			el, err := checkExemplarLabels(&sb)
-			if err != nil {
-				return nil, err
-			}
-			b.exemplars = append(b.exemplars, record.RefExemplar{Ref: ref, T: e.Timestamp, V: e.Value, Labels: el})
-		}
-	}
-	return b, nil
-}
-
-// decodeV2 decodes a remote write 2.0 Request (uncompressed) into a batch,
-// checking every bound. Each series' metadata is kept.
-func decodeV2(raw []byte, l limits) (*batch, error) {
-	var req writev2.Request
-	if err := req.Unmarshal(raw); err != nil {
-		return nil, badRequest(reasonMalformed, "decode io.prometheus.write.v2.Request: %v", err)
-	}
-	if l.maxSeries > 0 && len(req.Timeseries) > l.maxSeries {
-		return nil, tooManySeries(len(req.Timeseries), l.maxSeries)
-	}
-	syms := req.Symbols
-	b := &batch{series: make([]labels.Labels, 0, len(req.Timeseries))}
-	var sb seriesBuilder
-	for i := range req.Timeseries {
-		ts := &req.Timeseries[i]
-		if len(ts.Samples) > 0 && len(ts.Histograms) > 0 {
-			return nil, badRequest(reasonInvalidSample, "series %d has both samples and histograms", i)
-		}
-		if len(ts.LabelsRefs)%2 != 0 {
-			return nil, badRequest(reasonMalformed, "series %d has an odd number of label refs", i)
-		}
-		sb.reset()
-		if !sb.addRefs(ts.LabelsRefs, syms) {
-			return nil, badRequest(reasonMalformed, "series %d: label ref outside the %d symbols", i, len(syms))
-		}
-		ls, err := checkLabels(&sb, l)
-		if err != nil {
-			return nil, err
-		}
-		ref := chunks.HeadSeriesRef(len(b.series))
-		b.series = append(b.series, ls)
-		for _, s := range ts.Samples {
-			b.samples = append(b.samples, record.RefSample{Ref: ref, ST: s.StartTimestamp, T: s.Timestamp, V: s.Value})
-		}
-		for i := range ts.Histograms {
-			h := &ts.Histograms[i]
-			if err := b.addWireHistogram(ref, ls, h.StartTimestamp, h.Timestamp, h); err != nil {
-				return nil, err
-			}
-		}
-		for _, e := range ts.Exemplars {
-			if len(e.LabelsRefs)%2 != 0 {
-				return nil, badRequest(reasonMalformed, "series %d: exemplar with an odd number of label refs", i)
-			}
-			sb.reset()
-			if !sb.addRefs(e.LabelsRefs, syms) {
-				return nil, badRequest(reasonMalformed, "series %d: exemplar label ref outside the %d symbols", i, len(syms))
-			}
-			el, err := checkExemplarLabels(&sb)
-			if err != nil {
-				return nil, err
-			}
-			b.exemplars = append(b.exemplars, record.RefExemplar{Ref: ref, T: e.Timestamp, V: e.Value, Labels: el})
-		}
-		if md := ts.Metadata; md.Type != writev2.Metadata_METRIC_TYPE_UNSPECIFIED || md.HelpRef != 0 || md.UnitRef != 0 {
-			m, err := ts.ToMetadata(syms)
-			if err != nil {
-				return nil, badRequest(reasonMalformed, "series %d: %v", i, err)
-			}
-			if !utf8.ValidString(m.Help) || !utf8.ValidString(m.Unit) {
-				return nil, badRequest(reasonInvalidLabels, "series %s: metadata is not valid UTF-8", name(ls))
-			}
-			b.metadata = append(b.metadata, record.RefMetadata{Ref: ref, Type: record.GetMetricType(m.Type), Unit: m.Unit, Help: m.Help})
-		}
-	}
-	return b, nil
 }
 
 // wireHistogram is a histogram as remote write 1.0 (prompb.Histogram) and
@@ -292,21 +179,6 @@ func (s *seriesBuilder) reset() { s.ls = s.ls[:0] }
 
 func (s *seriesBuilder) add(name, value string) {
 	s.ls = append(s.ls, labels.Label{Name: name, Value: value})
-}
-
-// addRefs adds the labels of a remote write 2.0 series or exemplar: refs
-// are pairs of indexes into syms, name then value. It returns false if
-// one is outside syms, having added the pairs before it. len(refs) must
-// be even.
-func (s *seriesBuilder) addRefs(refs []uint32, syms []string) bool {
-	for j := 0; j+1 < len(refs); j += 2 {
-		n, v := refs[j], refs[j+1]
-		if int(n) >= len(syms) || int(v) >= len(syms) {
-			return false
-		}
-		s.add(syms[n], syms[v])
-	}
-	return true
 }
 
 // set sets name to value in s.ls, which must be sorted.

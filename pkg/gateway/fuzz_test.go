@@ -40,20 +40,17 @@ func FuzzDecode(f *testing.F) {
 	f.Add(raw, false)
 
 	l := limits{maxDecodedBytes: 1 << 20, maxSeries: 100, tenantLabel: "tenant", tenant: "t", route: "a,b"}
+	var d decoder
 	f.Fuzz(func(t *testing.T, data []byte, isV2 bool) {
-		if raw, err := decompress(data, l.maxDecodedBytes); err == nil {
-			check(t, raw, isV2, l)
+		if raw, err := decompressInto(nil, data, l.maxDecodedBytes); err == nil {
+			check(t, &d, raw, isV2, l)
 		}
-		check(t, data, isV2, l)
+		check(t, &d, data, isV2, l)
 	})
 }
 
-func check(t *testing.T, raw []byte, isV2 bool, l limits) {
-	decode := decodeV1
-	if isV2 {
-		decode = decodeV2
-	}
-	b, err := decode(raw, l)
+func check(t *testing.T, d *decoder, raw []byte, isV2 bool, l limits) {
+	b, err := decodeWith(d, raw, isV2, l, nil)
 	if err != nil {
 		if _, ok := err.(*decodeError); !ok {
 			t.Fatalf("error of type %T: %v", err, err)
@@ -61,6 +58,15 @@ func check(t *testing.T, raw []byte, isV2 bool, l limits) {
 		return
 	}
 	checkBatch(t, b, l)
+}
+
+// decodeWith decodes raw, of 2.0 if isV2, with d and the cache c (nil:
+// none).
+func decodeWith(d *decoder, raw []byte, isV2 bool, l limits, c *seriesCache) (*batch, error) {
+	if isV2 {
+		return d.decodeV2(raw, l, c)
+	}
+	return d.decodeV1(raw, l, c)
 }
 
 // checkBatch checks the promises of a decoded batch: refs index the

@@ -114,6 +114,7 @@ type Gateway struct {
 	refused  lograte.Limiter
 	turns    chan struct{}           // a slot per request in flight (MaxInFlight)
 	recs     sync.Pool               // *wal.Records, keeping their encode buffers
+	decoders sync.Pool               // *decoder, keeping their buffers
 	convs    sync.Pool               // *otlptranslator.PrometheusConverter
 	otlp     otlptranslator.Settings // the translator's, from otlpSettings; read-only
 }
@@ -154,6 +155,7 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.cur.Store(st)
 	g.recs.New = func() any { return new(wal.Records) }
+	g.decoders.New = func() any { return new(decoder) }
 	g.convs.New = func() any { return otlptranslator.NewPrometheusConverter(nil) }
 	g.otlp = otlpSettings()
 	var tlsConfig *tls.Config
@@ -319,7 +321,21 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 		code = 499 // the sender gave up waiting; nothing read
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, st.maxRequestBytes))
+	var (
+		d    *decoder // remote write's, with its buffers
+		body []byte
+	)
+	bounded := http.MaxBytesReader(w, r.Body, st.maxRequestBytes)
+	if otlp {
+		body, err = io.ReadAll(bounded)
+	} else {
+		d = g.decoders.Get().(*decoder)
+		defer func() {
+			d.release()
+			g.decoders.Put(d)
+		}()
+		body, err = d.readBody(bounded, min(r.ContentLength, st.maxRequestBytes))
+	}
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			refuse(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("body over max_request_bytes (%d bytes)", st.maxRequestBytes), 0)
@@ -335,7 +351,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 	if otlp {
 		b, warnings, err = g.decodeOTLP(r.Context(), body, proto, r.Header.Get("Content-Encoding") != "" && !strings.EqualFold(r.Header.Get("Content-Encoding"), "identity"), st.limits(ts))
 	} else {
-		b, err = decodeRW(body, proto, st.limits(ts))
+		b, err = d.decodeRW(body, proto, st.limits(ts), g.series)
 	}
 	if err != nil {
 		de, _ := errors.AsType[*decodeError](err) // decode returns no other
@@ -403,16 +419,17 @@ func (g *Gateway) decodeOTLP(ctx context.Context, body []byte, proto protocol, g
 }
 
 // decodeRW decompresses and decodes a remote-write body of the message
-// type proto within l. Its errors are *decodeError.
-func decodeRW(body []byte, proto protocol, l limits) (*batch, error) {
-	raw, err := decompress(body, l.maxDecodedBytes)
+// type proto within l, with the labels of series c has seen. Its errors
+// are *decodeError.
+func (d *decoder) decodeRW(body []byte, proto protocol, l limits, c *seriesCache) (*batch, error) {
+	raw, err := d.decompress(body, l.maxDecodedBytes)
 	if err != nil {
 		return nil, err
 	}
 	if proto == protoV2 {
-		return decodeV2(raw, l)
+		return d.decodeV2(raw, l, c)
 	}
-	return decodeV1(raw, l)
+	return d.decodeV1(raw, l, c)
 }
 
 // write logs b to the WAL: series records for series new to the cache,

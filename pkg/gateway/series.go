@@ -40,6 +40,10 @@ type seriesCache struct {
 	gate   sync.RWMutex
 	mu     sync.Mutex
 	byHash map[uint64]*cachedSeries // by labels.Hash; mu
+	// byKey finds series by the key a decoder gives their labels as the
+	// sender sent them, so a series seen before is neither built,
+	// checked nor hashed again. Every entry is also in byHash. mu.
+	byKey map[string]*cachedSeries
 }
 
 type cachedSeries struct {
@@ -51,10 +55,12 @@ type cachedSeries struct {
 	// ref and labels again), so that no sample is logged before its
 	// series whatever order concurrent requests finish in. mu.
 	logged bool
+	keys   []string // its keys in byKey; mu
+	gone   bool     // forgotten by gc: a request's hint to it is stale; mu
 }
 
 func newSeriesCache(s Storage, idle time.Duration) *seriesCache {
-	return &seriesCache{storage: s, idle: idle, byHash: map[uint64]*cachedSeries{}}
+	return &seriesCache{storage: s, idle: idle, byHash: map[uint64]*cachedSeries{}, byKey: map[string]*cachedSeries{}}
 }
 
 // resolved is what resolve did for one request, for done.
@@ -63,29 +69,48 @@ type resolved struct {
 	collided []chunks.HeadSeriesRef // one-off refs of hash collisions, released after the Log
 }
 
+// lookup sets hints[i] to the series of the key buf[keys[i]], or nil if
+// there is none. A hint is checked again by resolve, as gc may forget it
+// first.
+func (c *seriesCache) lookup(buf []byte, keys []span, hints []*cachedSeries) {
+	c.mu.Lock()
+	for i, k := range keys {
+		hints[i] = c.byKey[string(buf[k.from:k.to])]
+	}
+	c.mu.Unlock()
+}
+
 // resolve replaces the series indexes in b's entries with WAL refs and
 // fills recs with b: the series records of series new to the cache (or
-// not yet logged), their metadata, and the samples. The caller must hold
-// c.gate shared until done.
+// not yet logged), their metadata, and the samples. A series with a
+// hint still cached is that entry; a series with a key the cache does
+// not know gets it, so the next request finds it by key. The caller
+// must hold c.gate shared until done.
 func (c *seriesCache) resolve(b *batch, recs *wal.Records, now time.Time) resolved {
 	var res resolved
-	refs := make([]chunks.HeadSeriesRef, len(b.series))
-	fresh := make([]bool, len(b.series)) // series record in this batch
+	refs := b.refs[:0]
+	fresh := b.fresh[:0] // series record in this batch
+	for range b.series {
+		refs = append(refs, 0)
+		fresh = append(fresh, false)
+	}
+	b.refs, b.fresh = refs, fresh
 	c.mu.Lock()
 	for i, ls := range b.series {
-		h := ls.Hash()
-		e := c.byHash[h]
-		switch {
-		case e == nil:
-			e = &cachedSeries{ref: c.storage.NewRef(), labels: ls}
-			c.byHash[h] = e
-		case !labels.Equal(e.labels, ls):
-			// Another series has the hash: a ref for this request only.
-			ref := c.storage.NewRef()
-			res.collided = append(res.collided, ref)
-			refs[i], fresh[i] = ref, true
-			recs.Series = append(recs.Series, record.RefSeries{Ref: ref, Labels: ls})
-			continue
+		e := (*cachedSeries)(nil)
+		if i < len(b.hints) {
+			e = b.hints[i]
+		}
+		if e == nil || e.gone {
+			var collided bool
+			if e, collided = c.byLabels(ls, b, i); collided {
+				// Another series has the hash: a ref for this request only.
+				ref := c.storage.NewRef()
+				res.collided = append(res.collided, ref)
+				refs[i], fresh[i] = ref, true
+				recs.Series = append(recs.Series, record.RefSeries{Ref: ref, Labels: ls})
+				continue
+			}
 		}
 		e.seen = now
 		refs[i] = e.ref
@@ -124,6 +149,29 @@ func (c *seriesCache) resolve(b *batch, recs *wal.Records, now time.Time) resolv
 	return res
 }
 
+// byLabels finds or adds the entry of the labels ls of b's series i,
+// and adds the series' key, if it has one, to byKey. It returns
+// collided, and no entry, if another series has the hash of ls. c.mu
+// must be held.
+func (c *seriesCache) byLabels(ls labels.Labels, b *batch, i int) (e *cachedSeries, collided bool) {
+	h := ls.Hash()
+	switch e = c.byHash[h]; {
+	case e == nil:
+		e = &cachedSeries{ref: c.storage.NewRef(), labels: ls}
+		c.byHash[h] = e
+	case !labels.Equal(e.labels, ls):
+		return nil, true
+	}
+	if i < len(b.keys) && b.keys[i].to > b.keys[i].from {
+		if key := b.keyBytes[b.keys[i].from:b.keys[i].to]; c.byKey[string(key)] == nil {
+			k := string(key)
+			c.byKey[k] = e
+			e.keys = append(e.keys, k)
+		}
+	}
+	return e, false
+}
+
 // seen says whether e is in used; a request repeats a series rarely, and
 // then it is short.
 func seen(used []*cachedSeries, e *cachedSeries) bool {
@@ -159,6 +207,10 @@ func (c *seriesCache) gc(now time.Time) int {
 		if now.Sub(e.seen) > c.idle {
 			gone = append(gone, e.ref)
 			delete(c.byHash, h)
+			for _, k := range e.keys {
+				delete(c.byKey, k)
+			}
+			e.gone = true
 		}
 	}
 	n := len(c.byHash)
