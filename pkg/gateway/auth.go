@@ -22,7 +22,9 @@ type Tenant struct {
 	// least 1) filled at SamplesPerSecond. Zero SamplesPerSecond: no limit.
 	SamplesPerSecond float64
 	Burst            int
-	// MaxSeriesPerRequest refuses larger requests with 413. Zero: no limit.
+	// MaxSeriesPerRequest refuses larger requests with 413. Zero: the
+	// gateway's own limit only (MaxSeriesPerRequest); New and Reload
+	// refuse a higher one.
 	MaxSeriesPerRequest int
 	// RemoteWriteNames, when not empty, routes the tenant's series to the
 	// remote_write endpoints of these names only: each series record

@@ -40,10 +40,13 @@ const (
 // limits bound what decode accepts.
 type limits struct {
 	maxDecodedBytes int    // snappy-decoded body
-	maxSeries       int    // series per request; zero: no limit
+	maxSeries       int    // series per request, the tenant's; zero: no limit
 	tenantLabel     string // set on every series; "" none
 	tenant          string // its value
 	route           string // wal.RouteLabel set on every series; "" none
+	// The gateway's bounds of a request (budget.go); zero:
+	// MaxSeriesPerRequest and maxDecodeCost.
+	maxRequestSeries, maxDecodeCost int
 }
 
 // decodeError is a request decode refuses: the status to answer and the
@@ -67,6 +70,7 @@ const (
 	reasonForbidden      = "forbidden"      // unknown key
 	reasonBodyTooLarge   = "body_too_large" // max_request_bytes
 	reasonDecodedTooBig  = "decoded_too_large"
+	reasonDecodeTooLarge = "decode_too_large" // maxDecodeCost
 	reasonTooManySeries  = "too_many_series"
 	reasonTooManyLabels  = "too_many_labels"
 	reasonLabelTooLong   = "label_too_long"

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"slices"
 	"unicode/utf8"
@@ -55,6 +56,9 @@ type decoder struct {
 	blockKeys []byte
 	keys      []byte // the keys of the series not found by them (b.keyBytes)
 	sb        seriesBuilder
+	// The bookkeeping the request is estimated to hold (charge), and the
+	// request's bounds of it and of its series.
+	cost, maxCost, maxSeries int
 }
 
 // wireSeries is a series as the first pass read it: ranges into the
@@ -114,8 +118,15 @@ func (d *decoder) bufferBytes() int {
 		cap(d.b.refs)*int(unsafe.Sizeof(chunks.HeadSeriesRef(0))) + cap(d.b.fresh)
 }
 
-// reset readies the decoder for a request.
-func (d *decoder) reset() {
+// reset readies the decoder for a request within l.
+func (d *decoder) reset(l limits) {
+	d.cost, d.maxCost, d.maxSeries = 0, l.maxDecodeCost, l.maxRequestSeries
+	if d.maxCost <= 0 {
+		d.maxCost = maxDecodeCost
+	}
+	if d.maxSeries <= 0 {
+		d.maxSeries = MaxSeriesPerRequest
+	}
 	b := &d.b
 	b.series, b.hints, b.keys, b.keyBytes = b.series[:0], b.hints[:0], b.keys[:0], nil
 	b.samples, b.histograms, b.floatHistograms = b.samples[:0], b.histograms[:0], b.floatHistograms[:0]
@@ -166,8 +177,11 @@ func (d *decoder) decompress(body []byte, maxDecoded int) ([]byte, error) {
 // labels of series seen before. Its metadata (per metric family, not per
 // series) is checked and not kept. Its errors are *decodeError.
 func (d *decoder) decodeV1(raw []byte, l limits, c *seriesCache) (*batch, error) {
-	d.reset()
+	d.reset(l)
 	if err := d.parseV1(raw); err != nil {
+		if de, ok := errors.AsType[*decodeError](err); ok {
+			return nil, de // a bound of the gateway's
+		}
 		return nil, badRequest(reasonMalformed, "decode prometheus.WriteRequest: %v", err)
 	}
 	if l.maxSeries > 0 && len(d.series) > l.maxSeries {
@@ -231,8 +245,11 @@ func (d *decoder) decodeV1(raw []byte, l limits, c *seriesCache) (*batch, error)
 // of series seen before. Each series' metadata is kept. Its errors are
 // *decodeError.
 func (d *decoder) decodeV2(raw []byte, l limits, c *seriesCache) (*batch, error) {
-	d.reset()
+	d.reset(l)
 	if err := d.parseV2(raw); err != nil {
+		if de, ok := errors.AsType[*decodeError](err); ok {
+			return nil, de // a bound of the gateway's
+		}
 		return nil, badRequest(reasonMalformed, "decode io.prometheus.write.v2.Request: %v", err)
 	}
 	if l.maxSeries > 0 && len(d.series) > l.maxSeries {
@@ -380,6 +397,9 @@ func (d *decoder) passes(l limits, c *seriesCache, p seriesPasses) error {
 					return err
 				}
 				k := d.block[i-start]
+				if err := d.charge(costKeyByte * (k.to - k.from)); err != nil {
+					return err
+				}
 				key.from = len(d.keys)
 				d.keys = append(d.keys, d.blockKeys[k.from:k.to]...)
 				key.to = len(d.keys)

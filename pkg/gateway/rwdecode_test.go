@@ -416,7 +416,8 @@ func TestDecodeKeysBounded(t *testing.T) {
 // unless they hold more than maxPooledBytes, counting those that grow
 // with the number of series, not only the body's.
 func TestDecoderPoolBound(t *testing.T) {
-	l := limits{maxDecodedBytes: 64 << 20, tenantLabel: "tenant", tenant: "t"}
+	// The request's own bounds raised, to reach the pool's.
+	l := limits{maxDecodedBytes: 64 << 20, tenantLabel: "tenant", tenant: "t", maxRequestSeries: 400_000, maxDecodeCost: 1 << 30}
 	var d decoder
 	if _, err := d.decodeV1(benchRequest(t, 2000, false), l, nil); err != nil {
 		t.Fatal(err)

@@ -30,7 +30,9 @@ func (d *decoder) parseV1(b []byte) error {
 				return err
 			}
 			if field == 1 {
-				err = d.parseSeriesV1(b[s:e])
+				if err = d.addSeries(); err == nil {
+					err = d.parseSeriesV1(b[s:e])
+				}
 			} else {
 				d.md = prompb.MetricMetadata{}
 				err = d.md.Unmarshal(b[s:e])
@@ -71,6 +73,9 @@ func (d *decoder) parseSeriesV1(b []byte) error {
 		}
 		s, e, err := delimited(b, next)
 		if err != nil {
+			return err
+		}
+		if err := d.charge(partCost(field, e-s, false)); err != nil {
 			return err
 		}
 		switch field {
@@ -206,7 +211,12 @@ func (d *decoder) parseV2(b []byte) error {
 				return err
 			}
 			if field == 4 {
+				if err := d.charge(costSymbol); err != nil {
+					return err
+				}
 				d.syms = append(d.syms, b[s:e])
+			} else if err := d.addSeries(); err != nil {
+				return err
 			} else if err := d.parseSeriesV2(b[s:e]); err != nil {
 				return err
 			}
@@ -251,6 +261,9 @@ func (d *decoder) parseSeriesV2(b []byte) error {
 		if err != nil {
 			return err
 		}
+		if err := d.charge(partCost(field, e-s, true)); err != nil {
+			return err
+		}
 		switch field {
 		case 2:
 			err = d.parseSample(b[s:e], "Sample", true)
@@ -287,11 +300,18 @@ func (d *decoder) parseRefs(b []byte, typ, i int) (int, error) {
 		if err != nil {
 			return i, err
 		}
+		if err := d.charge(costRef); err != nil {
+			return i, err
+		}
 		d.refs = append(d.refs, uint32(v))
 		return i, nil
 	case wireBytes:
 		s, e, err := delimited(b, i)
 		if err != nil {
+			return i, err
+		}
+		// At most one ref a byte: charged before they are read.
+		if err := d.charge(costRef * (e - s)); err != nil {
 			return i, err
 		}
 		for i = s; i < e; {
@@ -305,4 +325,31 @@ func (d *decoder) parseRefs(b []byte, typ, i int) (int, error) {
 	default:
 		return i, wrongType(typ, "LabelsRefs")
 	}
+}
+
+// partCost is what a field of a series, of n bytes, costs to decode: a
+// label (1.0), sample, histogram or exemplar.
+func partCost(field int32, n int, v2 bool) int {
+	if v2 {
+		switch field {
+		case 2:
+			return costSample
+		case 3:
+			return costHistogram + costHistogramByte*n
+		case 4:
+			return costExemplar + costExemplarByte*n
+		}
+		return 0 // metadata, in the series' entry
+	}
+	switch field {
+	case 1:
+		return costPair
+	case 2:
+		return costSample
+	case 3:
+		return costExemplar + costExemplarByte*n
+	case 4:
+		return costHistogram + costHistogramByte*n
+	}
+	return 0
 }

@@ -19,8 +19,9 @@ type state struct {
 	cert            *tls.Certificate // the server's; nil: plain HTTP
 }
 
-// newState validates the live settings of opts (Keys, TenantLabel,
-// MaxRequestBytes, MaxDecodedBytes, the TLS files, which it reads) and
+// newState validates the live settings of opts (Keys and their tenants'
+// limits, TenantLabel, MaxRequestBytes, MaxDecodedBytes, the TLS files,
+// which it reads) and
 // builds a state of them. A tenant of old with the same name and rate
 // limit keeps its token bucket, so a reload neither refills nor empties it.
 func newState(opts Options, old *state, now time.Time) (*state, error) {
@@ -57,6 +58,9 @@ func newState(opts Options, old *state, now time.Time) (*state, error) {
 		}
 	}
 	for _, k := range opts.Keys {
+		if n := k.Tenant.MaxSeriesPerRequest; n > MaxSeriesPerRequest {
+			return nil, fmt.Errorf("gateway: max_series_per_request %d of tenant %q is over the gateway's own limit of %d series per request, which it cannot raise: set at most %d", n, k.Tenant.Name, MaxSeriesPerRequest, MaxSeriesPerRequest)
+		}
 		if st.tenants[k.Tenant] != nil {
 			continue
 		}

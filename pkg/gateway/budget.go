@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/record"
+)
+
+// The bounds of what decoding one remote-write request may hold, so that
+// a request's bookkeeping stays bounded however small its parts are on
+// the wire. A series can take 2 bytes of the decoded body and some 200
+// bytes of bookkeeping, a label 2 bytes and 48, a histogram 2 bytes and
+// 460: without these bounds one request at the decoded-size bound (80 MiB
+// by default) could cost gigabytes before any check of its series.
+const (
+	// MaxSeriesPerRequest is the most series the gateway takes in one
+	// request, for every tenant: 50 times the 2,000 samples Prometheus
+	// sends per request by default, and 10 times the OTel Collector's or
+	// vmagent's usual batches. A tenant's max_series_per_request may only
+	// be lower.
+	MaxSeriesPerRequest = 100_000
+	// maxDecodeCost bounds the bookkeeping one request's decoding holds,
+	// as decodeCost estimates it from what the request holds as the
+	// parser reads it, before it allocates for it. Slices grow by
+	// doubling, so the memory held is at most about twice this: with the
+	// bodies (MaxRequestBytes + MaxDecodedBytes) some 220 MiB per request
+	// at the defaults, 3.5 GiB at DefaultMaxInFlight requests at once.
+	// An ordinary large request (20,000 series of 15 labels and a sample,
+	// ten times Prometheus' default) is charged half of it; 40,000 such
+	// series, or 100,000 of 3 labels, are the most it takes.
+	maxDecodeCost = 64 << 20
+)
+
+// What decoding charges to maxDecodeCost for each part of a request: the
+// decoder's entry for it, the batch's, and the WAL record's.
+const (
+	costSeries = int(unsafe.Sizeof(wireSeries{}) + unsafe.Sizeof(labels.Labels{}) + unsafe.Sizeof((*cachedSeries)(nil)) +
+		unsafe.Sizeof(span{}) + unsafe.Sizeof(chunks.HeadSeriesRef(0)) + 1 + unsafe.Sizeof(record.RefSeries{}))
+	costPair   = int(unsafe.Sizeof(wirePair{}))
+	costRef    = int(unsafe.Sizeof(uint32(0)))
+	costSymbol = int(unsafe.Sizeof([]byte(nil))) + 1
+	costSample = int(unsafe.Sizeof(record.RefSample{})) + 16 // + its WAL record, deltas as varints
+	// A histogram is unmarshalled, then converted; a byte of its packed
+	// buckets can become an int64 in both.
+	costHistogram     = int(max(unsafe.Sizeof(prompb.Histogram{}), unsafe.Sizeof(writev2.Histogram{}))+unsafe.Sizeof(histogram.FloatHistogram{})+unsafe.Sizeof(record.RefHistogramSample{})) + 16
+	costHistogramByte = 16
+	// An exemplar's labels are unmarshalled (a prompb.Label of 64 bytes
+	// for 2 bytes), then built.
+	costExemplar     = int(max(unsafe.Sizeof(prompb.Exemplar{}), unsafe.Sizeof(writev2.Exemplar{})) + unsafe.Sizeof(record.RefExemplar{}))
+	costExemplarByte = 40
+	// A new series' labels are built, and its key kept, from the bytes
+	// of its key.
+	costKeyByte = 2
+)
+
+// charge adds n bytes to the request's estimated bookkeeping, refusing
+// the request when that goes over the bound.
+func (d *decoder) charge(n int) error {
+	d.cost += n
+	if d.cost > d.maxCost {
+		return &decodeError{status: 413, reason: reasonDecodeTooLarge, msg: fmt.Sprintf(
+			"the request holds too much to decode at once: its series, labels, samples, histograms and exemplars take over %d MiB, the gateway's limit per request: send fewer per request",
+			d.maxCost>>20)}
+	}
+	return nil
+}
+
+// addSeries charges a series and checks the gateway's series bound before
+// the parser reads it.
+func (d *decoder) addSeries() error {
+	if len(d.series) >= d.maxSeries {
+		return &decodeError{status: 413, reason: reasonTooManySeries, msg: fmt.Sprintf(
+			"more than %d series in the request, the gateway's limit per request: send fewer per request", d.maxSeries)}
+	}
+	return d.charge(costSeries)
+}
