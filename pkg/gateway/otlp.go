@@ -162,11 +162,25 @@ func decodeOTLP(ctx context.Context, conv *otlptranslator.PrometheusConverter, s
 			return nil, nil, err
 		}
 	}
+	maxCost := l.maxDecodeCost
+	if maxCost <= 0 {
+		maxCost = maxDecodeCost
+	}
+	var cost int
+	if format == protoOTLPJSON {
+		cost = otlpJSONCost(raw)
+	} else {
+		cost = otlpProtoCost(raw, maxCost)
+	}
+	if cost > maxCost {
+		return nil, nil, otlpTooLarge(maxCost)
+	}
 	req, err := unmarshalOTLP(raw, format)
 	if err != nil {
 		return nil, nil, err
 	}
-	return translateOTLP(ctx, conv, set, req, l, maxOTLPSamples(len(raw)))
+	l.maxDecodeCost = maxCost
+	return translateOTLP(ctx, conv, set, req, l, maxOTLPSamples(len(raw)), cost)
 }
 
 // unmarshalOTLP decodes an ExportMetricsServiceRequest (uncompressed) in
@@ -195,13 +209,18 @@ func unmarshalOTLP(raw []byte, format protocol) (pmetricotlp.ExportRequest, erro
 func maxOTLPSamples(raw int) int { return raw/8 + 1<<14 }
 
 // translateOTLP translates req with Prometheus' OTLP translator (conv,
-// reset here, with settings set) into a batch within l and at most maxSamples samples.
+// reset here, with settings set) into a batch within l and at most
+// maxSamples samples, its bookkeeping within l.maxDecodeCost with cost (the
+// unmarshalled request's) charged already.
 // Translation errors (a delta temporality, an unsupported type, a name
 // it cannot build) refuse the whole request, as Prometheus' receiver
 // rolls the request back: nothing of it is written. It returns the
 // translator's warnings. Its errors are *decodeError.
-func translateOTLP(ctx context.Context, conv *otlptranslator.PrometheusConverter, set otlptranslator.Settings, req pmetricotlp.ExportRequest, l limits, maxSamples int) (*batch, []string, error) {
-	app := &otlpAppender{l: l, maxSamples: maxSamples, b: &batch{}, index: map[uint64]int{}}
+func translateOTLP(ctx context.Context, conv *otlptranslator.PrometheusConverter, set otlptranslator.Settings, req pmetricotlp.ExportRequest, l limits, maxSamples, cost int) (*batch, []string, error) {
+	app := &otlpAppender{l: l, maxSamples: maxSamples, b: &batch{}, index: map[uint64]int{}, maxSeries: l.maxRequestSeries, cost: cost}
+	if app.maxSeries <= 0 {
+		app.maxSeries = MaxSeriesPerRequest
+	}
 	conv.Reset(app)
 	defer conv.Reset(nil)
 	annots, err := conv.FromMetrics(ctx, req.Metrics(), set)
@@ -228,6 +247,19 @@ type otlpAppender struct {
 	given      []labels.Labels // the translator's labels of each series in b
 	sb         seriesBuilder
 	err        error // *decodeError
+	// The bookkeeping the request and the batch are estimated to hold,
+	// bounded by l.maxDecodeCost, and the gateway's series bound.
+	cost, maxSeries int
+}
+
+// charge adds n bytes to the estimated bookkeeping of the batch, failing
+// the translation when that goes over the bound.
+func (a *otlpAppender) charge(n int) error {
+	a.cost += n
+	if a.cost > a.l.maxDecodeCost {
+		a.err = otlpTooLarge(a.l.maxDecodeCost)
+	}
+	return a.err
 }
 
 var _ storage.AppenderV2 = (*otlpAppender)(nil)
@@ -250,6 +282,15 @@ func (a *otlpAppender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64
 			a.err = &decodeError{status: 413, reason: reasonTooManySeries, msg: fmt.Sprintf("the request translates into more than max_series_per_request %d series: send fewer per request", a.l.maxSeries)}
 			return 0, a.err
 		}
+		if len(b.series) >= a.maxSeries {
+			a.err = &decodeError{status: 413, reason: reasonTooManySeries, msg: fmt.Sprintf("the request translates into more than %d series, the gateway's limit per request: send fewer per request", a.maxSeries)}
+			return 0, a.err
+		}
+		// Its labels twice (the translator's, kept to compare, and the
+		// checked ones), its index entry and its place in the batch.
+		if err := a.charge(costSeries + 2*int(ls.ByteSize()) + 48); err != nil {
+			return 0, err
+		}
 		a.sb.reset()
 		ls.Range(func(lb labels.Label) { a.sb.add(lb.Name, lb.Value) })
 		out, err := checkLabels(&a.sb, a.l)
@@ -266,6 +307,18 @@ func (a *otlpAppender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64
 		if md := opts.Metadata; !md.IsEmpty() {
 			b.metadata = append(b.metadata, record.RefMetadata{Ref: chunks.HeadSeriesRef(i), Type: record.GetMetricType(md.Type), Unit: md.Unit, Help: md.Help})
 		}
+	}
+	cost := len(opts.Exemplars) * (costExemplar + 128) // 128: the most bytes of an exemplar's labels
+	switch {
+	case h != nil:
+		cost += costHistogram + 16*(len(h.PositiveBuckets)+len(h.NegativeBuckets)+len(h.PositiveSpans)+len(h.NegativeSpans)+len(h.CustomValues))
+	case fh != nil:
+		cost += costHistogram + 16*(len(fh.PositiveBuckets)+len(fh.NegativeBuckets)+len(fh.PositiveSpans)+len(fh.NegativeSpans)+len(fh.CustomValues))
+	default:
+		cost += costSample
+	}
+	if err := a.charge(cost); err != nil {
+		return 0, err
 	}
 	ref := chunks.HeadSeriesRef(i)
 	if h != nil || fh != nil {
