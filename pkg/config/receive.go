@@ -74,7 +74,8 @@ type APIKeyConfig struct {
 	// (SamplesPerSecond, at least 1).
 	Burst int `yaml:"burst"`
 	// MaxSeriesPerRequest refuses larger requests with 413. Zero: no limit
-	// beyond the size bounds.
+	// beyond the gateway's own (100,000 series, gateway.MaxSeriesPerRequest,
+	// which also refuses a higher value when the gateway starts or reloads).
 	MaxSeriesPerRequest int `yaml:"max_series_per_request"`
 	// RemoteWriteNames routes the tenant's series to the remote_write
 	// endpoints of these names only. Each must be the name: of a

@@ -48,9 +48,10 @@ const (
 	DefaultFullRetryAfter = 30 * time.Second
 	// DefaultMaxInFlight lets a few requests wait on the WAL's fsync
 	// while others decode, on the 2-4 cores an agent usually has, and
-	// bounds memory to 16 requests' worth (under 1.5 GiB at the default
-	// 10 MiB bodies and their 80 MiB decoded bound; ordinary requests
-	// cost a fraction of that).
+	// bounds memory to 16 requests' worth: each at most its 10 MiB body,
+	// its 80 MiB decoded bound and about twice the 64 MiB its decoding
+	// may hold (maxDecodeCost), some 3.5 GiB in all; ordinary requests
+	// cost a small fraction of that.
 	DefaultMaxInFlight = 16
 	// shutdownTimeout bounds the wait for requests in flight at stop.
 	shutdownTimeout = 10 * time.Second
@@ -74,8 +75,8 @@ type Options struct {
 	// MaxInFlight bounds the requests read, decoded and written at once;
 	// others wait for a turn (as long as their sender does). With the size
 	// bounds it caps the gateway's memory at about MaxInFlight times
-	// (MaxRequestBytes + MaxDecodedBytes + the decoded request). Zero:
-	// DefaultMaxInFlight.
+	// (MaxRequestBytes + MaxDecodedBytes + twice the 64 MiB a request's
+	// decoding may hold). Zero: DefaultMaxInFlight.
 	MaxInFlight int
 	// SeriesIdle releases series not received for this long. Zero:
 	// DefaultSeriesIdle.
