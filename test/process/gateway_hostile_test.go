@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/klauspost/compress/gzip"
 )
 
 // gatewayRSSBound is what rwagent may reach, at its peak, while its
@@ -30,8 +31,8 @@ const gatewayRSSBound = 768 << 20
 const hostileSenders = 4
 
 // TestProcessGatewayHostileRequests sends rwagent's gateway, with a valid
-// key, requests of millions of minimal series (1.0 and 2.0) and one of
-// millions of minimal exemplars, hostileSenders at a time, a bounded
+// key, requests of millions of minimal series (1.0 and 2.0), of minimal
+// exemplars, and of empty OTLP data points, hostileSenders at a time, a bounded
 // number of rounds. Each must be refused 413 naming the bound, counted
 // by reason, leave the agent's peak RSS (VmHWM) under gatewayRSSBound,
 // and leave the gateway taking ordinary requests.
@@ -73,6 +74,9 @@ wal:
 		ctV1 = "application/x-protobuf;proto=prometheus.WriteRequest"
 		ctV2 = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
 	)
+	// OTLP: a gauge of 8 million empty data points, gzipped.
+	points := field(0x2a, bytes.Repeat([]byte{0x0a, 0x00}, 8_000_000))
+	otlp := gzipped(t, field(0x0a, field(0x12, field(0x12, append(field(0x0a, []byte("m")), points...)))))
 	hostile := []struct {
 		name, ct, reason, msg string
 		body                  []byte
@@ -80,14 +84,20 @@ wal:
 		{"1.0: 12M empty series", ctV1, "too_many_series", "more than 100000 series", snappy.Encode(nil, bytes.Repeat([]byte{0x0a, 0x00}, 12_000_000))},
 		{"2.0: 4M series", ctV2, "too_many_series", "more than 100000 series", snappy.Encode(nil, v2Series)},
 		{"1.0: 6M empty exemplars", ctV1, "decode_too_large", "over 64 MiB", snappy.Encode(nil, exemplars)},
+		{"OTLP: 8M empty data points", "otlp", "decode_too_large", "over 64 MiB", otlp},
 	}
 	post := func(ct string, body []byte) (int, string, error) {
-		req, err := http.NewRequest(http.MethodPost, "http://"+gwAddr+"/api/v1/write", bytes.NewReader(body))
+		path, enc := "/api/v1/write", "snappy"
+		if ct == "otlp" {
+			// The answer is a google.rpc.Status whose message is in its bytes.
+			path, enc, ct = "/v1/metrics", "gzip", "application/x-protobuf"
+		}
+		req, err := http.NewRequest(http.MethodPost, "http://"+gwAddr+path, bytes.NewReader(body))
 		if err != nil {
 			return 0, "", err
 		}
 		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Encoding", "snappy")
+		req.Header.Set("Content-Encoding", enc)
 		req.Header.Set("Content-Type", ct)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -149,6 +159,20 @@ wal:
 	if !strings.Contains(string(log), "Write request refused") || !strings.Contains(string(log), "decode_too_large") && !strings.Contains(string(log), "too_many_series") {
 		t.Errorf("no log line says a request was refused for its size:\n%s", tail(string(log), 4000))
 	}
+}
+
+// gzipped is b compressed with gzip.
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // field is a length-delimited protobuf field of tag tag holding b.
