@@ -27,7 +27,7 @@ type result struct {
 	P50ms          float64 `json:"latency_p50_ms"`
 	P99ms          float64 `json:"latency_p99_ms"`
 	MaxMs          float64 `json:"latency_max_ms"`
-	Served         int64   `json:"samples_served"`       // by the load generator in the window
+	Served         int64   `json:"samples_served"`       // by the load generator in the window (receive: acknowledged, by timestamp)
 	Delivered      int64   `json:"samples_delivered"`    // window's target samples that arrived
 	Histograms     int64   `json:"histograms_delivered"` // native histogram samples among them
 	DeliveryRatio  float64 `json:"delivery_ratio"`
@@ -35,7 +35,9 @@ type result struct {
 	Duplicates     int64   `json:"duplicates"`
 	OutOfOrder     int64   `json:"out_of_order"`
 	Rejected       int64   `json:"rejected"`
-	HarnessCPU     float64 `json:"harness_cpu_s"` // load generator + sink + runner in the window
+	PushRetries    int64   `json:"push_retries,omitempty"` // receive workload: requests repeated (429, 5xx, no answer)
+	PushFailed     int64   `json:"push_failed,omitempty"`  // receive workload: samples given up (refused, or in flight at the stop)
+	HarnessCPU     float64 `json:"harness_cpu_s"`          // load generator + sink + runner in the window
 	HarnessPerMill float64 `json:"harness_cpu_s_per_million"`
 }
 
