@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -64,10 +66,12 @@ type Pusher struct {
 	acked  []ackedBatch // in the order answered; see Acked
 }
 
-// ackedBatch is one request answered 2xx: its samples' timestamp and count.
+// ackedBatch is one request answered 2xx: its samples' timestamp and
+// count, and how long its last attempt waited for the answer.
 type ackedBatch struct {
-	ts int64 // ms
-	n  int
+	ts   int64 // ms
+	n    int
+	took time.Duration
 }
 
 // NewPusher renders the series; it starts nothing.
@@ -166,6 +170,27 @@ func (p *Pusher) Acked(from, to time.Time) int64 {
 	return n
 }
 
+// AnswerTimes returns the median, 99th percentile and maximum of how long
+// the requests with timestamps in [from, to) that were answered 2xx
+// waited for their answer (the last attempt's); zero if there were none.
+func (p *Pusher) AnswerTimes(from, to time.Time) (p50, p99, maxTook time.Duration) {
+	f, t := from.UnixMilli(), to.UnixMilli()
+	p.mu.Lock()
+	var took []time.Duration
+	for _, b := range p.acked {
+		if b.ts >= f && b.ts < t {
+			took = append(took, b.took)
+		}
+	}
+	p.mu.Unlock()
+	if len(took) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(took)
+	rank := func(q float64) time.Duration { return took[int(math.Ceil(q*float64(len(took))))-1] }
+	return rank(0.5), rank(0.99), took[len(took)-1]
+}
+
 // request is one encoded batch.
 type request struct {
 	body []byte
@@ -246,12 +271,14 @@ func (p *Pusher) next() uint64 {
 func (p *Pusher) send(ctx context.Context, req request) {
 	backoff := 50 * time.Millisecond
 	for {
+		start := time.Now()
 		retry, err := p.post(ctx, req.body)
 		if err == nil {
+			took := time.Since(start)
 			p.mu.Lock()
 			p.counts.Requests++
 			p.counts.Samples += int64(req.n)
-			p.acked = append(p.acked, ackedBatch{ts: req.ts, n: req.n})
+			p.acked = append(p.acked, ackedBatch{ts: req.ts, n: req.n, took: took})
 			p.mu.Unlock()
 			return
 		}

@@ -106,6 +106,38 @@ func TestPusherDelivers(t *testing.T) {
 	if a := p.Acked(start.Add(-time.Minute), start); a != 0 {
 		t.Errorf("Acked before the start = %d", a)
 	}
+	p50, p99, maxTook := p.AnswerTimes(start.Add(-time.Minute), time.Now().Add(time.Minute))
+	if p50 <= 0 || p50 > p99 || p99 > maxTook || maxTook > 10*time.Second {
+		t.Errorf("answer times p50 %v, p99 %v, max %v", p50, p99, maxTook)
+	}
+	if p50, _, _ := p.AnswerTimes(start.Add(-time.Minute), start); p50 != 0 {
+		t.Errorf("answer time before the start %v", p50)
+	}
+}
+
+// TestAnswerTimes checks the quantiles on known answer times.
+func TestAnswerTimes(t *testing.T) {
+	p := &Pusher{}
+	base := time.UnixMilli(1_000_000)
+	for i := 1; i <= 100; i++ {
+		p.acked = append(p.acked, ackedBatch{ts: base.UnixMilli() + int64(i), n: 1, took: time.Duration(i) * time.Millisecond})
+	}
+	for _, tc := range []struct {
+		name           string
+		from, to       time.Time
+		p50, p99, maxT time.Duration
+	}{
+		{"all", base, base.Add(time.Second), 50 * time.Millisecond, 99 * time.Millisecond, 100 * time.Millisecond},
+		{"first ten", base, base.Add(11 * time.Millisecond), 5 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond},
+		{"none", base.Add(time.Hour), base.Add(2 * time.Hour), 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p50, p99, maxT := p.AnswerTimes(tc.from, tc.to)
+			if p50 != tc.p50 || p99 != tc.p99 || maxT != tc.maxT {
+				t.Errorf("AnswerTimes = %v, %v, %v; want %v, %v, %v", p50, p99, maxT, tc.p50, tc.p99, tc.maxT)
+			}
+		})
+	}
 }
 
 // TestPusherRetries: 5xx and 429 answers are retried until the request
