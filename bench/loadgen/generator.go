@@ -28,8 +28,15 @@ type Options struct {
 	// NativeHistograms per target are served, beside the Series, to
 	// scrapers that accept the protobuf format; zero: none.
 	NativeHistograms int
-	Seed             uint64 // zero: 1
+	// OpenMetrics serves OpenMetrics 1.0 text to scrapers that ask for it
+	// (as client_golang does with EnableOpenMetrics), without _created
+	// series; otherwise they get Prometheus' text format.
+	OpenMetrics bool
+	Seed        uint64 // zero: 1
 }
+
+// OpenMetricsContentType is what targets answer when they serve OpenMetrics.
+const OpenMetricsContentType = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 // Generator serves Options.Targets targets, each on its own
 // 127.0.0.1 listener. Its methods are safe for concurrent use.
@@ -134,8 +141,11 @@ func (g *Generator) handler(st *servedTarget) http.Handler {
 				return
 			}
 			w.Header().Set("Content-Type", ProtobufContentType)
+		} else if g.opts.OpenMetrics && strings.Contains(r.Header.Get("Accept"), "application/openmetrics-text") {
+			body, n = st.t.scrape(g.opts.Churn, true)
+			w.Header().Set("Content-Type", OpenMetricsContentType)
 		} else {
-			body, n = st.t.scrape(g.opts.Churn)
+			body, n = st.t.scrape(g.opts.Churn, false)
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		}
 		w.Header().Set("Content-Length", fmt.Sprint(len(body)))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,12 +78,12 @@ func TestTargetScrape(t *testing.T) {
 			if tg.series < tc.series*9/10 || tg.series > tc.series*11/10 {
 				t.Fatalf("target has %d series, want about %d", tg.series, tc.series)
 			}
-			body, n := tg.scrape(tc.churn)
+			body, n := tg.scrape(tc.churn, false)
 			first := parse(t, body, "text/plain; version=0.0.4")
 			if len(first.floats) != n || n != tg.series {
 				t.Fatalf("text scrape: parsed %d series, reported %d, target has %d", len(first.floats), n, tg.series)
 			}
-			body, n = tg.scrape(tc.churn)
+			body, n = tg.scrape(tc.churn, false)
 			second := parse(t, body, "text/plain; version=0.0.4")
 			changed, gone := 0, 0
 			for k, v := range first.floats {
@@ -100,6 +101,23 @@ func TestTargetScrape(t *testing.T) {
 			if (tc.churn > 0) != (gone > 0) {
 				t.Errorf("churn %v replaced %d series", tc.churn, gone)
 			}
+			// OpenMetrics: the same series (no churn in between) with
+			// values moved on, read by Prometheus' OpenMetrics parser.
+			body, n = tg.scrape(0, true)
+			om := parse(t, body, OpenMetricsContentType)
+			// A counter's family is named without _total; the body ends
+			// with # EOF (the parser insists on the latter only).
+			if !strings.Contains(string(body), "\n# TYPE node_cpu_seconds counter\n") || strings.Contains(string(body), "_total counter\n") {
+				t.Error("OpenMetrics counter families keep their _total suffix")
+			}
+			if len(om.floats) != n || n != tg.series {
+				t.Fatalf("OpenMetrics scrape: parsed %d series, reported %d, target has %d", len(om.floats), n, tg.series)
+			}
+			for k := range second.floats {
+				if _, ok := om.floats[k]; !ok {
+					t.Fatalf("series %s of the text scrape missing from OpenMetrics", k)
+				}
+			}
 			body, n, err := tg.scrapeProto(tc.churn)
 			if err != nil {
 				t.Fatal(err)
@@ -114,7 +132,7 @@ func TestTargetScrape(t *testing.T) {
 }
 
 func TestGeneratorServes(t *testing.T) {
-	g, err := New(Options{Targets: 3, Series: 200, NativeHistograms: 2})
+	g, err := New(Options{Targets: 3, Series: 200, NativeHistograms: 2, OpenMetrics: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +149,8 @@ func TestGeneratorServes(t *testing.T) {
 	defer client.CloseIdleConnections()
 	var want int64
 	for _, addr := range g.Addrs() {
-		for _, accept := range []string{"text/plain", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"} {
+		for _, accept := range []string{"text/plain", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited",
+			"application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"} {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 			req.Header.Set("Accept", accept)
 			resp, err := client.Do(req)
@@ -143,7 +162,11 @@ func TestGeneratorServes(t *testing.T) {
 			if err != nil || resp.StatusCode != http.StatusOK {
 				t.Fatalf("scrape %s: %d %v", addr, resp.StatusCode, err)
 			}
-			p := parse(t, body, resp.Header.Get("Content-Type"))
+			ct := resp.Header.Get("Content-Type")
+			if strings.HasPrefix(accept, "application/openmetrics-text") != strings.HasPrefix(ct, "application/openmetrics-text") {
+				t.Fatalf("asked for %q, got %q", accept, ct)
+			}
+			p := parse(t, body, ct)
 			want += int64(len(p.floats) + p.native)
 		}
 	}
@@ -152,11 +175,11 @@ func TestGeneratorServes(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		samples, scrapes := g.Served()
-		if samples == want && scrapes == 6 {
+		if samples == want && scrapes == 9 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Served() = %d samples, %d scrapes; want %d, 6", samples, scrapes, want)
+			t.Fatalf("Served() = %d samples, %d scrapes; want %d, 9", samples, scrapes, want)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -167,7 +190,7 @@ func BenchmarkTargetScrape(b *testing.B) {
 	b.ReportAllocs()
 	var n int
 	for b.Loop() {
-		_, n = tg.scrape(0)
+		_, n = tg.scrape(0, false)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
 }

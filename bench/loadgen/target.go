@@ -3,6 +3,7 @@ package loadgen
 import (
 	"math"
 	"strconv"
+	"strings"
 
 	dto "github.com/prometheus/client_model/go"
 )
@@ -24,6 +25,7 @@ type instance struct {
 type family struct {
 	spec      *familySpec
 	header    []byte // # HELP and # TYPE lines
+	omHeader  []byte // the same in OpenMetrics: a counter's family drops _total
 	instances []instance
 	proto     *dto.MetricFamily // protobuf form; Metric is refilled per scrape
 }
@@ -61,6 +63,11 @@ func newTarget(n, natives int, seed uint64) *target {
 		count := max(want/per, 1)
 		f := family{spec: s, instances: make([]instance, count)}
 		f.header = append(f.header, "# HELP "+s.name+" "+s.help+"\n# TYPE "+s.name+" "+s.kind.String()+"\n"...)
+		om := s.name
+		if s.kind == kindCounter {
+			om = strings.TrimSuffix(om, "_total")
+		}
+		f.omHeader = append(f.omHeader, "# HELP "+om+" "+s.help+"\n# TYPE "+om+" "+s.kind.String()+"\n"...)
 		for i := range f.instances {
 			in := &f.instances[i]
 			in.render(s, i)
@@ -164,15 +171,20 @@ func (t *target) advance() {
 	}
 }
 
-// scrape advances every value and renders the exposition into t.buf.
-// It returns the body (valid until the next scrape) and its sample count.
-func (t *target) scrape(churn float64) ([]byte, int) {
+// scrape advances every value and renders the exposition into t.buf:
+// Prometheus' text format, or OpenMetrics 1.0 if om is set. It returns
+// the body (valid until the next scrape) and its sample count.
+func (t *target) scrape(churn float64, om bool) ([]byte, int) {
 	t.churn(churn)
 	t.advance()
 	b := t.buf[:0]
 	for fi := range t.families {
 		f := &t.families[fi]
-		b = append(b, f.header...)
+		if om {
+			b = append(b, f.omHeader...)
+		} else {
+			b = append(b, f.header...)
+		}
 		for ii := range f.instances {
 			in := &f.instances[ii]
 			if f.spec.kind != kindHistogram {
@@ -185,6 +197,9 @@ func (t *target) scrape(churn float64) ([]byte, int) {
 			b = appendSample(b, in.prefixes[len(in.buckets)], in.sum)
 			b = appendSample(b, in.prefixes[len(in.buckets)+1], in.buckets[len(in.buckets)-1])
 		}
+	}
+	if om {
+		b = append(b, "# EOF\n"...)
 	}
 	t.buf = b
 	return b, t.series
@@ -205,7 +220,7 @@ func NewTarget(series int, seed uint64) *Target { return &Target{t: newTarget(se
 
 // Scrape advances the values and returns the text exposition (valid until
 // the next Scrape) and its sample count.
-func (t *Target) Scrape() ([]byte, int) { return t.t.scrape(0) }
+func (t *Target) Scrape() ([]byte, int) { return t.t.scrape(0, false) }
 
 // NewProtoTarget returns a target of about series series plus natives
 // native histograms, as Generator serves a scraper asking for protobuf.

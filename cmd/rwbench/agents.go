@@ -15,9 +15,28 @@ import (
 // workload is what every agent is configured to do.
 type workload struct {
 	Targets  []string      // host:port of the load generator's targets
-	Interval time.Duration // scrape interval
+	Interval time.Duration // scrape interval (push interval with Receive)
 	URL      string        // the sink's remote-write URL
 	Native   bool          // scrape native histograms (protobuf format)
+
+	// Receive: the agent scrapes nothing and forwards the remote write
+	// pushed to ReceiveAddr (host:port), authenticated by Key.
+	Receive     bool
+	ReceiveAddr string
+	Key         string
+}
+
+// receiveAddr returns where the agent takes remote write in the receive
+// workload: rwagent on a listener of the gateway's own, vmagent on its web
+// listener.
+func (a agent) receiveAddr(listen string) (string, error) {
+	switch a.Flavour {
+	case "rwagent":
+		return freeAddr()
+	case "vmagent":
+		return listen, nil
+	}
+	return "", fmt.Errorf("%s: no remote-write receiver in the receive workload (rwagent and vmagent have one)", a.Name)
 }
 
 // agent is one agent under test: how to configure and start it.
@@ -68,8 +87,10 @@ func (a agent) command(ctx context.Context, w workload, dir, listen string) (*ex
 			args[0] += ",native-histograms"
 		}
 	case "vmagent":
-		args = []string{"-promscrape.config=" + cfgFile, "-remoteWrite.url=" + w.URL,
-			"-remoteWrite.tmpDataPath=" + data, "-httpListenAddr=" + listen}
+		args = []string{"-remoteWrite.url=" + w.URL, "-remoteWrite.tmpDataPath=" + data, "-httpListenAddr=" + listen}
+		if !w.Receive {
+			args = append(args, "-promscrape.config="+cfgFile)
+		}
 		// Newer vmagents first probe for VictoriaMetrics' own protocol
 		// (zstd); the sink speaks only Prometheus' snappy remote write.
 		if help, _ := exec.CommandContext(ctx, a.Bin, "-help").CombinedOutput(); bytes.Contains(help, []byte("remoteWrite.forcePromProto")) {
@@ -82,10 +103,23 @@ func (a agent) command(ctx context.Context, w workload, dir, listen string) (*ex
 }
 
 // config renders Prometheus' configuration format; vmagent reads the same
-// scrape_configs and takes remote write from flags.
+// scrape_configs and takes remote write from flags. In the receive
+// workload rwagent's has a receive: section with one key and no tenant
+// label, so it forwards the series as received, and no scrape_configs.
 func (a agent) config(w workload) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n", w.Interval, w.Interval*4/5)
+	if w.Receive {
+		if a.Flavour == "vmagent" {
+			return []byte(b.String()) // unused: it takes everything from flags
+		}
+		fmt.Fprintf(&b, "receive:\n  listen_address: %q\n  api_keys:\n    - {tenant: bench, key: %q}\n  tenant_label: \"\"\n", w.ReceiveAddr, w.Key)
+		fmt.Fprintf(&b, "remote_write:\n  - url: %q\n    name: sink\n", w.URL)
+		if a.RW2 {
+			b.WriteString("    protobuf_message: io.prometheus.write.v2.Request\n")
+		}
+		return []byte(b.String())
+	}
 	b.WriteString("scrape_configs:\n  - job_name: bench\n")
 	if w.Native && (a.Flavour == "rwagent" || a.Flavour == "prometheus") {
 		b.WriteString("    scrape_native_histograms: true\n")

@@ -8,11 +8,19 @@
 // per sample, p50/p99 latency from sample timestamp to arrival, and the
 // delivery ratio. Peers are built by bench/peers.sh.
 //
+// With -receive the agents scrape nothing: a pusher (bench/loadgen) sends
+// them remote write 1.0 of the same series at the same rate, and they
+// forward it to the sink (rwagent through its receive: gateway, vmagent
+// on its -httpListenAddr).
+//
 //	rwbench -agents rwagent,prometheus,vmagent -targets 10 -series 1000 -interval 5s
+//	rwbench -receive -agents rwagent,vmagent -targets 50 -series 2000 -interval 5s
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,8 +44,12 @@ type options struct {
 	interval                time.Duration
 	churn                   float64
 	native                  int
+	openMetrics             bool
+	receive                 bool
+	batch                   int
 	warmup, duration, drain time.Duration
 	workdir, jsonOut        string
+	pprofDir                string
 	keep                    bool
 }
 
@@ -64,6 +76,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.interval, "interval", 5*time.Second, "Scrape interval.")
 	fs.IntVar(&o.native, "native", 10, "Native histograms per target, served in the protobuf format only (vmagent and text scrapers do not see them).")
 	fs.Float64Var(&o.churn, "churn", 0, "Fraction of each target's series replaced on every scrape.")
+	fs.BoolVar(&o.openMetrics, "openmetrics", false, "Targets answer OpenMetrics 1.0 (without _created series) to scrapers that ask for it; otherwise Prometheus' text format.")
+	fs.BoolVar(&o.receive, "receive", false, "The receive workload: no targets; the same series are pushed to each agent as remote write 1.0, one sample per series per -interval, -batch samples per request, and the agent forwards them. For rwagent (receive: gateway, no tenant label) and vmagent.")
+	fs.IntVar(&o.batch, "batch", 2000, "Samples per pushed request (-receive).")
+	fs.StringVar(&o.pprofDir, "pprof", "", "Save rwagent's CPU profile over the window and its heap profile at the window's end into this directory (the profiler's own cost is then in the window's CPU).")
 	fs.DurationVar(&o.warmup, "warmup", 20*time.Second, "Time each agent runs before the measured window.")
 	fs.DurationVar(&o.duration, "duration", 60*time.Second, "Measured window.")
 	fs.DurationVar(&o.drain, "drain", 10*time.Second, "Wait after the window for its samples to arrive.")
@@ -116,11 +132,20 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			defer os.RemoveAll(dir)
 		}
 	}
-	gen, err := loadgen.New(loadgen.Options{Targets: o.targets, Series: o.series, Churn: o.churn, NativeHistograms: o.native})
-	if err != nil {
-		return err
+	if o.pprofDir != "" {
+		if err := os.MkdirAll(o.pprofDir, 0o755); err != nil {
+			return fmt.Errorf("create profile directory: %w", err)
+		}
 	}
-	defer gen.Close()
+	var gen *loadgen.Generator
+	if !o.receive {
+		var err error
+		gen, err = loadgen.New(loadgen.Options{Targets: o.targets, Series: o.series, Churn: o.churn, NativeHistograms: o.native, OpenMetrics: o.openMetrics})
+		if err != nil {
+			return err
+		}
+		defer gen.Close()
+	}
 	snk, err := sink.New()
 	if err != nil {
 		return err
@@ -130,21 +155,35 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	done := make(chan error, 2)
-	go func() { done <- gen.Run(hctx) }()
 	go func() { done <- snk.Run(hctx) }()
+	if gen != nil {
+		go func() { done <- gen.Run(hctx) }()
+	} else {
+		done <- nil
+	}
 	defer func() { cancel(); <-done; <-done }()
 
-	w := workload{Targets: gen.Addrs(), Interval: o.interval, URL: snk.URL(), Native: o.native > 0}
-	fmt.Fprintf(stderr, "rwbench: %d targets × (%d series + %d native histograms) @ %s (%d samples/s), churn %g, warm-up %s, window %s, drain %s, work dir %s\n",
-		o.targets, gen.SeriesPerTarget(), o.native, o.interval, int64(o.targets*(gen.SeriesPerTarget()+o.native))*int64(time.Second)/int64(o.interval),
-		o.churn, o.warmup, o.duration, o.drain, o.workdir)
+	w := workload{Interval: o.interval, URL: snk.URL()}
+	if o.receive {
+		if w.Key, err = newKey(); err != nil {
+			return err
+		}
+		w.Receive = true
+		fmt.Fprintf(stderr, "rwbench: receive: %d × about %d series pushed @ %s, %d samples per request, warm-up %s, window %s, drain %s, work dir %s\n",
+			o.targets, o.series, o.interval, o.batch, o.warmup, o.duration, o.drain, o.workdir)
+	} else {
+		w.Targets, w.Native = gen.Addrs(), o.native > 0
+		fmt.Fprintf(stderr, "rwbench: %d targets × (%d series + %d native histograms) @ %s (%d samples/s), churn %g, OpenMetrics %v, warm-up %s, window %s, drain %s, work dir %s\n",
+			o.targets, gen.SeriesPerTarget(), o.native, o.interval, int64(o.targets*(gen.SeriesPerTarget()+o.native))*int64(time.Second)/int64(o.interval),
+			o.churn, o.openMetrics, o.warmup, o.duration, o.drain, o.workdir)
+	}
 	var results []result
 	for _, a := range o.agents {
 		if ctx.Err() != nil {
 			break
 		}
 		fmt.Fprintf(stderr, "rwbench: %s (%s)\n", a.Name, a.Bin)
-		r := measure(ctx, a, w, gen, snk, o)
+		r := measure(ctx, a, w, gen, snk, o, stderr)
 		if r.Error != "" {
 			fmt.Fprintf(stderr, "rwbench: %s: %s\n", a.Name, r.Error)
 		}
@@ -165,4 +204,13 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 	}
 	return ctx.Err()
+}
+
+// newKey returns a random API key for the receive workload.
+func newKey() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("make an API key: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,9 +31,12 @@ type snapshot struct {
 	served  int64
 }
 
+// take reads the snapshot; gen is nil in the receive workload.
 func take(pid string, gen *loadgen.Generator, snk *sink.Sink) (snapshot, error) {
 	s := snapshot{at: time.Now(), counts: snk.Counts()}
-	s.served, _ = gen.Served()
+	if gen != nil {
+		s.served, _ = gen.Served()
+	}
 	var err error
 	if s.agent, err = cpuTime(pid); err != nil {
 		return s, err
@@ -42,7 +47,7 @@ func take(pid string, gen *loadgen.Generator, snk *sink.Sink) (snapshot, error) 
 
 // measure runs one agent through warm-up, window and drain, and stops it.
 // Failures are reported in result.Error.
-func measure(ctx context.Context, a agent, w workload, gen *loadgen.Generator, snk *sink.Sink, o options) result {
+func measure(ctx context.Context, a agent, w workload, gen *loadgen.Generator, snk *sink.Sink, o options, stderr io.Writer) result {
 	r := result{Agent: a.Name, Proto: "1.0"}
 	if a.RW2 {
 		r.Proto = "2.0"
@@ -57,7 +62,7 @@ func measure(ctx context.Context, a agent, w workload, gen *loadgen.Generator, s
 		r.Error = err.Error()
 		return r
 	}
-	if err := measureRun(ctx, a, w, gen, snk, o, dir, &r); err != nil {
+	if err := measureRun(ctx, a, w, gen, snk, o, dir, stderr, &r); err != nil {
 		r.Error = err.Error()
 		if log, rerr := os.ReadFile(filepath.Join(dir, "agent.log")); rerr == nil {
 			r.Error += "; log tail: " + tail(string(log), 400)
@@ -66,10 +71,22 @@ func measure(ctx context.Context, a agent, w workload, gen *loadgen.Generator, s
 	return r
 }
 
-func measureRun(ctx context.Context, a agent, w workload, gen *loadgen.Generator, snk *sink.Sink, o options, dir string, r *result) error {
+func measureRun(ctx context.Context, a agent, w workload, gen *loadgen.Generator, snk *sink.Sink, o options, dir string, stderr io.Writer, r *result) error {
 	listen, err := freeAddr()
 	if err != nil {
 		return err
+	}
+	var pusher *loadgen.Pusher
+	if w.Receive {
+		if w.ReceiveAddr, err = a.receiveAddr(listen); err != nil {
+			return err
+		}
+		pusher, err = loadgen.NewPusher(loadgen.PushOptions{URL: "http://" + w.ReceiveAddr + "/api/v1/write", Key: w.Key,
+			Targets: o.targets, Series: o.series, Interval: o.interval, BatchSize: o.batch,
+			Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+		if err != nil {
+			return err
+		}
 	}
 	actx, stopAgent := context.WithCancel(ctx)
 	defer stopAgent()
@@ -110,6 +127,22 @@ func measureRun(ctx context.Context, a agent, w workload, gen *loadgen.Generator
 		}
 	}
 	pid := strconv.Itoa(cmd.Process.Pid)
+	// The pusher starts with the agent and retries until it listens; it
+	// stops after the drain, before the agent.
+	stopPush := func() {}
+	if pusher != nil {
+		pctx, cancel := context.WithCancel(ctx)
+		pushed := make(chan error, 1)
+		go func() { pushed <- pusher.Run(pctx) }()
+		stopPush = func() {
+			cancel()
+			if err := <-pushed; err != nil {
+				fmt.Fprintf(stderr, "rwbench: %s: pusher: %v\n", a.Name, err)
+			}
+			stopPush = func() {}
+		}
+		defer func() { stopPush() }()
+	}
 
 	if err := wait(o.warmup); err != nil {
 		return err
@@ -119,6 +152,10 @@ func measureRun(ctx context.Context, a agent, w workload, gen *loadgen.Generator
 		return err
 	}
 	snk.SetWindow(begin.at, begin.at.Add(o.duration))
+	var prof *profiles
+	if o.pprofDir != "" && a.Flavour == "rwagent" {
+		prof = startProfiles(ctx, "http://"+listen, o.duration, filepath.Join(o.pprofDir, a.Name))
+	}
 	if err := wait(o.duration); err != nil {
 		return err
 	}
@@ -129,11 +166,17 @@ func measureRun(ctx context.Context, a agent, w workload, gen *loadgen.Generator
 	if r.PeakRSS, r.RSS, err = memory(pid); err != nil {
 		return err
 	}
+	if prof != nil {
+		for _, err := range prof.finish(ctx) {
+			fmt.Fprintf(stderr, "rwbench: %s: %v\n", a.Name, err)
+		}
+	}
 	if err := wait(o.drain); err != nil {
 		return err
 	}
 	win := snk.Window()
 	final := snk.Counts()
+	stopPush()
 	stopAgent()
 	<-exited
 	stopped = true
@@ -164,6 +207,18 @@ func measureRun(ctx context.Context, a agent, w workload, gen *loadgen.Generator
 	r.P99ms = float64(win.P99) / float64(time.Millisecond)
 	r.MaxMs = float64(win.Max) / float64(time.Millisecond)
 	r.Served = end.served - begin.served
+	if pusher != nil {
+		// Counted by timestamp, as the sink's window is.
+		r.Served = pusher.Acked(begin.at, begin.at.Add(o.duration))
+		c := pusher.Counts()
+		r.PushRetries, r.PushFailed = c.Retries, c.Failed
+		p50, p99, maxTook := pusher.AnswerTimes(begin.at, begin.at.Add(o.duration))
+		r.PushAnswerP50ms = float64(p50) / float64(time.Millisecond)
+		r.PushAnswerP99ms = float64(p99) / float64(time.Millisecond)
+		r.PushAnswerMaxMs = float64(maxTook) / float64(time.Millisecond)
+		fmt.Fprintf(stderr, "rwbench: %s: answers to the pusher p50 %v, p99 %v, max %v; %d retries, %d samples given up\n",
+			a.Name, p50, p99, maxTook, c.Retries, c.Failed)
+	}
 	r.Delivered = win.Samples
 	r.Histograms = win.Histograms
 	if r.Served > 0 {

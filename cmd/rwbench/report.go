@@ -15,28 +15,35 @@ type result struct {
 	Proto   string `json:"protocol"`
 	Error   string `json:"error,omitempty"`
 
-	DurationS      float64 `json:"duration_s"`
-	SamplesPerS    float64 `json:"samples_per_s"`     // target samples arrived per second
-	CPUSeconds     float64 `json:"cpu_s"`             // agent user+system CPU in the window
-	CPUPerMillion  float64 `json:"cpu_s_per_million"` // CPU-seconds per million target samples scraped in the window and delivered
-	PeakRSS        int64   `json:"peak_rss_bytes"`    // VmHWM at the end of the window
-	RSS            int64   `json:"rss_bytes"`         // VmRSS at the end of the window
-	ActiveSeries   int     `json:"active_series"`     // distinct target series of the window
-	RSSPerSeries   float64 `json:"rss_bytes_per_series"`
-	WirePerSample  float64 `json:"wire_bytes_per_sample"` // request bodies / target samples, both counted on arrival in the window
-	P50ms          float64 `json:"latency_p50_ms"`
-	P99ms          float64 `json:"latency_p99_ms"`
-	MaxMs          float64 `json:"latency_max_ms"`
-	Served         int64   `json:"samples_served"`       // by the load generator in the window
-	Delivered      int64   `json:"samples_delivered"`    // window's target samples that arrived
-	Histograms     int64   `json:"histograms_delivered"` // native histogram samples among them
-	DeliveryRatio  float64 `json:"delivery_ratio"`
-	Requests       int64   `json:"requests"`
-	Duplicates     int64   `json:"duplicates"`
-	OutOfOrder     int64   `json:"out_of_order"`
-	Rejected       int64   `json:"rejected"`
-	HarnessCPU     float64 `json:"harness_cpu_s"` // load generator + sink + runner in the window
-	HarnessPerMill float64 `json:"harness_cpu_s_per_million"`
+	DurationS     float64 `json:"duration_s"`
+	SamplesPerS   float64 `json:"samples_per_s"`     // target samples arrived per second
+	CPUSeconds    float64 `json:"cpu_s"`             // agent user+system CPU in the window
+	CPUPerMillion float64 `json:"cpu_s_per_million"` // CPU-seconds per million target samples scraped in the window and delivered
+	PeakRSS       int64   `json:"peak_rss_bytes"`    // VmHWM at the end of the window
+	RSS           int64   `json:"rss_bytes"`         // VmRSS at the end of the window
+	ActiveSeries  int     `json:"active_series"`     // distinct target series of the window
+	RSSPerSeries  float64 `json:"rss_bytes_per_series"`
+	WirePerSample float64 `json:"wire_bytes_per_sample"` // request bodies / target samples, both counted on arrival in the window
+	P50ms         float64 `json:"latency_p50_ms"`
+	P99ms         float64 `json:"latency_p99_ms"`
+	MaxMs         float64 `json:"latency_max_ms"`
+	Served        int64   `json:"samples_served"`       // by the load generator in the window (receive: acknowledged, by timestamp)
+	Delivered     int64   `json:"samples_delivered"`    // window's target samples that arrived
+	Histograms    int64   `json:"histograms_delivered"` // native histogram samples among them
+	DeliveryRatio float64 `json:"delivery_ratio"`
+	Requests      int64   `json:"requests"`
+	Duplicates    int64   `json:"duplicates"`
+	OutOfOrder    int64   `json:"out_of_order"`
+	Rejected      int64   `json:"rejected"`
+	PushRetries   int64   `json:"push_retries,omitempty"` // receive workload: requests repeated (429, 5xx, no answer)
+	PushFailed    int64   `json:"push_failed,omitempty"`  // receive workload: samples given up (refused, or in flight at the stop)
+	// Receive workload: how long the window's acknowledged requests
+	// waited for their answer.
+	PushAnswerP50ms float64 `json:"push_answer_p50_ms,omitempty"`
+	PushAnswerP99ms float64 `json:"push_answer_p99_ms,omitempty"`
+	PushAnswerMaxMs float64 `json:"push_answer_max_ms,omitempty"`
+	HarnessCPU      float64 `json:"harness_cpu_s"` // load generator + sink + runner in the window
+	HarnessPerMill  float64 `json:"harness_cpu_s_per_million"`
 }
 
 func printTable(w io.Writer, rs []result) {

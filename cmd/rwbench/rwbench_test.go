@@ -1,7 +1,11 @@
 package main
 
 import (
+	"crypto/sha256"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +13,7 @@ import (
 	"time"
 
 	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/rwagent/rwagent/pkg/config"
 	"go.uber.org/goleak"
 	"gopkg.in/yaml.v3"
 )
@@ -106,4 +111,68 @@ func TestCommandWritesConfig(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "config.yaml")); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestReceiveConfigs checks the receive workload's set-up: rwagent's
+// configuration loads with rwagent's own loader, with the gateway on the
+// given address, the key, no tenant label and nothing to scrape; vmagent
+// takes remote write on its web listener and reads no scrape config; an
+// agent without a receiver is refused by name.
+func TestReceiveConfigs(t *testing.T) {
+	w := workload{Interval: 5 * time.Second, URL: "http://127.0.0.1:3/api/v1/write",
+		Receive: true, ReceiveAddr: "127.0.0.1:4", Key: "0123abcd"}
+	for _, rw2 := range []bool{false, true} {
+		a := agent{Name: "rwagent", Flavour: "rwagent", RW2: rw2}
+		c, err := config.Load(a.config(w), func(string) (string, bool) { return "", false }, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("load rwagent receive config: %v\n%s", err, a.config(w))
+		}
+		r := c.Receive
+		if r == nil || r.ListenAddress != w.ReceiveAddr || r.TenantLabel != "" || len(r.APIKeys) != 1 || r.APIKeys[0].Digest != sha256.Sum256([]byte(w.Key)) {
+			t.Fatalf("receive section %+v", r)
+		}
+		if len(c.Prometheus.ScrapeConfigs) != 0 || len(c.Prometheus.RemoteWriteConfigs) != 1 || c.Prometheus.RemoteWriteConfigs[0].URL.String() != w.URL {
+			t.Fatalf("scrape configs %d, remote write %v", len(c.Prometheus.ScrapeConfigs), c.Prometheus.RemoteWriteConfigs)
+		}
+		if got := c.Prometheus.RemoteWriteConfigs[0].ProtobufMessage == "io.prometheus.write.v2.Request"; got != rw2 {
+			t.Errorf("rw2 %v: protobuf_message %q", rw2, c.Prometheus.RemoteWriteConfigs[0].ProtobufMessage)
+		}
+	}
+	vm := agent{Name: "vmagent", Bin: "/bin/true", Flavour: "vmagent"}
+	if addr, err := vm.receiveAddr("127.0.0.1:5"); err != nil || addr != "127.0.0.1:5" {
+		t.Errorf("vmagent receives on %q, %v", addr, err)
+	}
+	cmd, err := vm.command(t.Context(), w, t.TempDir(), "127.0.0.1:5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if args := strings.Join(cmd.Args, " "); strings.Contains(args, "promscrape.config") || !strings.Contains(args, "-httpListenAddr=127.0.0.1:5") {
+		t.Errorf("vmagent args %s", args)
+	}
+	if _, err := (agent{Name: "prometheus", Flavour: "prometheus"}).receiveAddr("127.0.0.1:5"); err == nil || !strings.Contains(err.Error(), "prometheus") {
+		t.Errorf("prometheus in the receive workload: %v", err)
+	}
+}
+
+// TestProfiles fetches both profiles from Go's pprof handlers.
+func TestProfiles(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.Handle("/debug/pprof/heap", pprof.Handler("heap"))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	prefix := filepath.Join(t.TempDir(), "rwagent")
+	p := startProfiles(t.Context(), srv.URL, 2*time.Second, prefix)
+	if errs := p.finish(t.Context()); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	for _, f := range []string{prefix + ".cpu.pprof", prefix + ".heap.pprof"} {
+		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
+			t.Errorf("profile %s: %v", f, err)
+		}
+	}
+	if err := fetchProfile(t.Context(), srv.URL+"/debug/pprof/nothing", prefix+".x", time.Second); err == nil {
+		t.Error("a 404 was saved as a profile")
+	}
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 }
