@@ -188,14 +188,14 @@ func (p *pipeline) run(ctx context.Context, ready *atomic.Pointer[string], start
 	defer stopWAL()
 	p.queueCtx = queueCtx
 
-	keys := sendpos.Keys(eps)
 	for i := range pc.RemoteWriteConfigs {
 		spec := newEndpointSpec(cfg, i, p.flushDeadline(cfg))
 		et, err := p.newTransport(ctx, spec)
 		if err != nil {
 			return err
 		}
-		ep, err := p.newEndpoint(spec, keys[i], positions.Resume(i), positions.Writer(i), et)
+		rs := positions.Resume(i)
+		ep, err := p.newEndpoint(spec, rs, positions.Writer(i), et)
 		if err != nil {
 			return err
 		}

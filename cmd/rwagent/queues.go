@@ -55,9 +55,9 @@ func (p *pipeline) newTransport(ctx context.Context, spec endpointSpec) (endpoin
 		p.logger.With("component", "remote_write", "remote_name", spec.rw.Name, "url", spec.rw.URL.Redacted()), p.signerMetrics)
 }
 
-// newEndpoint builds the queue of spec resuming at rs, reporting to w,
+// newEndpoint builds the queue of spec resuming at rs (its key rs.Key), reporting to w,
 // sending with et; start runs it.
-func (p *pipeline) newEndpoint(spec endpointSpec, key string, rs sendpos.Resume, w *sendpos.Writer, et endpointTransport) (*endpoint, error) {
+func (p *pipeline) newEndpoint(spec endpointSpec, rs sendpos.Resume, w *sendpos.Writer, et endpointTransport) (*endpoint, error) {
 	errLog := &remotewrite.ErrorLog{} // the status page's last error
 	q, err := remotewrite.New(p.ctx, remotewrite.Options{
 		Config:         spec.rw,
@@ -79,7 +79,7 @@ func (p *pipeline) newEndpoint(spec endpointSpec, key string, rs sendpos.Resume,
 		return nil, err
 	}
 	p.positions.Attach(w, q)
-	return &endpoint{key: key, spec: spec, q: q, shown: web.Endpoint{Queue: q, Errors: errLog}, done: make(chan struct{})}, nil
+	return &endpoint{key: rs.Key, spec: spec, q: q, shown: web.Endpoint{Queue: q, Errors: errLog}, done: make(chan struct{})}, nil
 }
 
 // start runs ep's queue under p.queueCtx until ep.stop.

@@ -204,7 +204,7 @@ func (p *pipeline) replaceEndpoint(pe plannedEndpoint, prev *endpoint) (*endpoin
 	if err != nil {
 		return nil, err
 	}
-	ep, err := p.newEndpoint(pe.spec, pe.key, rs, w, pe.et)
+	ep, err := p.newEndpoint(pe.spec, rs, w, pe.et)
 	if err != nil {
 		return nil, fmt.Errorf("remote_write %s: %w", pe.spec.rw.URL.Redacted(), err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -324,7 +323,7 @@ func TestReloadGatewayKeys(t *testing.T) {
 	s, url := newSink(t)
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "agent.yml")
-	gwAddr := freeAddr(t)
+	gwAddr := freeLocalAddr(t)
 	write := func(listen, key string) {
 		t.Helper()
 		cfg := fmt.Sprintf(`
@@ -366,7 +365,7 @@ receive:
 		t.Errorf("push with the new key: %d, want 204", code)
 	}
 
-	write(freeAddr(t), "newer-key")
+	write(freeLocalAddr(t), "newer-key")
 	if code, body := postReload(t, a); code != http.StatusBadRequest || !strings.Contains(body, "listen_address") {
 		t.Errorf("reload moving the gateway: %d %q, want 400 naming listen_address", code, body)
 	}
@@ -377,15 +376,4 @@ receive:
 	if got := s.values(`pushed`); !slices.Equal(got, []float64{1, 3, 4}) {
 		t.Errorf("received %v, want [1 3 4]: only the accepted pushes", got)
 	}
-}
-
-// freeAddr is a 127.0.0.1 address with a port free at the moment.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
