@@ -50,6 +50,7 @@ type options struct {
 	warmup, duration, drain time.Duration
 	workdir, jsonOut        string
 	pprofDir                string
+	rssStep                 time.Duration
 	keep                    bool
 }
 
@@ -79,6 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.openMetrics, "openmetrics", false, "Targets answer OpenMetrics 1.0 (without _created series) to scrapers that ask for it; otherwise Prometheus' text format.")
 	fs.BoolVar(&o.receive, "receive", false, "The receive workload: no targets; the same series are pushed to each agent as remote write 1.0, one sample per series per -interval, -batch samples per request, and the agent forwards them. For rwagent (receive: gateway, no tenant label) and vmagent.")
 	fs.IntVar(&o.batch, "batch", 2000, "Samples per pushed request (-receive).")
+	fs.DurationVar(&o.rssStep, "rss-step", time.Minute, "Report each agent's highest RSS in every step of this length within the window (read every second); the churn goal compares them.")
 	fs.StringVar(&o.pprofDir, "pprof", "", "Save rwagent's CPU profile over the window and its heap profile at the window's end into this directory (the profiler's own cost is then in the window's CPU).")
 	fs.DurationVar(&o.warmup, "warmup", 20*time.Second, "Time each agent runs before the measured window.")
 	fs.DurationVar(&o.duration, "duration", 60*time.Second, "Measured window.")

@@ -156,7 +156,13 @@ func measureRun(ctx context.Context, a agent, w workload, gen *loadgen.Generator
 	if o.pprofDir != "" && a.Flavour == "rwagent" {
 		prof = startProfiles(ctx, "http://"+listen, o.duration, filepath.Join(o.pprofDir, a.Name))
 	}
-	if err := wait(o.duration); err != nil {
+	rssDone := make(chan []int64, 1)
+	stopRSS := make(chan struct{})
+	go func() { rssDone <- rssTimeline(pid, o.rssStep, stopRSS) }()
+	err = wait(o.duration)
+	close(stopRSS)
+	r.RSSTimeline = <-rssDone
+	if err != nil {
 		return err
 	}
 	end, err := take(pid, gen, snk)
@@ -202,6 +208,13 @@ func measureRun(ctx context.Context, a agent, w workload, gen *loadgen.Generator
 	r.ActiveSeries = win.Series
 	if win.Series > 0 {
 		r.RSSPerSeries = float64(r.PeakRSS) / float64(win.Series)
+	}
+	if len(r.RSSTimeline) > 1 {
+		var b strings.Builder
+		for i, v := range r.RSSTimeline {
+			fmt.Fprintf(&b, " %d:%.1f", i+1, float64(v)/(1<<20))
+		}
+		fmt.Fprintf(stderr, "rwbench: %s: highest RSS MiB in each %s of the window:%s\n", a.Name, o.rssStep, b.String())
 	}
 	r.P50ms = float64(win.P50) / float64(time.Millisecond)
 	r.P99ms = float64(win.P99) / float64(time.Millisecond)

@@ -71,3 +71,33 @@ func memory(pid string) (peak, rss int64, err error) {
 	}
 	return peak, rss, nil
 }
+
+// rssTimeline reads pid's VmRSS every second until stop is closed and
+// returns the highest reading of each step (zero step: one step, the whole
+// time). A failed reading is skipped: the process may be exiting.
+func rssTimeline(pid string, step time.Duration, stop <-chan struct{}) []int64 {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var steps []int64
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return steps
+		case <-tick.C:
+			_, rss, err := memory(pid)
+			if err != nil {
+				continue
+			}
+			// The n-th reading is n+1 seconds in: the step ending at
+			// one minute holds the reading taken at one minute.
+			i := 0
+			if step > 0 {
+				i = int(time.Duration(n) * time.Second / step)
+			}
+			for len(steps) <= i {
+				steps = append(steps, 0)
+			}
+			steps[i] = max(steps[i], rss)
+		}
+	}
+}

@@ -42,8 +42,11 @@ type result struct {
 	PushAnswerP50ms float64 `json:"push_answer_p50_ms,omitempty"`
 	PushAnswerP99ms float64 `json:"push_answer_p99_ms,omitempty"`
 	PushAnswerMaxMs float64 `json:"push_answer_max_ms,omitempty"`
-	HarnessCPU      float64 `json:"harness_cpu_s"` // load generator + sink + runner in the window
-	HarnessPerMill  float64 `json:"harness_cpu_s_per_million"`
+	// RSSTimeline is the highest VmRSS, in bytes, of each -rss-step of
+	// the window (read every second); the last step may be shorter.
+	RSSTimeline    []int64 `json:"rss_timeline_bytes,omitempty"`
+	HarnessCPU     float64 `json:"harness_cpu_s"` // load generator + sink + runner in the window
+	HarnessPerMill float64 `json:"harness_cpu_s_per_million"`
 }
 
 func printTable(w io.Writer, rs []result) {

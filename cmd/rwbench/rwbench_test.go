@@ -176,3 +176,18 @@ func TestProfiles(t *testing.T) {
 	}
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 }
+
+// TestRSSTimeline reads this process' RSS into one-second steps.
+func TestRSSTimeline(t *testing.T) {
+	stop := make(chan struct{})
+	time.AfterFunc(2500*time.Millisecond, func() { close(stop) })
+	steps := rssTimeline("self", time.Second, stop)
+	if len(steps) < 2 {
+		t.Fatalf("got %d steps in 2.5 s, want at least 2: %v", len(steps), steps)
+	}
+	for i, v := range steps {
+		if v <= 0 {
+			t.Errorf("step %d: RSS %d", i, v)
+		}
+	}
+}
