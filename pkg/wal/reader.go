@@ -75,11 +75,18 @@ type Reader struct {
 	segIdx int              // index of seg, or of the segment to open next
 	lr     *wlog.LiveReader // over cp or seg; nil between sources
 
-	nextSeen   bool // a later segment existed at the last end of data: the next end finishes seg
-	closedSeen bool // the WAL was closed at the last end of data: the next end is final
-	skip       bool // the rest of the source is damaged and is not read
-	closed     bool
-	listed     time.Time // when nextExists last listed the segments
+	nextSeen bool // a later segment existed at the last end of data: the next end finishes seg
+	// tailing: the Reader waited at the end of seg for the writer; fresh:
+	// it read a record of seg since its last end of data. When both hold,
+	// the writer was writing seg a moment ago, so the end of data does not
+	// look for a next segment (two stat calls on every wake-up otherwise):
+	// the next end that finds nothing new (a wake-up or pollInterval later)
+	// does.
+	tailing, fresh bool
+	closedSeen     bool // the WAL was closed at the last end of data: the next end is final
+	skip           bool // the rest of the source is damaged and is not read
+	closed         bool
+	listed         time.Time // when nextExists last listed the segments
 
 	dec             record.Decoder
 	typ             record.Type
@@ -206,6 +213,7 @@ func (r *Reader) Next(ctx context.Context) error {
 			continue
 		}
 		if !r.skip && r.lr.Next() {
+			r.fresh = true
 			if ok, err := r.decode(r.lr.Record()); ok || err != nil {
 				return err
 			}
@@ -222,7 +230,9 @@ func (r *Reader) Next(ctx context.Context) error {
 			}
 			continue
 		}
-		if !r.nextSeen && r.nextExists() {
+		fresh := r.fresh
+		r.fresh = false
+		if !r.nextSeen && !(r.tailing && fresh && !r.w.closed.Load()) && r.nextExists() {
 			r.nextSeen = true
 			if !r.skip {
 				continue // read what the writer wrote before it moved on
@@ -241,6 +251,7 @@ func (r *Reader) Next(ctx context.Context) error {
 			r.closedSeen = true
 			continue // read what the WAL wrote before it closed
 		}
+		r.tailing = true
 		if err := r.wait(ctx); err != nil {
 			return err
 		}
@@ -442,7 +453,7 @@ func (r *Reader) closeSource() error {
 		r.seg = nil
 	}
 	r.lr = nil
-	r.nextSeen, r.closedSeen, r.skip = false, false, false
+	r.nextSeen, r.closedSeen, r.skip, r.tailing, r.fresh = false, false, false, false, false
 	if err != nil {
 		return fmt.Errorf("close wal file in %s: %w", r.w.dir, err)
 	}

@@ -321,3 +321,68 @@ func TestReaderSkipsDamagedSegment(t *testing.T) {
 		t.Errorf("samples around the damage: got %v", samples)
 	}
 }
+
+// TestReaderTailsSplitLog: a Reader waiting at the end of a segment reads
+// a Log call whose first record went into that segment and whose second
+// started the next one, though nothing is logged after it (it does not
+// look for the next segment right after reading fresh records, but at the
+// next wake-up or poll that finds nothing new).
+func TestReaderTailsSplitLog(t *testing.T) {
+	w := openWAL(t, Options{Dir: t.TempDir(), SegmentSize: 2 * pageSize}, nil, nil)
+	r, err := w.NewReader(Position{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	batch := func(ref chunks.HeadSeriesRef, samples int) *Records {
+		rec := &Records{Series: []record.RefSeries{{Ref: ref, Labels: seriesLabels(ref)}}}
+		for i := range samples {
+			rec.Samples = append(rec.Samples, record.RefSample{Ref: ref, T: int64(i), V: float64(i) + 0.5})
+		}
+		return rec
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	want := func(typ record.Type, ref chunks.HeadSeriesRef) Position {
+		t.Helper()
+		if err := r.Next(ctx); err != nil {
+			t.Fatalf("next, want a %v record of ref %d: %v", typ, ref, err)
+		}
+		if r.Type() != typ {
+			t.Fatalf("got a %v record, want %v", r.Type(), typ)
+		}
+		switch typ {
+		case record.Series:
+			if got := r.Series()[0].Ref; got != ref {
+				t.Fatalf("series of ref %d, want %d", got, ref)
+			}
+		case record.Samples:
+			if got := r.Samples()[0].Ref; got != ref {
+				t.Fatalf("samples of ref %d, want %d", got, ref)
+			}
+		}
+		return r.Position()
+	}
+
+	// About 40 KiB into the first 64 KiB segment; the reader then waits.
+	if err := w.Log(batch(1, 4000)); err != nil {
+		t.Fatal(err)
+	}
+	want(record.Series, 1)
+	want(record.Samples, 1)
+	short, cancelShort := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancelShort()
+	if err := r.Next(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("next at the end: got %v, want deadline exceeded", err)
+	}
+	// The series record fits in what is left of the segment, its ~30 KiB
+	// of samples do not: they start the next segment.
+	if err := w.Log(batch(2, 3000)); err != nil {
+		t.Fatal(err)
+	}
+	ps := want(record.Series, 2)
+	pm := want(record.Samples, 2)
+	if pm.Segment != ps.Segment+1 {
+		t.Fatalf("series record at %v, samples at %v: want them in consecutive segments", ps, pm)
+	}
+}
