@@ -78,21 +78,22 @@ func memory(pid string) (peak, rss int64, err error) {
 func rssTimeline(pid string, step time.Duration, stop <-chan struct{}) []int64 {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	start := time.Now()
 	var steps []int64
-	for n := 0; ; n++ {
+	for {
 		select {
 		case <-stop:
 			return steps
-		case <-tick.C:
+		case now := <-tick.C:
 			_, rss, err := memory(pid)
 			if err != nil {
 				continue
 			}
-			// The n-th reading is n+1 seconds in: the step ending at
-			// one minute holds the reading taken at one minute.
+			// Readings come every second (a slow one drops ticks): the
+			// step ending at one minute holds the reading taken then.
 			i := 0
 			if step > 0 {
-				i = int(time.Duration(n) * time.Second / step)
+				i = max(0, int((now.Sub(start)-time.Second/2)/step))
 			}
 			for len(steps) <= i {
 				steps = append(steps, 0)
