@@ -83,6 +83,7 @@ fuzz-short:
 # spurious "context deadline exceeded" failure.
 	$(GO) test -run XXX -fuzz '^FuzzReader$$' -fuzztime 2000x -fuzzminimizetime 100x ./pkg/wal/
 	$(GO) test -run XXX -fuzz '^FuzzParseTrimLog$$' -fuzztime 30000x ./pkg/wal/
+	$(GO) test -run XXX -fuzz '^FuzzCheckpointRecord$$' -fuzztime 30000x ./pkg/wal/
 	$(GO) test -run XXX -fuzz '^FuzzUnmarshal$$' -fuzztime 30000x ./pkg/sendpos/
 	$(GO) test -run XXX -fuzz '^FuzzParseRetryAfter$$' -fuzztime 30000x ./pkg/remotewrite/
 	$(GO) test -run XXX -fuzz '^FuzzVerifyAuthorization$$' -fuzztime 30000x ./pkg/sigv4/

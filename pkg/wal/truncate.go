@@ -265,16 +265,16 @@ func (w *WAL) truncate(first, to, last int) error {
 	start := time.Now()
 	w.released.stamp(last)
 	keep := func(ref chunks.HeadSeriesRef) bool { return w.released.keep(ref, to) }
-	// mint math.MaxInt64 drops every sample and exemplar. wlog.Checkpoint
-	// reads only immutable fields of wl (its directory and compression, the
-	// same in a writer replaced after a write error), so it runs without w.mu.
+	// checkpoint reads only immutable fields of wl (its directory and
+	// compression, the same in a writer replaced after a write error), so
+	// it runs without w.mu.
 	w.mu.Lock()
 	wl := w.wl
 	w.mu.Unlock()
 	// Series logged from now on are in segments after to, so in the next
 	// checkpoint, not this one.
 	w.seriesBytes.Store(0)
-	stats, err := wlog.Checkpoint(w.logger, wl, first, to, keep, math.MaxInt64, false, false)
+	stats, err := checkpoint(w.logger, wl, first, to, keep)
 	if err != nil {
 		return fmt.Errorf("checkpoint segments %d to %d in %s: %w", first, to, w.dir, err)
 	}
@@ -289,7 +289,7 @@ func (w *WAL) truncate(first, to, last int) error {
 	}
 	w.released.forget(to)
 	w.logger.Info("truncated WAL", "first", first, "last", to,
-		"series_kept", stats.TotalSeries-stats.DroppedSeries, "series_dropped", stats.DroppedSeries,
-		"samples_dropped", stats.DroppedSamples, "duration", time.Since(start))
+		"series_kept", stats.Series-stats.DroppedSeries, "series_dropped", stats.DroppedSeries,
+		"duration", time.Since(start))
 	return nil
 }
