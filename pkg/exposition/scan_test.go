@@ -1,0 +1,191 @@
+package exposition
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// The scanner byte by byte, as it was before it read words: the reference
+// the word-at-a-time scanner must match.
+
+// isNameStart and isNameByte say which bytes start and continue a metric
+// name.
+func isNameStart(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':'
+}
+
+func isNameByte(c byte) bool { return isNameStart(c) || c >= '0' && c <= '9' }
+
+func metricNameLenBytes(b []byte) int {
+	if len(b) == 0 || !isNameStart(b[0]) {
+		return 0
+	}
+	i := 1
+	for i < len(b) && isNameByte(b[i]) {
+		i++
+	}
+	return i
+}
+
+func labelNameLenBytes(b []byte) int {
+	if len(b) == 0 || !isNameStart(b[0]) || b[0] == ':' {
+		return 0
+	}
+	i := 1
+	for i < len(b) && isNameByte(b[i]) && b[i] != ':' {
+		i++
+	}
+	return i
+}
+
+func labelsLenBytes(b []byte) int {
+	i := 1
+	if i < len(b) && b[i] == '}' {
+		return 2
+	}
+	for {
+		n := labelNameLenBytes(b[i:])
+		if n == 0 {
+			return 0
+		}
+		i += n
+		if i+1 >= len(b) || b[i] != '=' || b[i+1] != '"' {
+			return 0
+		}
+		i += 2
+		vs, ascii := i, true
+		for {
+			if i >= len(b) {
+				return 0
+			}
+			c := b[i]
+			if c == '"' {
+				break
+			}
+			if c == '\\' {
+				i++
+				if i < len(b) && b[i] >= utf8.RuneSelf {
+					ascii = false
+				}
+			} else if c >= utf8.RuneSelf {
+				ascii = false
+			}
+			i++
+		}
+		if !ascii && !utf8.Valid(b[vs:i]) {
+			return 0
+		}
+		i++
+		if i >= len(b) {
+			return 0
+		}
+		switch b[i] {
+		case '}':
+			return i + 1
+		case ',':
+			i++
+		default:
+			return 0
+		}
+	}
+}
+
+// compareScan checks the scanner against the reference on b and on every
+// suffix of it, so that each byte is seen in every lane and in the tail.
+func compareScan(t *testing.T, b []byte) {
+	t.Helper()
+	for i := range b {
+		s := b[i:]
+		if got, want := metricNameLen(s), metricNameLenBytes(s); got != want {
+			t.Fatalf("metricNameLen(%q) = %d, want %d", s, got, want)
+		}
+		if got, want := labelNameLen(s), labelNameLenBytes(s); got != want {
+			t.Fatalf("labelNameLen(%q) = %d, want %d", s, got, want)
+		}
+		if got, want := labelsLen(s), labelsLenBytes(s); got != want {
+			t.Fatalf("labelsLen(%q) = %d, want %d", s, got, want)
+		}
+	}
+}
+
+var scanCases = []string{
+	`{}`,
+	`{a="b"}`,
+	`{le="+Inf"} 1`,
+	`{__name__="x",job="node",instance="10.0.0.1:9100"} 1`,
+	`{a="with \"quotes\" and \\ and \n"} 1`,
+	`{a="\\"} 1`,
+	`{a="\\\"} 1`,
+	`{a="tail\`,
+	`{a="ünïcödé values, 日本語"} 1`,
+	`{a="\ü"} 1`,
+	`{a="bad utf-8 ` + "\xff\xfe" + `"} 1`,
+	`{a="bad after escape \` + "\xff" + `"} 1`,
+	`{a="b",} 1`,
+	`{a="b" ,c="d"} 1`,
+	`{a:b="c"} 1`,
+	`{Aa_09Zz="c"} 1`,
+	`{0a="c"} 1`,
+	`{a="` + strings.Repeat("0123456789abcdef", 5) + `",b="` + strings.Repeat("x", 7) + `"} 1`,
+	"{a=\"new\nline\"} 1",
+	"{a=\"nul\x00\"} 1",
+	"{a=\"\x7f\x80\xa2\xdc\"} 1",
+	`metric_name:with:colons_and_digits_0123456789{a="b"} 1`,
+	`UPPER_lower_0123456789_` + "\x60\x7b\x40\x5b\x2f\x3b\x5e\x7f" + `_more`,
+}
+
+func TestScanMatchesBytes(t *testing.T) {
+	for _, s := range scanCases {
+		compareScan(t, []byte(s))
+	}
+	// Every byte value in every lane, inside a name and inside a value.
+	for c := range 256 {
+		for lane := range 9 {
+			name := []byte("abcdefghijklmnopq=\"v\"}")
+			name[1+lane] = byte(c)
+			compareScan(t, append([]byte("{"), name...))
+			value := []byte(`{a="0123456789abcdefghij"} 1`)
+			value[4+lane] = byte(c)
+			compareScan(t, value)
+		}
+	}
+}
+
+func FuzzScan(f *testing.F) {
+	for _, s := range scanCases {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 1<<10 {
+			return
+		}
+		compareScan(t, b)
+	})
+}
+
+// BenchmarkScan scans the label sets of node_exporter's and
+// kube-state-metrics' shapes, byte by byte ("bytes", the reference) and as
+// the parsers do ("words").
+func BenchmarkScan(b *testing.B) {
+	for _, tc := range []struct{ name, in string }{
+		{"node_cpu", `{cpu="0",mode="idle"} 1234.5`},
+		{"node_filesystem", `{device="/dev/nvme1n1p5",fstype="ext4",mountpoint="/var/lib/kubelet/pods/0/volumes/13"} 809`},
+		{"kube_pod", `{namespace="team-14",pod="svc-31-7d9f8b6c4-3bef1",uid="28b7bc6f-1c2d-4e5f-8a9b-00000000001f",container="app-1"} 579`},
+	} {
+		in := []byte(tc.in)
+		for _, f := range []struct {
+			name string
+			f    func([]byte) int
+		}{{"bytes", labelsLenBytes}, {"words", labelsLen}} {
+			b.Run(tc.name+"/"+f.name, func(b *testing.B) {
+				b.SetBytes(int64(len(in)))
+				for b.Loop() {
+					if f.f(in) == 0 {
+						b.Fatal("not taken")
+					}
+				}
+			})
+		}
+	}
+}
