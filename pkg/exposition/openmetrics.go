@@ -197,7 +197,7 @@ func (p *omParser) Next() (textparse.Entry, error) {
 				return p.giveUp()
 			}
 		} else {
-			if !parseOMLine(line, &p.cur) {
+			if !parseOMLine(line, p.name, &p.cur) {
 				return p.giveUp()
 			}
 			if p.skip && p.isCreated(p.cur.series[:p.cur.nameLen]) {
@@ -232,7 +232,7 @@ func (p *omParser) meta(line []byte, start int) (textparse.Entry, bool) {
 		return 0, false
 	}
 	rest := line[len("# HELP "):]
-	n := metricNameLen(rest)
+	n := metricNameLenAfter(rest, p.name)
 	if n == 0 || n >= len(rest) || rest[n] != ' ' {
 		return 0, false
 	}
@@ -280,9 +280,10 @@ func (p *omParser) meta(line []byte, start int) (textparse.Entry, bool) {
 }
 
 // parseOMLine parses a series line into l; it returns false for a line the
-// fast path does not take.
-func parseOMLine(line []byte, l *omLine) bool {
-	n := metricNameLen(line)
+// fast path does not take. family is the name of the last HELP, TYPE or
+// UNIT line, or nil (see metricNameLenAfter).
+func parseOMLine(line, family []byte, l *omLine) bool {
+	n := metricNameLenAfter(line, family)
 	if n == 0 || n == len(line) {
 		return false
 	}

@@ -1,6 +1,7 @@
 package exposition
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/bits"
 	"unicode/utf8"
@@ -68,6 +69,22 @@ func metricNameLen(b []byte) int {
 		return 0
 	}
 	i := 1
+	for i < len(b) && nameChars[b[i]]&metricNext != 0 {
+		i++
+	}
+	return i
+}
+
+// metricNameLenAfter is metricNameLen(b) for a b that may start with
+// known, a metric name scanned before (the family's, from its HELP, TYPE
+// or UNIT line; nil if none): comparing known costs less than scanning it
+// again, and a sample's name is mostly its family's, perhaps with a suffix
+// (_total, _bucket), as is a TYPE line's its HELP line's.
+func metricNameLenAfter(b, known []byte) int {
+	if len(known) == 0 || !bytes.HasPrefix(b, known) {
+		return metricNameLen(b)
+	}
+	i := len(known)
 	for i < len(b) && nameChars[b[i]]&metricNext != 0 {
 		i++
 	}

@@ -100,6 +100,19 @@ func compareScan(t *testing.T, b []byte) {
 		if got, want := metricNameLen(s), metricNameLenBytes(s); got != want {
 			t.Fatalf("metricNameLen(%q) = %d, want %d", s, got, want)
 		}
+		// metricNameLenAfter, with each prefix of s's own name and
+		// with names s may or may not start with.
+		n := metricNameLenBytes(s)
+		for _, known := range [][]byte{nil, []byte("node_cpu"), []byte("a:b_1"), []byte("x")} {
+			if got := metricNameLenAfter(s, known); got != n {
+				t.Fatalf("metricNameLenAfter(%q, %q) = %d, want %d", s, known, got, n)
+			}
+		}
+		for k := 1; k <= n; k++ {
+			if got := metricNameLenAfter(s, s[:k]); got != n {
+				t.Fatalf("metricNameLenAfter(%q, %q) = %d, want %d", s, s[:k], got, n)
+			}
+		}
 		if got, want := labelNameLen(s), labelNameLenBytes(s); got != want {
 			t.Fatalf("labelNameLen(%q) = %d, want %d", s, got, want)
 		}
@@ -132,6 +145,10 @@ var scanCases = []string{
 	"{a=\"nul\x00\"} 1",
 	"{a=\"\x7f\x80\xa2\xdc\"} 1",
 	`metric_name:with:colons_and_digits_0123456789{a="b"} 1`,
+	`node_cpu_seconds_total{cpu="0",mode="idle"} 1`,
+	`node_cpu{cpu="0"} 1`,
+	`node_cpu 1`,
+	`node_cp`,
 	`UPPER_lower_0123456789_` + "\x60\x7b\x40\x5b\x2f\x3b\x5e\x7f" + `_more`,
 }
 

@@ -153,14 +153,14 @@ func (p *textParser) meta(line []byte, start int) (textparse.Entry, bool) {
 		return 0, false
 	}
 	rest := line[len("# HELP "):]
-	n := metricNameLen(rest)
+	n := metricNameLenAfter(rest, p.name)
 	// The name ends with a space (PromParser drops the first byte of the
 	// text, whatever it is) and the text, perhaps empty, follows.
 	if n == 0 || n >= len(rest) || rest[n] != ' ' {
 		return 0, false
 	}
 	p.name, p.text = rest[:n], rest[n+1:]
-	if len(bytes.TrimLeft(p.text, " \t")) == 0 {
+	if blank(p.text) {
 		// Blanks only: PromParser's lexer takes them as whitespace
 		// before an empty text.
 		p.text = p.text[:0]
@@ -189,9 +189,20 @@ func (p *textParser) meta(line []byte, start int) (textparse.Entry, bool) {
 	return e, true
 }
 
+// blank says whether b holds only spaces and tabs (bytes.TrimLeft, which
+// this replaced, built its set of two bytes on every HELP and TYPE line).
+func blank(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
 // sample parses a series line: name, labels, value, timestamp.
 func (p *textParser) sample(line []byte) bool {
-	n := metricNameLen(line)
+	n := metricNameLenAfter(line, p.name)
 	if n == 0 || n == len(line) {
 		return false
 	}
