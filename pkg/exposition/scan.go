@@ -91,6 +91,18 @@ func metricNameLenAfter(b, known []byte) int {
 	return i
 }
 
+// knownKeyLen is known(line) (Parsers.KnownKey), if that is followed by a
+// space, else 0; 0 too if known is nil.
+func knownKeyLen(known func([]byte) int, line []byte) int {
+	if known == nil {
+		return 0
+	}
+	if n := known(line); n > 0 && n < len(line) && line[n] == ' ' {
+		return n
+	}
+	return 0
+}
+
 // labelNameLen is the length of the label name b starts with, 0 if none.
 func labelNameLen(b []byte) int {
 	if len(b) == 0 || nameChars[b[0]]&labelStart == 0 {

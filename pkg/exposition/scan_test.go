@@ -1,9 +1,13 @@
 package exposition
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
 )
 
 // The scanner byte by byte, as it was before it read words: the reference
@@ -203,6 +207,71 @@ func BenchmarkScan(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestKnownKey: a Parsers.KnownKey that answers every fast-path key's
+// length leaves the entries as they are without one, and so does one whose
+// answers are not followed by a space (ignored), on every text seed.
+func TestKnownKey(t *testing.T) {
+	for name, b := range textSeeds(t) {
+		ct := seedContentType(name)
+		parse := func(known func([]byte) int) []entry {
+			var ps Parsers
+			ps.KnownKey = known
+			p, err := ps.New(b, ct, labels.NewSymbolTable(), textparse.ParserOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := parseAll(p)
+			if err != nil {
+				out = append(out, entry{text: "error " + err.Error()})
+			}
+			return out
+		}
+		want := parse(nil)
+		keys := map[string]bool{}
+		for _, e := range want {
+			if e.key != nil {
+				keys[string(e.key)] = true
+			}
+		}
+		answered := 0
+		for _, known := range []func([]byte) int{
+			func(line []byte) int { // the key, if it is one
+				for n := len(line) - 1; n > 0; n-- {
+					if line[n] == ' ' && keys[string(line[:n])] {
+						answered++
+						return n
+					}
+				}
+				return 0
+			},
+			func(line []byte) int { return len(line) },
+			func(line []byte) int { return len(line) + 3 },
+			func([]byte) int { return -1 },
+			func(line []byte) int { // a byte that is not a space
+				for n, c := range line {
+					if n > 0 && c != ' ' {
+						return n
+					}
+				}
+				return 0
+			},
+		} {
+			got := parse(known)
+			if len(got) != len(want) {
+				t.Fatalf("%s: %d entries with KnownKey, %d without", name, len(got), len(want))
+			}
+			for i := range got {
+				if got[i].text != want[i].text || !bytes.Equal(got[i].key, want[i].key) {
+					t.Fatalf("%s: entry %d is %s (key %q) with KnownKey, %s (key %q) without", name, i, got[i].text, got[i].key, want[i].text, want[i].key)
+				}
+			}
+		}
+		if answered == 0 {
+			t.Errorf("%s: no key answered", name)
 		}
 	}
 }

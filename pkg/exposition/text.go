@@ -42,6 +42,8 @@ type textParser struct {
 
 	fb textparse.Parser // PromParser of the rest, once the fast path gave up
 
+	known func([]byte) int // Parsers.KnownKey
+
 	// restart is where a fallback starts: the last TYPE line, or 0.
 	// emitted counts the entries returned from there.
 	restart, emitted int
@@ -202,22 +204,25 @@ func blank(b []byte) bool {
 
 // sample parses a series line: name, labels, value, timestamp.
 func (p *textParser) sample(line []byte) bool {
-	n := metricNameLenAfter(line, p.name)
-	if n == 0 || n == len(line) {
-		return false
-	}
-	if line[n] == '{' {
-		l := labelsLen(line[n:])
-		if l == 0 {
+	n := knownKeyLen(p.known, line)
+	if n == 0 {
+		n = metricNameLenAfter(line, p.name)
+		if n == 0 || n == len(line) {
 			return false
 		}
-		n += l
-		if n == len(line) {
+		if line[n] == '{' {
+			l := labelsLen(line[n:])
+			if l == 0 {
+				return false
+			}
+			n += l
+			if n == len(line) {
+				return false
+			}
+		}
+		if line[n] != ' ' {
 			return false
 		}
-	}
-	if line[n] != ' ' {
-		return false
 	}
 	p.series = line[:n]
 	rest := line[n+1:]

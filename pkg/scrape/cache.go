@@ -82,6 +82,14 @@ type seriesCache struct {
 	// are created in that order, so it is mostly the one.
 	next int32
 
+	// knownKey's answer: the text (its first byte and length) it found to
+	// be entry known's, which lookup then returns without hashing again.
+	// knownAt is nil when there is none; finish clears it, so that it
+	// does not keep a body alive.
+	knownAt  *byte
+	knownLen int
+	known    int32
+
 	// exT is the timestamp of the newest exemplar logged, by entry, for the
 	// series that had one (few do; nil until then).
 	exT map[int32]int64
@@ -132,7 +140,7 @@ const (
 
 // cacheEntry is one series: the hashes of its own raw text and of its
 // label set, its WAL ref and the timestamp that decides which of its
-// samples are logged. It is 56 bytes.
+// samples are logged. It is 56 bytes (textLen fills what was padding).
 type cacheEntry struct {
 	text hash128 // of the raw text the entry was resolved from; zero after resetKeys
 	lbls hash128 // of the label set
@@ -141,8 +149,12 @@ type cacheEntry struct {
 	// none), or, with flagUndo, of the sample appended in this iteration.
 	lastT int64
 	name  uint32 // the series' metric name: seriesCache.names[name]
-	kind  valueKind
-	flags entryFlags
+	// textLen is the length of the entry's own text if a fast path of the
+	// text formats read it (exposition.FastSeries) and it is shorter than
+	// 64 KiB, else 0: knownKey answers for it.
+	textLen uint16
+	kind    valueKind
+	flags   entryFlags
 }
 
 // undoT is the committed timestamp of an entry whose lastT a sample with
@@ -268,6 +280,14 @@ func (c *seriesCache) lookup(b []byte) (entry int32, dropped bool) {
 	// when a first half matches. A text's hash is its entry's own text or
 	// an alias's, never both (setKey keys only texts lookup missed), so
 	// an entry whose own text matches is the index's answer too.
+	if at := c.knownAt; at != nil {
+		c.knownAt = nil
+		if len(b) == c.knownLen && &b[0] == at {
+			// The very bytes knownKey hashed.
+			c.next = c.known + 1
+			return c.known, false
+		}
+	}
 	h := maphash.Bytes(c.hseed, b)
 	var x uint64
 	if n := c.next; int(n) < len(c.entries) {
@@ -315,6 +335,28 @@ func (c *seriesCache) lookup(b []byte) (entry int32, dropped bool) {
 	}
 }
 
+// knownKey is exposition.Parsers.KnownKey: if line starts with the own
+// text of the entry lookup tries first (c.next), read by a fast path,
+// followed by a space, it returns the text's length, and the lookup of
+// that text that follows returns the entry without hashing it again. The
+// answer rests on the text's 128-bit hash, as lookup's does.
+func (c *seriesCache) knownKey(line []byte) int {
+	n := c.next
+	if int(n) >= len(c.entries) {
+		return 0
+	}
+	e := &c.entries[n]
+	l := int(e.textLen)
+	if l == 0 || l >= len(line) || line[l] != ' ' || !e.has(flagLive) {
+		return 0
+	}
+	if maphash.Bytes(c.hseed, line[:l]) != e.text.h || maphash.Bytes(c.seed, line[:l]) != e.text.x {
+		return 0
+	}
+	c.knownAt, c.knownLen, c.known = &line[0], l, n
+	return l
+}
+
 // textHash returns the 128-bit hash of the raw text b.
 func (c *seriesCache) textHash(b []byte) hash128 {
 	return hash128{maphash.Bytes(c.hseed, b), maphash.Bytes(c.seed, b)}
@@ -334,14 +376,19 @@ func (c *seriesCache) labelsHash(lset labels.Labels) hash128 {
 
 // setKey makes the raw text b, for which lookup returned -1 and not
 // dropped, lead to entry (or to "dropped" when entry is -1): as the
-// entry's own text if it has none, else as an alias.
-func (c *seriesCache) setKey(b []byte, entry int32) {
+// entry's own text if it has none, else as an alias. fast says whether a
+// fast path of the text formats read b (exposition.FastSeries), so that
+// knownKey may answer for it.
+func (c *seriesCache) setKey(b []byte, entry int32, fast bool) {
 	k := c.textHash(b)
 	if entry >= 0 {
 		c.next = entry + 1
 	}
 	if entry >= 0 && c.entries[entry].text == (hash128{}) && k != (hash128{}) {
 		c.entries[entry].text = k
+		if fast && len(b) <= math.MaxUint16 {
+			c.entries[entry].textLen = uint16(len(b))
+		}
 		c.keys.Insert(freeSlot(&c.keys, k.h), uint32(entry), c.keyHash)
 		return
 	}
@@ -554,7 +601,7 @@ func (c *seriesCache) finish(ok bool, t int64, recs *wal.Records) {
 		}
 	}
 	c.iter++
-	c.next = 0
+	c.next, c.knownAt = 0, nil
 }
 
 func (c *seriesCache) appendStale(recs *wal.Records, e *cacheEntry, t int64, stale float64) {
@@ -603,7 +650,7 @@ func (c *seriesCache) resetKeys() {
 	c.aliases = c.aliases[:0]
 	c.freeA = c.freeA[:0]
 	for i := range c.entries {
-		c.entries[i].text = hash128{}
+		c.entries[i].text, c.entries[i].textLen = hash128{}, 0
 	}
 }
 

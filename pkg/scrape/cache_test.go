@@ -165,7 +165,7 @@ func TestSeriesCache_KeyHashes(t *testing.T) {
 	a := []byte(`up{job="a"}`)
 	la := labels.FromStrings("__name__", "up", "job", "a")
 	e := c.add(1, la, c.labelsHash(la))
-	c.setKey(a, e)
+	c.setKey(a, e, false)
 	if entry, dropped := c.lookup(a); entry != e || dropped {
 		t.Fatalf("lookup of a known text: entry %d dropped %v, want entry %d", entry, dropped, e)
 	}
@@ -188,7 +188,7 @@ func TestSeriesCache_KeyHashes(t *testing.T) {
 	if got := c.find(c.labelsHash(la)); got != e {
 		t.Fatalf("find of the first label hash: %d, want %d", got, e)
 	}
-	c.setKey(a, f)
+	c.setKey(a, f, false)
 	if entry, _ := c.lookup(a); entry != f {
 		t.Fatalf("lookup after the text was set beside its namesake: entry %d, want %d", entry, f)
 	}
@@ -221,7 +221,7 @@ func TestCache_LookupTriesNext(t *testing.T) {
 		lset := labels.FromStrings("__name__", "up", "job", fmt.Sprint(i))
 		e := c.add(chunks.HeadSeriesRef(i+1), lset, c.labelsHash(lset))
 		texts = append(texts, []byte(fmt.Sprintf(`up{job="%d"}`, i)))
-		c.setKey(texts[i], e)
+		c.setKey(texts[i], e, false)
 		ents = append(ents, e)
 	}
 	want := func(what string, b []byte, entry int32) {
@@ -251,7 +251,7 @@ func TestCache_LookupTriesNext(t *testing.T) {
 
 	// A text keyed as an alias of entry 0: next follows the entry.
 	alias := []byte(`up{job="0",}`)
-	c.setKey(alias, ents[0])
+	c.setKey(alias, ents[0], false)
 	c.next = ents[2]
 	want("alias", alias, ents[0])
 	if c.next != ents[0]+1 {
