@@ -68,6 +68,8 @@ type omParser struct {
 	fb      textparse.Parser // Prometheus' parser of the rest, once the fast path gave up
 	created createdLookahead // fb's wrapper, reused
 
+	known func([]byte) int // Parsers.KnownKey
+
 	// restart is where a fallback starts: a TYPE line at which no start
 	// timestamp was cached, or 0; restartSkip is skip there. emitted
 	// counts the entries returned from there, stCalls the entries (counted
@@ -197,7 +199,7 @@ func (p *omParser) Next() (textparse.Entry, error) {
 				return p.giveUp()
 			}
 		} else {
-			if !parseOMLine(line, &p.cur) {
+			if !parseOMLine(line, p.name, p.known, &p.cur) {
 				return p.giveUp()
 			}
 			if p.skip && p.isCreated(p.cur.series[:p.cur.nameLen]) {
@@ -232,7 +234,7 @@ func (p *omParser) meta(line []byte, start int) (textparse.Entry, bool) {
 		return 0, false
 	}
 	rest := line[len("# HELP "):]
-	n := metricNameLen(rest)
+	n := metricNameLenAfter(rest, p.name)
 	if n == 0 || n >= len(rest) || rest[n] != ' ' {
 		return 0, false
 	}
@@ -280,14 +282,18 @@ func (p *omParser) meta(line []byte, start int) (textparse.Entry, bool) {
 }
 
 // parseOMLine parses a series line into l; it returns false for a line the
-// fast path does not take.
-func parseOMLine(line []byte, l *omLine) bool {
-	n := metricNameLen(line)
+// fast path does not take. family is the name of the last HELP, TYPE or
+// UNIT line, or nil (see metricNameLenAfter); known is Parsers.KnownKey,
+// or nil.
+func parseOMLine(line, family []byte, known func([]byte) int, l *omLine) bool {
+	n := metricNameLenAfter(line, family)
 	if n == 0 || n == len(line) {
 		return false
 	}
 	l.nameLen = n
-	if line[n] == '{' {
+	if k := knownKeyLen(known, line); k > 0 {
+		n = k
+	} else if line[n] == '{' {
 		ll := labelsLen(line[n:])
 		if ll == 0 {
 			return false

@@ -86,7 +86,7 @@ func (p *omParser) lookahead() (la *omLookahead, ok bool) {
 	q := p.pos
 	for q < len(p.in) && p.in[q] != '#' {
 		end := bytes.IndexByte(p.in[q:], '\n')
-		if end <= 0 || !parseOMLine(p.in[q:q+end], &la.line) {
+		if end <= 0 || !parseOMLine(p.in[q:q+end], p.name, nil, &la.line) {
 			return nil, false
 		}
 		c := &la.line

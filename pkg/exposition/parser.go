@@ -47,6 +47,16 @@ func New(b []byte, contentType string, st *labels.SymbolTable, opts textparse.Pa
 // until the next call of New. Parsers is not safe for concurrent use; the
 // zero value is ready to use.
 type Parsers struct {
+	// KnownKey, if not nil, is asked by the fast paths of the text
+	// formats, with each series line, before they scan its series key (a
+	// third of a scrape's CPU on long label sets). It returns the length
+	// of the key the line starts with if those bytes are a key a fast path
+	// returned before (FastSeries), else 0: the fast path then takes the
+	// key without scanning it, as a scan of the same bytes would. An
+	// answer not followed by a space is ignored. A scrape cache answers
+	// from the key it expects next, which it hashes for its lookup anyway.
+	KnownKey func(line []byte) int
+
 	proto   *protobufParser
 	text    *textParser
 	om      *omParser
@@ -60,6 +70,7 @@ func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opt
 			ps.text = new(textParser)
 		}
 		ps.text.reset(b, st)
+		ps.text.known = ps.KnownKey
 		return ps.text, nil
 	}
 	if fast(contentType, openMetricsMediaType, opts) {
@@ -67,6 +78,7 @@ func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opt
 			ps.om = new(omParser)
 		}
 		ps.om.reset(b, st, opts.OpenMetricsSkipSTSeries)
+		ps.om.known = ps.KnownKey
 		return ps.om, nil
 	}
 	if !fast(contentType, protobufMediaType, opts) {
@@ -77,6 +89,21 @@ func (ps *Parsers) New(b []byte, contentType string, st *labels.SymbolTable, opt
 	}
 	ps.proto.reset(b, st, opts)
 	return ps.proto, nil
+}
+
+// FastSeries says whether the current series of p, a parser New returned,
+// was read by a fast path of the text formats, so that its key is one
+// Parsers.KnownKey may answer for when it comes again. It is false for
+// protobuf and Prometheus' parsers, and once a fast path has handed the
+// rest of its exposition to Prometheus' parser.
+func FastSeries(p textparse.Parser) bool {
+	switch p := p.(type) {
+	case *textParser:
+		return p.fb == nil
+	case *omParser:
+		return p.fb == nil
+	}
+	return false
 }
 
 // prometheus returns textparse's parser, as textparse.New does, with its

@@ -42,6 +42,8 @@ type textParser struct {
 
 	fb textparse.Parser // PromParser of the rest, once the fast path gave up
 
+	known func([]byte) int // Parsers.KnownKey
+
 	// restart is where a fallback starts: the last TYPE line, or 0.
 	// emitted counts the entries returned from there.
 	restart, emitted int
@@ -153,14 +155,14 @@ func (p *textParser) meta(line []byte, start int) (textparse.Entry, bool) {
 		return 0, false
 	}
 	rest := line[len("# HELP "):]
-	n := metricNameLen(rest)
+	n := metricNameLenAfter(rest, p.name)
 	// The name ends with a space (PromParser drops the first byte of the
 	// text, whatever it is) and the text, perhaps empty, follows.
 	if n == 0 || n >= len(rest) || rest[n] != ' ' {
 		return 0, false
 	}
 	p.name, p.text = rest[:n], rest[n+1:]
-	if len(bytes.TrimLeft(p.text, " \t")) == 0 {
+	if blank(p.text) {
 		// Blanks only: PromParser's lexer takes them as whitespace
 		// before an empty text.
 		p.text = p.text[:0]
@@ -189,24 +191,38 @@ func (p *textParser) meta(line []byte, start int) (textparse.Entry, bool) {
 	return e, true
 }
 
+// blank says whether b holds only spaces and tabs (bytes.TrimLeft, which
+// this replaced, built its set of two bytes on every HELP and TYPE line).
+func blank(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
 // sample parses a series line: name, labels, value, timestamp.
 func (p *textParser) sample(line []byte) bool {
-	n := metricNameLen(line)
-	if n == 0 || n == len(line) {
-		return false
-	}
-	if line[n] == '{' {
-		l := labelsLen(line[n:])
-		if l == 0 {
+	n := knownKeyLen(p.known, line)
+	if n == 0 {
+		n = metricNameLenAfter(line, p.name)
+		if n == 0 || n == len(line) {
 			return false
 		}
-		n += l
-		if n == len(line) {
+		if line[n] == '{' {
+			l := labelsLen(line[n:])
+			if l == 0 {
+				return false
+			}
+			n += l
+			if n == len(line) {
+				return false
+			}
+		}
+		if line[n] != ' ' {
 			return false
 		}
-	}
-	if line[n] != ' ' {
-		return false
 	}
 	p.series = line[:n]
 	rest := line[n+1:]
@@ -228,99 +244,6 @@ func (p *textParser) sample(line []byte) bool {
 		p.ts, p.hasTS = ts, true
 	}
 	return true
-}
-
-// nameChars marks the bytes of a metric name: 1 may start it, 2 may follow.
-var nameChars = func() (t [256]uint8) {
-	for c := range 256 {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_', c == ':':
-			t[c] = 3
-		case c >= '0' && c <= '9':
-			t[c] = 2
-		}
-	}
-	return t
-}()
-
-// metricNameLen is the length of the metric name b starts with, 0 if none.
-func metricNameLen(b []byte) int {
-	if len(b) == 0 || nameChars[b[0]]&1 == 0 {
-		return 0
-	}
-	i := 1
-	for i < len(b) && nameChars[b[i]] != 0 {
-		i++
-	}
-	return i
-}
-
-// labelNameLen is the length of the label name b starts with, 0 if none:
-// a metric name without colons.
-func labelNameLen(b []byte) int {
-	if len(b) == 0 || nameChars[b[0]]&1 == 0 || b[0] == ':' {
-		return 0
-	}
-	i := 1
-	for i < len(b) && nameChars[b[i]] != 0 && b[i] != ':' {
-		i++
-	}
-	return i
-}
-
-// labelsLen is the length of the label set b starts with ("{" to "}"), 0
-// if it is not one the fast path takes: name="value" pairs separated by
-// single commas, no space, no trailing comma, values valid UTF-8.
-func labelsLen(b []byte) int {
-	i := 1
-	if i < len(b) && b[i] == '}' {
-		return 2
-	}
-	for {
-		n := labelNameLen(b[i:])
-		if n == 0 {
-			return 0
-		}
-		i += n
-		if i+1 >= len(b) || b[i] != '=' || b[i+1] != '"' {
-			return 0
-		}
-		i += 2
-		vs, ascii := i, true
-		for {
-			if i >= len(b) {
-				return 0
-			}
-			c := b[i]
-			if c == '"' {
-				break
-			}
-			if c == '\\' {
-				i++ // the escaped byte, checked below like any other
-				if i < len(b) && b[i] >= utf8.RuneSelf {
-					ascii = false
-				}
-			} else if c >= utf8.RuneSelf {
-				ascii = false
-			}
-			i++
-		}
-		if !ascii && !utf8.Valid(b[vs:i]) {
-			return 0
-		}
-		i++ // the closing quote
-		if i >= len(b) {
-			return 0
-		}
-		switch b[i] {
-		case '}':
-			return i + 1
-		case ',':
-			i++
-		default:
-			return 0
-		}
-	}
 }
 
 // parseValue parses a sample value as PromParser does, and NaN as the

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/tsdb/record"
 
+	"github.com/rwagent/rwagent/pkg/exposition"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -85,6 +86,7 @@ type appender struct {
 	recs    *wal.Records
 
 	parsers   *parserPool
+	knownKey  func([]byte) int // cache.knownKey, made once
 	symbols   *labels.SymbolTable
 	lb        *labels.Builder
 	lset      labels.Labels
@@ -94,14 +96,15 @@ type appender struct {
 
 func newAppender(opts *appendOptions, s Storage, c *seriesCache, m *scrapeMetrics, ps *parserPool) *appender {
 	return &appender{
-		opts:    opts,
-		parsers: ps,
-		storage: s,
-		cache:   c,
-		metrics: m,
-		recs:    new(wal.Records),
-		symbols: labels.NewSymbolTable(),
-		lb:      labels.NewBuilder(labels.EmptyLabels()),
+		opts:     opts,
+		parsers:  ps,
+		storage:  s,
+		cache:    c,
+		knownKey: c.knownKey,
+		metrics:  m,
+		recs:     new(wal.Records),
+		symbols:  labels.NewSymbolTable(),
+		lb:       labels.NewBuilder(labels.EmptyLabels()),
 	}
 }
 
@@ -119,7 +122,13 @@ func (a *appender) append(b []byte, contentType string, t, now int64) (res appen
 		}
 	}()
 	ps := a.parsers.get()
-	defer a.parsers.put(ps)
+	ps.KnownKey = a.knownKey
+	defer func() {
+		// Neither the pool nor the cache keeps this target's cache or
+		// body alive.
+		ps.KnownKey, a.cache.knownAt = nil, nil
+		a.parsers.put(ps)
+	}()
 	p, perr := ps.New(b, contentType, a.symbols, a.opts.parser)
 	if p == nil {
 		return res, fmt.Errorf("%w: %w", errParseMediaType, perr)
@@ -288,7 +297,7 @@ func (a *appender) resolve(p textparse.Parser, met []byte) (ei int32, keep bool,
 	p.Labels(&a.lset)
 	lset := a.mutate(a.lset)
 	if lset.IsEmpty() {
-		c.setKey(met, -1)
+		c.setKey(met, -1, false)
 		return -1, false, nil
 	}
 	if !lset.Has(model.MetricNameLabel) {
@@ -311,7 +320,7 @@ func (a *appender) resolve(p textparse.Parser, met []byte) (ei int32, keep bool,
 		ei = c.add(ref, lset, h)
 		a.recs.Series = append(a.recs.Series, record.RefSeries{Ref: ref, Labels: lset})
 	}
-	c.setKey(met, ei)
+	c.setKey(met, ei, exposition.FastSeries(p))
 	return ei, true, nil
 }
 

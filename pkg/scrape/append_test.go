@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/relabel"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rwagent/rwagent/bench/loadgen"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -596,4 +597,120 @@ func TestAppend_StartTimestamps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// knownKeySeeds are pairs of expositions for FuzzKnownKey: a series key
+// the fast path read and then the same key in lines it does or does not
+// take, keys Prometheus' parser read (which KnownKey must not answer for),
+// and series in another order.
+var knownKeySeeds = [][2]string{
+	{"a{b=\"c\"} 1\nd 2\n", "a{b=\"c\"} 3\nd 4\n"},
+	{"a{b=\"c\"} 1\n", "a{b=\"d\"} 1\n"},
+	{"a{b=\"c\"} 1\nd 2\n", "d 4\na{b=\"c\"} 3\n"},
+	{"a{b=\"c\"} 1\n", "a{b=\"c\"}  3\n"},
+	{"a{b=\"c\"} 1\n", "a{b=\"c\"} x\n"},
+	{"a{b=\"c\"} 1\n", "a{b=\"c\"}\n"},
+	{"a{b=\"c\",} 1\na{b=\"d\"} 2\n", "a{b=\"c\",} 1\na{b=\"d\"} 2\n"},
+	{"# comment\na{b=\"c\"} 1\n", "a{b=\"c\"} 1\n# comment\na{b=\"c\"} 2\n"},
+	{"a{b=\"c\"} 1\na{b=\"c\"} 2\n", "a{b=\"c\"} 1 1000\na{b=\"c\"} 2\n"},
+	{"# TYPE a counter\na_total{b=\"c\"} 1\na_created{b=\"c\"} 5\n# EOF\n", "# TYPE a counter\na_total{b=\"c\"} 2\na_created{b=\"c\"} 5\n# EOF\n"},
+	{"a{b=\"c\"} 1 # {t=\"1\"} 2 3\n# EOF\n", "a{b=\"c\"} 1 # {t=\"2\"} 2 4\n# EOF\n"},
+}
+
+// TestAppend_KnownKeys: on a scrape of known series every series line's
+// key is answered by the cache, not scanned; a key that Prometheus'
+// parser read is not.
+func TestAppend_KnownKeys(t *testing.T) {
+	body, n := loadgen.NewTarget(1000, 1).Scrape()
+	for _, tc := range []struct {
+		name string
+		body string
+		want int
+	}{
+		{"loadgen", string(body), n},
+		{"after a fallback", "a{b=\"c\"} 1\na{b=\"d\",} 2\na{b=\"e\"} 3\n", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newMemStorage()
+			a := newTestAppender(testOptions(), s)
+			answered := 0
+			a.knownKey = func(line []byte) int {
+				k := a.cache.knownKey(line)
+				if k > 0 {
+					answered++
+				}
+				return k
+			}
+			for i := range int64(2) {
+				answered = 0
+				if _, err := step(a, s, tc.body, ctText, 1_000_000+i*1000); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if answered != tc.want {
+				t.Errorf("the second scrape had %d keys answered, want %d", answered, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzKnownKey scrapes two expositions in turns through two appenders, one
+// whose parsers ask the cache for known keys (the scrape loop's) and one
+// whose parsers scan every key, and checks that both log the same.
+func FuzzKnownKey(f *testing.F) {
+	for _, s := range knownKeySeeds {
+		for kind := range uint8(2) {
+			f.Add([]byte(s[0]), []byte(s[1]), kind)
+		}
+	}
+	for _, file := range []string{"good.prom", "good.om"} {
+		b, err := os.ReadFile(filepath.Join("testdata", file))
+		if err != nil {
+			f.Fatal(err)
+		}
+		kind := uint8(0)
+		if strings.HasSuffix(file, ".om") {
+			kind = 1
+		}
+		lines := strings.SplitAfter(string(b), "\n")
+		slices.Reverse(lines[:len(lines)-2]) // # EOF stays last
+		f.Add(b, []byte(strings.Join(lines, "")), kind)
+		f.Add(b, b, kind|2)
+	}
+	f.Fuzz(func(t *testing.T, b1, b2 []byte, kind uint8) {
+		if len(b1)+len(b2) > 16<<10 {
+			return
+		}
+		ct := []string{ctText, ctOM}[kind&1]
+		opts := testOptions()
+		opts.startTimestamps = kind&2 != 0
+		known, scan := newMemStorage(), newMemStorage()
+		a := newTestAppender(opts, known)
+		b := newTestAppender(opts, scan)
+		b.knownKey = nil
+		for i, body := range [][]byte{b1, b1, b2, b2, b1} {
+			ts := int64(1_000_000 + i*1000)
+			resA, errA := step(a, known, string(body), ct, ts)
+			resB, errB := step(b, scan, string(body), ct, ts)
+			if resA != resB || fmt.Sprint(errA) != fmt.Sprint(errB) {
+				t.Fatalf("scrape %d: %+v, %v with known keys; %+v, %v scanning", i, resA, errA, resB, errB)
+			}
+		}
+		for _, m := range []struct {
+			name   string
+			ka, kb any
+		}{
+			{"series", known.series, scan.series},
+			{"samples", known.samples, scan.samples},
+			{"histograms", known.hists, scan.hists},
+			{"float histograms", known.fhists, scan.fhists},
+			{"exemplars", known.exs, scan.exs},
+			{"metadata", known.meta, scan.meta},
+			{"released", known.released, scan.released},
+		} {
+			if ga, gb := fmt.Sprint(m.ka), fmt.Sprint(m.kb); ga != gb {
+				t.Fatalf("%s differ:\nwith known keys %s\nscanning        %s", m.name, ga, gb)
+			}
+		}
+	})
 }

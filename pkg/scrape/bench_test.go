@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 
+	"github.com/rwagent/rwagent/bench/loadgen"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -129,6 +130,25 @@ func BenchmarkScrapeAppend(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkScrapeAppendLoadgen is BenchmarkScrapeAppend on the load
+// generator's text exposition (node_exporter and kube-state-metrics shapes:
+// long label sets, 150 bytes a series key on average), the targets of
+// bench/RESULTS.md's text workloads.
+func BenchmarkScrapeAppendLoadgen(b *testing.B) {
+	body, n := loadgen.NewTarget(10_000, 1).Scrape()
+	body = bytes.Clone(body) // valid until the next Scrape
+	a := newTestAppender(testOptions(), &nopStorage{})
+	t := int64(1_000_000)
+	appendOnce(b, a, body, ctText, t) // fill the cache
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		t += 1000
+		appendOnce(b, a, body, ctText, t)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
 }
 
 // BenchmarkScrapeAppendResolve is BenchmarkScrapeAppend/*/10000 with the

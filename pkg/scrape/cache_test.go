@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/tsdb/chunks"
 
 	"github.com/rwagent/rwagent/bench/loadgen"
 	"github.com/rwagent/rwagent/pkg/hashindex"
@@ -164,7 +165,7 @@ func TestSeriesCache_KeyHashes(t *testing.T) {
 	a := []byte(`up{job="a"}`)
 	la := labels.FromStrings("__name__", "up", "job", "a")
 	e := c.add(1, la, c.labelsHash(la))
-	c.setKey(a, e)
+	c.setKey(a, e, false)
 	if entry, dropped := c.lookup(a); entry != e || dropped {
 		t.Fatalf("lookup of a known text: entry %d dropped %v, want entry %d", entry, dropped, e)
 	}
@@ -187,7 +188,7 @@ func TestSeriesCache_KeyHashes(t *testing.T) {
 	if got := c.find(c.labelsHash(la)); got != e {
 		t.Fatalf("find of the first label hash: %d, want %d", got, e)
 	}
-	c.setKey(a, f)
+	c.setKey(a, f, false)
 	if entry, _ := c.lookup(a); entry != f {
 		t.Fatalf("lookup after the text was set beside its namesake: entry %d, want %d", entry, f)
 	}
@@ -206,6 +207,61 @@ func TestSeriesCache_KeyHashes(t *testing.T) {
 	if c.keys.Len() != 1 || c.byHash.Len() != 1 {
 		t.Fatalf("after free: %d texts and %d label sets indexed, want 1 and 1", c.keys.Len(), c.byHash.Len())
 	}
+}
+
+// TestCache_LookupTriesNext: lookup tries the entry after the last one it
+// found before the index, and returns it only when that entry's own text
+// has b's full 128-bit hash: out of order, an impostor sharing the first
+// half, a freed entry and an alias are each answered as the index answers.
+func TestCache_LookupTriesNext(t *testing.T) {
+	c := newSeriesCache()
+	var texts [][]byte
+	var ents []int32
+	for i := range 3 {
+		lset := labels.FromStrings("__name__", "up", "job", fmt.Sprint(i))
+		e := c.add(chunks.HeadSeriesRef(i+1), lset, c.labelsHash(lset))
+		texts = append(texts, []byte(fmt.Sprintf(`up{job="%d"}`, i)))
+		c.setKey(texts[i], e, false)
+		ents = append(ents, e)
+	}
+	want := func(what string, b []byte, entry int32) {
+		t.Helper()
+		if got, dropped := c.lookup(b); got != entry || dropped {
+			t.Fatalf("%s: lookup(%s) = %d (dropped %v), want %d", what, b, got, dropped, entry)
+		}
+	}
+	// In order (the first from the index, the rest as next), then out of
+	// order.
+	for i := range 3 {
+		want("in order", texts[i], ents[i])
+		if c.next != ents[i]+1 {
+			t.Fatalf("after entry %d next is %d, want %d", ents[i], c.next, ents[i]+1)
+		}
+	}
+	c.next = ents[1]
+	want("out of order", texts[0], ents[0])
+	want("out of order", texts[2], ents[2])
+
+	// An entry at next whose text shares the first half of b's hash only.
+	own := c.entries[ents[1]].text
+	c.entries[ents[1]].text = hash128{h: c.textHash(texts[0]).h, x: own.x}
+	c.next = ents[1]
+	want("impostor at next", texts[0], ents[0])
+	c.entries[ents[1]].text = own
+
+	// A text keyed as an alias of entry 0: next follows the entry.
+	alias := []byte(`up{job="0",}`)
+	c.setKey(alias, ents[0], false)
+	c.next = ents[2]
+	want("alias", alias, ents[0])
+	if c.next != ents[0]+1 {
+		t.Fatalf("after an alias of entry %d next is %d, want %d", ents[0], c.next, ents[0]+1)
+	}
+
+	// A freed entry at next is not found.
+	c.free(ents[1])
+	c.next = ents[1]
+	want("freed", texts[1], -1)
 }
 
 // TestCache_AnotherSpelling: a series whose labels come written in another
