@@ -19,13 +19,15 @@ import (
 // shard owns one, with pairs set to its queue's pair table.
 type encoderV2 struct {
 	symbols symbolTable
+	named   pairRefs // the request's pairs' symbol refs, reset with symbols
 	req     writev2.Request
-	owner   []*series   // owner[i] is the series of req.Timeseries[i]
-	prev    []prevLabel // see symbolizeSeries; emptied per request
+	owner   []*series  // owner[i] is the series of req.Timeseries[i]
+	prev    []prevName // see symbolizeSeries; emptied per request
 	hists   []*histScratchV2
 	pb      []byte
 	out     []byte
-	pairs   *pairTable // of the queue's series table; must be set
+	pairs   *pairTable  // of the queue's series table; must be set
+	pages   []*pairPage // pairs', loaded per request
 }
 
 // v2Result is what encoderV2.encode made: the body (owned by the encoder),
@@ -50,7 +52,9 @@ type v2Result struct {
 // The symbols table is ordered by use (symbolTable.finish).
 func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 	e.symbols.reset()
+	e.named.reset()
 	clear(e.prev)
+	e.pages = e.pairs.pages()
 	ts := e.req.Timeseries[:0]
 	e.owner = e.owner[:0]
 	res := v2Result{highest: math.MinInt64}
@@ -152,38 +156,49 @@ func (e *encoderV2) symbolize(dst []uint32, ls []prompb.Label) []uint32 {
 }
 
 // symbolizeSeries appends the symbol refs of s's labels, name then value,
-// to dst. Series come mostly in exposition order, a metric family's
-// together, so a label is often the previous series' label at the same
-// position: comparing with it is cheaper than looking the string up.
+// to dst. A pair the request has named before has its refs in e.named.
+// A new one is read from the pair table; its name is often the previous
+// new pair's name at the same position (series come mostly in exposition
+// order, a metric family's together), and comparing with it is cheaper
+// than looking the string up.
 func (e *encoderV2) symbolizeSeries(dst []uint32, s *series) []uint32 {
-	it := s.labels(e.pairs)
-	k := 0
-	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
-		if k == len(e.prev) {
-			e.prev = append(e.prev, prevLabel{})
+	_, ids := s.size()
+	for k := 0; ids != ""; k++ {
+		var id uint32
+		id, ids = nextPairID(ids)
+		r, at := e.named.find(id)
+		if r != nil {
+			e.symbols.use(r.name)
+			e.symbols.use(r.value)
+			dst = append(dst, r.name, r.value)
+			continue
+		}
+		name, value, _, ok := decodeLabel(e.pages[id>>pairBits].enc[id&(1<<pairBits-1)])
+		if !ok {
+			break
+		}
+		for len(e.prev) <= k {
+			e.prev = append(e.prev, prevName{})
 		}
 		p := &e.prev[k]
 		if p.name == name {
-			e.symbols.use(p.nameRef)
+			e.symbols.use(p.ref)
 		} else {
-			p.name, p.nameRef = name, e.symbols.symbolize(name)
+			p.name, p.ref = name, e.symbols.symbolize(name)
 		}
-		if p.value == value {
-			e.symbols.use(p.valueRef)
-		} else {
-			p.value, p.valueRef = value, e.symbols.symbolize(value)
-		}
-		dst = append(dst, p.nameRef, p.valueRef)
-		k++
+		nr := pairRef{id: id, name: p.ref, value: e.symbols.symbolize(value)}
+		e.named.insert(at, nr)
+		dst = append(dst, nr.name, nr.value)
 	}
 	return dst
 }
 
-// prevLabel is a label of the previous series symbolizeSeries saw in the
-// request, and its provisional refs.
-type prevLabel struct {
-	name, value       string
-	nameRef, valueRef uint32
+// prevName is the name of a label, at its position in the series, of the
+// last pair symbolizeSeries read from the pair table in the request, and
+// its provisional ref.
+type prevName struct {
+	name string
+	ref  uint32
 }
 
 func (e *encoderV2) scratch(i int) *histScratchV2 {
