@@ -23,11 +23,15 @@ type encoderV2 struct {
 	req     writev2.Request
 	owner   []*series  // owner[i] is the series of req.Timeseries[i]
 	prev    []prevName // see symbolizeSeries; emptied per request
-	hists   []*histScratchV2
-	pb      []byte
-	out     []byte
-	pairs   *pairTable  // of the queue's series table; must be set
-	pages   []*pairPage // pairs', loaded per request
+	// family is the family metadata the request's last TimeSeries with
+	// metadata got, familyRefs that metadata with provisional refs.
+	family     *family
+	familyRefs writev2.Metadata
+	hists      []*histScratchV2
+	pb         []byte
+	out        []byte
+	pairs      *pairTable  // of the queue's series table; must be set
+	pages      []*pairPage // pairs', loaded per request
 }
 
 // v2Result is what encoderV2.encode made: the body (owned by the encoder),
@@ -53,6 +57,7 @@ type v2Result struct {
 func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 	e.symbols.reset()
 	e.named.reset()
+	e.family = nil
 	clear(e.prev)
 	e.pages = e.pairs.pages()
 	ts := e.req.Timeseries[:0]
@@ -99,11 +104,19 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 			t.Exemplars = t.Exemplars[:0]
 			t.Metadata = writev2.Metadata{}
 			if f := s.series.meta.Load(); f != nil {
-				t.Metadata = writev2.Metadata{
-					Type:    f.v2Type,
-					HelpRef: e.symbols.symbolize(f.help),
-					UnitRef: e.symbols.symbolize(f.unit),
+				// A family's series come mostly together.
+				if f != e.family {
+					e.family = f
+					e.familyRefs = writev2.Metadata{
+						Type:    f.v2Type,
+						HelpRef: e.symbols.symbolize(f.help),
+						UnitRef: e.symbols.symbolize(f.unit),
+					}
+				} else {
+					e.symbols.use(e.familyRefs.HelpRef)
+					e.symbols.use(e.familyRefs.UnitRef)
 				}
+				t.Metadata = e.familyRefs
 			}
 			e.owner = append(e.owner, s.series)
 			lastKind = kind
