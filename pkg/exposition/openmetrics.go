@@ -49,7 +49,8 @@ import (
 // call makes Next skip _created series of those types from then on. A found
 // timestamp above 0 is cached for the samples with the same labels (a
 // histogram's buckets). The look-ahead remembers where it found the next
-// _created line, so a family without one is read once, not once a sample.
+// _created line, so a family is read ahead once, not once a sample, and a
+// family without the bytes "_created" not at all.
 // Where Prometheus' parser would take the family name from past the end of
 // the exposition and panic, StartTimestamp returns 0 and changes nothing,
 // as createdLookahead does.
@@ -134,6 +135,7 @@ func (p *omParser) reset(b []byte, st *labels.SymbolTable, skip bool) {
 	p.mtype, p.mfNameLen = "", 0
 	p.name, p.text, p.cur = nil, nil, omLine{}
 	p.skip, p.cached, p.look.valid = skip, false, false
+	p.look.hashAt = -1
 	// Prometheus' lexer skips a NUL in some places and not in others: all
 	// of it goes to Prometheus' parser.
 	if bytes.IndexByte(b, 0) >= 0 {

@@ -16,6 +16,40 @@ type omLookahead struct {
 	found    bool
 	line     omLine
 	key      []byte
+
+	// hashAt is the offset of the first line starting with '#' at or after
+	// some line's start at most hashAt (len(in) if none), -1 before the
+	// first look-ahead; created says whether the bytes from that line to
+	// hashAt hold "_created". Both hold for every line up to hashAt, so an
+	// exposition's regions are searched once.
+	hashAt  int
+	created bool
+}
+
+// region returns the offset of the first line starting with '#' at or
+// after pos, a line's start, or len(in); created is false only if no
+// "_created" is between them (it may be true for a "_created" before pos,
+// in the region's earlier lines).
+func (la *omLookahead) region(in []byte, pos int) (end int, created bool) {
+	if la.hashAt < pos {
+		// '#' is rare inside lines (exemplars only): looking for it
+		// alone is faster than for "\n#", whose '\n' ends every line.
+		q := pos
+		for {
+			i := bytes.IndexByte(in[q:], '#')
+			if i < 0 {
+				q = len(in)
+				break
+			}
+			if q += i; q == pos || in[q-1] == '\n' {
+				break
+			}
+			q++
+		}
+		la.hashAt = q
+		la.created = bytes.Contains(in[pos:q], createdSuffix)
+	}
+	return la.hashAt, la.created
 }
 
 // StartTimestamp returns the start timestamp of the current series in ms,
@@ -76,13 +110,24 @@ func (p *omParser) giveUpST() int64 {
 
 // lookahead finds, from the line after the current series to the next line
 // starting with '#' or the end, the first _created series. ok is false if
-// a line on the way is one the fast path does not take.
+// a line on the way is one the fast path does not take; a region without
+// the bytes "_created" is not read line by line, and ok is true.
 func (p *omParser) lookahead() (la *omLookahead, ok bool) {
 	la = &p.look
 	if la.valid && la.from <= p.pos && p.pos <= la.to {
 		return la, true
 	}
 	la.valid, la.from, la.found = false, p.pos, false
+	// Where the region holds no "_created", no line of it can be a
+	// _created series, whether the fast path takes it or not: the answer
+	// is 0, as Prometheus' parser's, without reading a line. A line on
+	// the way the fast path does not take falls back when Next meets it,
+	// and the fallback, replayed through stCalls, asks Prometheus' parser
+	// here and gets the same 0 and the same state.
+	if end, created := la.region(p.in, p.pos); !created {
+		la.valid, la.to = true, end
+		return la, true
+	}
 	q := p.pos
 	for q < len(p.in) && p.in[q] != '#' {
 		end := bytes.IndexByte(p.in[q:], '\n')

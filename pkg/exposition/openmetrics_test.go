@@ -114,6 +114,14 @@ var omFallbackCases = []struct {
 	{"exemplar on a later line", "# TYPE a counter\na_total 1\na_total{b=\"1\"} 2 # {d=\"x\"} 5.0 1 2\na_created 1\n# EOF\n"},
 	{"space before value", "a  1\n# EOF\n"},
 	{"NUL", "a 1\n\x00b 2\n# EOF\n"},
+	// Families without _created lines are not read ahead: the fast path
+	// gives up only at the line, and the fallback gets the start-timestamp
+	// state of the samples before it.
+	{"quoted name, no _created", "# TYPE a counter\na_total 1\na_total{x=\"1\"} 2\n{\"a.b\"} 1\n# TYPE b counter\nb_total 1\nb_created 3\n# EOF\n"},
+	{"blank line, no _created", "# TYPE a counter\na_total 1\n\na_total{x=\"1\"} 2\n# EOF\n"},
+	{"space before value, no _created", "# TYPE a counter\na_total 1\na_total{x=\"1\"}  2\n# TYPE b counter\nb_total 1\nb_created 3\n# EOF\n"},
+	{"no final newline, no _created", "# TYPE a counter\na_total 1\na_total{x=\"2\"} 2"},
+	{"summary without _created, then bad line", "# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\ns_count{x=\"1\"} 4 5 6\n# EOF\n"},
 	{"long family name at the end", "# TYPE aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa counter\nb 1\n{\"x\"} 1\n# EOF\n"},
 }
 

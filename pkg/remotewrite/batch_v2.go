@@ -19,13 +19,19 @@ import (
 // shard owns one, with pairs set to its queue's pair table.
 type encoderV2 struct {
 	symbols symbolTable
+	named   pairRefs // the request's pairs' symbol refs, reset with symbols
 	req     writev2.Request
-	owner   []*series   // owner[i] is the series of req.Timeseries[i]
-	prev    []prevLabel // see symbolizeSeries; emptied per request
-	hists   []*histScratchV2
-	pb      []byte
-	out     []byte
-	pairs   *pairTable // of the queue's series table; must be set
+	owner   []*series  // owner[i] is the series of req.Timeseries[i]
+	prev    []prevName // see symbolizeSeries; emptied per request
+	// family is the family metadata the request's last TimeSeries with
+	// metadata got, familyRefs that metadata with provisional refs.
+	family     *family
+	familyRefs writev2.Metadata
+	hists      []*histScratchV2
+	pb         []byte
+	out        []byte
+	pairs      *pairTable  // of the queue's series table; must be set
+	pages      []*pairPage // pairs', loaded per request
 }
 
 // v2Result is what encoderV2.encode made: the body (owned by the encoder),
@@ -50,7 +56,10 @@ type v2Result struct {
 // The symbols table is ordered by use (symbolTable.finish).
 func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 	e.symbols.reset()
+	e.named.reset()
+	e.family = nil
 	clear(e.prev)
+	e.pages = e.pairs.pages()
 	ts := e.req.Timeseries[:0]
 	e.owner = e.owner[:0]
 	res := v2Result{highest: math.MinInt64}
@@ -95,11 +104,19 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 			t.Exemplars = t.Exemplars[:0]
 			t.Metadata = writev2.Metadata{}
 			if f := s.series.meta.Load(); f != nil {
-				t.Metadata = writev2.Metadata{
-					Type:    f.v2Type,
-					HelpRef: e.symbols.symbolize(f.help),
-					UnitRef: e.symbols.symbolize(f.unit),
+				// A family's series come mostly together.
+				if f != e.family {
+					e.family = f
+					e.familyRefs = writev2.Metadata{
+						Type:    f.v2Type,
+						HelpRef: e.symbols.symbolize(f.help),
+						UnitRef: e.symbols.symbolize(f.unit),
+					}
+				} else {
+					e.symbols.use(e.familyRefs.HelpRef)
+					e.symbols.use(e.familyRefs.UnitRef)
 				}
+				t.Metadata = e.familyRefs
 			}
 			e.owner = append(e.owner, s.series)
 			lastKind = kind
@@ -131,14 +148,16 @@ func (e *encoderV2) encode(batch []sample) (v2Result, error) {
 		return v2Result{}, fmt.Errorf("marshal write v2 request: %w", err)
 	}
 	// Snappy's block format, as the spec requires, written by s2's
-	// snappy-compatible "better" encoder: it matches across the whole
-	// request rather than within 64 KiB blocks, and looks harder, so a
-	// request shrinks by 3-5 % (BenchmarkWire) for twice the compression
-	// CPU. Any snappy decoder reads it.
+	// snappy-compatible encoder, as 1.0's is: it matches across the whole
+	// request, and any snappy decoder reads it. Its "better" encoder
+	// makes requests 9 % smaller (BenchmarkWire, 10,000 samples) but
+	// was a third of the 2.0 encode's CPU, the largest part of what 2.0
+	// cost over 1.0: issue 15 asks 2.0 for at most 1.1x 1.0's CPU, and
+	// its bytes stay under half of 1.0's.
 	if m := s2.MaxEncodedLen(len(pb)); cap(e.out) < m {
 		e.out = make([]byte, m)
 	}
-	e.out = s2.EncodeSnappyBetter(e.out[:cap(e.out)], pb)
+	e.out = s2.EncodeSnappy(e.out[:cap(e.out)], pb)
 	res.body = e.out
 	return res, nil
 }
@@ -152,38 +171,49 @@ func (e *encoderV2) symbolize(dst []uint32, ls []prompb.Label) []uint32 {
 }
 
 // symbolizeSeries appends the symbol refs of s's labels, name then value,
-// to dst. Series come mostly in exposition order, a metric family's
-// together, so a label is often the previous series' label at the same
-// position: comparing with it is cheaper than looking the string up.
+// to dst. A pair the request has named before has its refs in e.named.
+// A new one is read from the pair table; its name is often the previous
+// new pair's name at the same position (series come mostly in exposition
+// order, a metric family's together), and comparing with it is cheaper
+// than looking the string up.
 func (e *encoderV2) symbolizeSeries(dst []uint32, s *series) []uint32 {
-	it := s.labels(e.pairs)
-	k := 0
-	for name, value, ok := it.next(); ok; name, value, ok = it.next() {
-		if k == len(e.prev) {
-			e.prev = append(e.prev, prevLabel{})
+	_, ids := s.size()
+	for k := 0; ids != ""; k++ {
+		var id uint32
+		id, ids = nextPairID(ids)
+		r, at := e.named.find(id)
+		if r != nil {
+			e.symbols.use(r.name)
+			e.symbols.use(r.value)
+			dst = append(dst, r.name, r.value)
+			continue
+		}
+		name, value, _, ok := decodeLabel(e.pages[id>>pairBits].enc[id&(1<<pairBits-1)])
+		if !ok {
+			break
+		}
+		for len(e.prev) <= k {
+			e.prev = append(e.prev, prevName{})
 		}
 		p := &e.prev[k]
 		if p.name == name {
-			e.symbols.use(p.nameRef)
+			e.symbols.use(p.ref)
 		} else {
-			p.name, p.nameRef = name, e.symbols.symbolize(name)
+			p.name, p.ref = name, e.symbols.symbolize(name)
 		}
-		if p.value == value {
-			e.symbols.use(p.valueRef)
-		} else {
-			p.value, p.valueRef = value, e.symbols.symbolize(value)
-		}
-		dst = append(dst, p.nameRef, p.valueRef)
-		k++
+		nr := pairRef{id: id, name: p.ref, value: e.symbols.symbolize(value)}
+		e.named.insert(at, nr)
+		dst = append(dst, nr.name, nr.value)
 	}
 	return dst
 }
 
-// prevLabel is a label of the previous series symbolizeSeries saw in the
-// request, and its provisional refs.
-type prevLabel struct {
-	name, value       string
-	nameRef, valueRef uint32
+// prevName is the name of a label, at its position in the series, of the
+// last pair symbolizeSeries read from the pair table in the request, and
+// its provisional ref.
+type prevName struct {
+	name string
+	ref  uint32
 }
 
 func (e *encoderV2) scratch(i int) *histScratchV2 {

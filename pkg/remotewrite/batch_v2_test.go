@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"testing"
 
 	"github.com/golang/snappy"
@@ -216,8 +219,9 @@ func TestEncodeV2Receivers(t *testing.T) {
 // input (label names and values from small alphabets, so that series share
 // some labels and not others, in any order) and checks that every
 // TimeSeries decodes to its series' labels, samples and metadata: the
-// symbols table's renumbering and the reuse of the previous series' refs
-// must never change what a reference means.
+// symbols table's renumbering and the reuse of refs already handed out
+// must never change what a reference means; and that the request is byte
+// for byte referenceV2's.
 func FuzzEncodeV2(f *testing.F) {
 	f.Add([]byte("abcabcabc"), []byte{0, 1, 2, 0, 0, 1})
 	f.Add([]byte("\x00\x01\x02\x03\xff\xfe"), []byte{3, 3, 2, 1, 0, 1, 2, 3})
@@ -252,6 +256,7 @@ func FuzzEncodeV2(f *testing.F) {
 			batch[i] = sample{series: all[int(o)%len(all)], t: int64(i + 1), v: float64(o)}
 		}
 		e := encoderV2{pairs: testPairs}
+		checkReferenceV2(t, &e, batch)
 		for range 2 { // the second time with every buffer reused
 			r, err := e.encode(batch)
 			if err != nil {
@@ -429,8 +434,8 @@ func TestQueue_V2Written(t *testing.T) {
 	}
 }
 
-// TestAppendRequestV2 checks our marshaller writes gogo's bytes, metadata
-// and start timestamps included.
+// TestAppendRequestV2 checks our marshaller writes gogo's bytes, metadata,
+// start timestamps, zeros and negative varints included.
 func TestAppendRequestV2(t *testing.T) {
 	batch := withMetadata(benchBatch(50))
 	for i := 0; i < len(batch); i += 7 {
@@ -441,6 +446,11 @@ func TestAppendRequestV2(t *testing.T) {
 	batch[3].x = testHistogram(3).ToFloat(nil)
 	batch = append(batch, sample{series: batch[10].series, t: -5, v: 1, x: &exemplar{labels: []prompb.Label{{Name: "trace_id", Value: "x"}}}})
 	batch[11].t = -1 // negative timestamps are 10-byte varints
+	batch[12].st = -1
+	batch[13].v = 0 // gogo leaves out zeros: +0, -0 and a zero time
+	batch[15].v = math.Copysign(0, -1)
+	batch[16].v = math.NaN()
+	batch[17].t = 0
 	e := encoderV2{pairs: testPairs}
 	if _, err := e.encode(batch); err != nil {
 		t.Fatal(err)
@@ -590,6 +600,186 @@ func TestQueue_StartTimestamps(t *testing.T) {
 					}
 				}
 			}
+		})
+	}
+}
+
+// referenceV2 builds, with Prometheus' writev2 types and a plain map of
+// strings, the request encoderV2.encode is to write for batch (float
+// samples and exemplars): time series grouped as encode groups them,
+// symbols in the order symbolTable.finish gives them. Its gogo encoding
+// is the byte-for-byte expectation.
+func referenceV2(batch []sample) *writev2.Request {
+	refs := map[string]uint32{"": 0}
+	strs := []string{""}
+	uses := []int{0}
+	sym := func(s string) uint32 {
+		if s == "" {
+			return 0
+		}
+		r, ok := refs[s]
+		if !ok {
+			r = uint32(len(strs))
+			refs[s] = r
+			strs = append(strs, s)
+			uses = append(uses, 0)
+		}
+		uses[r]++
+		return r
+	}
+	var (
+		req   writev2.Request
+		owner []*series
+	)
+	for _, s := range batch {
+		if ex, ok := s.x.(*exemplar); ok {
+			j := len(owner) - 1
+			for j >= 0 && owner[j] != s.series {
+				j--
+			}
+			if j < 0 {
+				continue
+			}
+			x := writev2.Exemplar{Value: s.v, Timestamp: s.t}
+			for _, l := range ex.labels {
+				x.LabelsRefs = append(x.LabelsRefs, sym(l.Name), sym(l.Value))
+			}
+			req.Timeseries[j].Exemplars = append(req.Timeseries[j].Exemplars, x)
+			continue
+		}
+		if n := len(owner); n == 0 || owner[n-1] != s.series {
+			var ts writev2.TimeSeries
+			labelsOf(s.series).Range(func(l labels.Label) {
+				ts.LabelsRefs = append(ts.LabelsRefs, sym(l.Name), sym(l.Value))
+			})
+			if f := s.series.meta.Load(); f != nil {
+				ts.Metadata = writev2.Metadata{Type: f.v2Type, HelpRef: sym(f.help), UnitRef: sym(f.unit)}
+			}
+			req.Timeseries = append(req.Timeseries, ts)
+			owner = append(owner, s.series)
+		}
+		ts := &req.Timeseries[len(req.Timeseries)-1]
+		ts.Samples = append(ts.Samples, writev2.Sample{Value: s.v, Timestamp: s.t, StartTimestamp: s.st})
+	}
+	var order []int
+	for r := 1; r < len(strs); r++ {
+		if uses[r] > 1 {
+			order = append(order, r)
+		}
+	}
+	sort.SliceStable(order, func(i, j int) bool { return uses[order[i]] > uses[order[j]] })
+	for r := 1; r < len(strs); r++ {
+		if uses[r] <= 1 {
+			order = append(order, r)
+		}
+	}
+	final := make([]uint32, len(strs))
+	req.Symbols = []string{""}
+	for i, r := range order {
+		final[r] = uint32(i + 1)
+		req.Symbols = append(req.Symbols, strs[r])
+	}
+	rewrite := func(refs []uint32) {
+		for i, r := range refs {
+			refs[i] = final[r]
+		}
+	}
+	for i := range req.Timeseries {
+		ts := &req.Timeseries[i]
+		rewrite(ts.LabelsRefs)
+		for j := range ts.Exemplars {
+			rewrite(ts.Exemplars[j].LabelsRefs)
+		}
+		ts.Metadata.HelpRef, ts.Metadata.UnitRef = final[ts.Metadata.HelpRef], final[ts.Metadata.UnitRef]
+	}
+	return &req
+}
+
+// checkReferenceV2 encodes batch with e and fails unless the request is,
+// before snappy, byte for byte referenceV2's in gogo's encoding.
+func checkReferenceV2(t testing.TB, e *encoderV2, batch []sample) {
+	t.Helper()
+	if _, err := e.encode(batch); err != nil {
+		t.Fatal(err)
+	}
+	want, err := referenceV2(batch).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(e.pb, want) {
+		var got writev2.Request
+		_ = got.Unmarshal(e.pb)
+		t.Fatalf("request differs from the reference:\n got %v\nwant %v", got.Symbols, referenceV2(batch).Symbols)
+	}
+}
+
+// TestEncodeV2Reference checks encoderV2's requests against referenceV2,
+// byte for byte, on batches whose series repeat in and out of order,
+// share some pairs (and some strings across pairs: a value that is also
+// a name) and not others, with metadata and exemplars; each batch twice
+// with a new encoder, then with one shared by all, so that nothing of a
+// request leaks into the next.
+func TestEncodeV2Reference(t *testing.T) {
+	st := newSeriesTable(testPairs, labels.FromStrings("cluster", "c1"), nil)
+	fams := newFamilies()
+	var all []*series
+	for i := range 40 {
+		ref := refOf(i)
+		st.store([]record.RefSeries{{Ref: ref, Labels: labels.FromStrings(
+			"__name__", fmt.Sprint("m", i%3), "code", fmt.Sprint(200+i%2), "mode", []string{"idle", "code", "user"}[i%3],
+			"pod", fmt.Sprint("p", i/4))}})
+		if i%5 != 0 {
+			fams.update(st, []record.RefMetadata{{Ref: ref, Type: uint8(record.Counter), Help: fmt.Sprint("help ", i%2), Unit: "seconds"}})
+		}
+		s, _ := st.get(ref)
+		all = append(all, s)
+	}
+	// Series each of whose labels but the first its predecessor had: the
+	// pairs named before sit at positions no new pair had yet.
+	var growing []sample
+	for i, name := range []string{"e", "d", "c", "b", "a"} {
+		b := labels.NewBuilder(labels.FromStrings(name, "v"))
+		for _, n := range []string{"e", "d", "c", "b", "a"}[:i] {
+			b.Set(n, "v")
+		}
+		if i == 4 {
+			b.Set("f", "v")
+		}
+		ref := refOf(100 + i)
+		st.store([]record.RefSeries{{Ref: ref, Labels: b.Labels()}})
+		s, _ := st.get(ref)
+		growing = append(growing, sample{series: s, t: 1, v: 1})
+	}
+	ex := func(v string) *exemplar {
+		return &exemplar{labels: []prompb.Label{{Name: "trace_id", Value: v}, {Name: "pod", Value: "p1"}}}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	cases := map[string][]sample{
+		"in order":     nil,
+		"shuffled":     nil,
+		"exemplars":    nil,
+		"node series":  withMetadata(benchBatch(2000)),
+		"one sample":   {{series: all[3], t: 5, v: 1}},
+		"labels grow":  growing,
+		"st and zeros": {{series: all[1], t: 5, st: 2}, {series: all[1], t: 6, st: 2, v: 1}, {series: all[2]}},
+	}
+	for i := range 3 * len(all) {
+		cases["in order"] = append(cases["in order"], sample{series: all[i%len(all)], t: int64(i), v: float64(i)})
+		cases["shuffled"] = append(cases["shuffled"], sample{series: all[rng.IntN(len(all))], t: int64(i), v: float64(i)})
+		s := sample{series: all[rng.IntN(8)], t: int64(i), v: 1}
+		if i%3 == 0 {
+			s.x = ex(fmt.Sprint(i % 5))
+		}
+		cases["exemplars"] = append(cases["exemplars"], s)
+	}
+	shared := encoderV2{pairs: testPairs} // every case, in random order
+	for name, batch := range cases {
+		t.Run(name, func(t *testing.T) {
+			e := encoderV2{pairs: testPairs}
+			for range 2 {
+				checkReferenceV2(t, &e, batch)
+			}
+			checkReferenceV2(t, &shared, batch)
 		})
 	}
 }

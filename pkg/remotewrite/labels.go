@@ -117,6 +117,19 @@ func cutUvarint(s string) (v uint64, rest string, ok bool) {
 	return 0, "", false
 }
 
+// nextPairID splits the first pair id off ids, a non-empty run of varint
+// ids as a series holds them. Most ids take one or two bytes.
+func nextPairID(ids string) (uint32, string) {
+	if b := ids[0]; b < 0x80 {
+		return uint32(b), ids[1:]
+	}
+	if len(ids) > 1 && ids[1] < 0x80 {
+		return uint32(ids[0]&0x7f) | uint32(ids[1])<<7, ids[2:]
+	}
+	v, rest, _ := cutUvarint(ids)
+	return uint32(v), rest
+}
+
 // pairBits sets the pairs per page of the pair table: 1024.
 const pairBits = 10
 

@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/rwagent/rwagent/pkg/hashindex"
 )
 
 // symbolTable is the symbols table of one 2.0 request, ordered by use: the
@@ -103,4 +105,65 @@ func (t *symbolTable) rewrite(refs []uint32) {
 	for i, r := range refs {
 		refs[i] = t.final[r]
 	}
+}
+
+// pairRefs maps the label pairs (pair table ids) one 2.0 request has
+// symbolized so far to their provisional symbol refs, so that a pair the
+// request names again costs a lookup by its id: no string read, compared
+// or hashed. It is emptied with the request's symbolTable, keeps its
+// buffers, and holds at most the request's distinct pairs, whatever the
+// size of the pair table. It is not safe for concurrent use.
+type pairRefs struct {
+	index   hashindex.Index // positions in refs by pairRefHash of the id
+	refs    []pairRef
+	hashOfF func(uint32) uint64 // hashOf, bound once
+}
+
+// pairRef is one pair's provisional refs.
+type pairRef struct {
+	id          uint32
+	name, value uint32
+}
+
+// minPairRefSlots is the smallest index: a request of 2,000 samples of
+// node_exporter-like series names some thousands of distinct pairs.
+const minPairRefSlots = 4096
+
+// reset empties m for a new request.
+func (m *pairRefs) reset() {
+	if m.hashOfF == nil {
+		m.index = hashindex.New(minPairRefSlots)
+		m.hashOfF = m.hashOf
+	}
+	m.index.Reset()
+	m.refs = m.refs[:0]
+}
+
+// pairRefHash spreads pair ids, which come in runs of consecutive ones,
+// over the index (Fibonacci hashing: the product's high half).
+func pairRefHash(id uint32) uint64 {
+	return uint64(id) * 0x9e3779b97f4a7c15 >> 32
+}
+
+func (m *pairRefs) hashOf(pos uint32) uint64 { return pairRefHash(m.refs[pos].id) }
+
+// find returns the refs of pair id, or nil if the request has not named
+// it since the last reset; then at is where insert records it.
+func (m *pairRefs) find(id uint32) (r *pairRef, at hashindex.Slot) {
+	for i := m.index.Home(pairRefHash(id)); ; i = m.index.Next(i) {
+		p := m.index.At(i)
+		if p < 0 {
+			return nil, i
+		}
+		if r := &m.refs[p]; r.id == id {
+			return r, i
+		}
+	}
+}
+
+// insert records r at the slot find returned for r.id, with no insert
+// since.
+func (m *pairRefs) insert(at hashindex.Slot, r pairRef) {
+	m.refs = append(m.refs, r)
+	m.index.Insert(at, uint32(len(m.refs)-1), m.hashOfF)
 }
