@@ -9,12 +9,14 @@
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
+COPY replaced/ replaced/
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-# GOTAGS=all_sd builds in every service discovery Prometheus has (README).
+# GOTAGS=all_sd builds in every service discovery Prometheus has (README);
+# grpcnotrace is always set, as in the Makefile (it says why).
 ARG GOTAGS=
-RUN CGO_ENABLED=0 go build -trimpath -tags "${GOTAGS}" -ldflags "-s -w -X main.version=${VERSION}" -o /out/rwagent ./cmd/rwagent \
+RUN CGO_ENABLED=0 go build -trimpath -tags "grpcnotrace,${GOTAGS}" -ldflags "-s -w -X main.version=${VERSION}" -o /out/rwagent ./cmd/rwagent \
  && cp /etc/ssl/certs/ca-certificates.crt /out/ca-certificates.crt \
  && mkdir /out/wal
 

@@ -1,4 +1,4 @@
-//go:build !all_sd
+//go:build !all_sd && !remove_all_sd
 
 package main
 

@@ -6,7 +6,6 @@ package web
 
 import (
 	"cmp"
-	"html/template"
 	"net/http"
 	"slices"
 	"sync"
@@ -113,7 +112,6 @@ type Options struct {
 // start; all methods are safe for concurrent use.
 type UI struct {
 	opts Options
-	tmpl *template.Template
 
 	mu    sync.Mutex
 	next  int
@@ -144,7 +142,7 @@ func New(opts Options) *UI {
 	if opts.PricePer10M == 0 {
 		opts.PricePer10M = DefaultAMPPricePer10M
 	}
-	return &UI{opts: opts, tmpl: parsePage(opts.PricePer10M), pipes: map[int]*Pipeline{}, rates: map[string][]observation{},
+	return &UI{opts: opts, pipes: map[int]*Pipeline{}, rates: map[string][]observation{},
 		config: opts.Config, gogc: opts.GOGC, reloadOK: true, lastConfig: opts.Start}
 }
 

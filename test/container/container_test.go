@@ -237,7 +237,7 @@ func buildContext(t *testing.T) string {
 	}
 	mkdir("out/wal")
 	mkdir("packaging/container")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=container-test",
+	build := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w -X main.version=container-test",
 		"-o", filepath.Join(ctxDir, "out", "rwagent"), "github.com/rwagent/rwagent/cmd/rwagent")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
