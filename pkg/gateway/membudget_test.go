@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/rwagent/rwagent/pkg/config"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -389,5 +390,35 @@ func TestMemoryBudgetGivenBack(t *testing.T) {
 	}
 	if got := e.g.mem.inUse(); got != 0 {
 		t.Errorf("%d bytes reserved after every request ended, want 0", got)
+	}
+}
+
+// TestReloadMemoryInFlight: a reload takes a new max_memory_in_flight for
+// the requests that start after it, and refuses, by name and changing
+// nothing, one smaller than a request at the new max_request_bytes may
+// need.
+func TestReloadMemoryInFlight(t *testing.T) {
+	e := newEnv(t, Tenant{}, nil)
+	if got := e.g.cur.Load().maxMemory; got != config.DefaultMaxMemoryInFlight {
+		t.Fatalf("budget %d by default, want %d", got, config.DefaultMaxMemoryInFlight)
+	}
+	opts := e.opts
+	opts.MaxMemoryInFlight = 300 << 20
+	if err := e.g.Reload(opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.g.cur.Load().maxMemory; got != 300<<20 {
+		t.Errorf("budget %d after the reload, want %d", got, 300<<20)
+	}
+	opts.MaxRequestBytes = 32 << 20 // one request: 32 + 256 + 128 MiB
+	err := e.g.Reload(opts)
+	if err == nil || !strings.Contains(err.Error(), "max_memory_in_flight 314572800 bytes is less than one request may need at max_request_bytes 33554432") {
+		t.Errorf("reload to a budget under one request: %v, want it refused by name", err)
+	}
+	if st := e.g.cur.Load(); st.maxMemory != 300<<20 || st.maxRequestBytes != DefaultMaxRequestBytes {
+		t.Errorf("a refused reload changed the state: budget %d, max_request_bytes %d", st.maxMemory, st.maxRequestBytes)
+	}
+	if resp, msg := e.post(keyA, ctV1, v1(ts([]string{"__name__", "up"}, 1, 1))); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("a request after the reloads: %d %s", resp.StatusCode, msg)
 	}
 }
