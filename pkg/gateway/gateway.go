@@ -332,25 +332,33 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 		return
 	}
 	// What the request holds from here on is reserved first, and all of
-	// it given back when it ends.
-	mem := newReservation(&g.mem, st.maxMemory)
-	defer mem.release()
-	l := st.limits(ts)
-	l.mem = mem
+	// it given back when it ends (remote write: in the decoder, before it
+	// goes back to the pool, so a request allocates no reservation).
 	var (
 		d    *decoder // remote write's, with its buffers
+		mem  *reservation
 		body []byte
 	)
+	if otlp {
+		mem = newReservation(&g.mem, st.maxMemory)
+		defer mem.release()
+	} else {
+		d = g.decoders.Get().(*decoder)
+		d.res = reservation{b: &g.mem, size: st.maxMemory}
+		mem = &d.res
+		defer func() {
+			mem.release()
+			d.release()
+			g.decoders.Put(d)
+		}()
+	}
+	l := st.limits(ts)
+	l.mem = mem
 	bounded := http.MaxBytesReader(w, r.Body, st.maxRequestBytes)
 	size := min(r.ContentLength, st.maxRequestBytes)
 	if otlp {
 		body, err = readBody(nil, bounded, size, st.maxRequestBytes, mem)
 	} else {
-		d = g.decoders.Get().(*decoder)
-		defer func() {
-			d.release()
-			g.decoders.Put(d)
-		}()
 		body, err = d.readBody(bounded, size, st.maxRequestBytes, mem)
 	}
 	if err != nil {

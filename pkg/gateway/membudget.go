@@ -72,14 +72,20 @@ func newReservation(b *memBudget, size int64) *reservation {
 // later), 413 when the request alone needs more than the whole budget.
 // Nothing is reserved then.
 func (r *reservation) take(n int64) error {
-	if r == nil {
-		return nil
+	if r != nil { // inlined, for the decoders' many small charges
+		if r.want += n; r.want > r.held {
+			return r.grow(n)
+		}
 	}
-	want := r.want + n
-	if want <= r.held {
-		r.want = want
-		return nil
-	}
+	return nil
+}
+
+// grow reserves from the budget what r.want, which take has just raised
+// by n, needs beyond what r holds, as take says; refused, it takes n back
+// off r.want.
+func (r *reservation) grow(n int64) error {
+	want := r.want
+	r.want -= n
 	if want > r.size {
 		return &decodeError{status: 413, reason: reasonDecodeTooLarge, msg: fmt.Sprintf(
 			"the request needs more than max_memory_in_flight (%d MiB) to decode, even alone: send less per request", r.size>>20)}

@@ -61,6 +61,10 @@ type decoder struct {
 	// request's bounds of it and of its series.
 	cost, maxCost, maxSeries int
 	mem                      *reservation // what charge reserves from; nil: nothing
+	// res is the reservation of the request the decoder serves, kept
+	// here so that the handler allocates none; released before the
+	// decoder goes back to the pool.
+	res reservation
 }
 
 // wireSeries is a series as the first pass read it: ranges into the
