@@ -115,6 +115,7 @@ type Gateway struct {
 	srv      *http.Server
 	ln       net.Listener
 	refused  lograte.Limiter
+	busy     lograte.Limiter         // refusals for the memory budget: apart, so neither hides the other
 	turns    chan struct{}           // a slot per request in flight (MaxInFlight)
 	mem      memBudget               // what the requests in flight hold (MaxMemoryInFlight)
 	recs     sync.Pool               // *wal.Records, keeping their encode buffers
@@ -151,6 +152,7 @@ func New(opts Options) (*Gateway, error) {
 		logger:  opts.Logger.With("component", "gateway"),
 		series:  newSeriesCache(opts.Storage, opts.SeriesIdle),
 		refused: lograte.Limiter{Interval: time.Minute},
+		busy:    lograte.Limiter{Interval: time.Minute},
 		turns:   make(chan struct{}, opts.MaxInFlight),
 	}
 	st, err := newState(opts, nil, opts.Now())
@@ -276,7 +278,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 		if samples > 0 {
 			g.metrics.rejectedSamples.WithLabelValues(tenant, reason).Add(float64(samples))
 		}
-		g.refused.Log(g.logger, "Write request refused", "tenant", tenant, "status", status, "reason", reason, "err", msg, "remote", r.RemoteAddr)
+		lim := &g.refused
+		if reason == reasonMemoryBudget {
+			lim = &g.busy
+		}
+		lim.Log(g.logger, "Write request refused", "tenant", tenant, "status", status, "reason", reason, "err", msg, "remote", r.RemoteAddr)
 		if otlp {
 			writeOTLPError(w, otlpErrorFormat(r.Header), status, msg)
 			return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -175,6 +176,24 @@ func TestReadBodyReserves(t *testing.T) {
 	}
 }
 
+// syncBuffer is a bytes.Buffer safe for the handler's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // gatedStorage holds the first hold Logs until open is closed, telling
 // entered first, so that those requests stay in flight holding their
 // reservations. Later Logs pass.
@@ -241,15 +260,25 @@ func (e *env) setMemory(size int64) {
 // Two large requests held in the WAL write keep their reservations; a
 // third, and hostile ones announcing large decoded bodies, are refused at
 // once with 503, Retry-After and a message naming the cause, counted
-// under their own reason; once the two are written the budget is empty
-// again and the same requests are taken.
+// under their own reason and logged apart from the other refusals; once
+// the two are written the budget is empty again and the same requests
+// are taken.
 func TestMemoryBudgetSharedByRequests(t *testing.T) {
-	var gs *gatedStorage
+	var (
+		gs  *gatedStorage
+		log syncBuffer
+	)
 	e := newEnv(t, Tenant{}, func(o *Options) {
 		gs = &gatedStorage{Storage: o.Storage, entered: make(chan struct{}, 2), open: make(chan struct{})}
 		gs.hold.Store(2)
 		o.Storage = gs
+		o.Logger = slog.New(slog.NewTextHandler(&log, nil))
 	})
+	// A refusal for its size first: rate-limited apart, it does not hide
+	// those for memory.
+	if resp, msg := e.post(keyA, ctV1, snappy.Encode(nil, hostileRequest(200_000, false))); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("too many series: %d %s", resp.StatusCode, msg)
+	}
 	const size = 16 << 20
 	e.setMemory(size)
 	big := func(i int) []byte { return largeRequest(fmt.Sprintf("big_%d", i), 40_000) } // some 5 MiB reserved
@@ -286,6 +315,11 @@ func TestMemoryBudgetSharedByRequests(t *testing.T) {
 	}
 	if got := e.g.mem.inUse(); got != inUse {
 		t.Errorf("the refused requests left %d bytes reserved, want the held %d", got, inUse)
+	}
+	for _, reason := range []string{reasonTooManySeries, reasonMemoryBudget} {
+		if !strings.Contains(log.String(), "reason="+reason) {
+			t.Errorf("no log line for %s:\n%s", reason, log.String())
+		}
 	}
 
 	close(gs.open)
