@@ -5,8 +5,15 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/prometheus/tsdb/chunks"
+
+	"github.com/rwagent/rwagent/pkg/config"
+	"github.com/rwagent/rwagent/pkg/gateway"
+	"github.com/rwagent/rwagent/pkg/wal"
 )
 
 // TestCheckCredentials runs `rwagent check-config --check-credentials` in
@@ -140,3 +147,68 @@ func TestSystemdUnitChecksCredentials(t *testing.T) {
 		t.Errorf("ExecStartPre without credentials: exit %d, stderr %q; want 1 naming the places looked", code, stderr.String())
 	}
 }
+
+// TestCheckConfigGatewayBounds: check-config refuses, by name, the
+// receive: settings the gateway would refuse at start or reload (a
+// tenant's max_series_per_request over the gateway's own limit, a
+// max_memory_in_flight too small for one request), with the gateway's
+// message, and accepts them at the limits.
+func TestCheckConfigGatewayBounds(t *testing.T) {
+	const head = "receive:\n  listen_address: 127.0.0.1:9201\n"
+	for _, tc := range []struct {
+		name, config string
+		opts         func(*gateway.Options) // the same setting, given to the gateway
+		want         string                 // in stderr; "" passes
+	}{
+		{
+			name:   "max_series_per_request over the gateway's",
+			config: head + "  api_keys: [{tenant: team-a, key: k1, max_series_per_request: 100001}]\n",
+			opts:   func(o *gateway.Options) { o.Keys[0].Tenant.MaxSeriesPerRequest = config.MaxSeriesPerRequest + 1 },
+			want:   `receive.api_keys[0].max_series_per_request: max_series_per_request 100001 of tenant "team-a" is over the gateway's own limit of 100000`,
+		},
+		{
+			name:   "max_series_per_request at the gateway's",
+			config: head + "  api_keys: [{tenant: team-a, key: k1, max_series_per_request: 100000}]\n",
+		},
+		{
+			name:   "max_memory_in_flight under one request",
+			config: head + "  api_keys: [{tenant: team-a, key: k1}]\n  max_request_bytes: 1MiB\n  max_memory_in_flight: 100MiB\n",
+			opts:   func(o *gateway.Options) { o.MaxRequestBytes, o.MaxMemoryInFlight = 1<<20, 100<<20 },
+			want:   "receive.max_memory_in_flight: max_memory_in_flight 104857600 bytes is less than one request may need at max_request_bytes 1048576",
+		},
+		{
+			name:   "max_memory_in_flight of one request",
+			config: head + "  api_keys: [{tenant: team-a, key: k1}]\n  max_request_bytes: 1MiB\n  max_memory_in_flight: " + strconv.FormatInt(config.RequestMemory(1<<20), 10) + "\n",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := writeTestFile(t, "agent.yml", tc.config)
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"check-config", f}, &stdout, &stderr)
+			if tc.want == "" {
+				if code != 0 {
+					t.Fatalf("exit %d, want 0\nstderr: %s", code, stderr.String())
+				}
+				return
+			}
+			if code != 1 || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 1 and %q", code, stderr.String(), tc.want)
+			}
+			// The gateway refuses the same setting with the same message.
+			opts := gateway.Options{Addr: "127.0.0.1:0", Storage: discardStorage{}, Keys: []gateway.Key{{Tenant: &gateway.Tenant{Name: "team-a"}}}}
+			tc.opts(&opts)
+			_, err := gateway.New(opts)
+			_, msg, _ := strings.Cut(tc.want, ": ")
+			if err == nil || !strings.Contains(err.Error(), msg) {
+				t.Errorf("gateway.New: %v, want %q", err, msg)
+			}
+		})
+	}
+}
+
+// discardStorage is a gateway.Storage that keeps nothing.
+type discardStorage struct{}
+
+func (discardStorage) NewRef() chunks.HeadSeriesRef   { return 1 }
+func (discardStorage) Log(*wal.Records) error         { return nil }
+func (discardStorage) Release([]chunks.HeadSeriesRef) {}

@@ -52,8 +52,8 @@ func (p *pipeline) startGateway() (*gatewayRun, error) {
 
 // gatewayOptions returns the gateway options the receive: section rc
 // sets: the listener, the TLS files, the keys with their tenants (one
-// Tenant per tenant name, shared by its keys), the tenant label and the
-// body bound. startGateway adds the rest; reload applies these.
+// Tenant per tenant name, shared by its keys), the tenant label, the
+// body bound and the memory budget. startGateway adds the rest; reload applies these.
 func gatewayOptions(rc *config.ReceiveConfig) gateway.Options {
 	tenants := map[string]*gateway.Tenant{}
 	keys := make([]gateway.Key, 0, len(rc.APIKeys))
@@ -66,10 +66,11 @@ func gatewayOptions(rc *config.ReceiveConfig) gateway.Options {
 		keys = append(keys, gateway.Key{Digest: k.Digest, Tenant: t})
 	}
 	opts := gateway.Options{
-		Addr:            rc.ListenAddress,
-		Keys:            keys,
-		TenantLabel:     rc.TenantLabel,
-		MaxRequestBytes: int64(rc.MaxRequestBytes),
+		Addr:              rc.ListenAddress,
+		Keys:              keys,
+		TenantLabel:       rc.TenantLabel,
+		MaxRequestBytes:   int64(rc.MaxRequestBytes),
+		MaxMemoryInFlight: int64(rc.MaxMemoryInFlight),
 	}
 	if t := rc.TLSConfig; t != nil {
 		opts.TLSCertFile, opts.TLSKeyFile = t.CertFile, t.KeyFile
@@ -87,8 +88,8 @@ func tenantCount(keys []gateway.Key) int {
 }
 
 // reload applies the receive: section of cfg to the running gateway:
-// keys, tenants, the tenant label, limits, routes, max_request_bytes, and
-// the TLS certificate and key read again from their files. Adding or
+// keys, tenants, the tenant label, limits, routes, max_request_bytes,
+// max_memory_in_flight, and the TLS certificate and key read again from their files. Adding or
 // removing the section, moving listen_address, or turning TLS on or off
 // needs a restart: reload refuses them with an error naming the setting,
 // as it refuses a certificate that does not load, and then the gateway

@@ -40,6 +40,12 @@ type ReceiveConfig struct {
 	// MaxRequestBytes bounds a request's (compressed) body. Zero means
 	// DefaultReceiveConfig.MaxRequestBytes.
 	MaxRequestBytes ByteSize `yaml:"max_request_bytes"`
+	// MaxMemoryInFlight bounds what the gateway's requests in flight hold
+	// at once (bodies, decoded bodies, decoding), at least what one
+	// request may need (RequestMemory). Zero in the file means
+	// DefaultMaxMemoryInFlight, or RequestMemory(MaxRequestBytes) if more;
+	// once loaded it holds the budget (MemoryInFlight).
+	MaxMemoryInFlight ByteSize `yaml:"max_memory_in_flight"`
 }
 
 // ReceiveTLSConfig is the gateway's server certificate. Load makes
@@ -74,8 +80,8 @@ type APIKeyConfig struct {
 	// (SamplesPerSecond, at least 1).
 	Burst int `yaml:"burst"`
 	// MaxSeriesPerRequest refuses larger requests with 413. Zero: no limit
-	// beyond the gateway's own (100,000 series, gateway.MaxSeriesPerRequest,
-	// which also refuses a higher value when the gateway starts or reloads).
+	// beyond the gateway's own (MaxSeriesPerRequest, 100,000 series); a
+	// higher value is refused.
 	MaxSeriesPerRequest int `yaml:"max_series_per_request"`
 	// RemoteWriteNames routes the tenant's series to the remote_write
 	// endpoints of these names only. Each must be the name: of a
@@ -92,6 +98,84 @@ var DefaultReceiveConfig = ReceiveConfig{
 	// OTel Collector's default batches make, while a request in flight
 	// costs at most that, plus its decoded form.
 	MaxRequestBytes: 10 << 20,
+}
+
+// The gateway's bounds of one request, whatever the tenant: package
+// gateway applies them, and they are here so that Validate (and so
+// check-config) refuses a setting the gateway would refuse.
+const (
+	// MaxSeriesPerRequest is the most series the gateway takes in one
+	// request, for every tenant: 50 times the 2,000 samples Prometheus
+	// sends per request by default, and 10 times the OTel Collector's or
+	// vmagent's usual batches. A tenant's max_series_per_request may only
+	// be lower.
+	MaxSeriesPerRequest = 100_000
+	// MaxDecodeCost bounds the bookkeeping one request's decoding holds,
+	// as the gateway estimates it before allocating (its slices grow by
+	// doubling, so it holds at most about twice this). An ordinary large
+	// request (20,000 series of 15 labels and a sample, ten times
+	// Prometheus' default) is charged half of it.
+	MaxDecodeCost = 64 << 20
+	// minMaxDecodedBytes is the least decoded-size bound: Prometheus' own
+	// receiver takes 32 MiB decoded.
+	minMaxDecodedBytes = 32 << 20
+	// DefaultMaxMemoryInFlight is the budget of the requests in flight
+	// when max_memory_in_flight is not set: two requests at the largest
+	// the per-request bounds allow at the default max_request_bytes
+	// (RequestMemory: 218 MiB each). A request of Prometheus' default
+	// size (2,000 series of 10 labels) reserves about 6 MiB, so the
+	// gateway's 16 turns of those take a fifth of it.
+	DefaultMaxMemoryInFlight = 512 << 20
+)
+
+// MaxDecodedBytes is the bound of a request's decompressed body at
+// maxRequestBytes compressed: 8 times that (snappy rarely compresses
+// remote write more than 5 times), at least 32 MiB.
+func MaxDecodedBytes(maxRequestBytes int64) int64 {
+	return max(minMaxDecodedBytes, 8*maxRequestBytes)
+}
+
+// RequestMemory is the most one request may reserve from the gateway's
+// max_memory_in_flight when bodies are bounded by maxRequestBytes: its
+// body and its decompressed body (each with the byte of the read that
+// finds its end), and twice MaxDecodeCost for its decoding's bookkeeping.
+func RequestMemory(maxRequestBytes int64) int64 {
+	return maxRequestBytes + 1 + MaxDecodedBytes(maxRequestBytes) + 1 + 2*MaxDecodeCost
+}
+
+// MemoryInFlight is the gateway's budget for the requests in flight set
+// by max_memory_in_flight m with max_request_bytes maxRequestBytes: m, or
+// when m is zero DefaultMaxMemoryInFlight, raised to RequestMemory so that
+// a lone request at the bounds always fits.
+func MemoryInFlight(m, maxRequestBytes int64) int64 {
+	if m > 0 {
+		return m
+	}
+	return max(DefaultMaxMemoryInFlight, RequestMemory(maxRequestBytes))
+}
+
+// CheckMemoryInFlight refuses a max_memory_in_flight m smaller than what
+// one request at maxRequestBytes may need: such a request could never be
+// taken, and its sender, answered "retry later", would retry it for ever.
+// Zero is the default, always enough.
+func CheckMemoryInFlight(m, maxRequestBytes int64) error {
+	if m < 0 {
+		return fmt.Errorf("max_memory_in_flight must not be negative, got %d", m)
+	}
+	if need := RequestMemory(maxRequestBytes); m > 0 && m < need {
+		return fmt.Errorf("max_memory_in_flight %d bytes is less than one request may need at max_request_bytes %d: %d bytes (%d MiB: its body, its decompressed body up to %d MiB and twice the %d MiB its decoding may hold); raise it, or lower max_request_bytes",
+			m, maxRequestBytes, need, need>>20, MaxDecodedBytes(maxRequestBytes)>>20, MaxDecodeCost>>20)
+	}
+	return nil
+}
+
+// CheckSeriesPerRequest refuses a tenant's max_series_per_request n over
+// MaxSeriesPerRequest, which the gateway cannot raise.
+func CheckSeriesPerRequest(tenant string, n int) error {
+	if n > MaxSeriesPerRequest {
+		return fmt.Errorf("max_series_per_request %d of tenant %q is over the gateway's own limit of %d series per request, which it cannot raise: set at most %d", n, tenant, MaxSeriesPerRequest, MaxSeriesPerRequest)
+	}
+	return nil
 }
 
 // ByteSize is a size in bytes, written as an integer or with a unit
@@ -119,7 +203,11 @@ func (c *ReceiveConfig) UnmarshalYAML(n *yaml.Node) error {
 	if err := n.Decode((*plain)(c)); err != nil {
 		return err
 	}
-	return c.Validate()
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	c.MaxMemoryInFlight = ByteSize(MemoryInFlight(int64(c.MaxMemoryInFlight), int64(c.MaxRequestBytes)))
+	return nil
 }
 
 // Validate reports the first invalid field as an *Error naming its YAML
@@ -145,6 +233,9 @@ func (c *ReceiveConfig) Validate() error {
 	}
 	if c.MaxRequestBytes <= 0 {
 		return bad(".max_request_bytes", "must be positive, got %d", c.MaxRequestBytes)
+	}
+	if err := CheckMemoryInFlight(int64(c.MaxMemoryInFlight), int64(c.MaxRequestBytes)); err != nil {
+		return bad(".max_memory_in_flight", "%v", err)
 	}
 	if len(c.APIKeys) == 0 {
 		return bad(".api_keys", "at least one key: the gateway does not take unauthenticated writes")
@@ -186,6 +277,9 @@ func (c *ReceiveConfig) Validate() error {
 		}
 		if k.MaxSeriesPerRequest < 0 {
 			return bad(field+".max_series_per_request", "must not be negative")
+		}
+		if err := CheckSeriesPerRequest(k.Tenant, k.MaxSeriesPerRequest); err != nil {
+			return bad(field+".max_series_per_request", "%v", err)
 		}
 		if j, ok := first[k.Tenant]; ok {
 			o := c.APIKeys[j]

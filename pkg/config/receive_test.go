@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -57,6 +58,33 @@ func TestReceiveGood(t *testing.T) {
 	}
 }
 
+// TestReceiveMemoryInFlight: max_memory_in_flight is kept when set,
+// and when not set is the default, raised to what one request at
+// max_request_bytes may need.
+func TestReceiveMemoryInFlight(t *testing.T) {
+	for _, c := range []struct {
+		name, fields string
+		want         int64
+	}{
+		{"default", "", DefaultMaxMemoryInFlight},
+		{"set", "max_memory_in_flight: 300MiB", 300 << 20},
+		{"set to exactly one request", "max_memory_in_flight: " + strconv.FormatInt(RequestMemory(10<<20), 10), RequestMemory(10 << 20)},
+		{"default raised by max_request_bytes", "max_request_bytes: 100MiB", 100<<20 + 1 + 800<<20 + 1 + 128<<20},
+		{"set with max_request_bytes", "max_request_bytes: 100MiB\n  max_memory_in_flight: 2GiB", 2 << 30},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			doc := "receive:\n  listen_address: :9201\n  api_keys: [{tenant: a, key: k}]\n  " + c.fields + "\n"
+			cfg, err := Load([]byte(doc), lookup, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := int64(cfg.Receive.MaxMemoryInFlight); got != c.want {
+				t.Errorf("max_memory_in_flight %d, want %d", got, c.want)
+			}
+		})
+	}
+}
+
 func TestReceiveNone(t *testing.T) {
 	c, err := Load([]byte("global: {}\n"), lookup, nil)
 	if err != nil {
@@ -95,6 +123,8 @@ func TestReceiveBad(t *testing.T) {
 		"size.bad.yml":                  `size.bad.yml:3: receive.max_request_bytes: "lots" is not a size in bytes (like 10MiB)`,
 		"tenant-limits.bad.yml":         `tenant-limits.bad.yml:5: receive.api_keys[1]: tenant "team-a" has other limits in api_keys[0]: keys of one tenant share its limits, give them the same`,
 		"tenant-label.bad.yml":          `tenant-label.bad.yml:3: receive.tenant_label: "tenant-id" is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)`,
+		"memory.bad.yml":                `memory.bad.yml:3: receive.max_memory_in_flight: max_memory_in_flight 134217728 bytes is less than one request may need at max_request_bytes 10485760: 228589570 bytes (218 MiB: its body, its decompressed body up to 80 MiB and twice the 64 MiB its decoding may hold); raise it, or lower max_request_bytes`,
+		"series-limit.bad.yml":          `series-limit.bad.yml:5: receive.api_keys[1].max_series_per_request: max_series_per_request 100001 of tenant "team-b" is over the gateway's own limit of 100000 series per request, which it cannot raise: set at most 100000`,
 		"otlp-settings.bad.yml":         "otlp-settings.bad.yml:5: otlp: not supported: the gateway's /v1/metrics translates OTLP with Prometheus' default otlp: settings; remove the otlp: section or leave it at its defaults",
 	}
 	files, err := filepath.Glob("testdata/receive/*.bad.yml")

@@ -23,7 +23,7 @@ type Tenant struct {
 	SamplesPerSecond float64
 	Burst            int
 	// MaxSeriesPerRequest refuses larger requests with 413. Zero: the
-	// gateway's own limit only (MaxSeriesPerRequest); New and Reload
+	// gateway's own limit only (config.MaxSeriesPerRequest); New and Reload
 	// refuse a higher one.
 	MaxSeriesPerRequest int
 	// RemoteWriteNames, when not empty, routes the tenant's series to the

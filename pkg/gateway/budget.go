@@ -10,6 +10,8 @@ import (
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
+
+	"github.com/rwagent/rwagent/pkg/config"
 )
 
 // The bounds of what decoding one remote-write request may hold, so that
@@ -18,24 +20,20 @@ import (
 // bytes of bookkeeping, a label 2 bytes and 48, a histogram 2 bytes and
 // 460: without these bounds one request at the decoded-size bound (80 MiB
 // by default) could cost gigabytes before any check of its series.
-const (
-	// MaxSeriesPerRequest is the most series the gateway takes in one
-	// request, for every tenant: 50 times the 2,000 samples Prometheus
-	// sends per request by default, and 10 times the OTel Collector's or
-	// vmagent's usual batches. A tenant's max_series_per_request may only
-	// be lower.
-	MaxSeriesPerRequest = 100_000
-	// maxDecodeCost bounds the bookkeeping one request's decoding holds,
-	// as decodeCost estimates it from what the request holds as the
-	// parser reads it, before it allocates for it. Slices grow by
-	// doubling, so the memory held is at most about twice this: with the
-	// bodies (MaxRequestBytes + MaxDecodedBytes) some 220 MiB per request
-	// at the defaults, 3.5 GiB at DefaultMaxInFlight requests at once.
-	// An ordinary large request (20,000 series of 15 labels and a sample,
-	// ten times Prometheus' default) is charged half of it; 40,000 such
-	// series, or 100,000 of 3 labels, are the most it takes.
-	maxDecodeCost = 64 << 20
-)
+// config.MaxSeriesPerRequest bounds the series.
+//
+// maxDecodeCost is config.MaxDecodeCost, the bound of the bookkeeping
+// one request's decoding holds, as decodeCost estimates it from what the
+// request holds as the parser reads it, before it allocates for it.
+// Slices grow by doubling, so the memory held is at most about twice
+// this, and twice what is charged is what a request reserves from the
+// gateway's memory budget (membudget.go). 40,000 series of 15 labels and
+// a sample, or 100,000 of 3 labels, are the most it takes.
+const maxDecodeCost = config.MaxDecodeCost
+
+// heldPerCharged is how many bytes a request reserves from the memory
+// budget for each byte of bookkeeping charged: its slices grow by doubling.
+const heldPerCharged = 2
 
 // What decoding charges to maxDecodeCost for each part of a request: the
 // decoder's entry for it, the batch's, and the WAL record's.
@@ -60,7 +58,8 @@ const (
 )
 
 // charge adds n bytes to the request's estimated bookkeeping, refusing
-// the request when that goes over the bound.
+// the request when that goes over the bound, and reserves what it holds
+// from the gateway's memory budget.
 func (d *decoder) charge(n int) error {
 	d.cost += n
 	if d.cost > d.maxCost {
@@ -68,7 +67,7 @@ func (d *decoder) charge(n int) error {
 			"the request holds too much to decode at once: its series, labels, samples, histograms and exemplars take over %d MiB, the gateway's limit per request: send fewer per request",
 			d.maxCost>>20)}
 	}
-	return nil
+	return d.mem.take(heldPerCharged * int64(n))
 }
 
 // addSeries charges a series and checks the gateway's series bound before

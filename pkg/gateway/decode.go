@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/golang/snappy"
@@ -45,17 +46,22 @@ type limits struct {
 	tenant          string // its value
 	route           string // wal.RouteLabel set on every series; "" none
 	// The gateway's bounds of a request (budget.go); zero:
-	// MaxSeriesPerRequest and maxDecodeCost.
+	// config.MaxSeriesPerRequest and maxDecodeCost.
 	maxRequestSeries, maxDecodeCost int
+	// mem is the request's share of the gateway's memory budget: the
+	// decoders reserve from it what they are about to hold. Nil: no
+	// shared budget, only the bounds above.
+	mem *reservation
 }
 
 // decodeError is a request decode refuses: the status to answer and the
 // reason label it is counted under. Its message names the limit or the
 // problem, and is sent to the client.
 type decodeError struct {
-	status int
-	reason string
-	msg    string
+	status     int
+	reason     string
+	msg        string
+	retryAfter time.Duration // the answer's Retry-After; zero: none
 }
 
 func (e *decodeError) Error() string { return e.msg }
@@ -71,6 +77,7 @@ const (
 	reasonBodyTooLarge   = "body_too_large" // max_request_bytes
 	reasonDecodedTooBig  = "decoded_too_large"
 	reasonDecodeTooLarge = "decode_too_large" // maxDecodeCost
+	reasonMemoryBudget   = "memory_in_flight" // max_memory_in_flight held by the requests in flight
 	reasonTooManySeries  = "too_many_series"
 	reasonTooManyLabels  = "too_many_labels"
 	reasonLabelTooLong   = "label_too_long"
@@ -115,15 +122,18 @@ func (b *batch) samplesCount() int {
 }
 
 // decompressInto checks the decoded length of the snappy body against
-// the bound before growing dst, then decodes it into dst (s2 reads
-// snappy's block format) and returns it.
-func decompressInto(dst, body []byte, maxDecoded int) ([]byte, error) {
+// the bound and reserves it from mem before growing dst, then decodes it
+// into dst (s2 reads snappy's block format) and returns it.
+func decompressInto(dst, body []byte, maxDecoded int, mem *reservation) ([]byte, error) {
 	n, err := snappy.DecodedLen(body)
 	if err != nil {
 		return nil, badRequest(reasonMalformed, "body is not snappy-compressed: %v", err)
 	}
 	if n > maxDecoded {
 		return nil, &decodeError{status: 413, reason: reasonDecodedTooBig, msg: fmt.Sprintf("decompressed body of %d bytes is over the limit of %d bytes", n, maxDecoded)}
+	}
+	if err := mem.take(int64(n)); err != nil {
+		return nil, err
 	}
 	out, err := s2.Decode(slices.Grow(dst[:0], n)[:n], body)
 	if err != nil {

@@ -42,7 +42,7 @@ func FuzzDecode(f *testing.F) {
 	l := limits{maxDecodedBytes: 1 << 20, maxSeries: 100, tenantLabel: "tenant", tenant: "t", route: "a,b"}
 	var d decoder
 	f.Fuzz(func(t *testing.T, data []byte, isV2 bool) {
-		if raw, err := decompressInto(nil, data, l.maxDecodedBytes); err == nil {
+		if raw, err := decompressInto(nil, data, l.maxDecodedBytes, nil); err == nil {
 			check(t, &d, raw, isV2, l)
 		}
 		check(t, &d, data, isV2, l)
@@ -177,7 +177,7 @@ func FuzzDecodeOTLP(f *testing.F) {
 		}
 		raw := len(body)
 		if gzipped {
-			dec, err := gunzip(body, l.maxDecodedBytes)
+			dec, err := gunzip(body, l.maxDecodedBytes, nil)
 			if err != nil {
 				t.Fatalf("accepted a body gunzip refuses: %v", err)
 			}

@@ -16,6 +16,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,9 +36,6 @@ const (
 	// DefaultMaxRequestBytes is the body bound when Options leave it zero
 	// (config.DefaultReceiveConfig explains the number).
 	DefaultMaxRequestBytes = 10 << 20
-	// minMaxDecodedBytes is the least decoded size allowed: Prometheus'
-	// own receiver takes 32 MiB decoded.
-	minMaxDecodedBytes = 32 << 20
 	// DefaultSeriesIdle is how long a received series is kept in the
 	// series cache after its last sample: longer than any scrape or push
 	// interval, so steady senders log each series record once.
@@ -47,11 +45,10 @@ const (
 	// make room on that scale.
 	DefaultFullRetryAfter = 30 * time.Second
 	// DefaultMaxInFlight lets a few requests wait on the WAL's fsync
-	// while others decode, on the 2-4 cores an agent usually has, and
-	// bounds memory to 16 requests' worth: each at most its 10 MiB body,
-	// its 80 MiB decoded bound and about twice the 64 MiB its decoding
-	// may hold (maxDecodeCost), some 3.5 GiB in all; ordinary requests
-	// cost a small fraction of that.
+	// while others decode, on the 2-4 cores an agent usually has. What
+	// they hold at once is bounded by the memory budget
+	// (MaxMemoryInFlight), not by their count: 16 requests at the
+	// per-request bounds would take some 3.5 GiB.
 	DefaultMaxInFlight = 16
 	// shutdownTimeout bounds the wait for requests in flight at stop.
 	shutdownTimeout = 10 * time.Second
@@ -59,8 +56,8 @@ const (
 
 // Options configures New. Zero values of optional fields mean the
 // defaults given on each. Reload applies Keys, TenantLabel,
-// MaxRequestBytes, MaxDecodedBytes and the TLS files of new Options to a
-// running Gateway.
+// MaxRequestBytes, MaxDecodedBytes, MaxMemoryInFlight and the TLS files
+// of new Options to a running Gateway.
 type Options struct {
 	Addr        string // listen address, host:port; port 0 picks one
 	TLSCertFile string // with TLSKeyFile, serve HTTPS; empty: HTTP
@@ -69,14 +66,19 @@ type Options struct {
 	TenantLabel string // label set to the tenant on every series; "" none
 	// MaxRequestBytes bounds the compressed body. Zero: DefaultMaxRequestBytes.
 	MaxRequestBytes int64
-	// MaxDecodedBytes bounds the decompressed body. Zero: 8 times
-	// MaxRequestBytes, at least 32 MiB.
+	// MaxDecodedBytes bounds the decompressed body. Zero:
+	// config.MaxDecodedBytes(MaxRequestBytes), 8 times it, at least 32 MiB.
 	MaxDecodedBytes int64
+	// MaxMemoryInFlight is the memory budget the requests in flight share:
+	// each reserves from it, before allocating, its body, its decompressed
+	// body and twice its decoding's estimated bookkeeping, and a request
+	// the budget cannot cover is answered 503 with Retry-After at once
+	// (reason memory_in_flight). At least config.RequestMemory(MaxRequestBytes);
+	// zero: config.MemoryInFlight's default.
+	MaxMemoryInFlight int64
 	// MaxInFlight bounds the requests read, decoded and written at once;
-	// others wait for a turn (as long as their sender does). With the size
-	// bounds it caps the gateway's memory at about MaxInFlight times
-	// (MaxRequestBytes + MaxDecodedBytes + twice the 64 MiB a request's
-	// decoding may hold). Zero: DefaultMaxInFlight.
+	// others wait for a turn (as long as their sender does), holding
+	// nothing of the memory budget. Zero: DefaultMaxInFlight.
 	MaxInFlight int
 	// SeriesIdle releases series not received for this long. Zero:
 	// DefaultSeriesIdle.
@@ -113,7 +115,9 @@ type Gateway struct {
 	srv      *http.Server
 	ln       net.Listener
 	refused  lograte.Limiter
+	busy     lograte.Limiter         // refusals for the memory budget: apart, so neither hides the other
 	turns    chan struct{}           // a slot per request in flight (MaxInFlight)
+	mem      memBudget               // what the requests in flight hold (MaxMemoryInFlight)
 	recs     sync.Pool               // *wal.Records, keeping their encode buffers
 	decoders sync.Pool               // *decoder, keeping their buffers
 	convs    sync.Pool               // *otlptranslator.PrometheusConverter
@@ -148,6 +152,7 @@ func New(opts Options) (*Gateway, error) {
 		logger:  opts.Logger.With("component", "gateway"),
 		series:  newSeriesCache(opts.Storage, opts.SeriesIdle),
 		refused: lograte.Limiter{Interval: time.Minute},
+		busy:    lograte.Limiter{Interval: time.Minute},
 		turns:   make(chan struct{}, opts.MaxInFlight),
 	}
 	st, err := newState(opts, nil, opts.Now())
@@ -165,7 +170,7 @@ func New(opts Options) (*Gateway, error) {
 		// rotate it.
 		tlsConfig = &tls.Config{GetCertificate: g.certificate, MinVersion: tls.VersionTLS12}
 	}
-	g.metrics = newMetrics(opts.Registerer)
+	g.metrics = newMetrics(opts.Registerer, &g.mem)
 	if err := g.metrics.register(); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -273,12 +278,22 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 		if samples > 0 {
 			g.metrics.rejectedSamples.WithLabelValues(tenant, reason).Add(float64(samples))
 		}
-		g.refused.Log(g.logger, "Write request refused", "tenant", tenant, "status", status, "reason", reason, "err", msg, "remote", r.RemoteAddr)
+		lim := &g.refused
+		if reason == reasonMemoryBudget {
+			lim = &g.busy
+		}
+		lim.Log(g.logger, "Write request refused", "tenant", tenant, "status", status, "reason", reason, "err", msg, "remote", r.RemoteAddr)
 		if otlp {
 			writeOTLPError(w, otlpErrorFormat(r.Header), status, msg)
 			return
 		}
 		http.Error(w, msg, status)
+	}
+	refuseDecode := func(de *decodeError) {
+		if de.retryAfter > 0 {
+			w.Header().Set("Retry-After", seconds(de.retryAfter))
+		}
+		refuse(de.status, de.reason, de.msg, 0)
 	}
 
 	if r.Method != http.MethodPost {
@@ -322,22 +337,41 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 		code = 499 // the sender gave up waiting; nothing read
 		return
 	}
+	// What the request holds from here on is reserved first, and all of
+	// it given back when it ends (remote write: in the decoder, before it
+	// goes back to the pool, so a request allocates no reservation).
 	var (
 		d    *decoder // remote write's, with its buffers
+		mem  *reservation
 		body []byte
 	)
-	bounded := http.MaxBytesReader(w, r.Body, st.maxRequestBytes)
 	if otlp {
-		body, err = io.ReadAll(bounded)
+		mem = newReservation(&g.mem, st.maxMemory)
+		defer mem.release()
 	} else {
 		d = g.decoders.Get().(*decoder)
+		d.res = reservation{b: &g.mem, size: st.maxMemory}
+		mem = &d.res
 		defer func() {
+			mem.release()
 			d.release()
 			g.decoders.Put(d)
 		}()
-		body, err = d.readBody(bounded, min(r.ContentLength, st.maxRequestBytes))
+	}
+	l := st.limits(ts)
+	l.mem = mem
+	bounded := http.MaxBytesReader(w, r.Body, st.maxRequestBytes)
+	size := min(r.ContentLength, st.maxRequestBytes)
+	if otlp {
+		body, err = readBody(nil, bounded, size, st.maxRequestBytes, mem)
+	} else {
+		body, err = d.readBody(bounded, size, st.maxRequestBytes, mem)
 	}
 	if err != nil {
+		if de, ok := errors.AsType[*decodeError](err); ok {
+			refuseDecode(de)
+			return
+		}
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			refuse(http.StatusRequestEntityTooLarge, reasonBodyTooLarge, fmt.Sprintf("body over max_request_bytes (%d bytes)", st.maxRequestBytes), 0)
 			return
@@ -350,13 +384,13 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, otlp bool) {
 		warnings []string
 	)
 	if otlp {
-		b, warnings, err = g.decodeOTLP(r.Context(), body, proto, r.Header.Get("Content-Encoding") != "" && !strings.EqualFold(r.Header.Get("Content-Encoding"), "identity"), st.limits(ts))
+		b, warnings, err = g.decodeOTLP(r.Context(), body, proto, r.Header.Get("Content-Encoding") != "" && !strings.EqualFold(r.Header.Get("Content-Encoding"), "identity"), l)
 	} else {
-		b, err = d.decodeRW(body, proto, st.limits(ts), g.series)
+		b, err = d.decodeRW(body, proto, l, g.series)
 	}
 	if err != nil {
 		de, _ := errors.AsType[*decodeError](err) // decode returns no other
-		refuse(de.status, de.reason, de.msg, 0)
+		refuseDecode(de)
 		return
 	}
 
@@ -423,7 +457,7 @@ func (g *Gateway) decodeOTLP(ctx context.Context, body []byte, proto protocol, g
 // type proto within l, with the labels of series c has seen. Its errors
 // are *decodeError.
 func (d *decoder) decodeRW(body []byte, proto protocol, l limits, c *seriesCache) (*batch, error) {
-	raw, err := d.decompress(body, l.maxDecodedBytes)
+	raw, err := d.decompress(body, l.maxDecodedBytes, l.mem)
 	if err != nil {
 		return nil, err
 	}
@@ -491,6 +525,45 @@ func protoLabel(p protocol) string {
 	}
 }
 
+// readBody reads r, which yields at most limit bytes (and then an error
+// or EOF), to its end into buf's array (reused) and returns it, reserving
+// from mem what it holds before reading into it: a positive size (the
+// request's Content-Length, at most limit) up front, so the buffer does
+// not grow on the way; otherwise a reserveChunk at a time. Its error is
+// r's, or mem's *decodeError; the bytes read are returned with r's.
+func readBody(buf []byte, r io.Reader, size, limit int64, mem *reservation) ([]byte, error) {
+	buf = buf[:0]
+	var reserved int64 // of buf's bytes
+	if size > 0 {
+		// +1: the read that finds the end (or MaxBytesReader's one more).
+		if err := mem.take(size + 1); err != nil {
+			return buf, err
+		}
+		reserved = size + 1
+		buf = slices.Grow(buf, int(size)+1)
+	}
+	for {
+		if int64(len(buf)) >= reserved {
+			n := min(reserveChunk, max(limit+1-reserved, 1))
+			if err := mem.take(n); err != nil {
+				return buf, err
+			}
+			reserved += n
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):int(min(int64(cap(buf)), reserved))])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
 // seconds is d as a Retry-After value: whole seconds, at least 1.
 func seconds(d time.Duration) string {
 	s := int64((d + time.Second - 1) / time.Second)
@@ -508,9 +581,11 @@ type metrics struct {
 	duration        *prometheus.HistogramVec
 	seriesCached    prometheus.Gauge
 	otlpWarnings    *prometheus.CounterVec
+	memory          prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics builds the metrics of a Gateway whose memory budget is mem.
+func newMetrics(reg prometheus.Registerer, mem *memBudget) *metrics {
 	f := promauto.With(nil) // register adds them all or none, so unregister removes exactly these
 	m := &metrics{
 		reg: reg,
@@ -543,8 +618,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "rwagent_receive_otlp_translation_warnings_total",
 			Help: "Warnings of Prometheus' OTLP translator on requests the gateway wrote (an empty metric dropped, label names colliding), by tenant; each is also in the answer's partial_success.",
 		}, []string{"tenant"}),
+		memory: f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rwagent_receive_memory_reserved_bytes",
+			Help: "Memory the gateway's requests in flight have reserved from receive.max_memory_in_flight (bodies, decoded bodies, decoding).",
+		}, func() float64 { return float64(mem.inUse()) }),
 	}
-	m.all.Add(m.requests, m.samples, m.rejected, m.rejectedSamples, m.duration, m.seriesCached, m.otlpWarnings)
+	m.all.Add(m.requests, m.samples, m.rejected, m.rejectedSamples, m.duration, m.seriesCached, m.otlpWarnings, m.memory)
 	return m
 }
 

@@ -12,6 +12,8 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/rwagent/rwagent/pkg/config"
 )
 
 // hostileRequest is a decoded request of n series of the fewest bytes
@@ -72,7 +74,7 @@ func TestDecodeHostileSeriesMemory(t *testing.T) {
 		if !ok || de.status != 413 || de.reason != reasonTooManySeries {
 			t.Fatalf("v2=%t: got %v, want a 413 %s", isV2, err, reasonTooManySeries)
 		}
-		if want := fmt.Sprint(MaxSeriesPerRequest); !bytes.Contains([]byte(de.msg), []byte(want)) {
+		if want := fmt.Sprint(config.MaxSeriesPerRequest); !bytes.Contains([]byte(de.msg), []byte(want)) {
 			t.Errorf("v2=%t: message %q does not name the bound %s", isV2, de.msg, want)
 		}
 		// The series read up to the bound, their slice grown step by
@@ -131,7 +133,7 @@ func TestDecodeCostBound(t *testing.T) {
 // TestDecodeOrdinaryLargeRequest: a large request of an ordinary sender
 // (20,000 series of 15 labels and a sample each, ten times Prometheus'
 // default) is charged under half the bound, and a request of
-// MaxSeriesPerRequest series is taken whole.
+// config.MaxSeriesPerRequest series is taken whole.
 func TestDecodeOrdinaryLargeRequest(t *testing.T) {
 	l := limits{maxDecodedBytes: 80 << 20, tenantLabel: "tenant", tenant: "t"}
 	for _, c := range []struct {
@@ -139,7 +141,7 @@ func TestDecodeOrdinaryLargeRequest(t *testing.T) {
 		maxCost        int
 	}{
 		{20_000, 15, maxDecodeCost / 2},
-		{MaxSeriesPerRequest, 3, maxDecodeCost},
+		{config.MaxSeriesPerRequest, 3, maxDecodeCost},
 	} {
 		req := prompb.WriteRequest{}
 		for i := range c.series {
@@ -204,9 +206,9 @@ func TestHostileRequestRefused(t *testing.T) {
 // above the gateway's own limit cannot be honoured, so New and Reload
 // refuse it by name.
 func TestTenantSeriesLimitOverGateway(t *testing.T) {
-	e := newEnv(t, Tenant{MaxSeriesPerRequest: MaxSeriesPerRequest}, nil)
+	e := newEnv(t, Tenant{MaxSeriesPerRequest: config.MaxSeriesPerRequest}, nil)
 	opts := e.opts
-	opts.Keys = []Key{{Digest: e.opts.Keys[0].Digest, Tenant: &Tenant{Name: "team-a", MaxSeriesPerRequest: MaxSeriesPerRequest + 1}}}
+	opts.Keys = []Key{{Digest: e.opts.Keys[0].Digest, Tenant: &Tenant{Name: "team-a", MaxSeriesPerRequest: config.MaxSeriesPerRequest + 1}}}
 	err := e.g.Reload(opts)
 	if err == nil || !strings.Contains(err.Error(), "max_series_per_request 100001") || !strings.Contains(err.Error(), `"team-a"`) {
 		t.Errorf("reload: %v, want max_series_per_request refused by name", err)

@@ -5,13 +5,14 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
 
-	"github.com/prometheus/prometheus/config"
+	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -20,6 +21,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/record"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/rwagent/rwagent/pkg/config"
 )
 
 // OTLP/HTTP message types, as the metric label says them.
@@ -35,7 +38,7 @@ const (
 // temporality only), so a series is named here as a Prometheus receiving
 // the same OTLP would name it. The Gateway builds them once, in New.
 func otlpSettings() otlptranslator.Settings {
-	c := config.DefaultOTLPConfig
+	c := promconfig.DefaultOTLPConfig
 	return otlptranslator.Settings{
 		AddMetricSuffixes:                    c.TranslationStrategy.ShouldAddSuffixes(),
 		AllowUTF8:                            !c.TranslationStrategy.ShouldEscape(),
@@ -133,14 +136,18 @@ func boundedJoin(ss []string, n int) string {
 	return s
 }
 
-// gunzip decompresses a gzip body, refusing it as soon as it decodes to
-// more than maxDecoded bytes, so a gzip bomb costs at most that much.
-func gunzip(body []byte, maxDecoded int) ([]byte, error) {
+// gunzip decompresses a gzip body, reserving what it decodes from mem
+// as it goes, and refusing it as soon as it decodes to more than
+// maxDecoded bytes, so a gzip bomb costs at most that much.
+func gunzip(body []byte, maxDecoded int, mem *reservation) ([]byte, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(body))
 	if err != nil {
 		return nil, badRequest(reasonMalformed, "body is not gzip-compressed: %v", err)
 	}
-	raw, err := io.ReadAll(io.LimitReader(zr, int64(maxDecoded)+1))
+	raw, err := readBody(nil, io.LimitReader(zr, int64(maxDecoded)+1), 0, int64(maxDecoded)+1, mem)
+	if de, ok := errors.AsType[*decodeError](err); ok {
+		return nil, de
+	}
 	if err != nil {
 		return nil, badRequest(reasonMalformed, "body is not gzip-compressed: %v", err)
 	}
@@ -158,7 +165,7 @@ func decodeOTLP(ctx context.Context, conv *otlptranslator.PrometheusConverter, s
 	raw := body
 	if gzipped {
 		var err error
-		if raw, err = gunzip(body, l.maxDecodedBytes); err != nil {
+		if raw, err = gunzip(body, l.maxDecodedBytes, l.mem); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -174,6 +181,9 @@ func decodeOTLP(ctx context.Context, conv *otlptranslator.PrometheusConverter, s
 	}
 	if cost > maxCost {
 		return nil, nil, otlpTooLarge(maxCost)
+	}
+	if err := l.mem.take(heldPerCharged * int64(cost)); err != nil {
+		return nil, nil, err
 	}
 	req, err := unmarshalOTLP(raw, format)
 	if err != nil {
@@ -219,7 +229,7 @@ func maxOTLPSamples(raw int) int { return raw/8 + 1<<14 }
 func translateOTLP(ctx context.Context, conv *otlptranslator.PrometheusConverter, set otlptranslator.Settings, req pmetricotlp.ExportRequest, l limits, maxSamples, cost int) (*batch, []string, error) {
 	app := &otlpAppender{l: l, maxSamples: maxSamples, b: &batch{}, index: map[uint64]int{}, maxSeries: l.maxRequestSeries, cost: cost}
 	if app.maxSeries <= 0 {
-		app.maxSeries = MaxSeriesPerRequest
+		app.maxSeries = config.MaxSeriesPerRequest
 	}
 	conv.Reset(app)
 	defer conv.Reset(nil)
@@ -253,11 +263,16 @@ type otlpAppender struct {
 }
 
 // charge adds n bytes to the estimated bookkeeping of the batch, failing
-// the translation when that goes over the bound.
+// the translation when that goes over the bound, and reserves what it
+// holds from the gateway's memory budget.
 func (a *otlpAppender) charge(n int) error {
 	a.cost += n
 	if a.cost > a.l.maxDecodeCost {
 		a.err = otlpTooLarge(a.l.maxDecodeCost)
+		return a.err
+	}
+	if err := a.l.mem.take(heldPerCharged * int64(n)); err != nil {
+		a.err = err
 	}
 	return a.err
 }

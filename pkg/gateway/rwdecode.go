@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"slices"
 	"unicode/utf8"
 	"unsafe"
 
@@ -13,6 +12,8 @@ import (
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/record"
+
+	"github.com/rwagent/rwagent/pkg/config"
 )
 
 // decoder decodes remote write 1.0 and 2.0 requests into buffers it keeps
@@ -59,6 +60,11 @@ type decoder struct {
 	// The bookkeeping the request is estimated to hold (charge), and the
 	// request's bounds of it and of its series.
 	cost, maxCost, maxSeries int
+	mem                      *reservation // what charge reserves from; nil: nothing
+	// res is the reservation of the request the decoder serves, kept
+	// here so that the handler allocates none; released before the
+	// decoder goes back to the pool.
+	res reservation
 }
 
 // wireSeries is a series as the first pass read it: ranges into the
@@ -86,6 +92,7 @@ const maxPooledBytes = 32 << 20
 // series the cache has let go, and keeps the buffers unless they hold
 // more than maxPooledBytes.
 func (d *decoder) release() {
+	d.mem = nil
 	if d.bufferBytes() > maxPooledBytes {
 		*d = decoder{}
 		return
@@ -120,12 +127,12 @@ func (d *decoder) bufferBytes() int {
 
 // reset readies the decoder for a request within l.
 func (d *decoder) reset(l limits) {
-	d.cost, d.maxCost, d.maxSeries = 0, l.maxDecodeCost, l.maxRequestSeries
+	d.cost, d.maxCost, d.maxSeries, d.mem = 0, l.maxDecodeCost, l.maxRequestSeries, l.mem
 	if d.maxCost <= 0 {
 		d.maxCost = maxDecodeCost
 	}
 	if d.maxSeries <= 0 {
-		d.maxSeries = MaxSeriesPerRequest
+		d.maxSeries = config.MaxSeriesPerRequest
 	}
 	b := &d.b
 	b.series, b.hints, b.keys, b.keyBytes = b.series[:0], b.hints[:0], b.keys[:0], nil
@@ -136,35 +143,23 @@ func (d *decoder) reset(l limits) {
 	d.keys = d.keys[:0]
 }
 
-// readBody reads r to its end into the decoder's body buffer and
-// returns it. A positive size (the request's Content-Length, at most the
-// body's bound) is read without growing the buffer on the way.
-func (d *decoder) readBody(r io.Reader, size int64) ([]byte, error) {
-	buf := d.body[:0]
-	if size > 0 {
-		buf = slices.Grow(buf, int(size)+1) // +1: the read that finds EOF
+// readBody reads r, which yields at most limit bytes, to its end into
+// the decoder's body buffer and returns it, as readBody does, reserving
+// it from mem.
+func (d *decoder) readBody(r io.Reader, size, limit int64, mem *reservation) ([]byte, error) {
+	buf, err := readBody(d.body, r, size, limit, mem)
+	d.body = buf
+	if err != nil {
+		return nil, err
 	}
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			d.body = buf
-			return buf, nil
-		}
-		if err != nil {
-			d.body = buf
-			return nil, err
-		}
-	}
+	return buf, nil
 }
 
 // decompress decodes the snappy body into the decoder's buffer, checking
-// its decoded length against the bound before growing the buffer.
-func (d *decoder) decompress(body []byte, maxDecoded int) ([]byte, error) {
-	raw, err := decompressInto(d.raw[:0], body, maxDecoded)
+// its decoded length against the bound, and reserving it from mem,
+// before growing the buffer.
+func (d *decoder) decompress(body []byte, maxDecoded int, mem *reservation) ([]byte, error) {
+	raw, err := decompressInto(d.raw[:0], body, maxDecoded, mem)
 	if err != nil {
 		return nil, err
 	}

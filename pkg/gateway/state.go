@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/rwagent/rwagent/pkg/config"
 )
 
 // state is what a reload replaces: the settings of the receive: section
@@ -16,12 +18,13 @@ type state struct {
 	tenantLabel     string
 	maxRequestBytes int64
 	maxDecodedBytes int64
+	maxMemory       int64            // the memory budget's size (MaxMemoryInFlight)
 	cert            *tls.Certificate // the server's; nil: plain HTTP
 }
 
 // newState validates the live settings of opts (Keys and their tenants'
-// limits, TenantLabel, MaxRequestBytes, MaxDecodedBytes, the TLS files,
-// which it reads) and
+// limits, TenantLabel, MaxRequestBytes, MaxDecodedBytes,
+// MaxMemoryInFlight, the TLS files, which it reads) and
 // builds a state of them. A tenant of old with the same name and rate
 // limit keeps its token bucket, so a reload neither refills nor empties it.
 func newState(opts Options, old *state, now time.Time) (*state, error) {
@@ -42,8 +45,12 @@ func newState(opts Options, old *state, now time.Time) (*state, error) {
 		st.maxRequestBytes = DefaultMaxRequestBytes
 	}
 	if st.maxDecodedBytes <= 0 {
-		st.maxDecodedBytes = max(minMaxDecodedBytes, 8*st.maxRequestBytes)
+		st.maxDecodedBytes = config.MaxDecodedBytes(st.maxRequestBytes)
 	}
+	if err := config.CheckMemoryInFlight(opts.MaxMemoryInFlight, st.maxRequestBytes); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	st.maxMemory = config.MemoryInFlight(opts.MaxMemoryInFlight, st.maxRequestBytes)
 	if opts.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(opts.TLSCertFile, opts.TLSKeyFile)
 		if err != nil {
@@ -58,8 +65,8 @@ func newState(opts Options, old *state, now time.Time) (*state, error) {
 		}
 	}
 	for _, k := range opts.Keys {
-		if n := k.Tenant.MaxSeriesPerRequest; n > MaxSeriesPerRequest {
-			return nil, fmt.Errorf("gateway: max_series_per_request %d of tenant %q is over the gateway's own limit of %d series per request, which it cannot raise: set at most %d", n, k.Tenant.Name, MaxSeriesPerRequest, MaxSeriesPerRequest)
+		if err := config.CheckSeriesPerRequest(k.Tenant.Name, k.Tenant.MaxSeriesPerRequest); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
 		}
 		if st.tenants[k.Tenant] != nil {
 			continue
@@ -88,7 +95,8 @@ func (st *state) limits(ts *tenantState) limits {
 // Reload applies the live settings of opts to the running gateway, at
 // once for every request that starts after it: Keys (an old key is
 // refused from then on), TenantLabel, MaxRequestBytes, MaxDecodedBytes,
-// each tenant's limits and routes (a tenant whose samples_per_second and
+// MaxMemoryInFlight (requests in flight keep what they reserved, so the
+// memory held may exceed a smaller budget until they end), each tenant's limits and routes (a tenant whose samples_per_second and
 // burst did not change keeps its token bucket), and the TLS certificate
 // and key, read again from their files so a rotated certificate is served
 // to new connections. The other fields of opts are New's and not read,

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,24 +19,32 @@ import (
 	"github.com/klauspost/compress/gzip"
 )
 
+// gatewayBudget is the gateway's max_memory_in_flight here: a little
+// more than one request at the bounds (218 MiB), so that the hostile
+// requests below, up to some 150 MiB each, exceed it together.
+const gatewayBudget = 256 << 20
+
 // gatewayRSSBound is what rwagent may reach, at its peak, while its
 // gateway decodes and refuses hostileSenders hostile requests at once:
-// an idle agent's 75 MiB, and for each request its decoded body (at most
-// 24 MB here) and the bookkeeping the gateway lets a request hold (up to
-// twice its 64 MiB bound while slices grow), with the garbage
-// collector's slack. Before the bounds, one request of 10 million empty
-// series took the decoder to 2.5 GB.
-const gatewayRSSBound = 768 << 20
+// an idle agent's 75 MiB and twice the budget the requests in flight
+// share (the heap grows to 1.5 times what is live at GOGC=50, and the
+// decoders keep buffers for reuse), whatever the number of senders.
+// Before the per-request bounds, one request of 10 million empty series
+// took the decoder to 2.5 GB; before the shared budget, the bounds
+// multiplied by the 16 requests in flight.
+const gatewayRSSBound = 75<<20 + 2*gatewayBudget
 
 // hostileSenders is how many hostile requests are in flight at once.
-const hostileSenders = 4
+const hostileSenders = 8
 
 // TestProcessGatewayHostileRequests sends rwagent's gateway, with a valid
 // key, requests of millions of minimal series (1.0 and 2.0), of minimal
 // exemplars, and of empty OTLP data points, hostileSenders at a time, a bounded
-// number of rounds. Each must be refused 413 naming the bound, counted
-// by reason, leave the agent's peak RSS (VmHWM) under gatewayRSSBound,
-// and leave the gateway taking ordinary requests.
+// number of rounds. Each must be refused 413 naming the bound (after
+// retries, as a sender would, while the gateway answers 503 "decoding
+// too much at once" for its memory budget), counted by reason, leave the
+// agent's peak RSS (VmHWM) under gatewayRSSBound, and leave the gateway
+// taking ordinary requests.
 func TestProcessGatewayHostileRequests(t *testing.T) {
 	rwagent := lookBinary(t, "RWAGENT_BIN", "rwagent")
 	dir := t.TempDir()
@@ -46,11 +55,12 @@ func TestProcessGatewayHostileRequests(t *testing.T) {
 	ports := freePorts(t, 2)
 	agentAddr, gwAddr := ports[0], ports[1]
 	const key = "process-test-key-hostile"
-	cfg := strings.NewReplacer("RECV", recvAddr, "GW", gwAddr, "KEY", key).Replace(`
+	cfg := strings.NewReplacer("RECV", recvAddr, "GW", gwAddr, "KEY", key, "BUDGET", fmt.Sprint(gatewayBudget)).Replace(`
 remote_write:
   - url: http://RECV/api/v1/write
 receive:
   listen_address: GW
+  max_memory_in_flight: BUDGET
   api_keys:
     - {tenant: hostile, key: KEY}
 wal:
@@ -86,7 +96,7 @@ wal:
 		{"1.0: 6M empty exemplars", ctV1, "decode_too_large", "over 64 MiB", snappy.Encode(nil, exemplars)},
 		{"OTLP: 8M empty data points", "otlp", "decode_too_large", "over 64 MiB", otlp},
 	}
-	post := func(ct string, body []byte) (int, string, error) {
+	post := func(ct string, body []byte) (int, string, string, error) {
 		path, enc := "/api/v1/write", "snappy"
 		if ct == "otlp" {
 			// The answer is a google.rpc.Status whose message is in its bytes.
@@ -94,33 +104,47 @@ wal:
 		}
 		req, err := http.NewRequest(http.MethodPost, "http://"+gwAddr+path, bytes.NewReader(body))
 		if err != nil {
-			return 0, "", err
+			return 0, "", "", err
 		}
 		req.Header.Set("Authorization", "Bearer "+key)
 		req.Header.Set("Content-Encoding", enc)
 		req.Header.Set("Content-Type", ct)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return 0, "", err
+			return 0, "", "", err
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), nil
+		return resp.StatusCode, string(b), resp.Header.Get("Retry-After"), nil
 	}
 
-	const rounds = 3
-	var wg sync.WaitGroup
-	errs := make(chan error, rounds*hostileSenders)
+	const (
+		rounds  = 3
+		retries = 10 // of a request answered 503 for the memory budget
+	)
+	var (
+		wg   sync.WaitGroup
+		busy atomic.Int32 // 503s for the budget
+		errs = make(chan error, rounds*hostileSenders)
+	)
 	for i := range hostileSenders {
 		wg.Go(func() {
 			for r := range rounds {
 				h := hostile[(i+r)%len(hostile)]
-				code, msg, err := post(h.ct, h.body)
-				switch {
-				case err != nil:
-					errs <- fmt.Errorf("%s: %v", h.name, err)
-				case code != http.StatusRequestEntityTooLarge || !strings.Contains(msg, h.msg):
-					errs <- fmt.Errorf("%s: %d %q, want 413 naming %q", h.name, code, msg, h.msg)
+				for try := 0; ; try++ {
+					code, msg, retryAfter, err := post(h.ct, h.body)
+					if err == nil && code == http.StatusServiceUnavailable && retryAfter == "1" && strings.Contains(msg, "decoding too much at once") && try < retries {
+						busy.Add(1)
+						time.Sleep(time.Second) // Retry-After, as a sender honours it
+						continue
+					}
+					switch {
+					case err != nil:
+						errs <- fmt.Errorf("%s: %v", h.name, err)
+					case code != http.StatusRequestEntityTooLarge || !strings.Contains(msg, h.msg):
+						errs <- fmt.Errorf("%s: %d %q, want 413 naming %q", h.name, code, msg, h.msg)
+					}
+					break
 				}
 			}
 		})
@@ -129,6 +153,13 @@ wal:
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+	if got := metricValue(t, agentAddr, `rwagent_receive_rejected_requests_total{reason="memory_in_flight",tenant="hostile"}`); got != float64(busy.Load()) {
+		t.Errorf("%v requests counted as refused for memory_in_flight, %d answered so", got, busy.Load())
+	}
+	t.Logf("%d answers 503 for the memory budget, retried", busy.Load())
+	if got := metricValue(t, agentAddr, `rwagent_receive_memory_reserved_bytes`); got != 0 {
+		t.Errorf("rwagent_receive_memory_reserved_bytes %v after every request was answered, want 0", got)
 	}
 	for _, reason := range []string{"too_many_series", "decode_too_large"} {
 		if v := metricValue(t, agentAddr, `rwagent_receive_rejected_requests_total{reason="`+reason+`",tenant="hostile"}`); v == 0 {
@@ -139,7 +170,7 @@ wal:
 	// An ordinary request afterwards: one series, one sample.
 	good := field(0x0a, append(field(0x0a, append(field(0x0a, []byte("__name__")), field(0x12, []byte("ok_metric"))...)),
 		field(0x12, []byte{0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x10, 0x01})...))
-	if code, msg, err := post(ctV1, snappy.Encode(nil, good)); err != nil || code != http.StatusNoContent {
+	if code, msg, _, err := post(ctV1, snappy.Encode(nil, good)); err != nil || code != http.StatusNoContent {
 		t.Errorf("an ordinary request after the hostile ones: %d %q %v, want 204", code, msg, err)
 	}
 	if v := metricValue(t, agentAddr, `rwagent_receive_samples_total{tenant="hostile",type="float"}`); v != 1 {
