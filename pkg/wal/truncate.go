@@ -290,6 +290,8 @@ func (w *WAL) truncate(first, to, last int) error {
 	w.released.forget(to)
 	w.logger.Info("truncated WAL", "first", first, "last", to,
 		"series_kept", stats.Series-stats.DroppedSeries, "series_dropped", stats.DroppedSeries,
+		"tombstones_kept", stats.Tombstones-stats.DroppedTombstones,
+		"metadata_kept", stats.Metadata-stats.DroppedMetadata,
 		"duration", time.Since(start))
 	return nil
 }
