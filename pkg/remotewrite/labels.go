@@ -256,8 +256,8 @@ func (it *labelIter) next() (name, value string, ok bool) {
 	if it.ids == "" {
 		return "", "", false
 	}
-	id, rest, _ := cutUvarint(it.ids)
-	it.ids = rest
+	var id uint32
+	id, it.ids = nextPairID(it.ids)
 	name, value, _, ok = decodeLabel(it.pages[id>>pairBits].enc[id&(1<<pairBits-1)])
 	return name, value, ok
 }

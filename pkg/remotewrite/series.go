@@ -352,9 +352,9 @@ func (t *seriesTable) releaseIDs(ids string) {
 	}
 	_, ids, _ = cutUvarint(ids) // the size
 	for ids != "" {
-		id, rest, _ := cutUvarint(ids)
-		t.pairs.release(uint32(id))
-		ids = rest
+		var id uint32
+		id, ids = nextPairID(ids)
+		t.pairs.release(id)
 	}
 }
 
