@@ -46,9 +46,12 @@ type PushCounts struct {
 	Requests int64 // answered 2xx
 	Samples  int64 // in requests answered 2xx
 	Retries  int64 // attempts that failed and were repeated
-	// Failed counts the samples of requests given up: refused with a
-	// 4xx other than 429, or still unanswered when Run stopped.
+	// Failed counts the samples of requests refused for good: a 4xx
+	// other than 429.
 	Failed int64
+	// Abandoned counts the samples of requests still unsent or
+	// unanswered when Run stopped.
+	Abandoned int64
 }
 
 // Pusher sends remote write 1.0 (snappy-compressed prompb.WriteRequest)
@@ -203,7 +206,7 @@ type request struct {
 // series gets one sample per Interval. Batches wait for a free sender;
 // if all are busy past the next tick, that tick is skipped and the rate
 // drops (Counts and Acked say what was sent). Requests in flight when ctx
-// is done are abandoned and counted as Failed.
+// is done are abandoned and counted as Abandoned.
 func (p *Pusher) Run(ctx context.Context) error {
 	batches := (len(p.series) + p.opts.BatchSize - 1) / p.opts.BatchSize
 	tick := time.NewTicker(p.opts.Interval / time.Duration(batches))
@@ -243,7 +246,7 @@ func (p *Pusher) Run(ctx context.Context) error {
 		req.body = snappy.Encode(nil, raw)
 		select {
 		case <-ctx.Done():
-			p.fail(req.n)
+			p.abandon(req.n)
 			return nil
 		case queue <- req:
 		}
@@ -282,7 +285,11 @@ func (p *Pusher) send(ctx context.Context, req request) {
 			p.mu.Unlock()
 			return
 		}
-		if !retry || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			p.abandon(req.n)
+			return
+		}
+		if !retry {
 			p.opts.Logger.Warn("push: samples dropped", "samples", req.n, "err", err)
 			p.fail(req.n)
 			return
@@ -292,7 +299,7 @@ func (p *Pusher) send(ctx context.Context, req request) {
 		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			p.fail(req.n)
+			p.abandon(req.n)
 			return
 		case <-time.After(backoff):
 		}
@@ -303,6 +310,12 @@ func (p *Pusher) send(ctx context.Context, req request) {
 func (p *Pusher) fail(n int) {
 	p.mu.Lock()
 	p.counts.Failed += int64(n)
+	p.mu.Unlock()
+}
+
+func (p *Pusher) abandon(n int) {
+	p.mu.Lock()
+	p.counts.Abandoned += int64(n)
 	p.mu.Unlock()
 }
 

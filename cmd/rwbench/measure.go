@@ -229,7 +229,7 @@ func measureRun(ctx context.Context, a agent, w workload, gen *loadgen.Generator
 		r.PushAnswerP50ms = float64(p50) / float64(time.Millisecond)
 		r.PushAnswerP99ms = float64(p99) / float64(time.Millisecond)
 		r.PushAnswerMaxMs = float64(maxTook) / float64(time.Millisecond)
-		fmt.Fprintf(stderr, "rwbench: %s: answers to the pusher p50 %v, p99 %v, max %v; %d retries, %d samples given up\n",
+		fmt.Fprintf(stderr, "rwbench: %s: answers to the pusher p50 %v, p99 %v, max %v; %d retries, %d samples refused\n",
 			a.Name, p50, p99, maxTook, c.Retries, c.Failed)
 	}
 	r.Delivered = win.Samples

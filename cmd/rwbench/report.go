@@ -36,7 +36,7 @@ type result struct {
 	OutOfOrder    int64   `json:"out_of_order"`
 	Rejected      int64   `json:"rejected"`
 	PushRetries   int64   `json:"push_retries,omitempty"` // receive workload: requests repeated (429, 5xx, no answer)
-	PushFailed    int64   `json:"push_failed,omitempty"`  // receive workload: samples given up (refused, or in flight at the stop)
+	PushFailed    int64   `json:"push_failed,omitempty"`  // receive workload: samples refused for good (a 4xx other than 429)
 	// Receive workload: how long the window's acknowledged requests
 	// waited for their answer.
 	PushAnswerP50ms float64 `json:"push_answer_p50_ms,omitempty"`
