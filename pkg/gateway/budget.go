@@ -52,8 +52,8 @@ const (
 	// for 2 bytes), then built.
 	costExemplar     = int(max(unsafe.Sizeof(prompb.Exemplar{}), unsafe.Sizeof(writev2.Exemplar{})) + unsafe.Sizeof(record.RefExemplar{}))
 	costExemplarByte = 40
-	// A new series' labels are built, and its key kept, from the bytes
-	// of its key.
+	// A new series' labels are built from the bytes of its key, and
+	// kept with it in the cache.
 	costKeyByte = 2
 )
 

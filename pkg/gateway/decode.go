@@ -99,12 +99,11 @@ const (
 // series in series until resolve replaces it with the series' WAL ref.
 type batch struct {
 	series []labels.Labels
-	// keys and hints, if set, are per series: the key of its labels as
-	// the request gave them (decoder), in keyBytes, if the cache does not
-	// know it (empty: it does, or no key), and the cache's entry of that
+	// keys and hints, if set, are per series: the hash of the key of its
+	// labels as the request gave them (decoder), if the cache does not
+	// know it (zero: it does, or no key), and the cache's entry of that
 	// key when the decoder found one (nil: none, look up the labels).
-	keys            []span
-	keyBytes        []byte
+	keys            []keyHash
 	hints           []*cachedSeries
 	refs            []chunks.HeadSeriesRef // resolve's scratch, by series
 	fresh           []bool                 // resolve's scratch, by series

@@ -55,7 +55,7 @@ type decoder struct {
 	prefix    []byte                // every key's start: the request's tenant label, tenant and route
 	block     []span                // the keys of the series of a block, in blockKeys
 	blockKeys []byte
-	keys      []byte // the keys of the series not found by them (b.keyBytes)
+	hashes    []keyHash // of the keys of the series of a block
 	sb        seriesBuilder
 	// The bookkeeping the request is estimated to hold (charge), and the
 	// request's bounds of it and of its series.
@@ -112,7 +112,8 @@ func (d *decoder) release() {
 // bufferBytes is about what the decoder's buffers hold, by capacity: the
 // bodies and those of a size per series, label or sample.
 func (d *decoder) bufferBytes() int {
-	return cap(d.body) + cap(d.raw) + cap(d.keys) + cap(d.blockKeys) + cap(d.b.keyBytes) +
+	return cap(d.body) + cap(d.raw) + cap(d.blockKeys) +
+		cap(d.hashes)*int(unsafe.Sizeof(keyHash{})) +
 		cap(d.series)*int(unsafe.Sizeof(wireSeries{})) +
 		cap(d.pairs)*int(unsafe.Sizeof(wirePair{})) +
 		cap(d.refs)*int(unsafe.Sizeof(uint32(0))) +
@@ -120,7 +121,7 @@ func (d *decoder) bufferBytes() int {
 		cap(d.symOK) +
 		cap(d.b.series)*int(unsafe.Sizeof(labels.Labels{})) +
 		cap(d.b.hints)*int(unsafe.Sizeof((*cachedSeries)(nil))) +
-		cap(d.b.keys)*int(unsafe.Sizeof(span{})) +
+		cap(d.b.keys)*int(unsafe.Sizeof(keyHash{})) +
 		cap(d.b.samples)*int(unsafe.Sizeof(record.RefSample{})) +
 		cap(d.b.refs)*int(unsafe.Sizeof(chunks.HeadSeriesRef(0))) + cap(d.b.fresh)
 }
@@ -135,12 +136,11 @@ func (d *decoder) reset(l limits) {
 		d.maxSeries = config.MaxSeriesPerRequest
 	}
 	b := &d.b
-	b.series, b.hints, b.keys, b.keyBytes = b.series[:0], b.hints[:0], b.keys[:0], nil
+	b.series, b.hints, b.keys = b.series[:0], b.hints[:0], b.keys[:0]
 	b.samples, b.histograms, b.floatHistograms = b.samples[:0], b.histograms[:0], b.floatHistograms[:0]
 	b.exemplars, b.metadata = b.exemplars[:0], b.metadata[:0]
 	d.series, d.pairs, d.refs, d.syms, d.symOK = d.series[:0], d.pairs[:0], d.refs[:0], d.syms[:0], d.symOK[:0]
 	d.h1, d.e1, d.h2, d.e2 = d.h1[:0], d.e1[:0], d.h2[:0], d.e2[:0]
-	d.keys = d.keys[:0]
 }
 
 // readBody reads r, which yields at most limit bytes, to its end into
@@ -378,12 +378,16 @@ func (d *decoder) passes(l limits, c *seriesCache, p seriesPasses) error {
 			d.block = append(d.block, span{from, len(d.blockKeys)})
 			b.hints = append(b.hints, nil)
 		}
+		d.hashes = d.hashes[:0]
 		if c != nil {
-			c.lookup(d.blockKeys, d.block, b.hints[start:end])
+			for _, k := range d.block {
+				d.hashes = append(d.hashes, c.hashKey(d.blockKeys[k.from:k.to]))
+			}
+			c.lookup(d.hashes, b.hints[start:end])
 		}
 		for i := start; i < end; i++ {
 			var ls labels.Labels
-			key := span{} // none: found by it
+			key := keyHash{} // none: found by it, or no cache
 			if e := b.hints[i]; e != nil {
 				ls = e.labels
 			} else {
@@ -395,9 +399,9 @@ func (d *decoder) passes(l limits, c *seriesCache, p seriesPasses) error {
 				if err := d.charge(costKeyByte * (k.to - k.from)); err != nil {
 					return err
 				}
-				key.from = len(d.keys)
-				d.keys = append(d.keys, d.blockKeys[k.from:k.to]...)
-				key.to = len(d.keys)
+				if c != nil {
+					key = d.hashes[i-start]
+				}
 			}
 			b.series = append(b.series, ls)
 			b.keys = append(b.keys, key)
@@ -415,7 +419,6 @@ func (d *decoder) passes(l limits, c *seriesCache, p seriesPasses) error {
 			return structErr
 		}
 	}
-	b.keyBytes = d.keys
 	return nil
 }
 

@@ -217,11 +217,16 @@ func openWAL(tb testing.TB) *wal.WAL {
 // benchRequest is an uncompressed request of n series of one sample
 // each, shaped as Prometheus sends them, of 2.0 if isV2.
 func benchRequest(tb testing.TB, n int, isV2 bool) []byte {
+	return benchRequestFrom(tb, n, 0, isV2)
+}
+
+// benchRequestFrom is benchRequest with the series numbered from first on.
+func benchRequestFrom(tb testing.TB, n, first int, isV2 bool) []byte {
 	v1Req := prompb.WriteRequest{}
 	st := writev2.NewSymbolTable()
 	v2Req := writev2.Request{}
 	for i := range n {
-		p := []string{"__name__", fmt.Sprintf("metric_%d", i%50), "instance", "host-1:9100", "job", "node", "series", fmt.Sprint(i)}
+		p := []string{"__name__", fmt.Sprintf("metric_%d", i%50), "instance", "host-1:9100", "job", "node", "series", fmt.Sprint(first + i)}
 		ts := prompb.TimeSeries{Samples: []prompb.Sample{{Timestamp: 1700000000000, Value: float64(i)}}}
 		for j := 0; j < len(p); j += 2 {
 			ts.Labels = append(ts.Labels, prompb.Label{Name: p[j], Value: p[j+1]})
@@ -370,10 +375,10 @@ func deref[T any](s []T, f func(T) any) []any {
 }
 
 // TestDecodeKeysBounded: the keys a request's series are looked up by
-// are built a block at a time, and kept only for series new to the
-// cache, so a request of known series keeps none and a request refused
-// at its first series builds one block's worth, however many series it
-// has.
+// are built a block at a time, and only their hashes kept, only for
+// series new to the cache, so a request of known series keeps none and a
+// request refused at its first series builds one block's worth, however
+// many series it has.
 func TestDecodeKeysBounded(t *testing.T) {
 	l := limits{maxDecodedBytes: 64 << 20, tenantLabel: "tenant", tenant: "t"}
 	w := openWAL(t)
@@ -389,8 +394,10 @@ func TestDecodeKeysBounded(t *testing.T) {
 	if b, err = d.decodeV1(raw, l, c); err != nil {
 		t.Fatal(err)
 	}
-	if len(b.keyBytes) != 0 {
-		t.Errorf("%d bytes of keys kept for 2,000 known series, want none", len(b.keyBytes))
+	for i, k := range b.keys {
+		if k != (keyHash{}) {
+			t.Fatalf("series %d of 2,000 known series keeps its key's hash", i)
+		}
 	}
 	oneBlock := cap(d.blockKeys)
 	d.release()
@@ -409,7 +416,7 @@ func TestDecodeKeysBounded(t *testing.T) {
 	if _, err := d2.decodeV1(bad, l, c); err == nil || !strings.Contains(err.Error(), "has no metric name") {
 		t.Fatalf("error %v, want no metric name", err)
 	}
-	if n := cap(d2.blockKeys) + cap(d2.keys); n > 2*oneBlock {
+	if n := cap(d2.blockKeys); n > 2*oneBlock {
 		t.Errorf("%d bytes of keys built for a request refused at its first series, want at most %d (a block's)", n, 2*oneBlock)
 	}
 }
@@ -583,5 +590,60 @@ func TestGCWhileReceiving(t *testing.T) {
 	}
 	if samples != 4*30*20 {
 		t.Errorf("%d samples logged, want %d", samples, 4*30*20)
+	}
+}
+
+// TestDecodeSeriesTwoKeys: a series sent with and without the tenant
+// label (which the gateway sets) has two keys, both found to its one
+// entry, and gc forgets both.
+func TestDecodeSeriesTwoKeys(t *testing.T) {
+	l := limits{maxDecodedBytes: 1 << 20, tenantLabel: "tenant", tenant: "t"}
+	c := newSeriesCache(openWAL(t), time.Minute)
+	request := func(pairs ...string) []byte {
+		ts := prompb.TimeSeries{Samples: []prompb.Sample{{Timestamp: 1, Value: 1}}}
+		for i := 0; i < len(pairs); i += 2 {
+			ts.Labels = append(ts.Labels, prompb.Label{Name: pairs[i], Value: pairs[i+1]})
+		}
+		raw, err := (&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{ts}}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	plain := request("__name__", "up", "job", "a")
+	tagged := request("__name__", "up", "job", "a", "tenant", "x")
+	now := time.Now()
+	var d decoder
+	var refs []chunks.HeadSeriesRef
+	for _, raw := range [][]byte{plain, tagged, plain, tagged} {
+		b, err := d.decodeV1(raw, l, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := &wal.Records{}
+		c.done(c.resolve(b, recs, now), true)
+		refs = append(refs, recs.Samples[0].Ref)
+		d.release()
+	}
+	for i, r := range refs {
+		if r != refs[0] {
+			t.Fatalf("request %d logged ref %d, want %d: one series, one ref", i, r, refs[0])
+		}
+	}
+	if len(c.byKey) != 2 {
+		t.Fatalf("%d keys cached, want 2 (one per form)", len(c.byKey))
+	}
+	for _, raw := range [][]byte{plain, tagged} {
+		b, err := d.decodeV1(raw, l, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.hints[0] == nil || b.hints[0].ref != refs[0] {
+			t.Fatalf("series not found by its key: hint %+v", b.hints[0])
+		}
+		d.release()
+	}
+	if n := c.gc(now.Add(time.Hour)); n != 0 || len(c.byKey) != 0 {
+		t.Fatalf("after gc: %d series and %d keys left, want none", n, len(c.byKey))
 	}
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -40,27 +41,56 @@ type seriesCache struct {
 	gate   sync.RWMutex
 	mu     sync.Mutex
 	byHash map[uint64]*cachedSeries // by labels.Hash; mu
-	// byKey finds series by the key a decoder gives their labels as the
-	// sender sent them, so a series seen before is neither built,
-	// checked nor hashed again. Every entry is also in byHash. mu.
-	byKey map[string]*cachedSeries
+	// byKey finds series by the hash of the key a decoder gives their
+	// labels as the sender sent them (hashKey), so a series seen before
+	// is neither built nor checked again. Every entry is also in byHash.
+	// mu.
+	byKey map[keyHash]*cachedSeries
+	// seedA and seedB are the cache's own seeds of the two halves of a
+	// keyHash. Set once.
+	seedA, seedB maphash.Seed
+}
+
+// keyHash is a 128-bit hash of a series key, which the cache keeps in
+// place of the key: a lookup compares 16 bytes held in the map rather
+// than a key of a hundred bytes or more held elsewhere, and a series costs
+// 16 bytes a key instead of the key. A key with the hash of another would
+// take that key's series: the halves are maphash under two seeds of the
+// cache's own, chosen at random, so a sender can find such a key only by
+// chance, once in 2¹²⁸ pairs (the scrape cache keys series texts the same
+// way). The zero keyHash stands for no key.
+type keyHash struct{ a, b uint64 }
+
+// hashKey returns the keyHash of key. It is safe for concurrent use.
+func (c *seriesCache) hashKey(key []byte) keyHash {
+	return keyHash{maphash.Bytes(c.seedA, key), maphash.Bytes(c.seedB, key)}
 }
 
 type cachedSeries struct {
 	ref    chunks.HeadSeriesRef
 	labels labels.Labels
-	seen   time.Time // last request that used it; mu
+	seen   int64 // Unix nanoseconds of the last request that used it; mu
+	// key and more are its keys in byKey: most series have one, or none
+	// (zero). mu.
+	key  keyHash
+	more []keyHash
 	// logged is set once a Log holding its series record succeeded;
 	// until then every request using it logs the record too (the same
 	// ref and labels again), so that no sample is logged before its
 	// series whatever order concurrent requests finish in. mu.
 	logged bool
-	keys   []string // its keys in byKey; mu
-	gone   bool     // forgotten by gc: a request's hint to it is stale; mu
+	gone   bool // forgotten by gc: a request's hint to it is stale; mu
 }
 
 func newSeriesCache(s Storage, idle time.Duration) *seriesCache {
-	return &seriesCache{storage: s, idle: idle, byHash: map[uint64]*cachedSeries{}, byKey: map[string]*cachedSeries{}}
+	return &seriesCache{
+		storage: s,
+		idle:    idle,
+		byHash:  map[uint64]*cachedSeries{},
+		byKey:   map[keyHash]*cachedSeries{},
+		seedA:   maphash.MakeSeed(),
+		seedB:   maphash.MakeSeed(),
+	}
 }
 
 // resolved is what resolve did for one request, for done.
@@ -69,13 +99,13 @@ type resolved struct {
 	collided []chunks.HeadSeriesRef // one-off refs of hash collisions, released after the Log
 }
 
-// lookup sets hints[i] to the series of the key buf[keys[i]], or nil if
-// there is none. A hint is checked again by resolve, as gc may forget it
-// first.
-func (c *seriesCache) lookup(buf []byte, keys []span, hints []*cachedSeries) {
+// lookup sets hints[i] to the series of the key hashed to keys[i], or nil
+// if there is none. A hint is checked again by resolve, as gc may forget
+// it first.
+func (c *seriesCache) lookup(keys []keyHash, hints []*cachedSeries) {
 	c.mu.Lock()
 	for i, k := range keys {
-		hints[i] = c.byKey[string(buf[k.from:k.to])]
+		hints[i] = c.byKey[k]
 	}
 	c.mu.Unlock()
 }
@@ -95,6 +125,7 @@ func (c *seriesCache) resolve(b *batch, recs *wal.Records, now time.Time) resolv
 		fresh = append(fresh, false)
 	}
 	b.refs, b.fresh = refs, fresh
+	nowNS := now.UnixNano()
 	c.mu.Lock()
 	for i, ls := range b.series {
 		e := (*cachedSeries)(nil)
@@ -112,7 +143,7 @@ func (c *seriesCache) resolve(b *batch, recs *wal.Records, now time.Time) resolv
 				continue
 			}
 		}
-		e.seen = now
+		e.seen = nowNS
 		refs[i] = e.ref
 		if !e.logged && !seen(res.used, e) {
 			res.used = append(res.used, e)
@@ -162,11 +193,14 @@ func (c *seriesCache) byLabels(ls labels.Labels, b *batch, i int) (e *cachedSeri
 	case !labels.Equal(e.labels, ls):
 		return nil, true
 	}
-	if i < len(b.keys) && b.keys[i].to > b.keys[i].from {
-		if key := b.keyBytes[b.keys[i].from:b.keys[i].to]; c.byKey[string(key)] == nil {
-			k := string(key)
+	if i < len(b.keys) && b.keys[i] != (keyHash{}) {
+		if k := b.keys[i]; c.byKey[k] == nil {
 			c.byKey[k] = e
-			e.keys = append(e.keys, k)
+			if e.key == (keyHash{}) {
+				e.key = k
+			} else {
+				e.more = append(e.more, k)
+			}
 		}
 	}
 	return e, false
@@ -204,10 +238,11 @@ func (c *seriesCache) gc(now time.Time) int {
 	c.mu.Lock()
 	var gone []chunks.HeadSeriesRef
 	for h, e := range c.byHash {
-		if now.Sub(e.seen) > c.idle {
+		if now.Sub(time.Unix(0, e.seen)) > c.idle {
 			gone = append(gone, e.ref)
 			delete(c.byHash, h)
-			for _, k := range e.keys {
+			delete(c.byKey, e.key)
+			for _, k := range e.more {
 				delete(c.byKey, k)
 			}
 			e.gone = true
