@@ -52,9 +52,9 @@ const (
 	// for 2 bytes), then built.
 	costExemplar     = int(max(unsafe.Sizeof(prompb.Exemplar{}), unsafe.Sizeof(writev2.Exemplar{})) + unsafe.Sizeof(record.RefExemplar{}))
 	costExemplarByte = 40
-	// A new series' labels are built from the bytes of its key, and
-	// kept with it in the cache.
-	costKeyByte = 2
+	// A new series' labels are built (a byte of their names and values,
+	// and one for each length, in labelBytes) and kept in the cache.
+	costLabelByte = 2
 )
 
 // charge adds n bytes to the request's estimated bookkeeping, refusing

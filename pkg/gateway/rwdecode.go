@@ -70,7 +70,11 @@ type decoder struct {
 // wireSeries is a series as the first pass read it: ranges into the
 // decoder's slices, and its 2.0 metadata.
 type wireSeries struct {
-	labels     span // pairs (1.0) or refs (2.0)
+	labels span // pairs (1.0) or refs (2.0)
+	// wire is where a 1.0 series' label fields are in the request, if
+	// they are adjacent (as every sender writes them); empty if not, and
+	// in 2.0.
+	wire       wireSpan
 	samples    int  // how many, in b.samples
 	histograms span // h1 or h2
 	exemplars  span // e1 or e2
@@ -78,6 +82,9 @@ type wireSeries struct {
 }
 
 type span struct{ from, to int }
+
+// wireSpan is a span of bytes of the request.
+type wireSpan struct{ from, to uint32 }
 
 // wirePair is a label of a 1.0 series, in the decoder's raw bytes.
 type wirePair struct{ name, value []byte }
@@ -192,6 +199,12 @@ func (d *decoder) decodeV1(raw []byte, l limits, c *seriesCache) (*batch, error)
 		},
 		key: func(key []byte, i int) []byte {
 			ws := &d.series[i]
+			if ws.wire.to > ws.wire.from {
+				// The bytes as sent decode to the labels: no need to
+				// rewrite them first.
+				return append(append(key, keyWire), raw[ws.wire.from:ws.wire.to]...)
+			}
+			key = append(key, keyPairs)
 			for _, p := range d.pairs[ws.labels.from:ws.labels.to] {
 				key = appendKeyBytes(key, p.name)
 				key = appendKeyBytes(key, p.value)
@@ -270,6 +283,7 @@ func (d *decoder) decodeV2(raw []byte, l limits, c *seriesCache) (*batch, error)
 		},
 		key: func(key []byte, i int) []byte {
 			ws := &d.series[i]
+			key = append(key, keyPairs)
 			for _, r := range d.refs[ws.labels.from:ws.labels.to] {
 				key = appendKeyBytes(key, d.syms[r])
 			}
@@ -395,8 +409,7 @@ func (d *decoder) passes(l limits, c *seriesCache, p seriesPasses) error {
 				if ls, err = p.labels(i); err != nil {
 					return err
 				}
-				k := d.block[i-start]
-				if err := d.charge(costKeyByte * (k.to - k.from)); err != nil {
+				if err := d.charge(costLabelByte * labelBytes(ls)); err != nil {
 					return err
 				}
 				if c != nil {
@@ -469,6 +482,23 @@ const (
 
 // appendKeyBytes appends b to a key, length first, so that no two
 // sequences of labels make the same key.
+// labelBytes is the size of ls's names and values, and a byte each for
+// their lengths.
+func labelBytes(ls labels.Labels) int {
+	n := 0
+	ls.Range(func(l labels.Label) { n += len(l.Name) + len(l.Value) + 2 })
+	return n
+}
+
+// The form of a key after its prefix (tenant label, tenant, route): the
+// label pairs as appendKeyBytes writes them (2.0, and 1.0 whose label
+// fields are not adjacent), or a 1.0 series' label fields as sent. Either
+// determines the labels; the byte tells the two apart.
+const (
+	keyPairs = 0
+	keyWire  = 1
+)
+
 func appendKeyBytes[T string | []byte](key []byte, b T) []byte {
 	key = binary.AppendUvarint(key, uint64(len(b)))
 	return append(key, b...)

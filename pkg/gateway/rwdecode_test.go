@@ -647,3 +647,66 @@ func TestDecodeSeriesTwoKeys(t *testing.T) {
 		t.Fatalf("after gc: %d series and %d keys left, want none", n, len(c.byKey))
 	}
 }
+
+// TestDecodeSeriesWireForms: a 1.0 series whose label fields are adjacent
+// is keyed by their bytes as sent, one whose fields a sample splits by its
+// labels, and each form decodes to the same series and ref; a series sent
+// in many forms keeps at most maxKeys keys.
+func TestDecodeSeriesWireForms(t *testing.T) {
+	l := limits{maxDecodedBytes: 1 << 20}
+	c := newSeriesCache(openWAL(t), time.Minute)
+	field := func(n byte, b []byte) []byte { return append([]byte{n<<3 | 2, byte(len(b))}, b...) }
+	label := func(name, value string, extra ...byte) []byte {
+		return append(append(field(1, []byte(name)), field(2, []byte(value))...), extra...)
+	}
+	sample := append([]byte{0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f}, 0x10, 1) // value 1, timestamp 1
+	request := func(parts ...[]byte) []byte {
+		var ts []byte
+		for _, p := range parts {
+			ts = append(ts, p...)
+		}
+		return field(1, ts)
+	}
+	adjacent := request(field(1, label("__name__", "up")), field(1, label("job", "a")), field(2, sample))
+	split := request(field(1, label("__name__", "up")), field(2, sample), field(1, label("job", "a")))
+	forms := [][]byte{adjacent, split}
+	for n := range 6 { // an unknown field of the label, varied
+		forms = append(forms, request(field(1, label("__name__", "up", 3<<3, byte(n))), field(1, label("job", "a")), field(2, sample)))
+	}
+	now := time.Now()
+	var d decoder
+	var ref chunks.HeadSeriesRef
+	for i, raw := range forms {
+		b, err := d.decodeV1(raw, l, c)
+		if err != nil {
+			t.Fatalf("form %d: %v", i, err)
+		}
+		if got := b.series[0].String(); got != `{__name__="up", job="a"}` {
+			t.Fatalf("form %d: series %s", i, got)
+		}
+		if ws := d.series[0]; (i == 1) != (ws.wire.to == ws.wire.from) {
+			t.Fatalf("form %d: wire span %+v: want one only when the labels are adjacent", i, ws.wire)
+		}
+		recs := &wal.Records{}
+		c.done(c.resolve(b, recs, now), true)
+		d.release()
+		if i == 0 {
+			ref = recs.Samples[0].Ref
+		} else if recs.Samples[0].Ref != ref {
+			t.Fatalf("form %d: ref %d, want %d", i, recs.Samples[0].Ref, ref)
+		}
+	}
+	if len(c.byKey) != maxKeys {
+		t.Fatalf("%d keys for one series sent in %d forms, want %d", len(c.byKey), len(forms), maxKeys)
+	}
+	for i, raw := range forms[:maxKeys] {
+		b, err := d.decodeV1(raw, l, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := b.hints[0]; h == nil || h.ref != ref {
+			t.Fatalf("form %d not found by its key", i)
+		}
+		d.release()
+	}
+}

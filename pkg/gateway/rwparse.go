@@ -31,7 +31,7 @@ func (d *decoder) parseV1(b []byte) error {
 			}
 			if field == 1 {
 				if err = d.addSeries(); err == nil {
-					err = d.parseSeriesV1(b[s:e])
+					err = d.parseSeriesV1(b, s, e)
 				}
 			} else {
 				d.md = prompb.MetricMetadata{}
@@ -50,13 +50,17 @@ func (d *decoder) parseV1(b []byte) error {
 	return nil
 }
 
-// parseSeriesV1 reads a prompb.TimeSeries.
-func (d *decoder) parseSeriesV1(b []byte) error {
+// parseSeriesV1 reads the prompb.TimeSeries in body[from:to].
+func (d *decoder) parseSeriesV1(body []byte, from, to int) error {
+	b := body[from:to]
 	ws := wireSeries{
 		labels:     span{len(d.pairs), len(d.pairs)},
 		histograms: span{len(d.h1), len(d.h1)},
 		exemplars:  span{len(d.e1), len(d.e1)},
 	}
+	// wireFrom, wireTo: the label fields read so far, while they are
+	// adjacent; wireFrom -1 once they are not.
+	wireFrom, wireTo := 0, 0
 	for i := 0; i < len(b); {
 		field, typ, next, err := tag(b, i, "TimeSeries")
 		if err != nil {
@@ -82,6 +86,14 @@ func (d *decoder) parseSeriesV1(b []byte) error {
 		case 1:
 			err = d.parseLabel(b[s:e])
 			ws.labels.to = len(d.pairs)
+			switch {
+			case wireFrom == wireTo:
+				wireFrom, wireTo = i, e
+			case wireFrom >= 0 && wireTo == i:
+				wireTo = e
+			default:
+				wireFrom = -1
+			}
 		case 2:
 			err = d.parseSample(b[s:e], "Sample", false)
 			ws.samples++
@@ -98,6 +110,9 @@ func (d *decoder) parseSeriesV1(b []byte) error {
 			return err
 		}
 		i = e
+	}
+	if wireFrom >= 0 && from+wireTo <= math.MaxUint32 {
+		ws.wire = wireSpan{uint32(from + wireFrom), uint32(from + wireTo)}
 	}
 	d.series = append(d.series, ws)
 	return nil

@@ -51,6 +51,12 @@ type seriesCache struct {
 	seedA, seedB maphash.Seed
 }
 
+// maxKeys bounds the keys a series is found by. A sender writes a series'
+// labels the same way every time, so it has one; one that varies them
+// (unknown fields, the tenant label set or not) finds the others by
+// their labels.
+const maxKeys = 4
+
 // keyHash is a 128-bit hash of a series key, which the cache keeps in
 // place of the key: a lookup compares 16 bytes held in the map rather
 // than a key of a hundred bytes or more held elsewhere, and a series costs
@@ -195,11 +201,13 @@ func (c *seriesCache) byLabels(ls labels.Labels, b *batch, i int) (e *cachedSeri
 	}
 	if i < len(b.keys) && b.keys[i] != (keyHash{}) {
 		if k := b.keys[i]; c.byKey[k] == nil {
-			c.byKey[k] = e
-			if e.key == (keyHash{}) {
+			switch {
+			case e.key == (keyHash{}):
 				e.key = k
-			} else {
+				c.byKey[k] = e
+			case len(e.more) < maxKeys-1:
 				e.more = append(e.more, k)
+				c.byKey[k] = e
 			}
 		}
 	}
