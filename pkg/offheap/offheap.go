@@ -115,6 +115,17 @@ func (a *Slice[T]) Resize(n int) {
 	}
 }
 
+// Clip gives back the spare capacity of a heap allocation of 1,024
+// elements or more that exceeds a sixteenth of its length, for a Slice
+// that has stopped growing. A mapping keeps its capacity: its untouched
+// pages cost no memory.
+func (a *Slice[T]) Clip() {
+	if a.mapped || len(a.s) < 1024 || cap(a.s)-len(a.s) <= len(a.s)/16 {
+		return
+	}
+	a.s = append(make([]T, 0, len(a.s)), a.s...)
+}
+
 // Free releases the allocation; the Slice is empty afterwards and may be
 // used again. Slices returned by Elems before must not be used after it.
 func (a *Slice[T]) Free() {

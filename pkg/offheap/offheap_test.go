@@ -76,6 +76,37 @@ func TestMake(t *testing.T) {
 	}
 }
 
+// TestClip: a heap allocation with more than a sixteenth spare is cut to
+// its length; a mapping keeps its capacity.
+func TestClip(t *testing.T) {
+	for _, c := range []struct {
+		n, want int // elements appended, capacity after Clip
+	}{
+		{1000, 1024},  // too small to bother
+		{1025, 1025},  // cap 2048 on the heap: cut
+		{2000, 2048},  // within a sixteenth
+		{100_000, -1}, // mapped (on linux): kept
+	} {
+		var a Slice[pair]
+		for range c.n {
+			a.Append(pair{})
+		}
+		before := a.Cap()
+		a.Clip()
+		want := c.want
+		if want < 0 {
+			want = before
+			if runtime.GOOS != "linux" {
+				want = c.n
+			}
+		}
+		if a.Cap() != want || a.Len() != c.n {
+			t.Errorf("%d appended: after Clip Len %d, Cap %d, want %d, %d", c.n, a.Len(), a.Cap(), c.n, want)
+		}
+		a.Free()
+	}
+}
+
 // TestPointerFree: element types that can hold a Go pointer are refused,
 // naming the field; others are accepted.
 func TestPointerFree(t *testing.T) {

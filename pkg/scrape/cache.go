@@ -597,6 +597,7 @@ func (c *seriesCache) finish(ok bool, t int64, recs *wal.Records) {
 		c.free(int32(i))
 	}
 	c.sweepAliases()
+	c.entries.Clip()
 	c.aliases = clip(c.aliases)
 	if ok {
 		for name, m := range c.meta {
