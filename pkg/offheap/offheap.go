@@ -88,7 +88,7 @@ func (a *Slice[T]) OffHeap() int {
 }
 
 // Elems returns the elements, to read and write in place. The slice is
-// valid until the next Append, Resize or Free; keep it no longer, and do
+// valid until the next Append, Resize, Clip or Free; keep it no longer, and do
 // not append to it (that would copy it to the heap, and the copy would not
 // be the Slice's).
 func (a *Slice[T]) Elems() []T { return a.s }
