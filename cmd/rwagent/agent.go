@@ -18,6 +18,7 @@ import (
 
 	"github.com/rwagent/rwagent/pkg/config"
 	"github.com/rwagent/rwagent/pkg/lograte"
+	"github.com/rwagent/rwagent/pkg/offheap"
 	"github.com/rwagent/rwagent/pkg/scrape"
 	"github.com/rwagent/rwagent/pkg/sdnotify"
 	"github.com/rwagent/rwagent/pkg/server"
@@ -100,6 +101,10 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newBuildInfo(),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rwagent_offheap_mapped_bytes",
+			Help: "Address space mapped for arrays kept off the Go heap (series caches, hash indexes); in RSS as far as written, and not in go_memstats.",
+		}, func() float64 { return float64(offheap.Mapped()) }),
 	)
 
 	// Each pipeline says why it is not ready yet ("" once it is); the

@@ -370,6 +370,9 @@ remote_write:
 	if f := a.metric(t, "prometheus_remote_storage_samples_failed_total", map[string]string{"remote_name": "amp"}); f != 0 {
 		t.Errorf("good endpoint failed %v samples", f)
 	}
+	if v := a.metric(t, "rwagent_offheap_mapped_bytes", nil); v < 0 {
+		t.Error("rwagent_offheap_mapped_bytes is not exposed")
+	}
 
 	a.stop(t)
 	logs := a.logs.String()

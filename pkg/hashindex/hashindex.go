@@ -15,18 +15,25 @@
 // candidate, and then calls Insert, Replace or Delete on the slot where it
 // stopped. Home, At and Next inline, so the caller's loop costs what a
 // hand-written probe does.
+//
+// A large table lives off the Go heap (package offheap): its owner calls
+// Free when done with it.
 package hashindex
+
+import "github.com/rwagent/rwagent/pkg/offheap"
 
 // Index maps hashes to positions (0 to 2³²-2) in the caller's slice. Every
 // method that may move entries takes hashOf, which returns the hash of the
 // element at a position; an element's hash must not change while the
 // index holds its position. It is not safe for concurrent use. The zero
-// value is not usable; New makes an Index. (A table that is never empty
-// spares the probe loop a check: a lookup took a quarter less time.)
+// value is not usable; New makes an Index, and Free releases it. An Index
+// must not be copied once in use, but moved: the copies would share a
+// table that one of them may free. (A table that is never empty spares
+// the probe loop a check: a lookup took a quarter less time.)
 type Index struct {
-	slots    []uint32 // position+1; 0 is empty; never shorter than minSlots
-	n        int      // positions held
-	minSlots int      // a power of two
+	slots    offheap.Slice[uint32] // position+1; 0 is empty; never shorter than minSlots
+	n        int                   // positions held
+	minSlots int                   // a power of two
 }
 
 // New returns an empty index of minSlots slots (rounded up to a power of
@@ -36,18 +43,29 @@ func New(minSlots int) Index {
 	for m < minSlots {
 		m *= 2
 	}
-	return Index{slots: make([]uint32, m), minSlots: m}
+	return Index{slots: offheap.Make[uint32](m), minSlots: m}
+}
+
+// Free releases the table. The Index is not usable afterwards (every
+// method but Free and Len panics); New makes a new one.
+func (x *Index) Free() {
+	x.slots.Free()
+	x.n = 0
 }
 
 // Len returns the number of positions held.
 func (x *Index) Len() int { return x.n }
 
 // Slots returns the size of the table, for tests and memory accounting.
-func (x *Index) Slots() int { return len(x.slots) }
+func (x *Index) Slots() int { return x.slots.Len() }
+
+// OffHeap returns the bytes of the table held off the Go heap (see
+// package offheap); 0 for a small table, which is on the heap.
+func (x *Index) OffHeap() int { return x.slots.OffHeap() }
 
 // Reset forgets every position, keeping the table.
 func (x *Index) Reset() {
-	clear(x.slots)
+	clear(x.slots.Elems())
 	x.n = 0
 }
 
@@ -59,7 +77,7 @@ type Slot uint64
 
 // Home returns the slot where the probe for h starts.
 func (x *Index) Home(h uint64) Slot {
-	return Slot(h & uint64(len(x.slots)-1))
+	return Slot(h & uint64(x.slots.Len()-1))
 }
 
 // At returns the position held in slot i, or -1 if i is free: the end of
@@ -67,52 +85,54 @@ func (x *Index) Home(h uint64) Slot {
 // rather than a position and a bool, which the probe loop would test
 // twice.)
 func (x *Index) At(i Slot) int64 {
-	return int64(x.slots[i]) - 1
+	return int64(x.slots.Elems()[i]) - 1
 }
 
 // Next returns the slot after i in a probe.
 func (x *Index) Next(i Slot) Slot {
-	return Slot((uint64(i) + 1) & uint64(len(x.slots)-1))
+	return Slot((uint64(i) + 1) & uint64(x.slots.Len()-1))
 }
 
 // Insert holds pos in i, the free slot that ended a probe from Home. pos
 // must not be held already.
 func (x *Index) Insert(i Slot, pos uint32, hashOf func(uint32) uint64) {
-	x.slots[i] = pos + 1
-	if x.n++; x.n > len(x.slots)/4*3 {
-		x.resize(2*len(x.slots), hashOf)
+	x.slots.Elems()[i] = pos + 1
+	if x.n++; x.n > x.slots.Len()/4*3 {
+		x.resize(2*x.slots.Len(), hashOf)
 	}
 }
 
 // Replace holds pos in slot i, instead of the position At returned for it.
 func (x *Index) Replace(i Slot, pos uint32) {
-	x.slots[i] = pos + 1
+	x.slots.Elems()[i] = pos + 1
 }
 
 // Delete forgets the position held in slot i.
 func (x *Index) Delete(i Slot, hashOf func(uint32) uint64) {
-	mask := uint64(len(x.slots) - 1)
+	slots := x.slots.Elems()
+	mask := uint64(len(slots) - 1)
 	hole := uint64(i)
 	// Shift the entries after the hole back, so that each stays reachable
 	// from its hash's home slot.
-	for j := (hole + 1) & mask; x.slots[j] != 0; j = (j + 1) & mask {
-		home := hashOf(x.slots[j]-1) & mask
+	for j := (hole + 1) & mask; slots[j] != 0; j = (j + 1) & mask {
+		home := hashOf(slots[j]-1) & mask
 		// Move entry j to the hole unless its home lies in (hole, j].
 		if (j-home)&mask >= (j-hole)&mask {
-			x.slots[hole] = x.slots[j]
+			slots[hole] = slots[j]
 			hole = j
 		}
 	}
-	x.slots[hole] = 0
-	if x.n--; len(x.slots) > x.minSlots && x.n < len(x.slots)/8 {
-		x.resize(len(x.slots)/2, hashOf)
+	slots[hole] = 0
+	if x.n--; len(slots) > x.minSlots && x.n < len(slots)/8 {
+		x.resize(len(slots)/2, hashOf)
 	}
 }
 
 func (x *Index) resize(size int, hashOf func(uint32) uint64) {
-	slots := make([]uint32, size)
+	grown := offheap.Make[uint32](size)
+	slots := grown.Elems()
 	mask := uint64(size - 1)
-	for _, s := range x.slots {
+	for _, s := range x.slots.Elems() {
 		if s == 0 {
 			continue
 		}
@@ -122,7 +142,8 @@ func (x *Index) resize(size int, hashOf func(uint32) uint64) {
 		}
 		slots[i] = s
 	}
-	x.slots = slots
+	x.slots.Free()
+	x.slots = grown
 }
 
 // Find returns the position held for h, for a caller whose hash is the

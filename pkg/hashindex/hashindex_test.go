@@ -2,7 +2,10 @@ package hashindex
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"testing"
+
+	"github.com/rwagent/rwagent/pkg/offheap"
 )
 
 // TestHashKeyed: setting, replacing and removing in random order, with
@@ -138,5 +141,34 @@ func TestReplace(t *testing.T) {
 	x.Reset()
 	if _, ok := x.Find(7, hashOf); ok || x.Len() != 0 {
 		t.Errorf("Reset left %d positions", x.Len())
+	}
+}
+
+// TestFree: indexes grown into mappings (package offheap) and shrunk
+// again, made and freed many times, give back every mapped byte.
+func TestFree(t *testing.T) {
+	base := offheap.Mapped()
+	var hashes []uint64
+	hashOf := func(p uint32) uint64 { return hashes[p] }
+	for round := range 20 {
+		x := New(64)
+		for i := range 50_000 { // 65,536 slots, 256 KiB: mapped
+			if round == 0 {
+				hashes = append(hashes, uint64(i)*0x9e3779b97f4a7c15)
+			}
+			x.Set(hashes[i], uint32(i), hashOf)
+		}
+		if runtime.GOOS == "linux" && offheap.Mapped() == base {
+			t.Fatalf("round %d: an index of %d slots mapped nothing", round, x.Slots())
+		}
+		if round%2 == 0 { // shrink back through every size
+			for i := range 50_000 {
+				x.Remove(hashes[i], hashOf)
+			}
+		}
+		x.Free()
+		if got := offheap.Mapped(); got != base {
+			t.Fatalf("round %d: %d bytes mapped after Free, want %d", round, got, base)
+		}
 	}
 }

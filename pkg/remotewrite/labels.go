@@ -239,6 +239,12 @@ func (t *pairTable) hash(id uint32) uint64 {
 	return uint64(t.pages()[id>>pairBits].hash[id&(1<<pairBits-1)])
 }
 
+// freeIndex gives back the index's table, which is off the Go heap once large
+// (package offheap). The writer calls it once no pair will be interned or
+// released again (Queue.Run, after seriesTable.close); the pages stay
+// readable.
+func (t *pairTable) freeIndex() { t.index.Free() }
+
 // len returns the number of pairs held.
 func (t *pairTable) len() int {
 	return t.index.Len()

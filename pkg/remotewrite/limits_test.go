@@ -7,16 +7,19 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/record"
 
 	"github.com/rwagent/rwagent/pkg/ampquota"
+	"github.com/rwagent/rwagent/pkg/offheap"
 )
 
 // sizeTransport records the size of every request body and passes it on.
@@ -173,5 +176,45 @@ func TestSeriesLimits(t *testing.T) {
 	}
 	if _, over := (seriesLimits{}).check(labels.FromStrings("a", strings.Repeat("x", 1<<16))); over {
 		t.Error("zero limits refused a series")
+	}
+}
+
+// TestQueue_FreesOffHeap: a queue of 20,000 series sending 2.0 requests of
+// 10,000 samples grows its pair table's index and its shards' pair-ref
+// indexes off the Go heap, and gives every mapped byte back when Run
+// returns. (The pair table's index shrinks back onto the heap as the
+// series table's close releases every pair; the shards' free theirs as
+// they stop.)
+func TestQueue_FreesOffHeap(t *testing.T) {
+	const nSeries = 20_000
+	st := newTestStore()
+	tr := newHandlerTransport(st, remoteapi.MessageTypes{remoteapi.WriteV2MessageType})
+	log, end := floatLog(nSeries, 2)
+	base := offheap.Mapped()
+	q, err := New(t.Context(), Options{Config: testConfig(t, "http://127.0.0.1:1/write", func(c *config.RemoteWriteConfig) {
+		c.ProtobufMessage = remoteapi.WriteV2MessageType
+		c.QueueConfig.MaxSamplesPerSend = nSeries / 2
+		c.QueueConfig.Capacity = nSeries
+		c.QueueConfig.MinShards = 2
+	}), Log: log, Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	waitFor(t, "acked at end", func() bool { return q.Acked() == end })
+	if runtime.GOOS == "linux" && offheap.Mapped() == base {
+		t.Errorf("nothing mapped for %d series", nSeries)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := st.count(); got != 2*nSeries {
+		t.Errorf("%d samples arrived, want %d", got, 2*nSeries)
+	}
+	if got := offheap.Mapped(); got != base {
+		t.Errorf("%d bytes mapped after Run returned, want %d", got, base)
 	}
 }

@@ -71,7 +71,8 @@ func heapInUse() uint64 {
 
 // BenchmarkSeriesTableMemory measures what the send side's series table
 // keeps per series (B/series: live heap after GC, the input label sets
-// excluded), for loadgen's node_exporter and kube-state-metrics shapes at
+// excluded; offheap-B/series: the pair table's index, off the Go heap once
+// large), for loadgen's node_exporter and kube-state-metrics shapes at
 // 100k and 500k series. "shared" has targets that differ only in instance,
 // like the large load run; "unique" makes pod, uid, device and mount point
 // values unique per target. Run with -benchtime 1x.
@@ -84,7 +85,7 @@ func BenchmarkSeriesTableMemory(b *testing.B) {
 			}
 			b.Run(fmt.Sprintf("%s/%d", name, n), func(b *testing.B) {
 				rs := loadSeries(b, n/10_000, 10_000, unique)
-				var bytes float64
+				var bytes, off float64
 				for b.Loop() {
 					before := heapInUse()
 					t := newSeriesTable(testPairs, labels.EmptyLabels(), nil)
@@ -95,12 +96,14 @@ func BenchmarkSeriesTableMemory(b *testing.B) {
 					t.buf, t.ids = nil, nil
 					after := heapInUse()
 					bytes = float64(after-before) / float64(len(rs))
+					off = float64(t.pairs.index.OffHeap()) / float64(len(rs))
 					held := t.pairs.len()
 					t.close()
 					b.ReportMetric(float64(held-t.pairs.len())/float64(len(rs)), "pairs/series")
 				}
 				runtime.KeepAlive(rs)
 				b.ReportMetric(bytes, "B/series")
+				b.ReportMetric(off, "offheap-B/series")
 				b.ReportMetric(float64(labelBytes(rs))/float64(len(rs)), "label-B/series")
 			})
 		}

@@ -395,8 +395,10 @@ func (q *Queue) Run(ctx context.Context) error {
 		}
 	}
 	// No shard runs any more: give the series' pairs back to the pair
-	// table.
+	// table, and free its index (the queue made the table; no one interns
+	// into it again).
 	q.series.close()
+	q.series.pairs.freeIndex()
 	unsent := 0
 	for _, s := range q.shards {
 		unsent += s.pending()

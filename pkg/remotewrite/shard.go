@@ -185,8 +185,10 @@ func (s *shard) takeLocked() {
 
 // run sends batches until drained or ctx is done. A batch is sent when it
 // holds max_samples_per_send samples, when batch_send_deadline has passed
-// since the shard saw a partial batch, or when draining.
+// since the shard saw a partial batch, or when draining. As it returns it
+// frees what its encoders hold off the Go heap: run is called once.
 func (s *shard) run(ctx context.Context) {
+	defer s.enc2.named.free()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()

@@ -139,6 +139,15 @@ func (m *pairRefs) reset() {
 	m.refs = m.refs[:0]
 }
 
+// free gives back the index's table, which a request of many thousand
+// distinct pairs grows off the Go heap (package offheap). Its owner calls
+// it when done with m (shard.run, as it returns); a reset makes m usable
+// again.
+func (m *pairRefs) free() {
+	m.index.Free()
+	m.hashOfF = nil
+}
+
 // pairRefHash spreads pair ids, which come in runs of consecutive ones,
 // over the index (Fibonacci hashing: the product's high half).
 func pairRefHash(id uint32) uint64 {

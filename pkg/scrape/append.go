@@ -197,7 +197,7 @@ func (a *appender) append(b []byte, contentType string, t, now int64) (res appen
 			}
 		}
 		res.added++
-		e := &c.entries[ei]
+		e := &c.entries.Elems()[ei]
 		if !e.has(flagMarked) {
 			// First sight in this scrape: the series is present (kept in
 			// the cache) even if its sample turns out unusable.
@@ -453,7 +453,7 @@ func maxSchemaFor(factor float64) int32 {
 func (a *appender) appendExemplars(p textparse.Parser, ei int32, t int64, isHist bool) {
 	var (
 		c      = a.cache
-		ref    = c.entries[ei].ref
+		ref    = c.entries.Elems()[ei].ref
 		last   int64
 		newest int64
 		read   bool

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/record"
 
 	"github.com/rwagent/rwagent/pkg/hashindex"
+	"github.com/rwagent/rwagent/pkg/offheap"
 	"github.com/rwagent/rwagent/pkg/wal"
 )
 
@@ -49,6 +50,10 @@ import (
 //
 // Memory: an entry is 56 bytes; with the two indexes (4 bytes a slot, at
 // most three quarters full) a series costs about 70 bytes, aliases aside.
+// The entries and the indexes of a target of more than about a thousand
+// series live off the Go heap (package offheap), where the agent's GOGC of
+// 50 does not add half as much again for them: whoever ends a cache's use
+// calls close.
 //
 // Iterations: each scrape attempt, failed or not, is one iteration. A sample
 // seen in an iteration marks its entry; finish commits the marks of a
@@ -58,7 +63,8 @@ import (
 // text and aliases.
 //
 // A seriesCache is owned by one loop at a time and is not safe for
-// concurrent use. The zero value is not usable; use newSeriesCache.
+// concurrent use. The zero value is not usable; use newSeriesCache, and
+// close once done with it.
 type seriesCache struct {
 	iter uint32 // current iteration; starts at 2 so that 0 means "never"
 
@@ -66,7 +72,7 @@ type seriesCache struct {
 	aliases []alias
 	freeA   []int32
 
-	entries []cacheEntry
+	entries offheap.Slice[cacheEntry]
 	freeE   []int32
 	byHash  hashindex.Index   // label hash -> entry
 	names   []string          // metric names of the entries, by cacheEntry.name
@@ -223,7 +229,7 @@ func (e *cacheEntry) pending(t int64) int64 {
 // until finish: a sample at t costs a bit; one with its own timestamp
 // overwrites lastT and keeps the committed value in c.undo.
 func (c *seriesCache) appended(i int32, st, t int64) {
-	e := &c.entries[i]
+	e := &c.entries.Elems()[i]
 	if st == t {
 		e.flags |= flagPendNow
 		return
@@ -290,8 +296,8 @@ func (c *seriesCache) lookup(b []byte) (entry int32, dropped bool) {
 	}
 	h := maphash.Bytes(c.hseed, b)
 	var x uint64
-	if n := c.next; int(n) < len(c.entries) {
-		if e := &c.entries[n]; e.text.h == h && e.has(flagLive) {
+	if n := c.next; int(n) < c.entries.Len() {
+		if e := &c.entries.Elems()[n]; e.text.h == h && e.has(flagLive) {
 			x = maphash.Bytes(c.seed, b)
 			if e.text.x == x {
 				c.next = n + 1
@@ -305,7 +311,7 @@ func (c *seriesCache) lookup(b []byte) (entry int32, dropped bool) {
 			return -1, false
 		}
 		if p&aliasBit == 0 {
-			e := &c.entries[p]
+			e := &c.entries.Elems()[p]
 			if e.text.h != h {
 				continue
 			}
@@ -342,10 +348,10 @@ func (c *seriesCache) lookup(b []byte) (entry int32, dropped bool) {
 // answer rests on the text's 128-bit hash, as lookup's does.
 func (c *seriesCache) knownKey(line []byte) int {
 	n := c.next
-	if int(n) >= len(c.entries) {
+	if int(n) >= c.entries.Len() {
 		return 0
 	}
-	e := &c.entries[n]
+	e := &c.entries.Elems()[n]
 	l := int(e.textLen)
 	if l == 0 || l >= len(line) || line[l] != ' ' || !e.has(flagLive) {
 		return 0
@@ -384,10 +390,10 @@ func (c *seriesCache) setKey(b []byte, entry int32, fast bool) {
 	if entry >= 0 {
 		c.next = entry + 1
 	}
-	if entry >= 0 && c.entries[entry].text == (hash128{}) && k != (hash128{}) {
-		c.entries[entry].text = k
+	if entry >= 0 && c.entries.Elems()[entry].text == (hash128{}) && k != (hash128{}) {
+		c.entries.Elems()[entry].text = k
 		if fast && len(b) <= math.MaxUint16 {
-			c.entries[entry].textLen = uint16(len(b))
+			c.entries.Elems()[entry].textLen = uint16(len(b))
 		}
 		c.keys.Insert(freeSlot(&c.keys, k.h), uint32(entry), c.keyHash)
 		return
@@ -410,11 +416,11 @@ func (c *seriesCache) keyHash(p uint32) uint64 {
 	if p&aliasBit != 0 {
 		return c.aliases[p&^aliasBit].text.h
 	}
-	return c.entries[p].text.h
+	return c.entries.Elems()[p].text.h
 }
 
 // labelHash is the hashOf of byHash.
-func (c *seriesCache) labelHash(p uint32) uint64 { return c.entries[p].lbls.h }
+func (c *seriesCache) labelHash(p uint32) uint64 { return c.entries.Elems()[p].lbls.h }
 
 // freeSlot returns the free slot that ends the probe for h in x, where a
 // position for h is inserted.
@@ -446,7 +452,7 @@ func (c *seriesCache) find(l hash128) int32 {
 		if p < 0 {
 			return -1
 		}
-		if c.entries[p].lbls == l {
+		if c.entries.Elems()[p].lbls == l {
 			return int32(p)
 		}
 	}
@@ -461,10 +467,10 @@ func (c *seriesCache) add(ref chunks.HeadSeriesRef, lset labels.Labels, l hash12
 		i = c.freeE[n-1]
 		c.freeE = c.freeE[:n-1]
 	} else {
-		i = int32(len(c.entries))
-		c.entries = append(c.entries, cacheEntry{})
+		i = int32(c.entries.Len())
+		c.entries.Append(cacheEntry{})
 	}
-	c.entries[i] = cacheEntry{
+	c.entries.Elems()[i] = cacheEntry{
 		ref:   ref,
 		lbls:  l,
 		name:  c.intern(lset.Get(model.MetricNameLabel)),
@@ -512,7 +518,7 @@ func (c *seriesCache) setExemplarT(i int32, t int64) {
 // free forgets entry i and its own text. Its aliases are swept by
 // sweepAliases.
 func (c *seriesCache) free(i int32) {
-	e := &c.entries[i]
+	e := &c.entries.Elems()[i]
 	unindex(&c.byHash, e.lbls.h, uint32(i), c.labelHash)
 	if e.text != (hash128{}) {
 		unindex(&c.keys, e.text.h, uint32(i), c.keyHash)
@@ -557,15 +563,15 @@ func (c *seriesCache) clearCreated() {
 func (c *seriesCache) finish(ok bool, t int64, recs *wal.Records) {
 	if !ok {
 		for i := len(c.undo) - 1; i >= 0; i-- {
-			c.entries[c.undo[i].entry].lastT = c.undo[i].t
+			c.entries.Elems()[c.undo[i].entry].lastT = c.undo[i].t
 		}
 		c.rollback()
 	}
 	c.undo = c.undo[:0]
 	c.released = c.released[:0]
 	stale := math.Float64frombits(value.StaleNaN)
-	for i := range c.entries {
-		e := &c.entries[i]
+	for i := range c.entries.Elems() {
+		e := &c.entries.Elems()[i]
 		if !e.has(flagLive) {
 			continue
 		}
@@ -591,7 +597,7 @@ func (c *seriesCache) finish(ok bool, t int64, recs *wal.Records) {
 		c.free(int32(i))
 	}
 	c.sweepAliases()
-	c.entries = clip(c.entries)
+	c.entries.Clip()
 	c.aliases = clip(c.aliases)
 	if ok {
 		for name, m := range c.meta {
@@ -634,7 +640,7 @@ func (c *seriesCache) sweepAliases() {
 		if a.seen == 0 {
 			continue
 		}
-		if a.seen+1 < c.iter || (a.entry >= 0 && !c.entries[a.entry].has(flagLive)) {
+		if a.seen+1 < c.iter || (a.entry >= 0 && !c.entries.Elems()[a.entry].has(flagLive)) {
 			unindex(&c.keys, a.text.h, aliasBit|uint32(i), c.keyHash)
 			*a = alias{}
 			c.freeA = append(c.freeA, int32(i))
@@ -649,8 +655,8 @@ func (c *seriesCache) resetKeys() {
 	c.keys.Reset()
 	c.aliases = c.aliases[:0]
 	c.freeA = c.freeA[:0]
-	for i := range c.entries {
-		c.entries[i].text, c.entries[i].textLen = hash128{}, 0
+	for i := range c.entries.Elems() {
+		c.entries.Elems()[i].text, c.entries.Elems()[i].textLen = hash128{}, 0
 	}
 }
 
@@ -660,8 +666,8 @@ func (c *seriesCache) resetKeys() {
 func (c *seriesCache) end(t int64, recs *wal.Records) {
 	stale := math.Float64frombits(value.StaleNaN)
 	c.released = c.released[:0]
-	for i := range c.entries {
-		e := &c.entries[i]
+	for i := range c.entries.Elems() {
+		e := &c.entries.Elems()[i]
 		if !e.has(flagLive) {
 			continue
 		}
@@ -681,9 +687,27 @@ func (c *seriesCache) end(t int64, recs *wal.Records) {
 	}
 }
 
+// close gives back the memory of the entries and the indexes, which live
+// off the Go heap. The cache must not be used afterwards; close must be
+// called once, by the cache's last owner: the loop's manager once the loop
+// is done and has not handed the cache over, or whoever ends a cache
+// nobody took (see Manager.endCache).
+func (c *seriesCache) close() {
+	c.entries.Free()
+	c.keys.Free()
+	c.byHash.Free()
+	c.freeE = nil
+}
+
+// offHeap returns the bytes of the entries and indexes held off the Go
+// heap.
+func (c *seriesCache) offHeap() int {
+	return c.entries.OffHeap() + c.keys.OffHeap() + c.byHash.OffHeap()
+}
+
 // series returns the number of live entries.
 func (c *seriesCache) series() int {
-	return len(c.entries) - len(c.freeE)
+	return c.entries.Len() - len(c.freeE)
 }
 
 // family returns the metadata entry of family name, marked seen. setType,

@@ -3,6 +3,7 @@ package scrape
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/rwagent/rwagent/bench/loadgen"
 	"github.com/rwagent/rwagent/pkg/hashindex"
+	"github.com/rwagent/rwagent/pkg/offheap"
 )
 
 func TestCache_Staleness(t *testing.T) {
@@ -174,13 +176,13 @@ func TestSeriesCache_KeyHashes(t *testing.T) {
 	}
 
 	// Another text with a's first half: pretend e's own text is that one.
-	c.entries[e].text.x++
+	c.entries.Elems()[e].text.x++
 	if entry, dropped := c.lookup(a); entry >= 0 || dropped {
 		t.Fatalf("lookup with a text of the same first half: entry %d dropped %v, want a miss", entry, dropped)
 	}
 	lb := labels.FromStrings("__name__", "up", "job", "b")
 	hb := c.labelsHash(lb)
-	hb.h = c.entries[e].lbls.h // a label set of the same first half too
+	hb.h = c.entries.Elems()[e].lbls.h // a label set of the same first half too
 	f := c.add(2, lb, hb)
 	if got := c.find(hb); got != f {
 		t.Fatalf("find of a label hash sharing its first half: %d, want %d", got, f)
@@ -243,11 +245,11 @@ func TestCache_LookupTriesNext(t *testing.T) {
 	want("out of order", texts[2], ents[2])
 
 	// An entry at next whose text shares the first half of b's hash only.
-	own := c.entries[ents[1]].text
-	c.entries[ents[1]].text = hash128{h: c.textHash(texts[0]).h, x: own.x}
+	own := c.entries.Elems()[ents[1]].text
+	c.entries.Elems()[ents[1]].text = hash128{h: c.textHash(texts[0]).h, x: own.x}
 	c.next = ents[1]
 	want("impostor at next", texts[0], ents[0])
-	c.entries[ents[1]].text = own
+	c.entries.Elems()[ents[1]].text = own
 
 	// A text keyed as an alias of entry 0: next follows the entry.
 	alias := []byte(`up{job="0",}`)
@@ -322,8 +324,8 @@ func TestCache_AnotherSpelling(t *testing.T) {
 func checkIndexes(t *testing.T, c *seriesCache) {
 	t.Helper()
 	texts, aliases := 0, 0
-	for i := range c.entries {
-		e := &c.entries[i]
+	for i := range c.entries.Elems() {
+		e := &c.entries.Elems()[i]
 		if !e.has(flagLive) {
 			if *e != (cacheEntry{}) {
 				t.Fatalf("freed entry %d not cleared: %+v", i, *e)
@@ -346,7 +348,7 @@ func checkIndexes(t *testing.T, c *seriesCache) {
 			continue
 		}
 		aliases++
-		if a.entry >= 0 && !c.entries[a.entry].has(flagLive) {
+		if a.entry >= 0 && !c.entries.Elems()[a.entry].has(flagLive) {
 			t.Fatalf("alias %d leads to freed entry %d", i, a.entry)
 		}
 		if _, ok := holding(&c.keys, a.text.h, aliasBit|uint32(i)); !ok {
@@ -522,9 +524,11 @@ func TestCache_ScrapeTimestamps(t *testing.T) {
 	}
 }
 
-// cacheBytes is what c's slices and indexes hold, capacity included.
+// cacheBytes is what c's slices and indexes hold, capacity included
+// (but for the untouched capacity of the entries' mapping, which costs no
+// memory).
 func cacheBytes(c *seriesCache) int {
-	return int(unsafe.Sizeof(cacheEntry{}))*cap(c.entries) + int(unsafe.Sizeof(alias{}))*cap(c.aliases) +
+	return c.entries.Bytes() + int(unsafe.Sizeof(alias{}))*cap(c.aliases) +
 		int(unsafe.Sizeof(undoT{}))*cap(c.undo) + 8*cap(c.released) +
 		4*(c.keys.Slots()+c.byHash.Slots()+cap(c.freeE)+cap(c.freeA)+cap(c.created))
 }
@@ -595,4 +599,36 @@ func TestCache_LogFailureForgetsAliases(t *testing.T) {
 			t.Errorf("%s samples = %v, want one of 2", name, got)
 		}
 	}
+}
+
+// TestCache_Close: caches of 10,000 series, made, scraped with churn and
+// closed twenty times, leave the bytes mapped off the heap where they
+// were; a closed cache panics rather than touching freed memory.
+func TestCache_Close(t *testing.T) {
+	bodies := make([][]byte, 5)
+	for k := range bodies { // two targets' series in turn: all but a few churn
+		body, _ := loadgen.NewTarget(10_000, uint64(k%2+1)).Scrape()
+		bodies[k] = append([]byte(nil), body...)
+	}
+	base := offheap.Mapped()
+	var a *appender
+	for round := range 20 {
+		a = newTestAppender(testOptions(), &nopStorage{})
+		for i, body := range bodies {
+			appendOnce(t, a, body, ctText, int64(1_000_000+i*15_000))
+		}
+		if runtime.GOOS == "linux" && offheap.Mapped() == base {
+			t.Fatalf("round %d: nothing mapped for a cache of %d series", round, a.cache.series())
+		}
+		a.cache.close()
+		if got := offheap.Mapped(); got != base {
+			t.Fatalf("round %d: %d bytes mapped after close, want %d", round, got, base)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("lookup in a closed cache did not panic")
+		}
+	}()
+	a.cache.find(hash128{h: 1})
 }

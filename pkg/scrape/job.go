@@ -165,6 +165,7 @@ func (m *Manager) syncJob(j *job, jc *jobConfig, groups []*targetgroup.Group) {
 		l, err := m.newLoop(jc, t, h, key, cache)
 		if err != nil {
 			m.logger.Error("Create scrape loop", "scrape_job", name, "target", t.URL().Redacted(), "err", err)
+			caches[key] = cache // ended below, unless a target of the same series takes it
 			continue
 		}
 		j.loops[h] = l
@@ -191,8 +192,9 @@ func (m *Manager) syncJob(j *job, jc *jobConfig, groups []*targetgroup.Group) {
 }
 
 // stopLoops stops loops concurrently. A loop whose series key is in
-// successors hands its cache over (returned by key); the others write stale
-// markers and release their refs.
+// successors hands its cache over (returned by key, for the caller to
+// own); the others write stale markers and release their refs, and their
+// caches are closed.
 func stopLoops(loops []*loop, successors map[uint64]bool) map[uint64]*seriesCache {
 	caches := map[uint64]*seriesCache{}
 	handing := map[uint64]bool{}
@@ -208,6 +210,8 @@ func stopLoops(loops []*loop, successors map[uint64]bool) map[uint64]*seriesCach
 		<-l.done
 		if l.handover {
 			caches[l.key] = l.app.cache
+		} else {
+			l.app.cache.close()
 		}
 	}
 	return caches
@@ -348,7 +352,7 @@ func reusableCache(old, cur *config.ScrapeConfig) bool {
 }
 
 // endCache writes the stale markers of a handed-over cache whose successor
-// did not start, and releases its refs.
+// did not start, releases its refs and closes it.
 func (m *Manager) endCache(c *seriesCache) {
 	var recs wal.Records
 	c.end(m.opts.Now().UnixMilli(), &recs)
@@ -358,4 +362,5 @@ func (m *Manager) endCache(c *seriesCache) {
 		m.metrics.logWALError(m.logger, "", n, err)
 	}
 	m.opts.Storage.Release(c.released)
+	c.close()
 }

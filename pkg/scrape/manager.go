@@ -248,9 +248,15 @@ func (m *Manager) Run(ctx context.Context, tsets <-chan map[string][]*targetgrou
 		case <-ctx.Done():
 			m.mu.Lock()
 			m.runDone = true
+			jobs := m.jobs
 			m.jobs = map[string]*job{}
 			m.mu.Unlock()
 			m.loops.Wait()
+			for _, j := range jobs {
+				for _, l := range j.loops {
+					l.app.cache.close()
+				}
+			}
 			m.active.Store(nil)
 			m.views.Store(nil)
 			m.Close()

@@ -187,8 +187,8 @@ func (l *loop) publishStats(samples int, now time.Time) {
 	}
 	st.at = now
 	st.names = map[string]int{}
-	for i := range c.entries {
-		if e := &c.entries[i]; e.has(flagLive) {
+	for i := range c.entries.Elems() {
+		if e := &c.entries.Elems()[i]; e.has(flagLive) {
 			st.names[c.name(e)]++
 		}
 	}
