@@ -480,8 +480,6 @@ const (
 	symInvalid
 )
 
-// appendKeyBytes appends b to a key, length first, so that no two
-// sequences of labels make the same key.
 // labelBytes is the size of ls's names and values, and a byte each for
 // their lengths.
 func labelBytes(ls labels.Labels) int {
@@ -499,6 +497,8 @@ const (
 	keyWire  = 1
 )
 
+// appendKeyBytes appends b to a key, length first, so that no two
+// sequences of labels make the same key.
 func appendKeyBytes[T string | []byte](key []byte, b T) []byte {
 	key = binary.AppendUvarint(key, uint64(len(b)))
 	return append(key, b...)

@@ -243,10 +243,11 @@ func (c *seriesCache) done(res resolved, logged bool) {
 func (c *seriesCache) gc(now time.Time) int {
 	c.gate.Lock()
 	defer c.gate.Unlock()
+	cutoff := now.Add(-c.idle).UnixNano() // seen before it: idle too long
 	c.mu.Lock()
 	var gone []chunks.HeadSeriesRef
 	for h, e := range c.byHash {
-		if now.Sub(time.Unix(0, e.seen)) > c.idle {
+		if e.seen < cutoff {
 			gone = append(gone, e.ref)
 			delete(c.byHash, h)
 			delete(c.byKey, e.key)

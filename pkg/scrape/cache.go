@@ -391,9 +391,10 @@ func (c *seriesCache) setKey(b []byte, entry int32, fast bool) {
 		c.next = entry + 1
 	}
 	if entry >= 0 && c.entries.Elems()[entry].text == (hash128{}) && k != (hash128{}) {
-		c.entries.Elems()[entry].text = k
+		e := &c.entries.Elems()[entry]
+		e.text = k
 		if fast && len(b) <= math.MaxUint16 {
-			c.entries.Elems()[entry].textLen = uint16(len(b))
+			e.textLen = uint16(len(b))
 		}
 		c.keys.Insert(freeSlot(&c.keys, k.h), uint32(entry), c.keyHash)
 		return
@@ -570,8 +571,9 @@ func (c *seriesCache) finish(ok bool, t int64, recs *wal.Records) {
 	c.undo = c.undo[:0]
 	c.released = c.released[:0]
 	stale := math.Float64frombits(value.StaleNaN)
-	for i := range c.entries.Elems() {
-		e := &c.entries.Elems()[i]
+	entries := c.entries.Elems() // free, below, does not grow it
+	for i := range entries {
+		e := &entries[i]
 		if !e.has(flagLive) {
 			continue
 		}
@@ -655,8 +657,9 @@ func (c *seriesCache) resetKeys() {
 	c.keys.Reset()
 	c.aliases = c.aliases[:0]
 	c.freeA = c.freeA[:0]
-	for i := range c.entries.Elems() {
-		c.entries.Elems()[i].text, c.entries.Elems()[i].textLen = hash128{}, 0
+	entries := c.entries.Elems()
+	for i := range entries {
+		entries[i].text, entries[i].textLen = hash128{}, 0
 	}
 }
 
@@ -666,8 +669,9 @@ func (c *seriesCache) resetKeys() {
 func (c *seriesCache) end(t int64, recs *wal.Records) {
 	stale := math.Float64frombits(value.StaleNaN)
 	c.released = c.released[:0]
-	for i := range c.entries.Elems() {
-		e := &c.entries.Elems()[i]
+	entries := c.entries.Elems()
+	for i := range entries {
+		e := &entries[i]
 		if !e.has(flagLive) {
 			continue
 		}

@@ -187,8 +187,9 @@ func (l *loop) publishStats(samples int, now time.Time) {
 	}
 	st.at = now
 	st.names = map[string]int{}
-	for i := range c.entries.Elems() {
-		if e := &c.entries.Elems()[i]; e.has(flagLive) {
+	entries := c.entries.Elems()
+	for i := range entries {
+		if e := &entries[i]; e.has(flagLive) {
 			st.names[c.name(e)]++
 		}
 	}
